@@ -1,0 +1,374 @@
+"""The configuration file: its typed schema, validation, and secret references.
+
+One YAML file describes a syncd installation. Every section has defaults, so a missing section
+means "the defaults"; an unknown key, a wrong type or a missing referenced file is an error that
+names the dotted key path (``kms.local.master_key_file: file not found: ...``).
+
+Relative paths in the file are taken relative to the file's own folder.
+
+A secret ``X`` may be given inline (``X``), as a file path (``X_file``) or as the name of an
+environment variable (``X_env``); at most one of the three. Secrets are read only when used
+(:func:`read_secret`), and never appear in :func:`redacted_summary`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from syncd.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.yaml")
+CONFIG_ENV_VAR = "SYNCD_CONFIG"
+
+
+def _resolve_relative(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    value = value.expanduser()
+    if base is not None and not value.is_absolute():
+        return Path(base) / value
+    return value
+
+
+ConfigPath = Annotated[Path, AfterValidator(_resolve_relative)]
+"""A path in the configuration; relative paths are relative to the configuration file."""
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: int | float | str) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"10m"``, ``"2h"`` or ``"1d"``."""
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 10m, 2h, 1d)")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be more than zero")
+    return seconds
+
+
+Duration = Annotated[float, Field(description="seconds, or a string such as 10m")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_one_source(values: Any, name: str) -> Any:
+    if isinstance(values, Mapping):
+        given = [key for key in (name, f"{name}_file", f"{name}_env") if values.get(key)]
+        if len(given) > 1:
+            raise ValueError(f"give only one of {', '.join(given)}")
+    return values
+
+
+# --- sections -----------------------------------------------------------------------------
+
+
+class StateConfig(_Section):
+    url: str = "sqlite:////var/lib/syncd/state.db"
+    """SQLAlchemy URL: sqlite:///relative.db, sqlite:////absolute.db or postgresql+psycopg://..."""
+    lock_file: ConfigPath | None = None
+    """SQLite only: the run-lock file (default: the database file plus ``.lock``)."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_dialect(cls, url: str) -> str:
+        if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgresql+")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        return url
+
+
+class StaticSourceConfig(_Section):
+    path: ConfigPath
+    """YAML or CSV file of users (email, id, enabled)."""
+
+
+class DirectoryConfig(_Section):
+    source: Literal["static"] = "static"
+    static: StaticSourceConfig | None = None
+
+
+class LocalKMSConfig(_Section):
+    master_key_file: ConfigPath = Path("/var/lib/syncd/master.key")
+    """32 random bytes, mode 0600, created by ``syncd init``."""
+
+
+class KMSConfig(_Section):
+    backend: Literal["local"] = "local"
+    local: LocalKMSConfig = LocalKMSConfig()
+
+
+class KACLSConfig(_Section):
+    uri: str | None = None
+    """The KACLS URL Gmail calls to unwrap private keys (Cosmian: public URL + /google_cse)."""
+    wrapping_key: str | None = None
+    wrapping_key_file: ConfigPath | None = None
+    wrapping_key_env: str | None = None
+    """The AES-256 key that wraps private keys for the KACLS: 32 raw bytes or their base64."""
+
+    _one = model_validator(mode="before")(lambda v: _check_one_source(v, "wrapping_key"))
+
+    @field_validator("uri")
+    @classmethod
+    def _url(cls, uri: str | None) -> str | None:
+        if uri is not None and not uri.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return uri
+
+
+class CAConfig(_Section):
+    label: str = "default"
+    """Which imported issuing CA signs user certificates."""
+
+
+class CertificateConfig(_Section):
+    key_bits: Literal[2048, 3072, 4096] = 3072
+    hash: Literal["sha256", "sha384", "sha512"] = "sha256"
+    validity_days: int = Field(default=365, ge=1, le=3650)
+    renew_before_days: int = Field(default=30, ge=1)
+    subject_template: str = "CN={email}"
+    """RFC 4514 distinguished name; {email}, {local_part} and {domain} are filled in."""
+    crl_distribution_points: list[str] = []
+    aia_ca_issuers: list[str] = []
+    aia_ocsp: list[str] = []
+    extensions_file: ConfigPath | None = None
+    """OpenSSL-style extensions file whose [v3_ca] section replaces the default extensions."""
+
+    @field_validator("subject_template")
+    @classmethod
+    def _template_fields(cls, template: str) -> str:
+        allowed = {"email", "local_part", "domain"}
+        used = set(re.findall(r"{(\w*)}", template))
+        if not used <= allowed:
+            unknown = ", ".join(sorted(used - allowed))
+            raise ValueError(f"unknown placeholder {unknown}; use {{email}}, {{local_part}}, {{domain}}")
+        return template
+
+
+class GoogleConfig(_Section):
+    service_account_key: str | None = None
+    service_account_key_file: ConfigPath | None = None
+    service_account_key_env: str | None = None
+    endpoint: str | None = None
+    """Overrides the API endpoint (the sandbox); the key file's token_uri overrides OAuth's."""
+    admin_subject: str | None = None
+    requests_per_second: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+    _one = model_validator(mode="before")(lambda v: _check_one_source(v, "service_account_key"))
+
+
+class PipelineConfig(_Section):
+    workers: int = Field(default=4, ge=1, le=64)
+    step_attempts: int = Field(default=5, ge=1)
+    retry_initial: Duration = 60.0
+    retry_max: Duration = 6 * 3600.0
+
+    _durations = field_validator("retry_initial", "retry_max", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v))
+    )
+
+
+class PolicyConfig(_Section):
+    max_deprovision: str = "10%"
+    """A count (``25``) or a percentage of active users (``10%``)."""
+    obliterate_after_days: int | None = Field(default=None, ge=31)
+    """Opt-in: obliterate disabled key pairs after this many days (Google requires > 30)."""
+
+    @field_validator("max_deprovision", mode="before")
+    @classmethod
+    def _count_or_percent(cls, value: Any) -> str:
+        text = str(value).strip()
+        if not re.fullmatch(r"\d+%?", text):
+            raise ValueError("must be a count such as 25 or a percentage such as 10%")
+        return text
+
+
+class ScheduleConfig(_Section):
+    interval: Duration | None = 600.0
+    cron: list[str] = []
+    jitter: Duration = 30.0
+
+    _durations = field_validator("interval", "jitter", mode="before")(
+        classmethod(lambda cls, v: None if v is None else parse_duration(v))
+    )
+
+
+class ReportConfig(_Section):
+    expiring_days: int = Field(default=30, ge=1)
+    output: ConfigPath | None = None
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "text", "json"] = "auto"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Config(_Section):
+    state: StateConfig = StateConfig()
+    directory: DirectoryConfig = DirectoryConfig()
+    kms: KMSConfig = KMSConfig()
+    kacls: KACLSConfig = KACLSConfig()
+    ca: CAConfig = CAConfig()
+    certificate: CertificateConfig = CertificateConfig()
+    google: GoogleConfig = GoogleConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    policy: PolicyConfig = PolicyConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    report: ReportConfig = ReportConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    source_path: Path | None = Field(default=None, exclude=True)
+    """The file this configuration was read from (not a key of the file)."""
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def default_config_path() -> Path:
+    """``$SYNCD_CONFIG`` if set, else ``/etc/syncd/syncd.yaml``."""
+    return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+
+
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    where = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return where, "unknown key"
+    if error["type"] == "missing":
+        return where, "required key is missing"
+    message = error["msg"]
+    message = re.sub(r"^(Value|Assertion) error, ", "", message)
+    return where, message
+
+
+def parse_config(data: Any, source: Path | None = None) -> Config:
+    """Validate parsed YAML; raises ConfigError naming the first wrong key path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(str(source or "config"), "the top level must be a mapping of sections")
+    base_dir = source.parent if source else Path.cwd()
+    try:
+        config = Config.model_validate(dict(data), context={"base_dir": base_dir})
+    except ValidationError as exc:
+        errors = exc.errors()
+        where, problem = _describe(errors[0])
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(where, problem + more) from None
+    return config.model_copy(update={"source_path": source})
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the YAML configuration file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "configuration file not found") from None
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read configuration file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(where, f"invalid YAML: {problem}") from None
+    return parse_config(data, path.resolve())
+
+
+# --- secrets and key files ----------------------------------------------------------------
+
+
+def read_secret(section: BaseModel, name: str, where: str) -> bytes | None:
+    """The secret ``name`` of ``section`` from whichever of X, X_file, X_env is set.
+
+    ``where`` is the section's key path, used in error messages. None when none is set.
+    """
+    inline = getattr(section, name, None)
+    file_path: Path | None = getattr(section, f"{name}_file", None)
+    env_name: str | None = getattr(section, f"{name}_env", None)
+    if inline:
+        return str(inline).encode()
+    if file_path is not None:
+        return read_private_file(file_path, f"{where}.{name}_file", strict_mode=False)
+    if env_name:
+        value = os.environ.get(env_name)
+        if not value:
+            raise ConfigError(f"{where}.{name}_env", f"environment variable {env_name} is not set")
+        return value.encode()
+    return None
+
+
+def read_private_file(path: Path, where: str, *, strict_mode: bool) -> bytes:
+    """Read a file holding key material.
+
+    With ``strict_mode`` the file must not be readable by group or others (mode 0600 or
+    stricter); syncd refuses a master key anyone else could read.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(where, f"file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(where, f"cannot read {path}: {exc.strerror}") from None
+    if strict_mode and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            where,
+            f"{path} is accessible by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
+            f"run chmod 600 {path}",
+        )
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(where, f"cannot read {path}: {exc.strerror}") from None
+
+
+_SECRET_KEYS = {"wrapping_key", "service_account_key", "password"}
+
+
+def redacted_summary(config: Config) -> dict[str, Any]:
+    """The configuration as plain data with every inline secret and URL password hidden."""
+    from sqlalchemy.engine import make_url
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                key: ("<redacted>" if key in _SECRET_KEYS and item else scrub(item))
+                for key, item in value.items()
+            }
+        if isinstance(value, list):
+            return [scrub(item) for item in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    data = scrub(config.model_dump(mode="python"))
+    data["state"]["url"] = make_url(config.state.url).render_as_string(hide_password=True)
+    return data  # type: ignore[no-any-return]

@@ -1,0 +1,65 @@
+"""The errors syncd raises on purpose, each carrying a message a person can act on.
+
+Every error a user can cause or fix derives from SyncdError; the command line turns it into
+one line on stderr and the exit code it carries, never a traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURES = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 3
+
+
+class SyncdError(Exception):
+    """Base of syncd's own errors: ``str(error)`` is the whole message for the user."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(SyncdError):
+    """The configuration (file, key, referenced file or secret) is wrong.
+
+    ``where`` is the dotted key path (``kms.local.master_key_file``) or the file concerned.
+    """
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+        super().__init__(f"{where}: {problem}" if where else problem)
+
+
+class SchemaOutdatedError(SyncdError):
+    """The state store's schema is older (or newer) than this syncd's migrations."""
+
+
+class LockHeldError(SyncdError):
+    """Another syncd process holds the run lock."""
+
+    exit_code = EXIT_LOCKED
+
+
+class KMSError(SyncdError):
+    """A key management operation failed or was refused."""
+
+
+class KeyNotFoundError(KMSError):
+    """No KMS object has the given id or label."""
+
+
+class CertificateError(SyncdError):
+    """A certificate, chain or PKCS#12 file is unusable or violates Google's S/MIME rules.
+
+    ``violations`` lists every rule broken, one sentence each.
+    """
+
+    def __init__(self, message: str, violations: list[str] | None = None) -> None:
+        self.violations = list(violations or [])
+        if self.violations:
+            message = f"{message}: " + "; ".join(self.violations)
+        super().__init__(message)
+
+
+class CANotImportedError(SyncdError):
+    """No issuing CA has been imported yet."""

@@ -1,0 +1,248 @@
+"""The state store's tables, as typed SQLAlchemy 2 declarative models.
+
+The schema changes only through the Alembic migrations in ``migrations/``; these models are
+what the migrations must produce (a test compares the two).
+
+Nothing here holds key material in clear: the local KMS stores private keys only as
+AES-256-GCM ciphertext (``KmsKey.sealed_private_key``).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite drops the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the state store; use UTC-aware datetimes")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Stored as plain strings (no native ENUM type), so adding a member needs no DDL dance.
+    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e],
+                validate_strings=True)
+
+
+class KeyPairStatus(enum.StrEnum):
+    PENDING = "pending"  # being created; not yet in Gmail
+    ACTIVE = "active"  # in Gmail, enabled, the identity points to it
+    SUPERSEDED = "superseded"  # replaced by a renewal; stays enabled so old mail decrypts
+    DISABLED = "disabled"  # disabled in Gmail (deprovisioned)
+    OBLITERATED = "obliterated"
+    ABANDONED = "abandoned"  # a generation that never reached Gmail and never will
+
+
+class TaskKind(enum.StrEnum):
+    PROVISION = "provision"
+    RENEW = "renew"
+    REPLACE = "replace"
+    DEPROVISION = "deprovision"
+    REPAIR = "repair"
+
+
+class TaskStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    FAILED = "failed"  # gave up for this pass; retried after next_attempt_at
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class KmsKeyState(enum.StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    DESTROYED = "destroyed"
+
+
+class User(Base):
+    """A person the directory has listed at some point; kept after they leave, for history."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    directory_id: Mapped[str] = mapped_column(String(255), index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    in_scope: Mapped[bool] = mapped_column(default=True)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    deprovisioned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    key_pairs: Mapped[list[KeyPair]] = relationship(back_populates="user", order_by="KeyPair.generation")
+    tasks: Mapped[list[Task]] = relationship(back_populates="user", order_by="Task.id")
+
+
+class KeyPair(Base):
+    """One generation of a user's credential: KMS key, certificate, Gmail key pair."""
+
+    __tablename__ = "key_pairs"
+    __table_args__ = (UniqueConstraint("user_id", "generation"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    status: Mapped[KeyPairStatus] = mapped_column(_enum(KeyPairStatus), default=KeyPairStatus.PENDING)
+    kms_label: Mapped[str] = mapped_column(String(255))
+    kms_private_key_id: Mapped[str | None] = mapped_column(String(255))
+    kms_public_key_id: Mapped[str | None] = mapped_column(String(255))
+    key_bits: Mapped[int | None] = mapped_column(Integer)
+    certificate_pem: Mapped[str | None] = mapped_column(Text)
+    fingerprint_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    serial_hex: Mapped[str | None] = mapped_column(String(64))
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    not_after: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    gmail_key_pair_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="key_pairs")
+
+
+class Run(Base):
+    """One pass (or one command) that acted on the state."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Task(Base):
+    """A persistent unit of work for one user: its kind, checkpoint and retry bookkeeping."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        # At most one unfinished task per user: the runner works one task per user at a time.
+        Index(
+            "uq_tasks_open_user",
+            "user_id",
+            unique=True,
+            sqlite_where=text("status IN ('pending', 'running', 'failed')"),
+            postgresql_where=text("status IN ('pending', 'running', 'failed')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[TaskKind] = mapped_column(_enum(TaskKind))
+    status: Mapped[TaskStatus] = mapped_column(_enum(TaskStatus), default=TaskStatus.PENDING, index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    next_step: Mapped[str | None] = mapped_column(String(64))
+    key_pair_id: Mapped[int | None] = mapped_column(ForeignKey("key_pairs.id"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship(back_populates="tasks")
+    key_pair: Mapped[KeyPair | None] = relationship()
+
+
+class AuditEvent(Base):
+    """Append-only record of every action on every user (the database refuses edits)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Issuer(Base):
+    """An imported issuing CA: its key lives in the KMS, its chain here."""
+
+    __tablename__ = "issuers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(255), unique=True)
+    kms_private_key_id: Mapped[str] = mapped_column(String(255))
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    chain_pem: Mapped[str] = mapped_column(Text, default="")
+    """Certificates above the issuer (further intermediates, then the root if known), PEM."""
+    subject: Mapped[str] = mapped_column(Text)
+    fingerprint_sha256: Mapped[str] = mapped_column(String(64))
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class KmsKey(Base):
+    """A key of the embedded (local) KMS. The private key is sealed under the master key."""
+
+    __tablename__ = "kms_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(255), index=True)
+    algorithm: Mapped[str] = mapped_column(String(16))  # "rsa" or "ec"
+    key_size: Mapped[int] = mapped_column(Integer)
+    public_key_der: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed_private_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """nonce (12) || AES-256-GCM ciphertext || tag (16) of the PKCS#8 DER, AAD = the key id."""
+    state: Mapped[KmsKeyState] = mapped_column(_enum(KmsKeyState), default=KmsKeyState.ACTIVE)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revocation_reason: Mapped[str | None] = mapped_column(Text)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
