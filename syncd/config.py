@@ -31,6 +31,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from syncd.errors import ConfigError
 
@@ -162,7 +163,9 @@ class CertificateConfig(_Section):
         used = set(re.findall(r"{(\w*)}", template))
         if not used <= allowed:
             unknown = ", ".join(sorted(used - allowed))
-            raise ValueError(f"unknown placeholder {unknown}; use {{email}}, {{local_part}}, {{domain}}")
+            raise ValueError(
+                f"unknown placeholder {unknown}; use {{email}}, {{local_part}}, {{domain}}"
+            )
         return template
 
 
@@ -257,7 +260,7 @@ def default_config_path() -> Path:
     return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
 
 
-def _describe(error: dict[str, Any]) -> tuple[str, str]:
+def _describe(error: ErrorDetails) -> tuple[str, str]:
     where = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return where, "unknown key"

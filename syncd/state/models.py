@@ -68,8 +68,13 @@ class Base(DeclarativeBase):
 
 def _enum(cls: type[enum.Enum]) -> Enum:
     # Stored as plain strings (no native ENUM type), so adding a member needs no DDL dance.
-    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e],
-                validate_strings=True)
+    return Enum(
+        cls,
+        native_enum=False,
+        length=32,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
 
 
 class KeyPairStatus(enum.StrEnum):
@@ -118,7 +123,9 @@ class User(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deprovisioned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    key_pairs: Mapped[list[KeyPair]] = relationship(back_populates="user", order_by="KeyPair.generation")
+    key_pairs: Mapped[list[KeyPair]] = relationship(
+        back_populates="user", order_by="KeyPair.generation"
+    )
     tasks: Mapped[list[Task]] = relationship(back_populates="user", order_by="Task.id")
 
 
@@ -131,7 +138,9 @@ class KeyPair(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     generation: Mapped[int] = mapped_column(Integer)
-    status: Mapped[KeyPairStatus] = mapped_column(_enum(KeyPairStatus), default=KeyPairStatus.PENDING)
+    status: Mapped[KeyPairStatus] = mapped_column(
+        _enum(KeyPairStatus), default=KeyPairStatus.PENDING
+    )
     kms_label: Mapped[str] = mapped_column(String(255))
     kms_private_key_id: Mapped[str | None] = mapped_column(String(255))
     kms_public_key_id: Mapped[str | None] = mapped_column(String(255))
@@ -181,7 +190,9 @@ class Task(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     kind: Mapped[TaskKind] = mapped_column(_enum(TaskKind))
-    status: Mapped[TaskStatus] = mapped_column(_enum(TaskStatus), default=TaskStatus.PENDING, index=True)
+    status: Mapped[TaskStatus] = mapped_column(
+        _enum(TaskStatus), default=TaskStatus.PENDING, index=True
+    )
     reason: Mapped[str] = mapped_column(Text, default="")
     next_step: Mapped[str | None] = mapped_column(String(64))
     key_pair_id: Mapped[int | None] = mapped_column(ForeignKey("key_pairs.id"))

@@ -1,0 +1,221 @@
+"""The embedded KMS (``kms.backend: local``): keys made with ``cryptography``, kept in the
+state store's ``kms_keys`` table, private keys only as AES-256-GCM ciphertext under the master
+key (a 32-byte file, mode 0600, created by ``syncd init``).
+
+Each private key is sealed as ``nonce (12) || ciphertext || tag (16)`` of its PKCS#8 DER with
+the key id as associated data, so a sealed blob cannot be moved to another row unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificateIssuerPublicKeyTypes,
+)
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncd.config import read_private_file
+from syncd.errors import ConfigError, KeyNotFoundError, KMSError
+from syncd.kms.base import HashName, KeyManager, KeyRef
+from syncd.kms.kacls import wrap_private_key
+from syncd.state.models import KmsKey, KmsKeyState, utcnow
+
+MASTER_KEY_BYTES = 32
+RSA_SIZES = (2048, 3072, 4096)
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+def create_master_key(path: Path) -> None:
+    """Write 32 random bytes to ``path`` with mode 0600; refuses to overwrite."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(
+            "kms.local.master_key_file", f"{path} already exists; not overwritten"
+        ) from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(os.urandom(MASTER_KEY_BYTES))
+
+
+def load_master_key(path: Path) -> bytes:
+    """The master key, refused if missing, the wrong size, or readable by group or others."""
+    where = "kms.local.master_key_file"
+    key = read_private_file(path, where, strict_mode=True)
+    if len(key) != MASTER_KEY_BYTES:
+        raise ConfigError(where, f"{path} holds {len(key)} bytes; a master key is exactly 32")
+    return key
+
+
+def _pkcs8(key: CertificateIssuerPrivateKeyTypes) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _describe_key(key: CertificateIssuerPrivateKeyTypes) -> tuple[str, int]:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "rsa", key.key_size
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return "ec", key.curve.key_size
+    raise KMSError(f"unsupported key type {type(key).__name__}; use RSA or EC")
+
+
+class LocalKeyManager(KeyManager):
+    """KeyManager over the state store's ``kms_keys`` table."""
+
+    name = "local"
+
+    def __init__(
+        self, sessions: sessionmaker[Session], master_key: bytes, wrapping_key: bytes | None
+    ) -> None:
+        if len(master_key) != MASTER_KEY_BYTES:
+            raise KMSError("the master key must be 32 bytes")
+        self._sessions = sessions
+        self._master = AESGCM(master_key)
+        self._wrapping_key = wrapping_key
+        self._loaded: dict[str, CertificateIssuerPrivateKeyTypes] = {}
+        self._loaded_lock = threading.Lock()
+
+    # --- sealing ----------------------------------------------------------------------
+
+    def _seal(self, key_id: str, plaintext: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._master.encrypt(nonce, plaintext, key_id.encode())
+
+    def _unseal(self, key_id: str, sealed: bytes) -> bytes:
+        try:
+            return self._master.decrypt(sealed[:12], sealed[12:], key_id.encode())
+        except InvalidTag:
+            raise KMSError(
+                f"key {key_id} does not decrypt with this master key "
+                "(wrong kms.local.master_key_file, or the row was altered)"
+            ) from None
+
+    # --- storage ----------------------------------------------------------------------
+
+    def _store(self, label: str, key: CertificateIssuerPrivateKeyTypes) -> KeyRef:
+        algorithm, size = _describe_key(key)
+        key_id = uuid.uuid4().hex
+        public_der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        with self._sessions.begin() as session:
+            session.add(
+                KmsKey(
+                    id=key_id,
+                    label=label,
+                    algorithm=algorithm,
+                    key_size=size,
+                    public_key_der=public_der,
+                    sealed_private_key=self._seal(key_id, _pkcs8(key)),
+                )
+            )
+        return KeyRef(label=label, private_key_id=key_id, public_key_id=key_id)
+
+    def _row(self, session: Session, key_id: str) -> KmsKey:
+        row = session.get(KmsKey, key_id)
+        if row is None:
+            raise KeyNotFoundError(f"no key {key_id} in the local KMS")
+        return row
+
+    def _private_key(self, key_id: str, purpose: str) -> CertificateIssuerPrivateKeyTypes:
+        with self._loaded_lock:
+            cached = self._loaded.get(key_id)
+        if cached is not None:
+            return cached
+        with self._sessions() as session:
+            row = self._row(session, key_id)
+            if row.state is not KmsKeyState.ACTIVE or row.sealed_private_key is None:
+                raise KMSError(f"key {key_id} ({row.label}) is {row.state.value}; cannot {purpose}")
+            der = self._unseal(key_id, row.sealed_private_key)
+        key = serialization.load_der_private_key(der, password=None)
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise KMSError(f"key {key_id} is not an RSA or EC key")
+        with self._loaded_lock:
+            self._loaded[key_id] = key
+        return key
+
+    def _forget(self, key_id: str) -> None:
+        with self._loaded_lock:
+            self._loaded.pop(key_id, None)
+
+    # --- KeyManager ---------------------------------------------------------------------
+
+    def create_key_pair(self, label: str, bits: int) -> KeyRef:
+        if bits not in RSA_SIZES:
+            raise KMSError(f"RSA key size {bits} not supported; use 2048, 3072 or 4096")
+        return self._store(label, rsa.generate_private_key(public_exponent=65537, key_size=bits))
+
+    def import_private_key(self, label: str, key: CertificateIssuerPrivateKeyTypes) -> KeyRef:
+        return self._store(label, key)
+
+    def public_key(self, key_id: str) -> CertificateIssuerPublicKeyTypes:
+        with self._sessions() as session:
+            der = self._row(session, key_id).public_key_der
+        key = serialization.load_der_public_key(der)
+        if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise KMSError(f"key {key_id} is not an RSA or EC key")
+        return key
+
+    def sign(self, private_key_id: str, data: bytes, hash_name: HashName) -> bytes:
+        key = self._private_key(private_key_id, "sign")
+        algorithm = _HASHES[hash_name]()
+        if isinstance(key, rsa.RSAPrivateKey):
+            return key.sign(data, padding.PKCS1v15(), algorithm)
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(data, ec.ECDSA(algorithm))
+        raise KMSError(f"key {private_key_id} cannot sign")
+
+    def wrapped_private_key(self, private_key_id: str) -> str:
+        if self._wrapping_key is None:
+            raise ConfigError(
+                "kacls.wrapping_key_file", "required to wrap private keys for the KACLS"
+            )
+        key = self._private_key(private_key_id, "wrap")
+        return wrap_private_key(_pkcs8(key), self._wrapping_key)
+
+    def locate(self, label: str) -> list[KeyRef]:
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(KmsKey)
+                .where(KmsKey.label == label, KmsKey.state != KmsKeyState.DESTROYED)
+                .order_by(KmsKey.created_at, KmsKey.id)
+            ).all()
+            return [KeyRef(row.label, row.id, row.id, row.state.value) for row in rows]
+
+    def revoke(self, private_key_id: str, reason: str) -> None:
+        self._forget(private_key_id)
+        with self._sessions.begin() as session:
+            row = self._row(session, private_key_id)
+            if row.state is KmsKeyState.ACTIVE:
+                row.state = KmsKeyState.REVOKED
+                row.revoked_at = utcnow()
+                row.revocation_reason = reason
+
+    def destroy(self, private_key_id: str) -> None:
+        self._forget(private_key_id)
+        with self._sessions.begin() as session:
+            row = self._row(session, private_key_id)
+            if row.state is KmsKeyState.ACTIVE:
+                raise KMSError(
+                    f"key {private_key_id} ({row.label}) must be revoked before it is destroyed"
+                )
+            if row.state is KmsKeyState.REVOKED:
+                row.state = KmsKeyState.DESTROYED
+                row.sealed_private_key = None
+                row.destroyed_at = utcnow()
