@@ -1,0 +1,260 @@
+"""The state store's connections: engines, sessions, schema upgrades and the schema check.
+
+SQLite (the default) and PostgreSQL through psycopg 3 are supported. The schema is owned by
+the Alembic migrations shipped as ``syncd.migrations``; syncd refuses to work on a store whose
+schema is not exactly the one its migrations produce (``require_current_schema``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from syncd.errors import ConfigError, SchemaOutdatedError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_URL_WHERE = "state.url"
+
+
+def advisory_lock_key(name: str) -> int:
+    """A fixed signed 64-bit PostgreSQL advisory lock key derived from ``name``."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+# Serialises concurrent upgrades on PostgreSQL; distinct from the run lock's key.
+_PG_MIGRATION_LOCK_KEY = advisory_lock_key("syncd-migrate")
+
+
+def parse_url(url: str) -> URL:
+    """The SQLAlchemy URL for ``url``, with ``postgresql://`` mapped to the psycopg 3 driver."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        # The text may hold a password: never echo it.
+        raise ConfigError(
+            _URL_WHERE,
+            "cannot parse the database URL; expected sqlite:///path.db or "
+            "postgresql://user@host/dbname",
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "postgresql":
+        if driver not in ("", "psycopg"):
+            raise ConfigError(
+                _URL_WHERE,
+                f"the PostgreSQL driver {driver!r} is not supported; use postgresql+psycopg://",
+            )
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if driver not in ("", "pysqlite"):
+            raise ConfigError(
+                _URL_WHERE, f"the SQLite driver {driver!r} is not supported; use sqlite:///"
+            )
+        return parsed
+    raise ConfigError(
+        _URL_WHERE, f"the {backend!r} database is not supported; use sqlite or postgresql"
+    )
+
+
+def display_url(url: str | URL) -> str:
+    """``url`` with any password masked, for messages and logs."""
+    parsed = url if isinstance(url, URL) else make_url(url)
+    return parsed.render_as_string(hide_password=True)
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The database file of a SQLite URL, or None for an in-memory database."""
+    parsed = url if isinstance(url, URL) else make_url(url)
+    database = parsed.database
+    if not database or database == ":memory:" or parsed.query.get("mode") == "memory":
+        return None
+    if database.startswith("file:"):
+        database = database[len("file:"):].split("?", 1)[0]
+    return Path(database)
+
+
+def create_engine_for(url: str) -> Engine:
+    """An engine for ``url`` (SQLite: foreign keys on, WAL, busy timeout; PostgreSQL: psycopg 3)."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(parsed, pool_pre_ping=True)
+    path = sqlite_path(parsed)
+    if path is None:
+        # One shared connection, or every pooled connection would see its own empty database.
+        engine = create_engine(
+            parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(
+                _URL_WHERE, f"cannot create the folder {path.parent} for the database: {error}"
+            ) from None
+        engine = create_engine(parsed)
+    event.listen(engine, "connect", _configure_sqlite_connection)
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cursor.close()
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on ``engine`` whose objects stay readable after commit."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def migrations_dir() -> Path:
+    """The folder of the Alembic environment shipped as ``syncd.migrations``."""
+    return Path(str(importlib.resources.files("syncd.migrations")))
+
+
+def _script() -> ScriptDirectory:
+    return ScriptDirectory(str(migrations_dir()))
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    """The revision this syncd's migrations end at."""
+    head = _script().get_current_head()
+    if head is None:
+        raise SchemaOutdatedError("syncd.migrations holds no revision: the installation is broken")
+    return head
+
+
+def schema_status(engine: Engine) -> tuple[str | None, str]:
+    """``(current, head)``: the store's revision (None when it has none) and this syncd's."""
+    with engine.connect() as connection:
+        current = _current_revision(connection)
+    return current, head_revision()
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Raise SchemaOutdatedError unless the store is exactly at this syncd's head revision."""
+    current, head = schema_status(engine)
+    if current == head:
+        return
+    where = display_url(engine.url)
+    known = {script.revision for script in _script().walk_revisions()}
+    if current is not None and current not in known:
+        raise SchemaOutdatedError(
+            f"the state store at {where} is at revision {current}, which this syncd does not "
+            f"know (a newer syncd upgraded it); this syncd needs {head}: upgrade syncd"
+        )
+    shown = current if current is not None else "none (empty database)"
+    raise SchemaOutdatedError(
+        f"the state store at {where} is at revision {shown}, this syncd needs {head}: "
+        "run `syncd db upgrade`"
+    )
+
+
+def upgrade(engine: Engine) -> list[str]:
+    """Apply every pending migration in one transaction; return the revisions applied, in order."""
+    script = _script()
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:
+            # Table rebuilds (batch migrations) need foreign keys off; SQLite ignores this
+            # pragma inside a transaction, so it comes first.
+            connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+            connection.commit()
+        try:
+            if sqlite:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK_KEY}
+                )
+            before = _current_revision(connection)
+            command.upgrade(_alembic_config(connection), "head")
+            after = _current_revision(connection)
+            if sqlite:
+                _check_foreign_keys(connection)
+            connection.commit()
+        finally:
+            if sqlite:
+                connection.rollback()
+                connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+                connection.commit()
+    if after is None or after == before:
+        return []
+    applied = script.iterate_revisions(after, before if before is not None else "base")
+    return [revision.revision for revision in reversed(list(applied))]
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        tables = sorted({str(row[0]) for row in broken})
+        raise SchemaOutdatedError(
+            f"the migration left rows with dangling foreign keys in {', '.join(tables)}; "
+            "nothing was changed: report this to the syncd maintainers"
+        )
+
+
+@dataclass(frozen=True)
+class Database:
+    """An open state store: its URL, engine and session factory."""
+
+    url: str
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @classmethod
+    def open(cls, url: str, *, require_current: bool = True) -> Database:
+        """Connect to ``url``; with ``require_current``, refuse a store not at the head revision."""
+        engine = create_engine_for(url)
+        if require_current:
+            try:
+                require_current_schema(engine)
+            except BaseException:
+                engine.dispose()
+                raise
+        return cls(url=url, engine=engine, sessions=session_factory(engine))
+
+    @property
+    def display_url(self) -> str:
+        return display_url(self.engine.url)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in a transaction: committed when the block ends, rolled back if it raises."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    def upgrade(self) -> list[str]:
+        return upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()

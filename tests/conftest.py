@@ -1,0 +1,176 @@
+"""Fixtures shared by every test: a throwaway PostgreSQL server and fresh state stores.
+
+``db_url`` (an empty database) and ``migrated_db_url`` (upgraded to head) run each test that
+takes them twice, on SQLite and on PostgreSQL. The PostgreSQL server is real, started once
+per session from the installed binaries, and missing binaries fail the tests, never skip them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from syncd.state.db import create_engine_for, upgrade
+
+INSTALL_HINT = "install them with: apt-get install -y postgresql"
+
+
+def _postgres_bindir() -> Path | None:
+    candidates: list[Path] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        found = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        if found.returncode == 0:
+            candidates.append(Path(found.stdout.strip()))
+    versions = glob.glob("/usr/lib/postgresql/*/bin")
+    candidates += [Path(p) for p in sorted(versions, key=lambda p: int(p.split("/")[-2]), reverse=True)]
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(Path(initdb).resolve().parent)
+    for folder in candidates:
+        if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
+            return folder
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class PostgresServer:
+    """A running throwaway server; trust authentication for ``user`` on 127.0.0.1."""
+
+    port: int
+    user: str = "postgres"
+    host: str = "127.0.0.1"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
+
+    def _admin(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(
+            host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True
+        )
+
+    def create_database(self) -> str:
+        name = f"syncd_test_{uuid.uuid4().hex[:16]}"
+        with self._admin() as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with self._admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class _Runner:
+    """Runs the server binaries, as the ``postgres`` user when we are root (initdb refuses root)."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.as_user: pwd.struct_passwd | None = None
+        if os.geteuid() == 0:
+            try:
+                self.as_user = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.fail("running as root needs a 'postgres' system user to run PostgreSQL; "
+                            + INSTALL_HINT)
+            if shutil.which("runuser") is None:
+                pytest.fail("running as root needs runuser (package util-linux) to run PostgreSQL")
+
+    def give(self, path: Path) -> None:
+        if self.as_user is not None:
+            os.chown(path, self.as_user.pw_uid, self.as_user.pw_gid)
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if self.as_user is not None:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server on a free 127.0.0.1 port for the whole test session."""
+    bindir = _postgres_bindir()
+    if bindir is None:
+        pytest.fail(f"PostgreSQL server binaries (initdb, pg_ctl) not found; {INSTALL_HINT}")
+    runner = _Runner(bindir)
+    base = Path(tempfile.mkdtemp(prefix="syncd-test-pg-"))
+    data, sockets, log = base / "data", base / "sockets", base / "server.log"
+    sockets.mkdir()
+    for path in (base, sockets):
+        runner.give(path)
+    initdb = runner.run(
+        "initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+        "--locale=C", "--no-sync",
+    )
+    if initdb.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.fail(f"initdb failed: {initdb.stderr.strip() or initdb.stdout.strip()}")
+    server: PostgresServer | None = None
+    failure = ""
+    for _attempt in range(3):
+        port = _free_port()
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={port} "
+            f"-c unix_socket_directories={sockets} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        started = runner.run(
+            "pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"
+        )
+        if started.returncode == 0:
+            server = PostgresServer(port=port)
+            break
+        failure = log.read_text(errors="replace")[-2000:] if log.exists() else started.stderr
+    if server is None:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.fail(f"PostgreSQL did not start: {failure.strip()}")
+    try:
+        yield server
+    finally:
+        runner.run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop", timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty state store: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database()
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture
+def migrated_db_url(db_url: str) -> str:
+    """Like ``db_url``, with the schema upgraded to this syncd's head revision."""
+    engine = create_engine_for(db_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    return db_url

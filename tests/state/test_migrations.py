@@ -1,0 +1,121 @@
+"""The migrations produce exactly the models' schema, and audit_log refuses edits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
+
+from syncd.errors import SchemaOutdatedError
+from syncd.state.db import (
+    create_engine_for,
+    head_revision,
+    require_current_schema,
+    schema_status,
+    upgrade,
+)
+from syncd.state.models import Base
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = create_engine_for(db_url)
+    yield engine
+    engine.dispose()
+
+
+def test_upgrade_applies_initial_revision_once(engine: Engine) -> None:
+    assert schema_status(engine) == (None, "0001_initial")
+    assert upgrade(engine) == ["0001_initial"]
+    assert upgrade(engine) == []
+    assert schema_status(engine) == ("0001_initial", head_revision())
+
+
+def test_migrated_schema_equals_models(engine: Engine) -> None:
+    upgrade(engine)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+    tables = set(inspect(engine).get_table_names())
+    assert tables == set(Base.metadata.tables) | {"alembic_version"}
+
+
+def test_open_task_index_is_partial_and_unique(engine: Engine) -> None:
+    upgrade(engine)
+    insert_task = text(
+        "INSERT INTO tasks (user_id, kind, status, reason, attempts, created_at, updated_at) "
+        "VALUES (1, 'provision', :status, '', 0, :now, :now)"
+    )
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (id, email, directory_id, source, in_scope, enabled, "
+                "first_seen, last_seen) VALUES (1, 'a@example.com', 'd1', 'static', "
+                "true, true, :now, :now)"
+            ),
+            {"now": now},
+        )
+        connection.execute(insert_task, {"status": "done", "now": now})
+        connection.execute(insert_task, {"status": "done", "now": now})
+        connection.execute(insert_task, {"status": "pending", "now": now})
+    with pytest.raises(DBAPIError), engine.begin() as connection:
+        connection.execute(insert_task, {"status": "failed", "now": now})
+
+
+def _insert_audit_row(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO audit_log (at, action, detail) VALUES (:at, 'test', '{}')"),
+            {"at": datetime.now(UTC)},
+        )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_log SET action = 'forged'",
+        "DELETE FROM audit_log",
+    ],
+)
+def test_audit_log_refuses_update_and_delete(engine: Engine, statement: str) -> None:
+    upgrade(engine)
+    _insert_audit_row(engine)
+    with pytest.raises(DBAPIError, match="audit_log is append-only"), engine.begin() as connection:
+        connection.execute(text(statement))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT action FROM audit_log")).scalars().all() == ["test"]
+
+
+def test_audit_log_refuses_truncate_on_postgresql(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        assert engine.dialect.name == "sqlite"  # SQLite has no TRUNCATE statement
+        return
+    upgrade(engine)
+    _insert_audit_row(engine)
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(text("TRUNCATE audit_log"))
+
+
+def test_require_current_schema_on_empty_database(engine: Engine) -> None:
+    with pytest.raises(SchemaOutdatedError) as raised:
+        require_current_schema(engine)
+    message = str(raised.value)
+    assert "is at revision none (empty database)" in message
+    assert "this syncd needs 0001_initial: run `syncd db upgrade`" in message
+    assert engine.url.database is not None and engine.url.database in message
+    upgrade(engine)
+    require_current_schema(engine)
+
+
+def test_require_current_schema_on_newer_database(engine: Engine) -> None:
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+    with pytest.raises(SchemaOutdatedError, match="0099_future, which this syncd does not know"):
+        require_current_schema(engine)
