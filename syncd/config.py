@@ -43,7 +43,7 @@ def _resolve_relative(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
     value = value.expanduser()
     if base is not None and not value.is_absolute():
-        return Path(base) / value
+        return Path(os.path.normpath(Path(base) / value))
     return value
 
 
@@ -94,9 +94,16 @@ class StateConfig(_Section):
 
     @field_validator("url")
     @classmethod
-    def _known_dialect(cls, url: str) -> str:
-        if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgresql+")):
+    def _known_dialect(cls, url: str, info: ValidationInfo) -> str:
+        if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        relative_file = url.removeprefix("sqlite:///")
+        if (
+            url.startswith("sqlite:///")
+            and relative_file
+            and not relative_file.startswith(("/", ":memory:"))
+        ):
+            return f"sqlite:///{_resolve_relative(Path(relative_file), info)}"
         return url
 
 
@@ -278,8 +285,10 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
     if not isinstance(data, Mapping):
         raise ConfigError(str(source or "config"), "the top level must be a mapping of sections")
     base_dir = source.parent if source else Path.cwd()
+    # A section left empty in YAML (only comments under it) reads as null: take its defaults.
+    sections = {key: value for key, value in data.items() if value is not None}
     try:
-        config = Config.model_validate(dict(data), context={"base_dir": base_dir})
+        config = Config.model_validate(sections, context={"base_dir": base_dir})
     except ValidationError as exc:
         errors = exc.errors()
         where, problem = _describe(errors[0])

@@ -13,8 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+
 from syncd.cli import main as syncd_main
 from syncd.errors import EXIT_OK
+from syncd.pki.chain import parse_pkcs7
 from syncd.pki.testca import make_test_hierarchy, write_private_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,28 +50,37 @@ def run_demo(demo_dir: Path) -> None:
     _syncd("init", "--generate-kacls-key")
     _syncd("config", "check")
     _syncd(
-        "ca", "import", str(hierarchy.issuer_p12),
-        "--password-file", str(ca_dir / "issuer.pass"),
-        "--chain", str(hierarchy.root_pem),
+        "ca",
+        "import",
+        str(hierarchy.issuer_p12),
+        "--password-file",
+        str(ca_dir / "issuer.pass"),
+        "--chain",
+        str(hierarchy.root_pem),
     )
     _syncd("ca", "show")
     out_dir = demo_dir / "out"
     for email in DEMO_USERS:
         _syncd("cert", "issue", email, "--out", str(out_dir))
 
-    leaf = out_dir / f"{DEMO_USERS[0]}.p7pem"
-    print(f"\n$ openssl verify -purpose smimesign (the certificate in {leaf.name})")
-    certs = subprocess.run(
-        ["openssl", "pkcs7", "-print_certs", "-in", str(leaf)],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    leaf_pem = certs[: certs.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")]
-    (out_dir / "leaf.pem").write_text(leaf_pem + "\n")
-    subprocess.run(
-        ["openssl", "verify", "-purpose", "smimesign", "-CAfile", str(hierarchy.root_pem),
-         "-untrusted", str(hierarchy.intermediate_pem), str(out_dir / "leaf.pem")],
-        check=True,
-    )
+    chain_file = out_dir / f"{DEMO_USERS[0]}.p7pem"
+    issuer_subject = hierarchy.intermediate_cert.subject
+    leaf = next(c for c in parse_pkcs7(chain_file.read_bytes()) if c.subject != issuer_subject)
+    leaf_pem = out_dir / "leaf.pem"
+    leaf_pem.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    command = [
+        "openssl",
+        "verify",
+        "-purpose",
+        "smimesign",
+        "-CAfile",
+        str(hierarchy.root_pem),
+        "-untrusted",
+        str(hierarchy.intermediate_pem),
+        str(leaf_pem),
+    ]
+    print(f"\n$ {' '.join(command)}", flush=True)
+    subprocess.run(command, check=True)
     print(f"\ndemo finished; everything it made is in {demo_dir}")
 
 

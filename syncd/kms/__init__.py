@@ -1,1 +1,28 @@
-"""kms"""
+"""KMS backends behind one KeyManager interface; ``open_key_manager`` picks the configured one."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncd.config import Config
+from syncd.kms.base import KeyManager, KeyRef
+from syncd.kms.kacls import load_wrapping_key
+
+__all__ = ["KeyManager", "KeyRef", "open_key_manager"]
+
+
+def open_key_manager(
+    config: Config, sessions: sessionmaker[Session], *, need_wrapping_key: bool = False
+) -> KeyManager:
+    """The backend ``kms.backend`` names, ready to use.
+
+    The KACLS wrapping key is loaded when configured (and required with ``need_wrapping_key``).
+    """
+    kacls = config.kacls
+    configured = bool(kacls.wrapping_key or kacls.wrapping_key_file or kacls.wrapping_key_env)
+    wrapping_key = load_wrapping_key(kacls) if configured or need_wrapping_key else None
+    from syncd.kms.local import LocalKeyManager, load_master_key
+
+    return LocalKeyManager(
+        sessions, load_master_key(config.kms.local.master_key_file), wrapping_key
+    )

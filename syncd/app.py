@@ -1,0 +1,42 @@
+"""What a command needs, opened lazily from the configuration: the state database (schema
+checked), the run lock, the key manager and the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from typing import Any
+
+from syncd.config import Config
+from syncd.kms import KeyManager, open_key_manager
+from syncd.state import audit
+from syncd.state.db import Database
+from syncd.state.lock import acquire
+
+
+class App:
+    """One command's view of the installation described by ``config``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @cached_property
+    def database(self) -> Database:
+        return Database.open(self.config.state.url, require_current=True)
+
+    def key_manager(self, *, need_wrapping_key: bool = False) -> KeyManager:
+        return open_key_manager(
+            self.config, self.database.sessions, need_wrapping_key=need_wrapping_key
+        )
+
+    @contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """Hold the run lock: no other syncd process acts on this state meanwhile."""
+        with acquire(self.config.state.url, lock_file=self.config.state.lock_file):
+            yield
+
+    def audit(self, action: str, *, email: str | None = None, **detail: Any) -> None:
+        with self.database.transaction() as session:
+            audit.record(session, action, email=email, **detail)

@@ -1,0 +1,273 @@
+"""The ``syncd`` command line: argument parsing, output formats and exit codes.
+
+No business logic lives here: each command opens what it needs through :class:`syncd.app.App`
+and calls the module that owns the work. Exit codes (docs/cli.md): 0 success, 1 finished with
+per-user failures, 2 usage or configuration error, 3 another run holds the lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from syncd import __version__
+from syncd.app import App
+from syncd.config import Config, default_config_path, load_config, redacted_summary
+from syncd.errors import EXIT_OK, EXIT_USAGE, ConfigError, SyncdError
+from syncd.output import Format, emit_listing, emit_record
+
+log = logging.getLogger("syncd")
+
+Handler = Callable[[argparse.Namespace, Config], int]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format", choices=["table", "json"], default="table", help="output format"
+    )
+
+
+def _read_password(args: argparse.Namespace) -> bytes | None:
+    """A PKCS#12 password from --password-file or --password-env, never from argv."""
+    if args.password_file:
+        try:
+            return Path(args.password_file).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise ConfigError(
+                "--password-file", f"cannot read {args.password_file}: {exc.strerror}"
+            ) from None
+    if args.password_env:
+        value = os.environ.get(args.password_env)
+        if value is None:
+            raise ConfigError(
+                "--password-env", f"environment variable {args.password_env} is not set"
+            )
+        return value.encode()
+    return None
+
+
+def _read_input_file(path: str, option: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(option, f"cannot read {path}: {exc.strerror}") from None
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace, config: Config) -> int:
+    from syncd.setup import initialise
+
+    for line in initialise(config, generate_kacls_key=args.generate_kacls_key):
+        print(line)
+    return EXIT_OK
+
+
+def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
+    from syncd.setup import check_configuration
+
+    problems = check_configuration(config)
+    summary = redacted_summary(config)
+    if args.format == "json":
+        emit_record(
+            "config", {"valid": not problems, "problems": problems, "settings": summary}, "json"
+        )
+    else:
+        print(f"configuration: {config.source_path}")
+        print(json.dumps(summary, indent=2))
+        for problem in problems:
+            print(f"problem: {problem}", file=sys.stderr)
+        print("configuration is valid" if not problems else f"{len(problems)} problem(s) found")
+    return EXIT_OK if not problems else EXIT_USAGE
+
+
+def cmd_db_upgrade(args: argparse.Namespace, config: Config) -> int:
+    from syncd.state.db import Database, schema_status
+
+    database = Database.open(config.state.url, require_current=False)
+    applied = database.upgrade()
+    current, head = schema_status(database.engine)
+    print(f"applied {', '.join(applied)}" if applied else "already up to date")
+    print(f"schema revision: {current} (head {head})")
+    return EXIT_OK
+
+
+def cmd_db_status(args: argparse.Namespace, config: Config) -> int:
+    from syncd.state.db import Database, schema_status
+
+    database = Database.open(config.state.url, require_current=False)
+    current, head = schema_status(database.engine)
+    record = {
+        "url": database.display_url,
+        "revision": current,
+        "head": head,
+        "current": current == head,
+    }
+    emit_record("database", record, args.format)
+    return EXIT_OK if current == head else EXIT_USAGE
+
+
+def cmd_ca_import(args: argparse.Namespace, config: Config) -> int:
+    from syncd.issuers import import_issuer
+
+    app = App(config)
+    with app.run_lock():
+        issuer, warnings = import_issuer(
+            app.database.sessions,
+            app.key_manager(),
+            label=args.label or config.ca.label,
+            pkcs12_data=_read_input_file(args.pkcs12, "PKCS12"),
+            password=_read_password(args),
+            extra_chain_pem=_read_input_file(args.chain, "--chain") if args.chain else None,
+            now=_now(),
+            where=args.pkcs12,
+            replace=args.replace,
+        )
+        app.audit("ca.imported", label=issuer.label, sha256=issuer.describe()["sha256_fingerprint"])
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"imported issuing CA {issuer.label!r}: {issuer.certificate.subject.rfc4514_string()}")
+    return EXIT_OK
+
+
+_ISSUER_LABELS = [
+    ("label", "label"),
+    ("subject", "subject"),
+    ("issuer", "issued by"),
+    ("serial", "serial"),
+    ("sha256_fingerprint", "SHA-256"),
+    ("not_before", "valid from"),
+    ("not_after", "valid until"),
+    ("kms_private_key_id", "KMS key id"),
+    ("chain", "chain above"),
+]
+
+
+def cmd_ca_show(args: argparse.Namespace, config: Config) -> int:
+    from syncd.issuers import list_issuers
+
+    app = App(config)
+    issuers = [issuer.describe() for issuer in list_issuers(app.database.sessions)]
+    if args.format == "json":
+        emit_listing("issuers", issuers, [], "json")
+        return EXIT_OK
+    if not issuers:
+        print("no issuing CA imported; run `syncd ca import ISSUER.p12`")
+    for number, issuer in enumerate(issuers):
+        if number:
+            print()
+        chain = [link["subject"] for link in issuer["chain"]]
+        emit_record("issuer", {**issuer, "chain": chain}, "table", _ISSUER_LABELS)
+    return EXIT_OK
+
+
+def cmd_cert_issue(args: argparse.Namespace, config: Config) -> int:
+    from syncd.debug_cert import write_debug_credential
+
+    app = App(config)
+    with app.run_lock():
+        paths = write_debug_credential(
+            app, args.email, Path(args.out), bits=args.rsa_bits, now=_now()
+        )
+    for path in paths:
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+# --- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncd",
+        description="Provision Gmail client-side encryption S/MIME credentials for a directory.",
+    )
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="configuration file (default: $SYNCD_CONFIG, else /etc/syncd/syncd.yaml)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    init = commands.add_parser("init", help="create the master key and the state database")
+    init.add_argument(
+        "--generate-kacls-key",
+        action="store_true",
+        help="also create kacls.wrapping_key_file (only for a sandbox or a new KACLS)",
+    )
+    init.set_defaults(handler=cmd_init)
+
+    config_cmd = commands.add_parser("config", help="configuration commands")
+    config_sub = config_cmd.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = config_sub.add_parser("check", help="validate and print a redacted summary")
+    _format_option(check)
+    check.set_defaults(handler=cmd_config_check)
+
+    db = commands.add_parser("db", help="state store commands")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_sub.add_parser("upgrade", help="apply schema migrations").set_defaults(
+        handler=cmd_db_upgrade
+    )
+    status = db_sub.add_parser("status", help="show the schema revision")
+    _format_option(status)
+    status.set_defaults(handler=cmd_db_status)
+
+    ca = commands.add_parser("ca", help="issuing CA commands")
+    ca_sub = ca.add_subparsers(dest="ca_command", metavar="ACTION", required=True)
+    ca_import = ca_sub.add_parser("import", help="import the issuing CA from PKCS#12")
+    ca_import.add_argument("pkcs12", metavar="PKCS12", help="issuer key and certificate (.p12)")
+    secret = ca_import.add_mutually_exclusive_group()
+    secret.add_argument("--password-file", help="file holding the PKCS#12 password")
+    secret.add_argument("--password-env", help="environment variable holding the password")
+    ca_import.add_argument("--chain", help="PEM file of certificates above the issuer")
+    ca_import.add_argument("--label", help="name of this CA (default: ca.label)")
+    ca_import.add_argument("--replace", action="store_true", help="replace a CA of that label")
+    ca_import.set_defaults(handler=cmd_ca_import)
+    ca_show = ca_sub.add_parser("show", help="show the imported issuing CAs")
+    _format_option(ca_show)
+    ca_show.set_defaults(handler=cmd_ca_show)
+
+    cert = commands.add_parser("cert", help="certificate commands (debugging)")
+    cert_sub = cert.add_subparsers(dest="cert_command", metavar="ACTION", required=True)
+    issue = cert_sub.add_parser(
+        "issue", help="create a key pair and certificate; write EMAIL.p7pem and EMAIL.wrap"
+    )
+    issue.add_argument("email")
+    issue.add_argument("--out", required=True, help="folder to write the files to")
+    issue.add_argument("--rsa-bits", type=int, choices=[2048, 3072, 4096], default=None)
+    issue.set_defaults(handler=cmd_cert_issue)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config or default_config_path())
+        logging.getLogger().setLevel(config.logging.level)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        handler: Handler = args.handler
+        return handler(args, config)
+    except SyncdError as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("syncd: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["Format", "build_parser", "main"]

@@ -1,0 +1,74 @@
+"""A user's credential: key pair in the KMS, certificate from the issuing CA, PKCS#7 chain and
+the KACLS-wrapped private key, the four things Gmail's keypairs.create takes.
+
+The pipeline runs these as separate checkpointed steps; ``syncd cert issue`` and ``syncd google
+key-pairs create`` run them in one go through :func:`make_credential`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+
+from syncd.issuers import IssuingCA
+from syncd.kms.base import KeyManager, KeyRef
+from syncd.pki.chain import pkcs7_pem
+from syncd.pki.issue import issue_leaf
+from syncd.pki.profile import LeafProfile
+from syncd.pki.validate import check_for_upload
+
+
+@dataclass(frozen=True)
+class Credential:
+    email: str
+    key: KeyRef
+    certificate: x509.Certificate
+    pkcs7: str
+    """PEM PKCS#7 of the leaf and the intermediates (no root), as Gmail wants it."""
+    kacls_data: str | None = None
+
+
+def certify(
+    email: str,
+    key: KeyRef,
+    kms: KeyManager,
+    issuer: IssuingCA,
+    profile: LeafProfile,
+    now: datetime,
+) -> tuple[x509.Certificate, str]:
+    """Issue and validate the leaf for ``key``; returns it and its PKCS#7 chain."""
+    certificate = issue_leaf(
+        email,
+        kms.public_key(key.public_key_id),
+        issuer.certificate,
+        issuer.signer(kms, profile.hash),
+        profile,
+        now,
+    )
+    roots = [issuer.root] if issuer.root is not None else []
+    check_for_upload(certificate, issuer.intermediates, email, roots, now)
+    return certificate, pkcs7_pem([certificate, *issuer.intermediates])
+
+
+def make_credential(
+    email: str,
+    kms: KeyManager,
+    issuer: IssuingCA,
+    profile: LeafProfile,
+    *,
+    bits: int,
+    label: str,
+    now: datetime,
+    wrap: bool,
+) -> Credential:
+    """Create a key pair, certify it and (with ``wrap``) wrap the private key for the KACLS."""
+    key = kms.create_key_pair(label, bits)
+    try:
+        certificate, chain = certify(email, key, kms, issuer, profile, now)
+        kacls_data = kms.wrapped_private_key(key.private_key_id) if wrap else None
+    except Exception:
+        kms.revoke(key.private_key_id, "credential not completed")
+        raise
+    return Credential(email, key, certificate, chain, kacls_data)

@@ -1,0 +1,187 @@
+"""Issuing CAs: importing one into the KMS and the state store, and loading it to sign.
+
+``syncd ca import`` is syncd's equivalent of importing the issuer chain into Cosmian KMS: the
+issuer's private key goes into the KMS (labelled ``issuer:<label>``) and never comes out; its
+certificate and the chain above it go into the ``issuers`` table. A chain Google would refuse
+is refused here, before anything is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncd.errors import CANotImportedError, CertificateError
+from syncd.kms.base import HashName, KeyManager, KeyRef
+from syncd.pki.chain import fingerprint, is_self_signed, load_pem_chain, order_chain
+from syncd.pki.pkcs12 import key_matches_certificate, load_pkcs12
+from syncd.pki.validate import issuer_violations, issuer_warnings
+from syncd.state.models import Issuer
+
+
+def _pem(certs: list[x509.Certificate]) -> str:
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
+
+
+@dataclass(frozen=True)
+class IssuingCA:
+    """An imported issuer, ready to sign: its certificate, the chain above it, its KMS key."""
+
+    label: str
+    certificate: x509.Certificate
+    chain_above: list[x509.Certificate]
+    kms_private_key_id: str
+    imported_at: datetime | None = None
+
+    @property
+    def intermediates(self) -> list[x509.Certificate]:
+        """What a leaf's PKCS#7 carries after the leaf: the issuer and any CA below the root."""
+        return [self.certificate, *(c for c in self.chain_above if not is_self_signed(c))]
+
+    @property
+    def root(self) -> x509.Certificate | None:
+        tops = [c for c in self.chain_above if is_self_signed(c)]
+        return tops[0] if tops else None
+
+    def signer(self, kms: KeyManager, hash_name: HashName) -> _Signer:
+        return _Signer(kms, self.kms_private_key_id, hash_name)
+
+    def describe(self) -> dict[str, Any]:
+        cert = self.certificate
+        return {
+            "label": self.label,
+            "subject": cert.subject.rfc4514_string(),
+            "issuer": cert.issuer.rfc4514_string(),
+            "serial": format(cert.serial_number, "x"),
+            "sha256_fingerprint": fingerprint(cert),
+            "not_before": cert.not_valid_before_utc,
+            "not_after": cert.not_valid_after_utc,
+            "kms_private_key_id": self.kms_private_key_id,
+            "chain": [
+                {"subject": c.subject.rfc4514_string(), "sha256_fingerprint": fingerprint(c)}
+                for c in self.chain_above
+            ],
+            "imported_at": self.imported_at,
+        }
+
+
+@dataclass(frozen=True)
+class _Signer:
+    kms: KeyManager
+    key_id: str
+    hash_name: HashName
+
+    def __call__(self, tbs: bytes) -> bytes:
+        return self.kms.sign(self.key_id, tbs, self.hash_name)
+
+
+def _from_row(row: Issuer) -> IssuingCA:
+    return IssuingCA(
+        label=row.label,
+        certificate=x509.load_pem_x509_certificate(row.certificate_pem.encode()),
+        chain_above=load_pem_chain(row.chain_pem) if row.chain_pem.strip() else [],
+        kms_private_key_id=row.kms_private_key_id,
+        imported_at=row.imported_at,
+    )
+
+
+def load_issuer(sessions: sessionmaker[Session], label: str) -> IssuingCA:
+    """The imported issuer ``label``; CANotImportedError says how to import one."""
+    with sessions() as session:
+        row = session.scalar(select(Issuer).where(Issuer.label == label))
+        if row is None:
+            raise CANotImportedError(
+                f"no issuing CA labelled {label!r} has been imported "
+                f"(ca.label); run `syncd ca import ISSUER.p12 --label {label}`"
+            )
+        return _from_row(row)
+
+
+def list_issuers(sessions: sessionmaker[Session]) -> list[IssuingCA]:
+    with sessions() as session:
+        return [_from_row(row) for row in session.scalars(select(Issuer).order_by(Issuer.label))]
+
+
+def _existing_key(kms: KeyManager, kms_label: str, certificate: x509.Certificate) -> KeyRef | None:
+    """A key an interrupted earlier import already stored for this certificate."""
+    wanted = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    for ref in kms.locate(kms_label):
+        stored = kms.public_key(ref.public_key_id).public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if ref.state == "active" and stored == wanted:
+            return ref
+    return None
+
+
+def import_issuer(
+    sessions: sessionmaker[Session],
+    kms: KeyManager,
+    *,
+    label: str,
+    pkcs12_data: bytes,
+    password: bytes | None,
+    extra_chain_pem: bytes | None,
+    now: datetime,
+    where: str,
+    replace: bool = False,
+) -> tuple[IssuingCA, list[str]]:
+    """Validate and import an issuer from PKCS#12; returns it and any warnings.
+
+    ``where`` names the PKCS#12 file in error messages.
+    """
+    key, certificate, bundled = load_pkcs12(pkcs12_data, password, where)
+    if not key_matches_certificate(key, certificate):
+        raise CertificateError(f"{where}: the private key does not match the certificate")
+    extra = load_pem_chain(extra_chain_pem) if extra_chain_pem else []
+    ordered = order_chain(certificate, [*bundled, *extra])
+    chain_above = ordered[1:]
+    violations = issuer_violations(certificate, chain_above, now)
+    if violations:
+        raise CertificateError(f"{where}: issuer refused", violations)
+
+    with sessions() as session:
+        existing = session.scalar(select(Issuer).where(Issuer.label == label))
+        if existing is not None and not replace:
+            raise CertificateError(
+                f"an issuing CA labelled {label!r} is already imported "
+                f"({existing.subject}); use --replace or another --label"
+            )
+
+    kms_label = f"issuer:{label}"
+    ref = _existing_key(kms, kms_label, certificate) or kms.import_private_key(
+        kms_label, _issuer_key(key)
+    )
+    with sessions.begin() as session:
+        row = session.scalar(select(Issuer).where(Issuer.label == label))
+        if row is None:
+            row = Issuer(label=label)
+            session.add(row)
+        row.kms_private_key_id = ref.private_key_id
+        row.certificate_pem = _pem([certificate])
+        row.chain_pem = _pem(chain_above)
+        row.subject = certificate.subject.rfc4514_string()
+        row.fingerprint_sha256 = fingerprint(certificate)
+        row.not_before = certificate.not_valid_before_utc
+        row.not_after = certificate.not_valid_after_utc
+        row.imported_at = now
+        session.flush()
+        issuer = _from_row(row)
+    return issuer, issuer_warnings(certificate)
+
+
+def _issuer_key(key: object) -> CertificateIssuerPrivateKeyTypes:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        return key
+    raise CertificateError(f"issuer key type {type(key).__name__} is not supported; use RSA or EC")
