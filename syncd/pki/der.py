@@ -5,6 +5,7 @@ Only definite lengths (as DER requires) are handled; anything else is a ValueErr
 
 from __future__ import annotations
 
+INTEGER = 0x02
 SEQUENCE = 0x30
 BIT_STRING = 0x03
 
