@@ -1,0 +1,270 @@
+"""The sandbox's data directory: its layout, the files an operator writes, the state it keeps.
+
+Layout of ``DATA_DIR``::
+
+    directory.yaml (or .json)   domain, customerId, users, groups (Directory API field names)
+    trusted_roots.pem           roots a key pair's chain must end at
+    service_accounts.json       registered service accounts: client_email, public keys, scopes
+    faults.yaml (or .json)      optional fault settings applied at start (see faults.py)
+    state/clock.json            how far the sandbox clock has been moved forward
+    state/users/<email>.json    one user's key pairs and identities
+
+Operator files are re-read when they change on disk. State files are written atomically
+(temporary file, fsync, rename), one per user, under a per-user lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from cryptography import x509
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from syncd.errors import ConfigError
+
+T = TypeVar("T")
+
+DIRECTORY_FILES = ("directory.yaml", "directory.yml", "directory.json")
+FAULT_FILES = ("faults.yaml", "faults.yml", "faults.json")
+ROOTS_FILE = "trusted_roots.pem"
+ACCOUNTS_FILE = "service_accounts.json"
+
+
+def stable_id(kind: str, email: str) -> str:
+    """A numeric id derived from an address, shaped like Google's 21-digit ids."""
+    digest = hashlib.sha256(f"{kind}:{email.lower()}".encode()).digest()
+    return str(10**20 + int.from_bytes(digest[:8], "big") % (9 * 10**20))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DirectoryUser(_Model):
+    primaryEmail: str
+    id: str | None = None
+    name: dict[str, str] | None = None
+    suspended: bool = False
+    archived: bool = False
+    isAdmin: bool = False
+    orgUnitPath: str = "/"
+    isMailboxSetup: bool = True
+    customSchemas: dict[str, dict[str, Any]] = {}
+
+    @property
+    def user_id(self) -> str:
+        return self.id or stable_id("user", self.primaryEmail)
+
+
+class GroupMember(_Model):
+    email: str
+    role: Literal["OWNER", "MANAGER", "MEMBER"] = "MEMBER"
+
+
+class DirectoryGroup(_Model):
+    email: str
+    id: str | None = None
+    name: str | None = None
+    members: list[GroupMember | str] = []
+
+    @property
+    def group_id(self) -> str:
+        return self.id or stable_id("group", self.email)
+
+    def member_entries(self) -> list[GroupMember]:
+        return [GroupMember(email=m) if isinstance(m, str) else m for m in self.members]
+
+
+class DirectoryData(_Model):
+    domain: str
+    customerId: str = "C00sandbox"
+    users: list[DirectoryUser] = []
+    groups: list[DirectoryGroup] = []
+
+    def user(self, email: str) -> DirectoryUser | None:
+        wanted = email.lower()
+        return next((u for u in self.users if u.primaryEmail.lower() == wanted), None)
+
+    def group(self, key: str) -> DirectoryGroup | None:
+        wanted = key.lower()
+        return next(
+            (g for g in self.groups if wanted in (g.email.lower(), g.group_id.lower())), None
+        )
+
+
+class AccountKey(_Model):
+    private_key_id: str
+    public_key_pem: str
+
+
+class ServiceAccount(_Model):
+    client_email: str
+    client_id: str
+    keys: list[AccountKey] = []
+    scopes: list[str] = Field(default_factory=list)
+    """The scopes granted through domain-wide delegation."""
+
+
+class ServiceAccounts(_Model):
+    accounts: list[ServiceAccount] = []
+
+    def find(self, client_email: str) -> ServiceAccount | None:
+        return next((a for a in self.accounts if a.client_email == client_email), None)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` so a reader or a crash never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: Path, data: Any, mode: int = 0o600) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), mode)
+
+
+def read_structured(path: Path) -> Any:
+    """Parse a YAML or JSON file (by its suffix); ConfigError naming the file otherwise."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(str(path), f"cannot read sandbox data file: {exc}") from None
+
+
+def _validated(model: type[T], path: Path, data: Any) -> T:
+    try:
+        return model.model_validate(data)  # type: ignore[attr-defined, no-any-return]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(str(path), f"{where}: {first['msg']}") from None
+
+
+class _FileCache:
+    """Parsed files, re-parsed when their size or modification time changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[Path, tuple[tuple[int, int], Any]] = {}
+
+    def get(self, path: Path, parse: Callable[[Path], T]) -> T:
+        info = path.stat()
+        stamp = (info.st_mtime_ns, info.st_size)
+        with self._lock:
+            cached = self._entries.get(path)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]  # type: ignore[no-any-return]
+        value = parse(path)
+        with self._lock:
+            self._entries[path] = (stamp, value)
+        return value
+
+
+def _first_existing(data_dir: Path, names: tuple[str, ...]) -> Path | None:
+    return next((data_dir / n for n in names if (data_dir / n).exists()), None)
+
+
+class Store:
+    """Reads the operator's files and keeps the sandbox's state in ``data_dir``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self._cache = _FileCache()
+        self._locks_guard = threading.Lock()
+        self._user_locks: dict[str, threading.Lock] = {}
+
+    # --- operator files ----------------------------------------------------------------
+
+    def directory(self) -> DirectoryData:
+        path = _first_existing(self.data_dir, DIRECTORY_FILES)
+        if path is None:
+            raise ConfigError(str(self.data_dir), "no directory.yaml or directory.json")
+        return self._cache.get(path, lambda p: _validated(DirectoryData, p, read_structured(p)))
+
+    def trusted_roots(self) -> list[x509.Certificate]:
+        path = self.data_dir / ROOTS_FILE
+        if not path.exists():
+            return []
+
+        def parse(p: Path) -> list[x509.Certificate]:
+            try:
+                return list(x509.load_pem_x509_certificates(p.read_bytes()))
+            except ValueError as exc:
+                raise ConfigError(str(p), f"not a PEM certificate bundle: {exc}") from None
+
+        return self._cache.get(path, parse)
+
+    def service_accounts(self) -> ServiceAccounts:
+        path = self.data_dir / ACCOUNTS_FILE
+        if not path.exists():
+            return ServiceAccounts()
+        return self._cache.get(path, lambda p: _validated(ServiceAccounts, p, read_structured(p)))
+
+    def fault_file(self) -> dict[str, Any] | None:
+        path = _first_existing(self.data_dir, FAULT_FILES)
+        if path is None:
+            return None
+        data = read_structured(path)
+        if data is None:
+            return None
+        if not isinstance(data, dict):
+            raise ConfigError(str(path), "must be a mapping of fault settings")
+        return data
+
+    # --- state -------------------------------------------------------------------------
+
+    def _user_path(self, email: str) -> Path:
+        name = urllib.parse.quote(email.lower(), safe="@._-+")
+        return self.data_dir / "state" / "users" / f"{name}.json"
+
+    def _user_lock(self, email: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._user_locks.setdefault(email.lower(), threading.Lock())
+
+    @contextlib.contextmanager
+    def user_state(self, email: str) -> Iterator[dict[str, Any]]:
+        """One user's state, locked for the block and saved if the block changed it."""
+        path = self._user_path(email)
+        with self._user_lock(email):
+            before = path.read_bytes() if path.exists() else b'{"keypairs": [], "identities": []}'
+            state: dict[str, Any] = json.loads(before)
+            snapshot = json.dumps(state, sort_keys=True)
+            yield state
+            if json.dumps(state, sort_keys=True) != snapshot:
+                write_json(path, state)
+
+    def clock_offset(self) -> float:
+        path = self.data_dir / "state" / "clock.json"
+        if not path.exists():
+            return 0.0
+        return float(json.loads(path.read_text())["offset_seconds"])
+
+    def save_clock_offset(self, seconds: float) -> None:
+        write_json(self.data_dir / "state" / "clock.json", {"offset_seconds": seconds})
