@@ -31,7 +31,7 @@ def pkcs7_pem(certs: Sequence[x509.Certificate]) -> str:
 
 
 def parse_pkcs7(data: bytes | str) -> list[x509.Certificate]:
-    """The certificates of a PKCS#7 chain given as PEM (BEGIN PKCS7) or DER, in file order."""
+    """The certificates of a PKCS#7 chain given as PEM (BEGIN PKCS7) or DER, leaf first."""
     raw = data.encode("ascii", "replace") if isinstance(data, str) else data
     is_pem = raw.lstrip().startswith(_PEM_MARK)
     if is_pem and b"-----BEGIN CERTIFICATE-----" in raw and b"PKCS7" not in raw:
@@ -48,7 +48,22 @@ def parse_pkcs7(data: bytes | str) -> list[x509.Certificate]:
         raise CertificateError(f"not a readable {kind} PKCS#7 certificate chain ({exc})") from exc
     if not certs:
         raise CertificateError("the PKCS#7 chain holds no certificates")
-    return list(certs)
+    return leaf_first(list(certs))
+
+
+def leaf_first(certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """``certs`` as leaf, issuer, issuer's issuer, ... then any others in their given order.
+
+    PKCS#7 keeps certificates in a SET, whose DER order is by encoding, not by chain; the leaf
+    is the one certificate that issued none of the others. With no single such certificate
+    the given order is kept.
+    """
+    issuer_names = {c.issuer for c in certs if c.issuer != c.subject}
+    ends = [c for c in certs if c.subject not in issuer_names]
+    if len(ends) != 1:
+        return list(certs)
+    path = order_chain(ends[0], certs)
+    return path + [c for c in certs if c not in path]
 
 
 def load_pem_chain(data: bytes | str) -> list[x509.Certificate]:
