@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from syncd.state.db import create_engine_for, upgrade
 
@@ -34,8 +35,9 @@ def _postgres_bindir() -> Path | None:
         found = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
         if found.returncode == 0:
             candidates.append(Path(found.stdout.strip()))
-    versions = glob.glob("/usr/lib/postgresql/*/bin")
-    candidates += [Path(p) for p in sorted(versions, key=lambda p: int(p.split("/")[-2]), reverse=True)]
+    installed = glob.glob("/usr/lib/postgresql/*/bin")
+    newest_first = sorted(installed, key=lambda p: int(p.split("/")[-2]), reverse=True)
+    candidates += [Path(p) for p in newest_first]
     initdb = shutil.which("initdb")
     if initdb:
         candidates.append(Path(initdb).resolve().parent)
@@ -68,15 +70,21 @@ class PostgresServer:
             host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True
         )
 
-    def create_database(self) -> str:
+    def create_database(self, template: str | None = None) -> str:
+        """A new database with a unique name, empty or a copy of ``template``."""
         name = f"syncd_test_{uuid.uuid4().hex[:16]}"
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with self._admin() as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
+            admin.execute(statement)
         return name
 
     def drop_database(self, name: str) -> None:
         with self._admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 class _Runner:
@@ -151,26 +159,58 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a fresh, empty state store: a SQLite file, or a new PostgreSQL database."""
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def _postgres_migrated_template(postgres_server: PostgresServer) -> str:
+    """A database upgraded to head once per session, copied for each ``migrated_db_url``."""
+    name = postgres_server.create_database()
+    _migrate(postgres_server.url(name))
+    return name
+
+
+def _migrate(url: str) -> None:
+    engine = create_engine_for(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def _fresh_store(request: pytest.FixtureRequest, tmp_path: Path, migrated: bool) -> Iterator[str]:
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.db'}"
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+        if migrated:
+            _migrate(url)
+        yield url
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    name = server.create_database()
+    template = request.getfixturevalue("_postgres_migrated_template") if migrated else None
+    name = server.create_database(template=template)
     try:
         yield server.url(name)
     finally:
         server.drop_database(name)
 
 
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty state store: a SQLite file, or a new PostgreSQL database."""
+    yield from _fresh_store(request, tmp_path, migrated=False)
+
+
+@pytest.fixture(params=BACKENDS)
+def migrated_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Like ``db_url`` (a store of its own), with the schema upgraded to the head revision."""
+    yield from _fresh_store(request, tmp_path, migrated=True)
+
+
 @pytest.fixture
-def migrated_db_url(db_url: str) -> str:
-    """Like ``db_url``, with the schema upgraded to this syncd's head revision."""
-    engine = create_engine_for(db_url)
+def postgres_db_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database (for PostgreSQL-only tests)."""
+    name = postgres_server.create_database()
     try:
-        upgrade(engine)
+        yield postgres_server.url(name)
     finally:
-        engine.dispose()
-    return db_url
+        postgres_server.drop_database(name)

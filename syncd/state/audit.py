@@ -63,7 +63,8 @@ def record(
     """
     _check_detail(action, detail)
     if user is not None and user.id is None:
-        session.flush([user])
+        session.add(user)
+        session.flush()
     event = AuditEvent(
         action=action,
         user_id=user.id if user is not None else None,

@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
@@ -15,6 +17,7 @@ from syncd.errors import SchemaOutdatedError
 from syncd.state.db import (
     create_engine_for,
     head_revision,
+    migrations_dir,
     require_current_schema,
     schema_status,
     upgrade,
@@ -92,14 +95,16 @@ def test_audit_log_refuses_update_and_delete(engine: Engine, statement: str) -> 
         assert connection.execute(text("SELECT action FROM audit_log")).scalars().all() == ["test"]
 
 
-def test_audit_log_refuses_truncate_on_postgresql(engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        assert engine.dialect.name == "sqlite"  # SQLite has no TRUNCATE statement
-        return
-    upgrade(engine)
-    _insert_audit_row(engine)
-    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
-        connection.execute(text("TRUNCATE audit_log"))
+@pytest.mark.postgres
+def test_audit_log_refuses_truncate_on_postgresql(postgres_db_url: str) -> None:
+    engine = create_engine_for(postgres_db_url)
+    try:
+        upgrade(engine)
+        _insert_audit_row(engine)
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+            connection.execute(text("TRUNCATE audit_log"))
+    finally:
+        engine.dispose()
 
 
 def test_require_current_schema_on_empty_database(engine: Engine) -> None:
@@ -111,6 +116,17 @@ def test_require_current_schema_on_empty_database(engine: Engine) -> None:
     assert engine.url.database is not None and engine.url.database in message
     upgrade(engine)
     require_current_schema(engine)
+
+
+def test_downgrade_to_base_removes_everything(engine: Engine) -> None:
+    upgrade(engine)
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+    assert upgrade(engine) == ["0001_initial"]
 
 
 def test_require_current_schema_on_newer_database(engine: Engine) -> None:

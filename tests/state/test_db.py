@@ -1,0 +1,132 @@
+"""Engines, sessions and the Database helper, on a real SQLite file and a real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+
+from syncd.errors import ConfigError, SchemaOutdatedError
+from syncd.state.db import Database, create_engine_for, parse_url, session_factory, upgrade
+from syncd.state.models import KeyPair, User
+
+
+def _user(email: str = "alice@example.com") -> User:
+    return User(email=email, directory_id=f"id-{email}", source="static")
+
+
+def test_sqlite_engine_settings(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "state.db"
+    engine = create_engine_for(f"sqlite:///{path}")
+    try:
+        with engine.connect() as connection:
+            pragma = connection.exec_driver_sql
+            assert pragma("PRAGMA foreign_keys").scalar_one() == 1
+            assert pragma("PRAGMA journal_mode").scalar_one() == "wal"
+            assert pragma("PRAGMA busy_timeout").scalar_one() == 30_000
+        assert path.is_file()
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_in_memory_is_one_database(tmp_path: Path) -> None:
+    engine = create_engine_for("sqlite://")
+    try:
+        assert upgrade(engine) == ["0001_initial"]
+        sessions = session_factory(engine)
+        with sessions() as session:
+            session.add(_user())
+            session.commit()
+        with sessions() as other:
+            assert other.scalars(select(User.email)).all() == ["alice@example.com"]
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_url_uses_psycopg_3() -> None:
+    assert parse_url("postgresql://u:p@h/db").drivername == "postgresql+psycopg"
+    assert parse_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
+    engine = create_engine_for("postgresql://u@127.0.0.1:1/db")
+    assert engine.dialect.driver == "psycopg"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("mysql://u@h/db", "the 'mysql' database is not supported"),
+        ("postgresql+psycopg2://u@h/db", "driver 'psycopg2' is not supported"),
+        ("not a url at all", "cannot parse the database URL"),
+    ],
+)
+def test_unsupported_urls_are_config_errors(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as raised:
+        create_engine_for(url)
+    assert raised.value.where == "state.url"
+
+
+def test_foreign_keys_are_enforced(migrated_db_url: str) -> None:
+    database = Database.open(migrated_db_url)
+    try:
+        with pytest.raises(IntegrityError), database.transaction() as session:
+            session.add(KeyPair(user_id=4242, generation=1, kms_label="x"))
+    finally:
+        database.close()
+
+
+def test_transaction_commits_or_rolls_back(migrated_db_url: str) -> None:
+    database = Database.open(migrated_db_url)
+    try:
+        with database.transaction() as session:
+            session.add(_user("kept@example.com"))
+        with pytest.raises(RuntimeError, match="boom"), database.transaction() as session:
+            session.add(_user("dropped@example.com"))
+            session.flush()
+            raise RuntimeError("boom")
+        with database.transaction() as session:
+            emails = session.scalars(select(User.email)).all()
+        assert emails == ["kept@example.com"]
+    finally:
+        database.close()
+
+
+def test_objects_stay_readable_after_commit(migrated_db_url: str) -> None:
+    database = Database.open(migrated_db_url)
+    try:
+        with database.transaction() as session:
+            user = _user()
+            session.add(user)
+        # expire_on_commit=False: attributes load without a session after the commit.
+        assert user.email == "alice@example.com"
+        assert user.first_seen.tzinfo is not None
+        with database.transaction() as session:
+            first_seen = session.scalars(select(User.first_seen)).one()
+        assert first_seen.utcoffset() is not None
+        assert abs((first_seen - datetime.now(UTC)).total_seconds()) < 60
+    finally:
+        database.close()
+
+
+def test_open_refuses_an_unmigrated_store(db_url: str) -> None:
+    with pytest.raises(SchemaOutdatedError, match="run `syncd db upgrade`"):
+        Database.open(db_url)
+    database = Database.open(db_url, require_current=False)
+    try:
+        assert database.upgrade() == ["0001_initial"]
+        with database.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
+    finally:
+        database.close()
+    Database.open(db_url).close()
+
+
+@pytest.mark.postgres
+def test_messages_never_show_the_password(postgres_db_url: str) -> None:
+    # Trust authentication ignores the password, so the URL still connects.
+    url = postgres_db_url.replace("postgresql://postgres@", "postgresql://postgres:s3cr3t-pw@")
+    with pytest.raises(SchemaOutdatedError) as raised:
+        Database.open(url)
+    assert "s3cr3t-pw" not in str(raised.value)
+    assert "postgres:***@" in str(raised.value)
