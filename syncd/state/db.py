@@ -21,11 +21,11 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from syncd.errors import ConfigError, SchemaOutdatedError
+from syncd.errors import ConfigError, SchemaOutdatedError, SyncdError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _URL_WHERE = "state.url"
@@ -155,9 +155,19 @@ def head_revision() -> str:
 
 def schema_status(engine: Engine) -> tuple[str | None, str]:
     """``(current, head)``: the store's revision (None when it has none) and this syncd's."""
-    with engine.connect() as connection:
-        current = _current_revision(connection)
+    try:
+        with engine.connect() as connection:
+            current = _current_revision(connection)
+    except OperationalError as error:
+        raise SyncdError(
+            f"cannot read the state store at {display_url(engine.url)}: {driver_message(error)}"
+        ) from None
     return current, head_revision()
+
+
+def driver_message(error: DBAPIError) -> str:
+    """The database driver's own message for ``error``, on one line."""
+    return " ".join(str(error.orig or error).split()) or type(error).__name__
 
 
 def require_current_schema(engine: Engine) -> None:

@@ -24,7 +24,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from syncd.errors import ConfigError, LockHeldError, SyncdError
-from syncd.state.db import advisory_lock_key, display_url, parse_url, sqlite_path
+from syncd.state.db import (
+    advisory_lock_key,
+    display_url,
+    driver_message,
+    parse_url,
+    sqlite_path,
+)
 
 RUN_LOCK_KEY = advisory_lock_key("syncd-run")
 _POLL_SECONDS = 0.2
@@ -229,9 +235,9 @@ class RunLock:
                 time.sleep(_POLL_SECONDS)
         except DBAPIError as error:
             self._backend.release()
-            problem = (str(error.orig).strip().splitlines() or [type(error).__name__])[0]
             raise SyncdError(
-                f"cannot take the run lock on the state store at {self.where}: {problem}"
+                f"cannot take the run lock on the state store at {self.where}: "
+                f"{driver_message(error)}"
             ) from None
         except BaseException:
             self._backend.release()

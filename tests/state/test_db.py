@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from syncd.errors import ConfigError, SchemaOutdatedError
+from syncd.errors import ConfigError, SchemaOutdatedError, SyncdError
 from syncd.state.db import Database, create_engine_for, parse_url, session_factory, upgrade
 from syncd.state.models import KeyPair, User
 
@@ -130,3 +130,13 @@ def test_messages_never_show_the_password(postgres_db_url: str) -> None:
         Database.open(url)
     assert "s3cr3t-pw" not in str(raised.value)
     assert "postgres:***@" in str(raised.value)
+
+
+def test_unreachable_store_is_a_syncd_error(tmp_path: Path) -> None:
+    with pytest.raises(SyncdError, match=r"cannot read the state store at postgresql\+psycopg://"
+                       r"syncd:\*\*\*@127\.0\.0\.1:1/state: .*refused"):
+        Database.open("postgresql://syncd:hunter2@127.0.0.1:1/state")
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with pytest.raises(ConfigError, match=f"cannot create the folder {blocked}"):
+        create_engine_for(f"sqlite:///{blocked}/state.db")

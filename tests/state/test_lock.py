@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.errors import EXIT_LOCKED, LockHeldError
+from syncd.errors import EXIT_LOCKED, LockHeldError, SyncdError
 from syncd.state.lock import RunLock, acquire
 
 # argv: url, seconds to hold (negative: until killed). Prints "locked" once it holds the lock.
@@ -148,3 +148,8 @@ def test_in_memory_sqlite_uses_a_private_temporary_lock_file() -> None:
     finally:
         lock.release()
     assert not path.exists()
+
+
+def test_unreachable_postgresql_is_a_syncd_error() -> None:
+    with pytest.raises(SyncdError, match=r"cannot take the run lock .*:\*\*\*@127\.0\.0\.1:1/"):
+        acquire("postgresql://syncd:hunter2@127.0.0.1:1/state")
