@@ -79,12 +79,14 @@ def build_leaf(spec: LeafSpec, issuer: x509.Certificate, issuer_key: CAKey) -> x
 
 def forge(
     draft: x509.Certificate,
-    issuer_key: rsa.RSAPrivateKey,
+    issuer_key: CAKey,
     *,
     serial_content: bytes | None = None,
     sha1: bool = False,
 ) -> x509.Certificate:
-    """``draft`` re-signed by ``issuer_key`` with raw serial bytes and/or a SHA-1 signature."""
+    """``draft`` re-signed by an RSA ``issuer_key`` with raw serial bytes and/or SHA-1."""
+    if not isinstance(issuer_key, rsa.RSAPrivateKey):
+        raise TypeError("forge signs with RSA issuer keys only")
     tbs_items = der.sequence_items(draft.tbs_certificate_bytes)
     _, algorithm, _ = der.sequence_items(draft.public_bytes(serialization.Encoding.DER))
     digest: hashes.HashAlgorithm = hashes.SHA256()

@@ -35,10 +35,17 @@ def openssl() -> OpenSSL:
     if binary is None:
         pytest.fail("openssl not found on PATH; install it with: apt-get install -y openssl")
 
-    def run(*args: str | Path, check: bool = True,
-            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([binary, *map(str, args)], capture_output=True, text=True,
-                                input=stdin, timeout=60, check=False)
+    def run(
+        *args: str | Path, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [binary, *map(str, args)],
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=60,
+            check=False,
+        )
         if check and result.returncode != 0:
             pytest.fail(f"openssl {' '.join(map(str, args))} failed:\n{result.stderr}")
         return result
@@ -82,10 +89,12 @@ def profile() -> LeafProfile:
 
 
 @pytest.fixture(scope="session")
-def good_leaf(hierarchy: TestHierarchy, leaf_key: rsa.RSAPrivateKey, profile: LeafProfile,
-              now: dt.datetime) -> x509.Certificate:
-    return issue_leaf(EMAIL, leaf_key.public_key(), hierarchy.intermediate_cert,
-                      hierarchy.signer(), profile, now)
+def good_leaf(
+    hierarchy: TestHierarchy, leaf_key: rsa.RSAPrivateKey, profile: LeafProfile, now: dt.datetime
+) -> x509.Certificate:
+    return issue_leaf(
+        EMAIL, leaf_key.public_key(), hierarchy.intermediate_cert, hierarchy.signer(), profile, now
+    )
 
 
 @dataclass
@@ -102,10 +111,13 @@ class Workdir:
 
     def key(self, name: str, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> Path:
         target = self.path / name
-        target.write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(KEY_PASSWORD.encode()),
-        ))
+        target.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(KEY_PASSWORD.encode()),
+            )
+        )
         target.chmod(0o600)
         return target
 
