@@ -350,6 +350,8 @@ def read_private_file(path: Path, where: str, *, strict_mode: bool) -> bytes:
         raise ConfigError(where, f"file not found: {path}") from None
     except OSError as exc:
         raise ConfigError(where, f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(where, f"cannot read {path}: not a regular file")
     if strict_mode and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
             where,
