@@ -1,9 +1,11 @@
 """The few DER operations certificate assembly needs: split a SEQUENCE, wrap a TLV.
 
-Only definite lengths (as DER requires) are handled; anything else is a ValueError.
+Only definite lengths (as DER requires) are handled; anything else is a CertificateError.
 """
 
 from __future__ import annotations
+
+from syncd.errors import CertificateError
 
 INTEGER = 0x02
 SEQUENCE = 0x30
@@ -26,7 +28,7 @@ def encode(tag: int, content: bytes) -> bytes:
 def _element_end(data: bytes, offset: int) -> tuple[int, int]:
     """(start of content, end of element) of the element starting at ``offset``."""
     if offset + 2 > len(data):
-        raise ValueError("truncated DER element")
+        raise CertificateError("truncated DER element")
     first = data[offset + 1]
     start = offset + 2
     if first < 0x80:
@@ -34,22 +36,22 @@ def _element_end(data: bytes, offset: int) -> tuple[int, int]:
     else:
         count = first & 0x7F
         if count == 0 or start + count > len(data):
-            raise ValueError("indefinite or truncated DER length")
+            raise CertificateError("indefinite or truncated DER length")
         length = int.from_bytes(data[start:start + count], "big")
         start += count
     end = start + length
     if end > len(data):
-        raise ValueError("DER element runs past the end of the data")
+        raise CertificateError("DER element runs past the end of the data")
     return start, end
 
 
 def sequence_items(data: bytes) -> list[bytes]:
     """The encoded elements inside the SEQUENCE that is the whole of ``data``."""
     if not data or data[0] != SEQUENCE:
-        raise ValueError("not a DER SEQUENCE")
+        raise CertificateError("not a DER SEQUENCE")
     start, end = _element_end(data, 0)
     if end != len(data):
-        raise ValueError("trailing bytes after the DER SEQUENCE")
+        raise CertificateError("trailing bytes after the DER SEQUENCE")
     items = []
     offset = start
     while offset < end:

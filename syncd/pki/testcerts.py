@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from syncd.pki import der
@@ -33,7 +34,7 @@ class LeafSpec:
     __test__ = False
 
     email: str
-    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+    public_key: CertificatePublicKeyTypes
     san: list[x509.GeneralName] | None = None
     eku: list[x509.ObjectIdentifier] | None = None
     ca: bool = False

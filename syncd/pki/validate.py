@@ -16,7 +16,7 @@ from typing import TypeVar
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
 from syncd.errors import CertificateError
 from syncd.pki.chain import describe, find_issuer, is_self_signed
@@ -27,6 +27,10 @@ ACCEPTED_CURVES = frozenset({"secp256r1", "secp384r1"})
 MAX_SERIAL_BYTES = 20
 
 _HASH_LABELS = {"sha1": "SHA-1", "md5": "MD5", "sha224": "SHA-224"}
+_NO_HASH_ALGORITHMS = {
+    SignatureAlgorithmOID.ED25519: "Ed25519",
+    SignatureAlgorithmOID.ED448: "Ed448",
+}
 
 ExtT = TypeVar("ExtT", bound=x509.ExtensionType)
 CertRule = Callable[[str, x509.Certificate, datetime], list[str]]
@@ -88,16 +92,24 @@ def _serial(role: str, cert: x509.Certificate, now: datetime) -> list[str]:
     return []
 
 
-def _hash(role: str, cert: x509.Certificate, now: datetime) -> list[str]:
+def _unaccepted_hash(cert: x509.Certificate) -> str | None:
+    """How the signature's hash is named in messages, or None when Google accepts it."""
     try:
         algorithm = cert.signature_hash_algorithm
     except UnsupportedAlgorithm:
-        oid = cert.signature_algorithm_oid.dotted_string
-        return [f"{role}: signed with an unsupported algorithm ({oid})"]
-    name = algorithm.name if algorithm is not None else "none"
-    if name in ACCEPTED_HASHES:
+        return f"an unsupported algorithm ({cert.signature_algorithm_oid.dotted_string})"
+    if algorithm is None:
+        oid = cert.signature_algorithm_oid
+        return f"{_NO_HASH_ALGORITHMS.get(oid, oid.dotted_string)} (no separate hash)"
+    if algorithm.name in ACCEPTED_HASHES:
+        return None
+    return _HASH_LABELS.get(algorithm.name, algorithm.name.upper())
+
+
+def _hash(role: str, cert: x509.Certificate, now: datetime) -> list[str]:
+    label = _unaccepted_hash(cert)
+    if label is None:
         return []
-    label = _HASH_LABELS.get(name, name.upper())
     return [f"{role}: signed with {label}; Google accepts SHA-256, -384, -512"]
 
 
@@ -255,6 +267,10 @@ def _run(rules: Sequence[CertRule], role: str, cert: x509.Certificate,
 def _link_failure(child: x509.Certificate, pool: Sequence[x509.Certificate], label: str) -> str:
     """Why no certificate of ``pool`` issues ``child``."""
     named = [c for c in pool if c.subject == child.issuer]
+    weak = _unaccepted_hash(child)
+    if named and weak is not None:
+        return (f"chain: signature of {label} {describe(child)} cannot be checked against "
+                f"{describe(named[0])}: it is signed with {weak}")
     if named:
         return (f"chain: signature of {label} {describe(child)} does not verify against "
                 f"{describe(named[0])}")
@@ -332,7 +348,7 @@ def chain_violations(
     path, root = _walk(leaf, pool, trusted_roots)
     found: list[str] = []
     top = path[-1]
-    direct_root = root if root is not None and len(path) == 1 else None
+    direct_root = root if root is not None and len(path) == 1 and is_self_signed(root) else None
     if direct_root is None and len(path) >= 2 and is_self_signed(path[1]):
         direct_root = path[1]
     if direct_root is not None:

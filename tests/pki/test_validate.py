@@ -9,7 +9,7 @@ from contextlib import nullcontext
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -347,4 +347,42 @@ def test_issuer_without_key_cert_sign(now: dt.datetime) -> None:
     assert validate.issuer_violations(cert, [root], now) == [
         "issuer: not a CA (basicConstraints CA:TRUE missing)",
         "issuer: keyUsage lacks keyCertSign",
+    ]
+
+
+def test_sha1_leaf_in_a_chain_names_the_hash(
+    make: Callable[[LeafSpec], x509.Certificate],
+    spec: LeafSpec,
+    hierarchy: TestHierarchy,
+    now: dt.datetime,
+) -> None:
+    leaf = forge(make(spec), hierarchy.intermediate_key, sha1=True)
+    with pytest.raises(CertificateError) as caught:
+        validate.check_for_upload(
+            leaf, [hierarchy.intermediate_cert], EMAIL, [hierarchy.root_cert], now
+        )
+    assert caught.value.violations == [
+        "leaf: signed with SHA-1; Google accepts SHA-256, -384, -512",
+        f"chain: signature of leaf {describe(leaf)} cannot be checked against "
+        f"{describe(hierarchy.intermediate_cert)}: it is signed with SHA-1",
+    ]
+
+
+def test_uploaded_intermediate_as_trust_anchor(
+    make: Callable[[LeafSpec], x509.Certificate],
+    spec: LeafSpec,
+    hierarchy: TestHierarchy,
+    now: dt.datetime,
+) -> None:
+    leaf = make(spec)
+    assert validate.chain_violations(leaf, [], [hierarchy.intermediate_cert], now) == []
+
+
+def test_ed25519_leaf_key(
+    make: Callable[[LeafSpec], x509.Certificate], spec: LeafSpec, now: dt.datetime
+) -> None:
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    spec.public_key = key
+    assert validate.leaf_violations(make(spec), EMAIL, now) == [
+        "leaf: Ed25519PublicKey key; Google accepts RSA or EC P-256/P-384 keys"
     ]
