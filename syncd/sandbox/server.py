@@ -136,7 +136,10 @@ class SandboxServer:
         """Listen and serve from a background thread; returns self."""
         httpd = self._bind()
         self._thread = threading.Thread(
-            target=httpd.serve_forever, name=f"sandbox:{self._port}", daemon=True
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sandbox:{self._port}",
+            daemon=True,
         )
         self._thread.start()
         return self
