@@ -1,0 +1,91 @@
+"""The ``static`` source: users from a YAML or CSV file, for small organisations and demos.
+
+YAML: a list of mappings (or ``{users: [...]}``) with ``email``, ``id`` and optional
+``enabled`` (default true). CSV: a header row with ``email``, ``id`` and optional ``enabled``
+(true/false, yes/no, 1/0). A file that is missing or cannot be parsed is a SourceError; a bad
+entry is skipped and named by its position (``users.csv line 7``, ``users.yaml entry 3``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from syncd.directory.base import RawEntry, Snapshot, SourceError, build_snapshot
+
+_TRUE = {"true", "yes", "1", "y", "on", ""}
+_FALSE = {"false", "no", "0", "n", "off"}
+
+
+def _enabled(value: Any) -> bool | str:
+    """The flag, or a message saying why it is not one."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return True
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    return f"enabled must be true or false, not {value!r}"
+
+
+class StaticSource:
+    name = "static"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _text(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SourceError(f"directory.static.path: file not found: {self.path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SourceError(f"directory.static.path: cannot read {self.path}: {exc}") from None
+
+    def _yaml_entries(self, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SourceError(f"{self.path}: invalid YAML: {exc}") from None
+        if isinstance(data, dict) and "users" in data:
+            data = data["users"]
+        if data is None:
+            data = []
+        if not isinstance(data, list):
+            raise SourceError(f"{self.path}: expected a list of users (or a 'users:' list)")
+        for number, item in enumerate(data, start=1):
+            yield f"{self.path.name} entry {number}", item if isinstance(item, dict) else {}
+
+    def _csv_entries(self, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        reader = csv.DictReader(io.StringIO(text))
+        fields = {name.strip().lower() for name in reader.fieldnames or []}
+        if not {"email", "id"} <= fields:
+            raise SourceError(f"{self.path}: the CSV header must name the columns email and id")
+        for row in reader:
+            cleaned = {(k or "").strip().lower(): v for k, v in row.items()}
+            yield f"{self.path.name} line {reader.line_num}", cleaned
+
+    def read(self, now: datetime) -> Snapshot:
+        text = self._text()
+        rows = (
+            self._csv_entries(text)
+            if self.path.suffix.lower() == ".csv"
+            else (self._yaml_entries(text))
+        )
+        entries = []
+        for where, row in rows:
+            enabled = _enabled(row.get("enabled"))
+            if isinstance(enabled, str):
+                entries.append(RawEntry(where, row.get("email"), row.get("id"), problem=enabled))
+            else:
+                entries.append(RawEntry(where, row.get("email"), row.get("id"), enabled))
+        return build_snapshot(self.name, entries, now)

@@ -1,0 +1,322 @@
+"""The plan: what one pass must do, as a pure function of (snapshot, state, policy, now).
+
+Each user is run through a chain of small rules; the first rule that answers decides, with a
+reason a person can read (``syncd plan`` prints exactly these). No I/O happens here: the state
+arrives as plain views, built by the pipeline from the state store.
+
+Safety rules sit around the chain: a snapshot with no users while syncd still manages some is a
+source failure, never "everyone left"; and a pass that would deprovision more users than
+``policy.max_deprovision`` allows deprovisions nobody and says why.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from syncd.directory.base import DirectoryUser, Snapshot, SourceError
+
+
+class ActionKind(enum.StrEnum):
+    PROVISION = "provision"  # new in scope, or back in scope
+    RESUME = "resume"  # an unfinished task continues from its checkpoint
+    RETRY = "retry"  # a failed task whose backoff has elapsed
+    RENEW = "renew"  # certificate about to expire: new key pair, identity patched
+    DEPROVISION = "deprovision"  # left scope, disabled or suspended
+    REPAIR = "repair"  # on demand: verify every step against Gmail and the KMS
+    REPLACE = "replace"  # on demand (--force): a fresh key pair
+
+
+@dataclass(frozen=True)
+class CredentialView:
+    generation: int
+    not_after: datetime | None
+
+
+@dataclass(frozen=True)
+class TaskView:
+    kind: str
+    status: str  # pending | running | failed
+    next_step: str | None
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class UserView:
+    """What the state store knows of one user."""
+
+    email: str
+    directory_id: str
+    in_scope: bool
+    active: CredentialView | None = None
+    """The generation Gmail's identity points at, if provisioning finished."""
+    open_task: TaskView | None = None
+    holds_credentials: bool = False
+    """Anything left to undo: an enabled key pair, a KMS key, an identity."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    renew_before: timedelta
+    max_deprovision: str  # "25" or "10%"
+    allow_mass_deprovision: bool = False
+
+
+@dataclass(frozen=True)
+class Action:
+    email: str
+    kind: ActionKind
+    reason: str
+    task_kind: str
+    """The persistent task this action runs as (provision, renew, deprovision, ...)."""
+    directory_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A user deliberately left alone this pass, and why (shown by ``syncd plan``)."""
+
+    email: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    held: tuple[Hold, ...] = ()
+    blocked_deprovisions: tuple[Action, ...] = ()
+    blocked_reason: str | None = None
+    skipped_entries: int = 0
+
+    def counts(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for action in self.actions:
+            totals[action.kind.value] = totals.get(action.kind.value, 0) + 1
+        return totals
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One user as the rules see them: in the directory, in the state store, or both."""
+
+    email: str
+    listed: DirectoryUser | None
+    known: UserView | None
+    policy: Policy
+    now: datetime
+
+    @property
+    def wanted(self) -> bool:
+        return self.listed is not None and self.listed.enabled
+
+    @property
+    def directory_id(self) -> str | None:
+        if self.listed is not None:
+            return self.listed.directory_id
+        return self.known.directory_id if self.known else None
+
+
+Decision = Action | Hold | None
+Rule = Callable[[Subject], Decision]
+
+
+def _act(subject: Subject, kind: ActionKind, reason: str, task_kind: str) -> Action:
+    return Action(subject.email, kind, reason, task_kind, subject.directory_id)
+
+
+# --- the rules, in order ------------------------------------------------------------------
+
+
+def unfinished_deprovision(s: Subject) -> Decision:
+    task = s.known.open_task if s.known else None
+    if task is None or task.kind != "deprovision":
+        return None
+    return _task_decision(s, task)
+
+
+def left_or_disabled(s: Subject) -> Decision:
+    if s.wanted or s.known is None:
+        return None
+    if not (s.known.holds_credentials or s.known.open_task):
+        return None
+    if s.listed is None:
+        why = "no longer in the directory scope"
+    else:
+        why = "disabled or suspended in the directory"
+    return _act(s, ActionKind.DEPROVISION, why, "deprovision")
+
+
+def unfinished_task(s: Subject) -> Decision:
+    task = s.known.open_task if s.known else None
+    if task is None or not s.wanted:
+        return None
+    return _task_decision(s, task)
+
+
+def not_provisioned(s: Subject) -> Decision:
+    if not s.wanted or (s.known is not None and s.known.active is not None):
+        return None
+    if s.known is None:
+        return _act(s, ActionKind.PROVISION, "new in scope", "provision")
+    return _act(s, ActionKind.PROVISION, "in scope without a credential", "provision")
+
+
+def expiring(s: Subject) -> Decision:
+    active = s.known.active if s.known else None
+    if not s.wanted or active is None or active.not_after is None:
+        return None
+    if active.not_after - s.policy.renew_before > s.now:
+        return None
+    return _act(
+        s,
+        ActionKind.RENEW,
+        f"certificate (generation {active.generation}) expires {active.not_after:%Y-%m-%d}",
+        "renew",
+    )
+
+
+def _task_decision(s: Subject, task: TaskView) -> Decision:
+    step = task.next_step or "start"
+    if task.status != "failed":
+        return _act(s, ActionKind.RESUME, f"{task.kind} interrupted at {step}", task.kind)
+    if task.next_attempt_at is not None and task.next_attempt_at > s.now:
+        return Hold(
+            s.email,
+            f"{task.kind} failed at {step} ({task.attempts} attempts); "
+            f"next try after {task.next_attempt_at:%Y-%m-%d %H:%M}Z: {task.last_error or ''}",
+        )
+    return _act(s, ActionKind.RETRY, f"{task.kind} failed at {step}; backoff elapsed", task.kind)
+
+
+RULES: tuple[Rule, ...] = (
+    unfinished_deprovision,
+    left_or_disabled,
+    unfinished_task,
+    not_provisioned,
+    expiring,
+)
+
+
+# --- safety -------------------------------------------------------------------------------
+
+
+def deprovision_limit(max_deprovision: str, active_users: int) -> int:
+    """How many users one pass may deprovision: a count, or a percentage of active users."""
+    text = max_deprovision.strip()
+    if text.endswith("%"):
+        return math.floor(active_users * int(text[:-1]) / 100)
+    return int(text)
+
+
+def _managed(views: Iterable[UserView]) -> list[UserView]:
+    return [v for v in views if v.in_scope and (v.holds_credentials or v.open_task)]
+
+
+def check_snapshot(snapshot: Snapshot, views: Sequence[UserView]) -> None:
+    """An empty snapshot while users are managed is a source failure."""
+    managed = len(_managed(views))
+    if not snapshot.users and managed:
+        raise SourceError(
+            f"the {snapshot.source} directory source returned no users while syncd manages "
+            f"{managed}; treating it as a source failure (nobody is deprovisioned)"
+        )
+
+
+# --- the plan -----------------------------------------------------------------------------
+
+
+def decide(subject: Subject, rules: Sequence[Rule] = RULES) -> Decision:
+    for rule in rules:
+        decision = rule(subject)
+        if decision is not None:
+            return decision
+    return None
+
+
+def plan(snapshot: Snapshot, views: Sequence[UserView], policy: Policy, now: datetime) -> Plan:
+    """Every action this pass should take, with reasons; raises SourceError on a bad snapshot."""
+    check_snapshot(snapshot, views)
+    listed = snapshot.by_email()
+    known = {view.email: view for view in views}
+    actions: list[Action] = []
+    held: list[Hold] = []
+    for email in sorted(listed.keys() | known.keys()):
+        decision = decide(Subject(email, listed.get(email), known.get(email), policy, now))
+        if isinstance(decision, Action):
+            actions.append(decision)
+        elif isinstance(decision, Hold):
+            held.append(decision)
+
+    deprovisions = [a for a in actions if a.kind is ActionKind.DEPROVISION]
+    active = len(_managed(views))
+    limit = deprovision_limit(policy.max_deprovision, active)
+    if len(deprovisions) > limit and not policy.allow_mass_deprovision:
+        reason = (
+            f"{len(deprovisions)} of {active} managed users would be deprovisioned, more than "
+            f"policy.max_deprovision ({policy.max_deprovision} = {limit}); nobody was "
+            "deprovisioned. Check the directory, then rerun with --allow-mass-deprovision "
+            "if this is intended"
+        )
+        kept = tuple(a for a in actions if a.kind is not ActionKind.DEPROVISION)
+        return Plan(kept, tuple(held), tuple(deprovisions), reason, len(snapshot.skipped))
+    return Plan(tuple(actions), tuple(held), skipped_entries=len(snapshot.skipped))
+
+
+def on_demand(
+    emails: Iterable[str], views: Sequence[UserView], *, force: bool
+) -> tuple[list[Action], list[str]]:
+    """``syncd resync``: a repair (or, with force, a replacement) for each known user.
+
+    Returns the actions and the emails syncd does not know.
+    """
+    known = {view.email: view for view in views}
+    actions, unknown = [], []
+    for email in emails:
+        view = known.get(email)
+        if view is None:
+            unknown.append(email)
+        elif force:
+            actions.append(
+                Action(
+                    email,
+                    ActionKind.REPLACE,
+                    "resync --force: fresh key pair",
+                    "replace",
+                    view.directory_id,
+                )
+            )
+        else:
+            actions.append(
+                Action(
+                    email,
+                    ActionKind.REPAIR,
+                    "resync: verify against Gmail and the KMS",
+                    "repair",
+                    view.directory_id,
+                )
+            )
+    return actions, unknown
+
+
+__all__ = [
+    "RULES",
+    "Action",
+    "ActionKind",
+    "CredentialView",
+    "Hold",
+    "Plan",
+    "Policy",
+    "Subject",
+    "TaskView",
+    "UserView",
+    "check_snapshot",
+    "decide",
+    "deprovision_limit",
+    "on_demand",
+    "plan",
+]
