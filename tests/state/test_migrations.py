@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -135,3 +137,23 @@ def test_require_current_schema_on_newer_database(engine: Engine) -> None:
         connection.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
     with pytest.raises(SchemaOutdatedError, match="0099_future, which this syncd does not know"):
         require_current_schema(engine)
+
+
+UPGRADER = """
+import sys
+from syncd.state.db import create_engine_for, upgrade
+print(",".join(upgrade(create_engine_for(sys.argv[1]))))
+"""
+
+
+def test_concurrent_upgrades_apply_each_revision_once(db_url: str) -> None:
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", UPGRADER, db_url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0], results
+    assert sorted(out.strip() for out, _ in results) == ["", "", "0001_initial"]
