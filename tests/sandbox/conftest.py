@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from google.oauth2 import service_account
@@ -38,9 +38,10 @@ def sandbox(tmp_path: Path, hierarchy: TestHierarchy) -> Iterator[RunningSandbox
 def credentials_for(
     sandbox: RunningSandbox, subject: str | None, scopes: list[str]
 ) -> service_account.Credentials:
-    return service_account.Credentials.from_service_account_info(
+    creds = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
         sandbox.key_info, scopes=scopes, subject=subject
     )
+    return cast(service_account.Credentials, creds)
 
 
 def api(sandbox: RunningSandbox, name: str, version: str, creds: Any) -> Any:

@@ -83,8 +83,8 @@ def test_subject_outside_the_domain_is_refused(sandbox: RunningSandbox) -> None:
 
 
 def _post_assertion(sandbox: RunningSandbox, claims: dict[str, Any]) -> tuple[int, Any]:
-    signer = google.auth.crypt.RSASigner.from_service_account_info(sandbox.key_info)
-    assertion = google.auth.jwt.encode(signer, claims).decode()
+    signer = google.auth.crypt.RSASigner.from_service_account_info(sandbox.key_info)  # type: ignore[no-untyped-call]
+    assertion = google.auth.jwt.encode(signer, claims).decode()  # type: ignore[no-untyped-call]
     body = f"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
     response, content = httplib2.Http().request(
         sandbox.server.token_uri,
