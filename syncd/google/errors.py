@@ -17,6 +17,8 @@ from syncd.errors import EXIT_FAILURES, SyncdError
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 """403 answers carrying one of these reasons are rate limits, not refusals."""
+OUTCOME_UNKNOWN_STATUSES = frozenset({500, 502, 504})
+"""Answers after which a write may or may not have been carried out (like a lost answer)."""
 
 
 class GoogleAPIError(SyncdError):
@@ -49,6 +51,15 @@ class GoogleAPIError(SyncdError):
         self.google_message = google_message
         self.detail_reason = detail_reason
         super().__init__(message)
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """True when the request may have been carried out although it failed."""
+        return (
+            (self.status is None
+            and self.reason == "CONNECTION_ERROR")
+            or (self.status in OUTCOME_UNKNOWN_STATUSES)
+        )
 
 
 @dataclass(frozen=True)

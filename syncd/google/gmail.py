@@ -1,9 +1,11 @@
 """The Gmail CSE client: key pairs and identities of one user at a time, as that user.
 
-Writes are safe to retry: before re-sending a ``keypairs.create`` the client looks for a key
-pair with the same certificate, a 409 on ``identities.create`` is answered with the existing
-identity when it already points at the same key pair, and a 404 after an earlier attempt of
-``obliterate`` or ``identities.delete`` means the earlier attempt did it.
+Writes are safe to retry. After a failure that may have been carried out (no answer, 500,
+502, 504) the client looks for a key pair with the same certificate before re-sending a
+``keypairs.create``, and takes a 404 on a re-sent ``obliterate`` or ``identities.delete`` as
+done. A 409 on ``keypairs.create`` is answered with the existing key pair of the same
+certificate, and on ``identities.create`` with the existing identity when it already points
+at the same key pair.
 """
 
 from __future__ import annotations
@@ -247,17 +249,16 @@ class GmailCSE:
     def _idempotent_delete(
         self, method: str, user: str, make_request: Callable[[Resource], HttpRequest]
     ) -> None:
-        attempts = 0
+        maybe_done = False
 
-        def counted(service: Resource) -> HttpRequest:
-            nonlocal attempts
-            attempts += 1
-            return make_request(service)
+        def note_unknown_outcome() -> None:
+            nonlocal maybe_done
+            maybe_done = True
 
         try:
-            self._call(method, user, counted)
+            self._call(method, user, make_request, before_retry=note_unknown_outcome)
         except GoogleAPIError as error:
-            if not (error.status == 404 and attempts > 1):
+            if not (error.status == 404 and maybe_done):
                 raise
 
     def _all_pages(

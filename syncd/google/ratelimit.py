@@ -1,7 +1,8 @@
 """A client-side request rate limit shared by every thread of a client.
 
-Each caller is given the next free time slot (slots are ``1/rate`` apart) and sleeps until
-it, outside the lock; up to ``burst`` calls may go at once after an idle spell.
+Generic cell rate: calls are due ``1/rate`` apart; a caller sleeps (outside the lock) until
+its call is due, less the ``burst - 1`` intervals of slack, so up to ``burst`` calls may go
+at once after an idle spell.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ class RateLimiter:
         """Wait for this call's slot; returns the seconds waited."""
         with self._lock:
             now = self._clock()
-            slot = max(self._next, now - (self._burst - 1) * self._interval)
-            self._next = slot + self._interval
-        wait = slot - now
+            due = max(self._next, now)
+            self._next = due + self._interval
+        wait = due - now - (self._burst - 1) * self._interval
         if wait > 0:
             self._sleep(wait)
             return wait

@@ -115,7 +115,7 @@ def to_error(ctx: CallContext, exc: BaseException) -> tuple[GoogleAPIError, floa
 
 
 def call_with_retries(
-    operation: Callable[[int], T],
+    operation: Callable[[GoogleAPIError | None], T],
     ctx: CallContext,
     policy: RetryPolicy,
     limiter: RateLimiter | None = None,
@@ -123,17 +123,18 @@ def call_with_retries(
     sleep: Callable[[float], None] = time.sleep,
     draw: Callable[[], float] = random.random,
 ) -> T:
-    """Run ``operation(attempt)`` until it succeeds, fails for good, or retries run out.
+    """Run ``operation(previous_error)`` until it succeeds, fails for good, or retries run out.
 
-    ``attempt`` counts from 0, so an operation can check before re-sending a write whose
-    earlier attempt may have been carried out.
+    ``previous_error`` is None on the first attempt; an operation can use it to check whether
+    a write whose earlier attempt failed ambiguously was carried out after all.
     """
     attempt = 0
+    previous: GoogleAPIError | None = None
     while True:
         if limiter is not None:
             limiter.acquire()
         try:
-            return operation(attempt)
+            return operation(previous)
         except (HttpError, auth_exceptions.RefreshError, *TRANSPORT_ERRORS) as exc:
             error, retry_after = to_error(ctx, exc)
         if not error.retryable or attempt >= policy.max_retries:
@@ -151,3 +152,4 @@ def call_with_retries(
         )
         sleep(delay)
         attempt += 1
+        previous = error

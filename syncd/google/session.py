@@ -19,6 +19,7 @@ from googleapiclient.http import HttpRequest
 
 from syncd.config import GoogleConfig
 from syncd.google.credentials import DelegatedCredentials, load_key_info
+from syncd.google.errors import GoogleAPIError
 from syncd.google.ratelimit import RateLimiter
 from syncd.google.retry import CallContext, RetryPolicy, call_with_retries
 
@@ -73,13 +74,14 @@ class GoogleSession:
     ) -> Any:
         """Run one API method as ``subject`` with retries; GoogleAPIError when it fails.
 
-        ``before_retry`` runs before every attempt after the first; a value other than None
-        ends the call with that value (a write found already done).
+        ``before_retry`` runs before re-sending after a failure whose outcome is unknown (no
+        answer, 500, 502, 504); a value other than None ends the call with that value (a
+        write found already done).
         """
         ctx = CallContext(self.label, method, user or subject)
 
-        def attempt(number: int) -> Any:
-            if number > 0 and before_retry is not None:
+        def attempt(previous: GoogleAPIError | None) -> Any:
+            if previous is not None and previous.outcome_unknown and before_retry is not None:
                 found = before_retry()
                 if found is not None:
                     return found
