@@ -55,11 +55,9 @@ class GoogleAPIError(SyncdError):
     @property
     def outcome_unknown(self) -> bool:
         """True when the request may have been carried out although it failed."""
-        return (
-            (self.status is None
-            and self.reason == "CONNECTION_ERROR")
-            or (self.status in OUTCOME_UNKNOWN_STATUSES)
-        )
+        if self.status is None:
+            return self.reason == "CONNECTION_ERROR"
+        return self.status in OUTCOME_UNKNOWN_STATUSES
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ the caller writes it with mode 0600 and must never log it. Only the public key i
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -124,6 +123,5 @@ def init_sandbox_data(
     atomic_write(data_dir / ROOTS_FILE, roots, mode=0o644)
     if faults is not None:
         settings = parse_settings(dict(faults))
-        fault_path = data_dir / "faults.json"
-        fault_path.write_text(json.dumps(settings.model_dump(exclude_defaults=True)))
+        write_json(data_dir / "faults.json", settings.model_dump(exclude_defaults=True), 0o644)
     return path
