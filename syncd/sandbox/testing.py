@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,7 @@ def root_signed_pkcs7(hierarchy: TestHierarchy, email: str) -> str:
 class RunningSandbox:
     server: SandboxServer
     data_dir: Path
-    key_info: dict[str, Any]
+    key_info: dict[str, Any] = field(repr=False)
     hierarchy: TestHierarchy
 
     def google_config(self, **changes: Any) -> GoogleConfig:
