@@ -6,11 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
 from syncd.config import Config
+from syncd.errors import ConfigError
+from syncd.google.gmail import GmailCSE
+from syncd.issuers import load_issuer
 from syncd.kms import KeyManager, open_key_manager
+from syncd.pipeline.steps import Services
+from syncd.pki.profile import LeafProfile
 from syncd.state import audit
 from syncd.state.db import Database
 from syncd.state.lock import acquire
@@ -36,6 +42,21 @@ class App:
         """Hold the run lock: no other syncd process acts on this state meanwhile."""
         with acquire(self.config.state.url, lock_file=self.config.state.lock_file):
             yield
+
+    def services(self) -> Services:
+        """What the pipeline steps act on: KMS, Gmail, the issuing CA and the leaf profile."""
+        config = self.config
+        if not config.kacls.uri:
+            raise ConfigError("kacls.uri", "required: Gmail needs it to reach the KACLS")
+        return Services(
+            kms=self.key_manager(need_wrapping_key=True),
+            gmail=GmailCSE(config.google),
+            issuer=load_issuer(self.database.sessions, config.ca.label),
+            profile=LeafProfile.from_config(config.certificate),
+            kacls_uri=config.kacls.uri,
+            key_bits=config.certificate.key_bits,
+            clock=lambda: datetime.now(UTC),
+        )
 
     def audit(self, action: str, *, email: str | None = None, **detail: Any) -> None:
         with self.database.transaction() as session:

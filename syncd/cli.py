@@ -15,12 +15,17 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from syncd import __version__
 from syncd.app import App
 from syncd.config import Config, default_config_path, load_config, redacted_summary
-from syncd.errors import EXIT_OK, EXIT_USAGE, ConfigError, SyncdError
-from syncd.output import Format, emit_listing, emit_record
+from syncd.errors import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, ConfigError, SyncdError
+from syncd.output import Format, emit_listing, emit_record, render_table, to_json
+
+if TYPE_CHECKING:
+    from syncd.pipeline.sync import PassResult
+    from syncd.plan import Plan
 
 log = logging.getLogger("syncd")
 
@@ -185,6 +190,141 @@ def cmd_cert_issue(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+# --- sync engine ----------------------------------------------------------------------------
+
+_PLAN_COLUMNS = [("email", "user"), ("action", "action"), ("reason", "reason")]
+
+
+def _plan_rows(the_plan: Plan) -> list[dict[str, Any]]:
+    rows = [
+        {"email": a.email, "action": a.kind.value, "reason": a.reason} for a in the_plan.actions
+    ]
+    rows += [{"email": h.email, "action": "hold", "reason": h.reason} for h in the_plan.held]
+    rows += [
+        {"email": a.email, "action": "blocked deprovision", "reason": a.reason}
+        for a in the_plan.blocked_deprovisions
+    ]
+    return rows
+
+
+def _print_plan(the_plan: Plan, fmt: Format) -> None:
+    if fmt == "json":
+        document = {
+            "actions": [
+                {"email": a.email, "action": a.kind.value, "reason": a.reason, "task": a.task_kind}
+                for a in the_plan.actions
+            ],
+            "held": [{"email": h.email, "reason": h.reason} for h in the_plan.held],
+            "blocked_deprovisions": [a.email for a in the_plan.blocked_deprovisions],
+            "blocked_reason": the_plan.blocked_reason,
+            "skipped_entries": the_plan.skipped_entries,
+        }
+        print(to_json({"plan": document}))
+        return
+    print(render_table(_plan_rows(the_plan), _PLAN_COLUMNS))
+    if the_plan.blocked_reason:
+        print(f"\nblocked: {the_plan.blocked_reason}", file=sys.stderr)
+
+
+def _report_pass(result: PassResult) -> int:
+    for failure in result.failures:
+        print(f"failed: {failure.email} ({failure.kind}) {failure.error}", file=sys.stderr)
+    for email in result.unknown_users:
+        print(f"unknown user: {email} (not in the state store)", file=sys.stderr)
+    if result.plan.blocked_reason:
+        print(f"blocked: {result.plan.blocked_reason}", file=sys.stderr)
+    summary = result.summary()
+    print(
+        f"pass {result.run_id}: {summary['done']} done, {summary['failed']} failed, "
+        f"{summary['held']} held, {summary['blocked_deprovisions']} deprovisions blocked"
+    )
+    return EXIT_OK if result.clean else EXIT_FAILURES
+
+
+def cmd_plan(args: argparse.Namespace, config: Config) -> int:
+    from syncd.pipeline.sync import dry_run
+
+    result = dry_run(App(config), allow_mass_deprovision=args.allow_mass_deprovision)
+    _print_plan(result.plan, args.format)
+    return EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace, config: Config) -> int:
+    from syncd.pipeline.sync import sync_pass
+    from syncd.progress import ProgressBar
+
+    if args.dry_run:
+        return cmd_plan(args, config)
+    bar = ProgressBar(0)
+
+    def on_plan(the_plan: Plan) -> None:
+        bar.total = len(the_plan.actions)
+        bar.enabled = bar.total > 0 and bar.stream.isatty()
+
+    result = sync_pass(
+        App(config),
+        allow_mass_deprovision=args.allow_mass_deprovision,
+        on_plan=on_plan,
+        on_done=bar.advance,
+    )
+    return _report_pass(result)
+
+
+def cmd_resync(args: argparse.Namespace, config: Config) -> int:
+    from syncd.pipeline.sync import resync
+
+    if not args.all and not args.user:
+        raise ConfigError("resync", "name users with --user EMAIL (repeatable) or use --all")
+    result = resync(App(config), None if args.all else args.user, force=args.force)
+    return _report_pass(result)
+
+
+_STATUS_COLUMNS = [
+    ("email", "user"),
+    ("state", "state"),
+    ("step", "step"),
+    ("key_pair_id", "key pair"),
+    ("certificate_expires", "expires"),
+    ("last_error", "last error"),
+]
+
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    from syncd.state.queries import user_status
+
+    with App(config).database.sessions() as session:
+        rows = user_status(session, args.user)
+    if args.user and not rows:
+        raise ConfigError("--user", f"{args.user} is not in the state store")
+    emit_listing("users", rows, _STATUS_COLUMNS, args.format)
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace, config: Config) -> int:
+    from syncd.state.queries import history
+
+    with App(config).database.sessions() as session:
+        rows = history(session, args.user)
+    if args.format == "json":
+        emit_listing("events", rows, [], "json")
+    else:
+        shown = [{**row, "detail": json.dumps(row["detail"], sort_keys=True)} for row in rows]
+        emit_listing(
+            "events",
+            shown,
+            [("at", "at"), ("action", "action"), ("run_id", "run"), ("detail", "detail")],
+            "table",
+        )
+    return EXIT_OK
+
+
+def cmd_sandbox_serve(args: argparse.Namespace, config: Config | None) -> int:
+    from syncd.sandbox import serve
+
+    serve(args.host, args.port, Path(args.data))
+    return EXIT_OK
+
+
 # --- parser -------------------------------------------------------------------------------
 
 
@@ -249,6 +389,47 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--out", required=True, help="folder to write the files to")
     issue.add_argument("--rsa-bits", type=int, choices=[2048, 3072, 4096], default=None)
     issue.set_defaults(handler=cmd_cert_issue)
+    plan_cmd = commands.add_parser("plan", help="show what a pass would do (changes nothing)")
+    plan_cmd.add_argument("--allow-mass-deprovision", action="store_true")
+    _format_option(plan_cmd)
+    plan_cmd.set_defaults(handler=cmd_plan)
+
+    sync = commands.add_parser("sync", help="run one pass: directory -> plan -> pipeline")
+    sync.add_argument("--once", action="store_true", required=True, help="one pass, then exit")
+    sync.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    sync.add_argument(
+        "--allow-mass-deprovision",
+        action="store_true",
+        help="deprovision even past policy.max_deprovision (this pass only)",
+    )
+    _format_option(sync)
+    sync.set_defaults(handler=cmd_sync)
+
+    resync_cmd = commands.add_parser(
+        "resync", help="re-run the pipeline for users, verifying each step against Gmail and KMS"
+    )
+    resync_cmd.add_argument("--user", action="append", default=[], metavar="EMAIL")
+    resync_cmd.add_argument("--all", action="store_true", help="every provisioned user")
+    resync_cmd.add_argument("--force", action="store_true", help="issue a fresh key pair")
+    resync_cmd.set_defaults(handler=cmd_resync)
+
+    status_cmd = commands.add_parser("status", help="per-user state")
+    status_cmd.add_argument("--user", metavar="EMAIL")
+    _format_option(status_cmd)
+    status_cmd.set_defaults(handler=cmd_status)
+
+    history_cmd = commands.add_parser("history", help="a user's audit trail")
+    history_cmd.add_argument("--user", metavar="EMAIL", required=True)
+    _format_option(history_cmd)
+    history_cmd.set_defaults(handler=cmd_history)
+
+    sandbox = commands.add_parser("sandbox", help="the local Google API emulator")
+    sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
+    serve_cmd = sandbox_sub.add_parser("serve", help="serve the sandbox until interrupted")
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=8765)
+    serve_cmd.add_argument("--data", required=True, help="sandbox data folder")
+    serve_cmd.set_defaults(handler=cmd_sandbox_serve, needs_config=False)
     return parser
 
 
@@ -257,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if not getattr(args, "needs_config", True):
+            return int(args.handler(args, None))
         config = load_config(args.config or default_config_path())
         logging.getLogger().setLevel(config.logging.level)
         logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from syncd.errors import SyncdError
+from syncd.errors import EXIT_FAILURES, SyncdError
 
 # Deliberately simple: one @, a dot in the domain, no spaces or control characters.
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,}$")
@@ -23,6 +23,8 @@ _EMAIL = re.compile(r"^[^@\s\x00-\x1f]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])
 
 class SourceError(SyncdError):
     """The directory could not be read completely; nothing may be planned from it."""
+
+    exit_code = EXIT_FAILURES
 
 
 @dataclass(frozen=True)

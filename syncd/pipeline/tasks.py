@@ -1,0 +1,314 @@
+"""Persistent tasks: the state store side of the pipeline.
+
+Reads the state into the plan's views, records a directory snapshot, turns the plan's actions
+into tasks (with a new key pair generation where one is needed), and records each step's
+outcome together with the task's checkpoint. Every function takes the caller's Session and
+leaves committing to it, so one transaction covers one change.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from syncd.directory.base import Snapshot
+from syncd.pipeline.steps import PIPELINES, KeyPairView, Outcome, Work, next_step
+from syncd.plan import Action, ActionKind, CredentialView, TaskView, UserView
+from syncd.state import audit
+from syncd.state.models import KeyPair, KeyPairStatus, Task, TaskKind, TaskStatus, User
+
+OPEN = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.FAILED)
+HOLDING = (KeyPairStatus.PENDING, KeyPairStatus.ACTIVE, KeyPairStatus.SUPERSEDED)
+
+
+def load_views(session: Session) -> list[UserView]:
+    """Every user the state store knows, as the plan sees them (three queries in all)."""
+    key_pairs: dict[int, list[KeyPair]] = defaultdict(list)
+    for kp in session.scalars(select(KeyPair).order_by(KeyPair.generation)):
+        key_pairs[kp.user_id].append(kp)
+    open_tasks = {
+        task.user_id: task for task in session.scalars(select(Task).where(Task.status.in_(OPEN)))
+    }
+    views = []
+    for user in session.scalars(select(User).order_by(User.email)):
+        mine = key_pairs.get(user.id, [])
+        active = [kp for kp in mine if kp.status is KeyPairStatus.ACTIVE]
+        task = open_tasks.get(user.id)
+        views.append(
+            UserView(
+                email=user.email,
+                directory_id=user.directory_id,
+                in_scope=user.in_scope,
+                active=CredentialView(active[-1].generation, active[-1].not_after)
+                if active
+                else None,
+                open_task=TaskView(
+                    task.kind.value,
+                    task.status.value,
+                    task.next_step,
+                    task.attempts,
+                    task.next_attempt_at,
+                    task.last_error,
+                )
+                if task
+                else None,
+                holds_credentials=any(kp.status in HOLDING for kp in mine),
+            )
+        )
+    return views
+
+
+def record_snapshot(
+    session: Session, snapshot: Snapshot, now: datetime, run_id: int | None
+) -> None:
+    """Update users from the snapshot (new ones added, absent ones out of scope)."""
+    users = {user.email: user for user in session.scalars(select(User))}
+    listed = snapshot.by_email()
+    for email, entry in listed.items():
+        user = users.get(email)
+        if user is None:
+            session.add(
+                User(
+                    email=email,
+                    directory_id=entry.directory_id,
+                    source=snapshot.source,
+                    in_scope=True,
+                    enabled=entry.enabled,
+                    first_seen=now,
+                    last_seen=now,
+                )
+            )
+            continue
+        user.directory_id = entry.directory_id
+        user.source = snapshot.source
+        user.in_scope = True
+        user.enabled = entry.enabled
+        user.last_seen = now
+    for email, user in users.items():
+        if email not in listed and user.in_scope:
+            user.in_scope = False
+    for skipped in snapshot.skipped:
+        audit.record(
+            session,
+            "directory.entry_skipped",
+            run_id=run_id,
+            entry=skipped.where,
+            reason=skipped.reason,
+        )
+
+
+def _user(session: Session, action: Action, now: datetime) -> User:
+    user = session.scalar(select(User).where(User.email == action.email))
+    if user is None:
+        user = User(
+            email=action.email,
+            directory_id=action.directory_id or action.email,
+            source="manual",
+            first_seen=now,
+            last_seen=now,
+        )
+        session.add(user)
+        session.flush()
+    return user
+
+
+def _open_task(session: Session, user: User) -> Task | None:
+    return session.scalar(select(Task).where(Task.user_id == user.id, Task.status.in_(OPEN)))
+
+
+def _new_generation(session: Session, user: User, now: datetime) -> KeyPair:
+    latest = session.scalar(select(func.max(KeyPair.generation)).where(KeyPair.user_id == user.id))
+    generation = (latest or 0) + 1
+    key_pair = KeyPair(
+        user_id=user.id,
+        generation=generation,
+        status=KeyPairStatus.PENDING,
+        kms_label=f"syncd:{user.email}:g{generation}:{int(now.timestamp())}",
+        created_at=now,
+    )
+    session.add(key_pair)
+    session.flush()
+    return key_pair
+
+
+def enqueue(
+    session: Session, actions: Sequence[Action], run_id: int | None, now: datetime
+) -> list[int]:
+    """Tasks for the actions: open tasks resumed, new ones created. Returns their ids."""
+    ids = []
+    for action in actions:
+        user = _user(session, action, now)
+        task = _open_task(session, user)
+        if action.kind in (ActionKind.RESUME, ActionKind.RETRY) and task is not None:
+            task.status = TaskStatus.PENDING
+            task.next_attempt_at = None
+        else:
+            if task is not None:
+                task.status = TaskStatus.CANCELLED
+                task.finished_at = now
+                audit.record(
+                    session,
+                    "task.cancelled",
+                    user=user,
+                    run_id=run_id,
+                    task_id=task.id,
+                    superseded_by=action.task_kind,
+                )
+                session.flush()
+            task = _new_task(session, user, action, now)
+        task.run_id = run_id
+        audit.record(
+            session,
+            f"plan.{action.kind.value}",
+            user=user,
+            run_id=run_id,
+            reason=action.reason,
+            task_kind=task.kind.value,
+        )
+        session.flush()
+        ids.append(task.id)
+    return ids
+
+
+def _new_task(session: Session, user: User, action: Action, now: datetime) -> Task:
+    kind = TaskKind(action.task_kind)
+    key_pair_id = None
+    if kind in (TaskKind.PROVISION, TaskKind.RENEW, TaskKind.REPLACE):
+        key_pair_id = _new_generation(session, user, now).id
+    elif kind is TaskKind.REPAIR:
+        active = session.scalars(
+            select(KeyPair)
+            .where(KeyPair.user_id == user.id, KeyPair.status == KeyPairStatus.ACTIVE)
+            .order_by(KeyPair.generation.desc())
+        ).first()
+        if active is None:
+            kind = TaskKind.PROVISION
+            key_pair_id = _new_generation(session, user, now).id
+        else:
+            key_pair_id = active.id
+    task = Task(
+        user_id=user.id,
+        kind=kind,
+        status=TaskStatus.PENDING,
+        reason=action.reason,
+        next_step=PIPELINES[kind.value][0],
+        key_pair_id=key_pair_id,
+        created_at=now,
+    )
+    session.add(task)
+    session.flush()
+    return task
+
+
+def _view(kp: KeyPair) -> KeyPairView:
+    return KeyPairView(
+        kp.id,
+        kp.generation,
+        kp.status,
+        kp.kms_label,
+        kp.kms_private_key_id,
+        kp.kms_public_key_id,
+        kp.certificate_pem,
+        kp.fingerprint_sha256,
+        kp.gmail_key_pair_id,
+    )
+
+
+def start(session: Session, task_id: int, run_id: int | None) -> Task:
+    task = session.get_one(Task, task_id)
+    task.status = TaskStatus.RUNNING
+    task.run_id = run_id
+    return task
+
+
+def load_work(session: Session, task_id: int) -> Work:
+    task = session.get_one(Task, task_id)
+    key_pairs = session.scalars(
+        select(KeyPair).where(KeyPair.user_id == task.user_id).order_by(KeyPair.generation)
+    ).all()
+    target = next((kp for kp in key_pairs if kp.id == task.key_pair_id), None)
+    return Work(
+        task_id=task.id,
+        kind=task.kind.value,
+        email=task.user.email,
+        target=_view(target) if target else None,
+        others=tuple(_view(kp) for kp in key_pairs if kp.id != task.key_pair_id),
+    )
+
+
+def record_step(
+    session: Session,
+    task_id: int,
+    step: str,
+    outcome: Outcome,
+    now: datetime,
+    run_id: int | None,
+) -> str | None:
+    """Write a step's outcome and advance the checkpoint; returns the next step (None: done)."""
+    task = session.get_one(Task, task_id)
+    if task.next_step != step or task.status is not TaskStatus.RUNNING:
+        raise RuntimeError(f"task {task_id} moved on from {step} while it ran")
+    for key_pair_id, columns in outcome.key_pairs.items():
+        key_pair = session.get_one(KeyPair, key_pair_id)
+        for column, value in columns.items():
+            setattr(key_pair, column, value)
+        key_pair.updated_at = now
+    if outcome.audit is not None:
+        audit.record(
+            session, f"{task.kind.value}.{step}", user=task.user, run_id=run_id, **outcome.audit
+        )
+    following = next_step(task.kind.value, step)
+    task.next_step = following
+    task.updated_at = now
+    if following is None:
+        task.status = TaskStatus.DONE
+        task.finished_at = now
+        task.last_error = None
+        if task.kind is TaskKind.DEPROVISION:
+            task.user.deprovisioned_at = now
+        audit.record(session, f"{task.kind.value}.done", user=task.user, run_id=run_id)
+    return following
+
+
+def retry_delay(attempts: int, initial: float, maximum: float) -> timedelta:
+    """Delay before a failed task's next pass: doubling from ``initial`` up to ``maximum``."""
+    return timedelta(seconds=min(initial * 2 ** max(attempts - 1, 0), maximum))
+
+
+def fail(
+    session: Session,
+    task_id: int,
+    error: str,
+    now: datetime,
+    run_id: int | None,
+    initial: float,
+    maximum: float,
+) -> datetime:
+    """Mark the task failed; a later pass retries it after the returned time."""
+    task = session.get_one(Task, task_id)
+    task.status = TaskStatus.FAILED
+    task.attempts += 1
+    task.last_error = error[:2000]
+    task.next_attempt_at = now + retry_delay(task.attempts, initial, maximum)
+    task.updated_at = now
+    audit.record(
+        session,
+        f"{task.kind.value}.failed",
+        user=task.user,
+        run_id=run_id,
+        step=task.next_step,
+        error=error[:500],
+        attempts=task.attempts,
+    )
+    return task.next_attempt_at
+
+
+def open_task_ids(session: Session, emails: Iterable[str] | None = None) -> list[int]:
+    query = select(Task.id).join(User).where(Task.status.in_(OPEN))
+    if emails is not None:
+        query = query.where(User.email.in_(list(emails)))
+    return list(session.scalars(query.order_by(Task.id)))
