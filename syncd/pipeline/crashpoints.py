@@ -19,9 +19,9 @@ def _parse(value: str) -> tuple[str, int] | None:
     if not value:
         return None
     point, _, count = value.rpartition(":")
-    if not point or not count.isdigit():
-        return point or value, 1
-    return point, int(count)
+    if point and count.isdigit():
+        return point, int(count)
+    return value, 1
 
 
 _TARGET = _parse(os.environ.get(ENV_VAR, ""))

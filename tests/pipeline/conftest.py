@@ -114,10 +114,10 @@ def sandbox_users(count: int) -> list[str]:
 def deployment(
     tmp_path: Path, migrated_db_url: str, pipeline_ca: TestHierarchy
 ) -> Iterator[Deployment]:
-    """Ten sandbox users; the static directory lists the first six."""
+    """Forty sandbox users; the static directory lists the first six."""
     data_dir = tmp_path / "sandbox"
     root_pem = pipeline_ca.root_cert.public_bytes(serialization.Encoding.PEM)
-    everyone = [*sandbox_users(10), f"admin@{DOMAIN}"]
+    everyone = [*sandbox_users(40), f"admin@{DOMAIN}"]
     init_sandbox_data(data_dir, DOMAIN, everyone, root_pem)
     server = SandboxServer(data_dir).start()
     key_info = create_service_account(

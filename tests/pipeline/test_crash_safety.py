@@ -1,0 +1,75 @@
+"""Crash safety: the sync process is killed with SIGKILL at every point of every step (before
+the external call, after it but before the commit, after the commit), restarted, and in the
+end every user has exactly one key pair uploaded, enabled and in their identity, and every
+KMS key is accounted for by a key pair generation."""
+
+from __future__ import annotations
+
+import signal
+
+from sqlalchemy import select
+
+from syncd.pipeline.steps import PIPELINES
+from syncd.state.db import Database
+from syncd.state.models import KeyPair, KmsKey, KmsKeyState
+
+from .conftest import Deployment, gmail_state, sandbox_users
+
+PHASES = ("before", "after", "committed")
+
+
+def test_sigkill_at_every_step_boundary_then_resume(deployment: Deployment) -> None:
+    deployment.update_config(policy={"max_deprovision": "100%"})
+    everyone = sandbox_users(40)
+    provision_points = [f"{p}:{s}" for s in PIPELINES["provision"] for p in PHASES]
+    deprovision_points = [f"{p}:{s}" for s in PIPELINES["deprovision"] for p in PHASES]
+
+    listed: list[str] = []
+    for number, point in enumerate(provision_points):
+        listed += everyone[2 * number : 2 * number + 2]
+        deployment.set_users(listed)
+        crashed = deployment.syncd("sync", "--once", crash_at=point)
+        assert crashed.returncode == -signal.SIGKILL, (point, crashed.stderr)
+
+    assert deployment.syncd("sync", "--once").returncode == 0
+    leaving = listed[: len(deprovision_points)]
+    for number, point in enumerate(deprovision_points):
+        deployment.set_users(listed[number + 1 :])
+        crashed = deployment.syncd("sync", "--once", crash_at=point)
+        assert crashed.returncode == -signal.SIGKILL, (point, crashed.stderr)
+
+    final = deployment.syncd("sync", "--once")
+    assert final.returncode == 0, final.stderr
+    staying = listed[len(deprovision_points) :]
+    assert staying
+
+    for email in staying:
+        keypairs, identity = gmail_state(deployment, email)
+        assert len(keypairs) == 1, f"{email}: {len(keypairs)} key pairs uploaded"
+        assert keypairs[0]["enablementState"] == "enabled"
+        assert identity is not None and identity["primaryKeyPairId"] == keypairs[0]["keyPairId"]
+    for email in leaving:
+        keypairs, identity = gmail_state(deployment, email)
+        assert identity is None, email
+        assert len(keypairs) == 1 and keypairs[0]["enablementState"] == "disabled", email
+
+    database = Database.open(deployment.config.state.url)
+    with database.sessions() as session:
+        user_keys = {
+            key.id: key.state
+            for key in session.scalars(select(KmsKey).where(KmsKey.label.like("syncd:%")))
+        }
+        recorded = {
+            kp.kms_private_key_id
+            for kp in session.scalars(select(KeyPair))
+            if kp.kms_private_key_id is not None
+        }
+    database.close()
+    assert set(user_keys) == recorded, "KMS keys that no key pair generation accounts for"
+    assert len(recorded) == len(listed)
+    revoked = [key for key, state in user_keys.items() if state is KmsKeyState.REVOKED]
+    assert len(revoked) == len(leaving)
+
+    again = deployment.writes()
+    assert deployment.syncd("sync", "--once").returncode == 0
+    assert deployment.writes() == again
