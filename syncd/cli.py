@@ -430,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", type=int, default=8765)
     serve_cmd.add_argument("--data", required=True, help="sandbox data folder")
     serve_cmd.set_defaults(handler=cmd_sandbox_serve, needs_config=False)
+
+    # New command groups go above this line.
     return parser
 
 
