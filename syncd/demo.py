@@ -1,35 +1,61 @@
-"""``make demo``: a whole syncd installation rehearsed locally on the embedded defaults.
+"""``make demo``: a whole rollout rehearsed locally on the embedded defaults.
 
-It starts from scratch in a demo folder (removed first): generates a demo root and issuing
-intermediate to Google's profile, initialises syncd with ``config/demo.yaml``, imports the
-issuer, and issues credentials for a few demo users, printing each ``syncd`` command it runs.
+It starts from scratch in ``demo/`` (removed first): generates a demo root and issuing
+intermediate to Google's S/MIME profile, starts the Google sandbox on a free loopback port,
+writes a directory of demo users, initialises syncd with ``config/demo.yaml``, imports the
+issuer, runs one ``syncd sync --once`` and shows the status table, runs a second pass that
+has nothing to do, and stops the sandbox. Each ``syncd`` command it runs is printed first.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from cryptography.hazmat.primitives import serialization
 
 from syncd.cli import main as syncd_main
 from syncd.errors import EXIT_OK
-from syncd.pki.chain import parse_pkcs7
 from syncd.pki.testca import make_test_hierarchy, write_private_file
+from syncd.sandbox import SandboxServer, create_service_account, init_sandbox_data
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
-DEMO_USERS = ["alice@demo.example", "bob@demo.example", "carol@demo.example"]
+DOMAIN = "demo.example"
+NAMES = (
+    "alice bob carol dave erin frank grace heidi ivan judy mallory niaj olivia peggy rupert "
+    "sybil trent victor walter xena yusuf zoe amir bea chen dara elif femi gita hugo"
+).split()
+DISABLED = {"mallory", "trent"}
 
 
-def _syncd(*args: str) -> None:
+def _syncd(config: Path, *args: str) -> None:
     print(f"\n$ syncd {' '.join(args)}", flush=True)
-    code = syncd_main(["--config", str(DEMO_CONFIG), *args])
+    code = syncd_main(["--config", str(config), *args])
     if code != EXIT_OK:
         raise SystemExit(f"demo: `syncd {' '.join(args)}` exited {code}")
+
+
+def _write_users(path: Path) -> None:
+    users = [
+        {"email": f"{name}@{DOMAIN}", "id": f"emp-{number:04d}", "enabled": name not in DISABLED}
+        for number, name in enumerate(NAMES, start=1)
+    ]
+    path.write_text(yaml.safe_dump({"users": users}, sort_keys=False))
+
+
+def _config_for(sandbox_url: str, demo_dir: Path) -> Path:
+    """config/demo.yaml with the sandbox's real endpoint, as demo/syncd.yaml."""
+    data = yaml.safe_load(DEMO_CONFIG.read_text())
+    data["google"]["endpoint"] = sandbox_url
+    text = yaml.safe_dump(data, sort_keys=False).replace("../demo/", f"{demo_dir}/")
+    path = demo_dir / "syncd.yaml"
+    path.write_text(text)
+    return path
 
 
 def run_demo(demo_dir: Path) -> None:
@@ -37,51 +63,40 @@ def run_demo(demo_dir: Path) -> None:
         shutil.rmtree(demo_dir)
     ca_dir = demo_dir / "ca"
     password = secrets.token_urlsafe(24).encode()
-    print(f"generating a demo root and issuing intermediate in {ca_dir}")
+    print(f"generating a demo root CA and issuing intermediate in {ca_dir}")
     hierarchy = make_test_hierarchy(
-        ca_dir,
-        password=password,
-        organization="syncd demo",
+        ca_dir, password=password, organization="syncd demo",
         crl_url="http://pki.demo.example/issuing-ca.crl",
     )
     write_private_file(ca_dir / "issuer.pass", password)
-    assert hierarchy.issuer_p12 and hierarchy.root_pem and hierarchy.intermediate_pem
+    assert hierarchy.issuer_p12 and hierarchy.root_pem
 
-    _syncd("init", "--generate-kacls-key")
-    _syncd("config", "check")
-    _syncd(
-        "ca",
-        "import",
-        str(hierarchy.issuer_p12),
-        "--password-file",
-        str(ca_dir / "issuer.pass"),
-        "--chain",
-        str(hierarchy.root_pem),
-    )
-    _syncd("ca", "show")
-    out_dir = demo_dir / "out"
-    for email in DEMO_USERS:
-        _syncd("cert", "issue", email, "--out", str(out_dir))
+    root_pem = hierarchy.root_cert.public_bytes(serialization.Encoding.PEM)
+    mailboxes = [f"{name}@{DOMAIN}" for name in NAMES] + [f"admin@{DOMAIN}"]
+    init_sandbox_data(demo_dir / "sandbox", DOMAIN, mailboxes, root_pem)
+    with SandboxServer(demo_dir / "sandbox") as sandbox:
+        sandbox.start()
+        print(f"Google sandbox listening on {sandbox.url}")
+        key_file = demo_dir / "service-account.json"
+        key_info = create_service_account(
+            demo_dir / "sandbox", "syncd@syncd-demo.iam.gserviceaccount.com", sandbox.token_uri
+        )
+        write_private_file(key_file, json.dumps(key_info).encode())
+        _write_users(demo_dir / "users.yaml")
+        config = _config_for(sandbox.url, demo_dir)
 
-    chain_file = out_dir / f"{DEMO_USERS[0]}.p7pem"
-    issuer_subject = hierarchy.intermediate_cert.subject
-    leaf = next(c for c in parse_pkcs7(chain_file.read_bytes()) if c.subject != issuer_subject)
-    leaf_pem = out_dir / "leaf.pem"
-    leaf_pem.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    command = [
-        "openssl",
-        "verify",
-        "-purpose",
-        "smimesign",
-        "-CAfile",
-        str(hierarchy.root_pem),
-        "-untrusted",
-        str(hierarchy.intermediate_pem),
-        str(leaf_pem),
-    ]
-    print(f"\n$ {' '.join(command)}", flush=True)
-    subprocess.run(command, check=True)
-    print(f"\ndemo finished; everything it made is in {demo_dir}")
+        _syncd(config, "init", "--generate-kacls-key")
+        _syncd(
+            config, "ca", "import", str(hierarchy.issuer_p12),
+            "--password-file", str(ca_dir / "issuer.pass"), "--chain", str(hierarchy.root_pem),
+        )
+        _syncd(config, "ca", "show")
+        _syncd(config, "sync", "--once")
+        _syncd(config, "status")
+        _syncd(config, "sync", "--once")
+    print(f"\nsandbox stopped; the demo's state is in {demo_dir}. Try:")
+    print("  .venv/bin/syncd --config config/demo.yaml status --format json")
+    print(f"  .venv/bin/syncd --config config/demo.yaml history --user alice@{DOMAIN}")
 
 
 def main() -> int:

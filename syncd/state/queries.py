@@ -21,6 +21,8 @@ def _state(user: User, active: KeyPair | None, task: Task | None) -> str:
         return "deprovisioned"
     if active is not None:
         return "active"
+    if not user.enabled:
+        return "disabled in directory"
     if not user.in_scope:
         return "out of scope"
     return "not provisioned"
