@@ -1,0 +1,234 @@
+"""The ``ldap`` source: users from OpenLDAP or Active Directory, read with paged searches.
+
+Scope is the union of the search rules (base DN, scope, filter), narrowed, when groups are
+configured, to members of those groups: direct members, and for a nested group the members
+of its member groups too (Active Directory: the in-chain matching rule in the search filter;
+elsewhere the groups' member attribute expanded here, each group read once, so loops end).
+
+Every search is paged (RFC 2696), so server size limits do not cut the read short. Values are
+normalised (email lower-cased by build_snapshot, ids as text: entryUUID as it is, objectGUID
+in the form Windows shows). Anything that stops the read (no server, a lost connection between
+pages, a missing base DN or group) is a SourceError: the pass stops before planning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+
+from ldap3 import BASE, LEVEL, SUBTREE
+from ldap3.core import exceptions as ldap_errors
+
+from syncd.config import LdapSourceConfig
+from syncd.directory.base import RawEntry, Snapshot, SourceError, build_snapshot
+from syncd.directory.ldap_connect import WHERE, LdapEndpoint, close, connect, describe
+from syncd.directory.ldap_values import (
+    and_filters,
+    decode_text,
+    escape_filter_value,
+    group_member_filter,
+    guid_string,
+    normalise_dn,
+    uac_disabled,
+)
+
+PAGED_RESULTS = "1.2.840.113556.1.4.319"
+_SCOPES = {"base": BASE, "one": LEVEL, "sub": SUBTREE}
+
+RawAttributes = Mapping[str, list[bytes]]
+PageHook = Callable[[int], None]
+"""Called after each page with the number of entries read so far (progress, tests)."""
+
+
+class LdapSource:
+    name = "ldap"
+
+    def __init__(self, config: LdapSourceConfig, on_page: PageHook | None = None) -> None:
+        self.config = config
+        self.on_page = on_page
+        self._ad = config.flavor == "active_directory"
+        self._id_attribute = config.stable_id_attribute
+        attributes = [config.email_attribute, self._id_attribute]
+        if self._ad:
+            attributes.append("userAccountControl")
+        if config.disabled_attribute:
+            attributes.append(config.disabled_attribute)
+        self._attributes = list(dict.fromkeys(attributes))
+        self._disabled_values = {value.casefold() for value in config.disabled_values}
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def read(self, now: datetime) -> Snapshot:
+        """Every user in scope, or SourceError."""
+        return build_snapshot(self.name, self._entries(extra_filter=""), now)
+
+    def lookup(self, email: str, now: datetime) -> Snapshot:
+        """Only the entries whose email attribute equals ``email`` (in scope or not enabled)."""
+        clause = f"({self.config.email_attribute}={escape_filter_value(email.strip())})"
+        return build_snapshot(self.name, self._entries(extra_filter=clause), now)
+
+    def _entries(self, extra_filter: str) -> list[RawEntry]:
+        endpoint = connect(self.config)
+        try:
+            groups = self.config.groups
+            member_clause = ""
+            if groups:
+                self._check_groups_exist(endpoint)
+                if self._ad:
+                    member_clause = group_member_filter([(g.dn, g.nested) for g in groups])
+            found = self._search_users(endpoint, and_filters(member_clause, extra_filter))
+            if groups and not self._ad:
+                members = self._expand_groups(endpoint, set(found))
+                found = {dn: entry for dn, entry in found.items() if dn in members}
+            return list(found.values())
+        finally:
+            close(endpoint)
+
+    def _search_users(self, endpoint: LdapEndpoint, narrowing: str) -> dict[str, RawEntry]:
+        """Entries of every search rule, keyed by normalised DN; the first rule to find one wins."""
+        found: dict[str, RawEntry] = {}
+        key: Callable[[str], str] = normalise_dn if self.config.groups else str.lower
+        for number, rule in enumerate(self.config.search):
+            where = f"{WHERE}.search.{number}"
+            search_filter = and_filters(rule.filter, narrowing)
+            for dn, attributes in self._paged(
+                endpoint, where, rule.base_dn, _SCOPES[rule.scope], search_filter, len(found)
+            ):
+                found.setdefault(key(dn), self._entry(dn, attributes))
+        return found
+
+    def _paged(
+        self,
+        endpoint: LdapEndpoint,
+        where: str,
+        base_dn: str,
+        scope: str,
+        search_filter: str,
+        already: int,
+    ) -> Iterator[tuple[str, RawAttributes]]:
+        """Every entry of one search, a page at a time; SourceError if the read stops early."""
+        connection = endpoint.connection
+        cookie: bytes | None = None
+        count = 0
+        while True:
+            try:
+                connection.search(
+                    base_dn,
+                    search_filter,
+                    scope,
+                    attributes=self._attributes,
+                    paged_size=self.config.page_size,
+                    paged_cookie=cookie,
+                    time_limit=int(self.config.operation_timeout),
+                )
+            except ldap_errors.LDAPNoSuchObjectResult:
+                raise SourceError(f"{where}.base_dn: no such entry {base_dn}") from None
+            except ldap_errors.LDAPInvalidFilterError as exc:
+                raise SourceError(f"{where}.filter: invalid filter {search_filter}: {exc}") from (
+                    None
+                )
+            except (ldap_errors.LDAPException, OSError) as exc:
+                raise SourceError(
+                    f"{where}: reading {base_dn} from {endpoint.url} failed after {count} "
+                    f"entries: {describe(exc)}"
+                ) from None
+            for item in connection.response or ():
+                if item.get("type") == "searchResEntry":
+                    count += 1
+                    yield item["dn"], item["raw_attributes"]
+            if self.on_page is not None:
+                self.on_page(already + count)
+            control = (connection.result.get("controls") or {}).get(PAGED_RESULTS)
+            cookie = control["value"]["cookie"] if control else None
+            if not cookie:
+                return
+
+    # --- one entry -------------------------------------------------------------------------
+
+    def _entry(self, dn: str, attributes: RawAttributes) -> RawEntry:
+        config = self.config
+        try:
+            emails = attributes.get(config.email_attribute) or []
+            email = decode_text(emails[0], config.email_attribute) if emails else None
+            ids = attributes.get(self._id_attribute) or []
+            directory_id = self._id(ids[0]) if ids else None
+            enabled = not self._disabled(attributes)
+        except ValueError as exc:
+            return RawEntry(dn, None, None, problem=str(exc))
+        return RawEntry(dn, email, directory_id, enabled)
+
+    def _id(self, raw: bytes) -> str:
+        if self._id_attribute.lower() == "objectguid":
+            return guid_string(raw)
+        return decode_text(raw, self._id_attribute).strip().lower()
+
+    def _disabled(self, attributes: RawAttributes) -> bool:
+        if self._ad:
+            flags = attributes.get("userAccountControl") or []
+            if flags and uac_disabled(flags[0]):
+                return True
+        name = self.config.disabled_attribute
+        if not name:
+            return False
+        values = attributes.get(name) or []
+        if not values:
+            return False
+        if not self._disabled_values:
+            return True
+        return any(decode_text(v, name).strip().casefold() in self._disabled_values for v in values)
+
+    # --- groups ----------------------------------------------------------------------------
+
+    def _read_group(self, endpoint: LdapEndpoint, dn: str, where: str) -> list[str] | None:
+        """The member DNs of the group at ``dn``; None when there is no such group."""
+        connection = endpoint.connection
+        member = self.config.member_attribute
+        try:
+            connection.search(
+                dn, self.config.group_filter, BASE, attributes=[member],
+                time_limit=int(self.config.operation_timeout),
+            )
+        except ldap_errors.LDAPNoSuchObjectResult:
+            return None
+        except (ldap_errors.LDAPException, OSError) as exc:
+            raise SourceError(
+                f"{where}: reading group {dn} from {endpoint.url} failed: {describe(exc)}"
+            ) from None
+        entries = [i for i in connection.response or () if i.get("type") == "searchResEntry"]
+        if not entries:
+            return None
+        values = entries[0]["raw_attributes"].get(member) or []
+        return [v.decode("utf-8", errors="replace") for v in values]
+
+    def _check_groups_exist(self, endpoint: LdapEndpoint) -> None:
+        for number, group in enumerate(self.config.groups):
+            where = f"{WHERE}.groups.{number}.dn"
+            if self._read_group(endpoint, group.dn, where) is None:
+                raise SourceError(f"{where}: no such group {group.dn}")
+
+    def _expand_groups(self, endpoint: LdapEndpoint, users: set[str]) -> set[str]:
+        """Normalised DNs of the members of the configured groups (nested ones expanded).
+
+        Each group is read once, so a loop of groups ends. A member that is neither an
+        in-scope user nor a group (a dangling DN, an out-of-scope entry) is left out.
+        """
+        members: set[str] = set()
+        seen: set[str] = set()
+        pending: list[tuple[str, bool, str]] = [
+            (group.dn, group.nested, f"{WHERE}.groups.{number}")
+            for number, group in enumerate(self.config.groups)
+        ]
+        while pending:
+            dn, nested, where = pending.pop()
+            key = normalise_dn(dn)
+            if key in seen:
+                continue
+            seen.add(key)
+            values = self._read_group(endpoint, dn, where)
+            for value in values or ():
+                member = normalise_dn(value)
+                if member in users:
+                    members.add(member)
+                elif nested and member not in seen:
+                    pending.append((value, True, f"{where} (member group {value})"))
+        return members

@@ -1,0 +1,159 @@
+"""Pure helpers of the LDAP source: DN comparison, filters, and attribute values.
+
+Nothing here talks to a server, so every rule (RFC 4514 DN escapes, RFC 4515 filter escapes,
+Active Directory's objectGUID byte order and userAccountControl bit, the in-chain matching
+rule) is tested on values alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from ldap3.utils.conv import escape_filter_chars
+
+IN_CHAIN_RULE = "1.2.840.113556.1.4.1941"
+"""Active Directory's LDAP_MATCHING_RULE_IN_CHAIN: membership through nested groups."""
+ACCOUNTDISABLE = 0x0002
+"""userAccountControl bit of a disabled Active Directory account."""
+
+_DN_SPECIAL = set('\\,+"<>;=#')
+
+
+def escape_filter_value(value: str) -> str:
+    """``value`` escaped for use inside an RFC 4515 filter (``*``, ``(``, ``)``, ``\\``, NUL)."""
+    return str(escape_filter_chars(value))
+
+
+def and_filters(*filters: str) -> str:
+    """The conjunction of filters (each already parenthesised); one filter stays as it is."""
+    present = [f for f in filters if f]
+    if len(present) <= 1:
+        return present[0] if present else ""
+    return "(&" + "".join(present) + ")"
+
+
+def group_member_filter(group_dns: Sequence[tuple[str, bool]]) -> str:
+    """Active Directory: users who are members of any of ``(dn, nested)``, as one filter.
+
+    A nested group uses the in-chain matching rule, so the server expands nesting (and
+    handles loops) itself; a direct group compares memberOf. DNs are filter-escaped.
+    """
+    parts = [
+        f"(memberOf:{IN_CHAIN_RULE}:={escape_filter_value(dn)})"
+        if nested
+        else f"(memberOf={escape_filter_value(dn)})"
+        for dn, nested in group_dns
+    ]
+    return parts[0] if len(parts) == 1 else "(|" + "".join(parts) + ")"
+
+
+def _split_unescaped(text: str, separators: str) -> list[str]:
+    """Split on separators that are neither backslash-escaped nor inside double quotes."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text):
+            current.append(text[index : index + 2])
+            index += 2
+            continue
+        if char == '"':
+            quoted = not quoted
+        if char in separators and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        index += 1
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape_value(raw: str) -> str:
+    """An attribute value of a DN with RFC 4514 escapes (``\\,`` and ``\\2C``) undone."""
+    value = raw.strip(" ")
+    if raw.endswith("\\ ") and not value.endswith("\\ "):
+        value += " "  # an escaped trailing space is part of the value
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        value = value[1:-1]
+    if "\\" not in value:
+        return value
+    out = bytearray()
+    index = 0
+    while index < len(value):
+        char = value[index]
+        if char == "\\" and index + 1 < len(value):
+            pair = value[index + 1 : index + 3]
+            if len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair):
+                out.append(int(pair, 16))
+                index += 3
+                continue
+            out += value[index + 1].encode()
+            index += 2
+            continue
+        out += char.encode()
+        index += 1
+    return out.decode("utf-8", errors="replace")
+
+
+def _escape_value(value: str) -> str:
+    escaped = "".join("\\" + c if c in _DN_SPECIAL else c for c in value)
+    if escaped.startswith(" "):
+        escaped = "\\" + escaped
+    if escaped.endswith(" "):
+        escaped = escaped[:-1] + "\\ "
+    return escaped
+
+
+def normalise_dn(dn: str) -> str:
+    """A canonical form of ``dn`` for comparing two spellings of the same entry.
+
+    Attribute types and values are lower-cased, spaces around separators dropped, escapes
+    decoded (``\\2C`` and ``\\,`` are the same comma), the AVAs of a multi-valued RDN sorted.
+    Values are compared case-insensitively, as the naming attributes of people and groups
+    (cn, uid, ou, dc) are.
+    """
+    plain = not any(c in dn for c in '\\"+;<>#') and dn.count("=") == dn.count(",") + 1
+    if plain:  # the common case, kept fast for large directories
+        return ",".join(
+            f"{kind.strip().lower()}={value.strip().lower()}"
+            for kind, _, value in (rdn.partition("=") for rdn in dn.split(","))
+        )
+    rdns = []
+    for rdn in _split_unescaped(dn, ",;"):
+        avas = []
+        for ava in _split_unescaped(rdn, "+"):
+            kind, _, value = ava.partition("=")
+            avas.append(f"{kind.strip().lower()}={_escape_value(_unescape_value(value).lower())}")
+        rdns.append("+".join(sorted(avas)))
+    return ",".join(rdns)
+
+
+def guid_string(raw: bytes) -> str:
+    """Active Directory objectGUID (16 bytes, first three fields little-endian) as text.
+
+    The same form Windows shows (``Get-ADUser``), lower-case and without braces.
+    """
+    if len(raw) != 16:
+        raise ValueError(f"objectGUID must be 16 bytes, not {len(raw)}")
+    return str(uuid.UUID(bytes_le=raw))
+
+
+def uac_disabled(raw: bytes) -> bool:
+    """True when the ACCOUNTDISABLE bit of a userAccountControl value is set."""
+    try:
+        flags = int(raw.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError(f"userAccountControl is not a number: {raw!r}") from None
+    return bool(flags & ACCOUNTDISABLE)
+
+
+def decode_text(raw: bytes, attribute: str) -> str:
+    """An LDAP string value (UTF-8 on the wire)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{attribute} is not UTF-8 text") from None

@@ -1,0 +1,230 @@
+"""A real OpenLDAP slapd for the LDAP source tests, started once per session on 127.0.0.1.
+
+The directory (suffix dc=example,dc=org) holds people with unicode names, a DN with an escaped
+comma, emails that need RFC 4515 escaping, a disabled account, entries that must be skipped,
+60 staff users (more than the server's size limit of 25 for the service account, so only paged
+searches read them all), and groups nested in a loop. slapd serves plain LDAP (with StartTLS)
+and ldaps:// with a certificate from a test CA made here, valid for the name ``localhost``
+only, so ``127.0.0.1`` is a wrong host name. A missing slapd fails the tests, never skips them.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import secrets
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from syncd.config import LdapSourceConfig, parse_config
+from syncd.directory.slapd import Slapd, SlapdError, SlapdTLS, check_installed, ssha
+from syncd.pki.testca import CAKey, make_root, new_key, write_private_file
+
+SUFFIX = "dc=example,dc=org"
+SERVICE_DN = f"cn=syncd,ou=services,{SUFFIX}"
+SIZE_LIMIT = 25
+STAFF = 60
+ZOE_DN = f"cn=Zoë Łukasiewicz,ou=people,{SUFFIX}"
+JOHN_DN = f"cn=Smith\\, John,ou=people,{SUFFIX}"
+JURGEN_DN = f"cn=Jürgen Groß,ou=people,{SUFFIX}"
+
+
+def _attr(name: str, value: str) -> str:
+    """One LDIF line; base64 for non-ASCII values (RFC 2849)."""
+    if value.isascii() and not value.startswith((" ", ":", "<")):
+        return f"{name}: {value}"
+    return f"{name}:: {base64.b64encode(value.encode()).decode()}"
+
+
+def _entry(dn: str, *pairs: tuple[str, str]) -> str:
+    return "\n".join([_attr("dn", dn), *(_attr(k, v) for k, v in pairs)]) + "\n\n"
+
+
+def _person(dn: str, uid: str, mail: str | None, *extra: tuple[str, str]) -> str:
+    pairs = [("objectClass", "inetOrgPerson"), ("uid", uid), ("sn", uid)]
+    cn = dn.split(",", 1)[0].split("=", 1)[1] if dn.startswith("cn=") else uid
+    pairs.append(("cn", cn.replace("\\,", ",")))
+    if mail is not None:
+        pairs.append(("mail", mail))
+    return _entry(dn, *pairs, *extra)
+
+
+def _group(cn: str, *members: str) -> str:
+    return _entry(
+        f"cn={cn},ou=groups,{SUFFIX}",
+        ("objectClass", "groupOfNames"),
+        ("cn", cn),
+        *(("member", m) for m in members),
+    )
+
+
+def directory_ldif(service_password: str) -> str:
+    people = f"ou=people,{SUFFIX}"
+    parts = [
+        _entry(SUFFIX, ("objectClass", "dcObject"), ("objectClass", "organization"),
+               ("o", "Example"), ("dc", "example")),
+    ]
+    for ou in ("people", "staff", "contractors", "services", "groups"):
+        parts.append(_entry(f"ou={ou},{SUFFIX}", ("objectClass", "organizationalUnit"),
+                            ("ou", ou)))
+    parts.append(_entry(f"ou=archive,ou=contractors,{SUFFIX}",
+                        ("objectClass", "organizationalUnit"), ("ou", "archive")))
+    parts.append(_entry(SERVICE_DN, ("objectClass", "person"),
+                        ("objectClass", "simpleSecurityObject"), ("cn", "syncd"),
+                        ("sn", "syncd"), ("userPassword", ssha(service_password))))
+    parts += [
+        _person(f"uid=alice,{people}", "alice", "Alice@Example.ORG"),
+        _person(f"uid=bob,{people}", "bob", "bob@example.org", ("employeeType", "Disabled")),
+        _person(f"uid=erin,{people}", "erin", "erin@example.org", ("employeeType", "Staff")),
+        _person(ZOE_DN, "zoe", "zoe@example.org"),
+        _person(JOHN_DN, "jsmith", "john.smith@example.org"),
+        _person(JURGEN_DN, "jurgen", "not an address"),
+        _person(f"uid=team-star,{people}", "team-star", "team*@example.org"),
+        _person(f"uid=team-a,{people}", "team-a", "team-a@example.org"),
+        _person(f"uid=team-b,{people}", "team-b", "team-b@example.org"),
+        _person(f"uid=ohara,{people}", "ohara", "o(hara)\\x@example.org"),
+        _person(f"uid=nomail,{people}", "nomail", None),
+        _person(f"uid=alice2,{people}", "alice2", "alice@example.org"),
+        _person(f"uid=carl,ou=contractors,{SUFFIX}", "carl", "carl@example.org"),
+        _person(f"uid=old,ou=archive,ou=contractors,{SUFFIX}", "old", "old@example.org"),
+    ]
+    parts += [
+        _person(f"uid=s{n:03d},ou=staff,{SUFFIX}", f"s{n:03d}", f"s{n:03d}@example.org")
+        for n in range(STAFF)
+    ]
+    groups = f"ou=groups,{SUFFIX}"
+    parts += [
+        # Members spelled differently from the entries' own DNs: case, spaces, \2C for \,.
+        _group("cse", f"uid=alice,{people}", f"cn=eng,{groups}",
+               f"cn=Smith\\2C John,ou=People,{SUFFIX}"),
+        _group("eng", f"CN=Zoë Łukasiewicz, ou=people, {SUFFIX}", f"cn=platform,{groups}"),
+        _group("platform", f"uid=s001,ou=staff,{SUFFIX}", f"cn=cse,{groups}",
+               f"uid=ghost,{people}"),
+        _group("direct", f"uid=bob,{people}", f"cn=eng,{groups}"),
+    ]
+    return "".join(parts)
+
+
+# --- a test CA and the server's certificate -----------------------------------------------
+
+
+def _server_certificate(ca_key: CAKey, ca_cert: x509.Certificate, host: str) -> tuple[Any, Any]:
+    key = new_key("rsa")
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def make_ca_file(folder: Path, name: str) -> tuple[CAKey, x509.Certificate, Path]:
+    key = new_key("rsa")
+    cert = make_root(key, name, dt.datetime.now(dt.UTC), 2)
+    path = folder / f"{name.replace(' ', '-').lower()}.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key, cert, path
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+@dataclass
+class LdapServer:
+    slapd: Slapd
+    service_password: str
+    password_file: Path
+    ca_file: Path
+    other_ca_file: Path
+    """A CA that did not issue the server's certificate."""
+
+    @property
+    def url(self) -> str:
+        return f"ldap://localhost:{self.slapd.port}"
+
+    @property
+    def ldaps_url(self) -> str:
+        return self.slapd.ldaps_url("localhost")
+
+
+@pytest.fixture(scope="session")
+def ldap_server() -> Iterator[LdapServer]:
+    try:
+        check_installed()
+    except SlapdError as exc:
+        pytest.fail(str(exc))
+    folder = Path(tempfile.mkdtemp(prefix="syncd-test-slapd-"))
+    ca_key, ca_cert, ca_file = make_ca_file(folder, "LDAP Test CA")
+    _, _, other_ca_file = make_ca_file(folder, "Other CA")
+    server_key, server_cert = _server_certificate(ca_key, ca_cert, "localhost")
+    key_file, cert_file = folder / "server.key", folder / "server.pem"
+    write_private_file(key_file, server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    cert_file.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    password = secrets.token_urlsafe(16)
+    password_file = folder / "bind.pass"
+    write_private_file(password_file, (password + "\n").encode())
+    limits = (
+        f"sizelimit size.soft={SIZE_LIMIT} size.hard={SIZE_LIMIT} size.prtotal=unlimited\n"
+        "access to attrs=userPassword by anonymous auth by * none\n"
+        "access to * by users read by * none"
+    )
+    slapd = Slapd(folder / "slapd", root_password=secrets.token_urlsafe(16),
+                  tls=SlapdTLS(ca_file, cert_file, key_file), extra_config=limits)
+    try:
+        slapd.load(directory_ldif(password))
+        slapd.start()
+    except SlapdError as exc:
+        slapd.remove()
+        pytest.fail(str(exc))
+    try:
+        yield LdapServer(slapd, password, password_file, ca_file, other_ca_file)
+    finally:
+        slapd.remove()
+
+
+@pytest.fixture
+def ldap_config(ldap_server: LdapServer) -> Callable[..., LdapSourceConfig]:
+    """Build ``directory.ldap`` through the real schema: StartTLS to the session server, bound
+    as the service account, page size 7; keyword arguments override keys."""
+
+    def build(**overrides: Any) -> LdapSourceConfig:
+        section: dict[str, Any] = {
+            "servers": [ldap_server.url],
+            "start_tls": True,
+            "ca_file": str(ldap_server.ca_file),
+            "bind_dn": SERVICE_DN,
+            "bind_password_file": str(ldap_server.password_file),
+            "page_size": 7,
+            "search": [
+                {"base_dn": f"ou=people,{SUFFIX}", "filter": "(objectClass=inetOrgPerson)"},
+                {"base_dn": f"ou=staff,{SUFFIX}", "scope": "one"},
+                {"base_dn": f"ou=contractors,{SUFFIX}", "scope": "one"},
+            ],
+            "disabled_attribute": "employeeType",
+            "disabled_values": ["disabled"],
+        }
+        section.update(overrides)
+        config = parse_config({"directory": {"source": "ldap", "ldap": section}})
+        assert config.directory.ldap is not None
+        return config.directory.ldap
+
+    return build
