@@ -112,9 +112,65 @@ class StaticSourceConfig(_Section):
     """YAML or CSV file of users (email, id, enabled)."""
 
 
+_CUSTOM_FIELD = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*=\S.*$")
+
+
+class OrgUnitScope(_Section):
+    path: str
+    """Full organisational unit path, ``/`` for the whole organisation."""
+    include_sub_units: bool = True
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError("must be a full path starting with / (for example /Sales)")
+        return path.rstrip("/") or "/"
+
+
+class GoogleSourceConfig(_Section):
+    """Who is in scope in the Google Directory; credentials come from the ``google`` section."""
+
+    org_units: list[OrgUnitScope] = []
+    groups: list[str] = []
+    custom_schema_field: str | None = None
+    """``Schema.field=value``, for example ``Security.cseEnabled=true``."""
+    query: str | None = None
+    """A free users.list query (``isAdmin=false orgUnitPath='/Paris'``)."""
+    domain: str | None = None
+    """Only users of this domain (default: every domain of the customer)."""
+    exclude_suspended: bool = True
+    exclude_archived: bool = True
+    exclude_without_mailbox: bool = True
+
+    @field_validator("org_units", mode="before")
+    @classmethod
+    def _unit_shorthand(cls, units: Any) -> Any:
+        if isinstance(units, list):
+            return [{"path": unit} if isinstance(unit, str) else unit for unit in units]
+        return units
+
+    @field_validator("custom_schema_field")
+    @classmethod
+    def _schema_field(cls, value: str | None) -> str | None:
+        if value is not None and not _CUSTOM_FIELD.match(value.strip()):
+            raise ValueError("must read Schema.field=value, for example Security.cseEnabled=true")
+        return value.strip() if value is not None else None
+
+    @model_validator(mode="after")
+    def _some_selector(self) -> GoogleSourceConfig:
+        if not (self.org_units or self.groups or self.custom_schema_field or self.query):
+            raise ValueError(
+                "select users with at least one of org_units, groups, custom_schema_field, "
+                "query (org_units: [/] selects everyone)"
+            )
+        return self
+
+
 class DirectoryConfig(_Section):
-    source: Literal["static"] = "static"
+    source: Literal["static", "google"] = "static"
     static: StaticSourceConfig | None = None
+    google: GoogleSourceConfig | None = None
 
 
 class LocalKMSConfig(_Section):

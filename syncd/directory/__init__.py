@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from syncd.config import DirectoryConfig
+from syncd.config import DirectoryConfig, GoogleConfig
 from syncd.directory.base import DirectorySource, DirectoryUser, Snapshot, SourceError
 from syncd.errors import ConfigError
 
 __all__ = ["DirectorySource", "DirectoryUser", "Snapshot", "SourceError", "open_source"]
 
 
-def open_source(config: DirectoryConfig) -> DirectorySource:
-    """The source ``directory.source`` names."""
+def open_source(config: DirectoryConfig, google: GoogleConfig | None = None) -> DirectorySource:
+    """The source ``directory.source`` names; ``google`` is the top-level ``google`` section
+    (credentials, endpoint, admin_subject), needed by the ``google`` source."""
+    if config.source == "google":
+        if config.google is None:
+            raise ConfigError(
+                "directory.google", "required when directory.source is google (org_units, ...)"
+            )
+        from syncd.directory.google import GoogleSource
+
+        return GoogleSource(config.google, google or GoogleConfig())
     if config.static is None:
         raise ConfigError("directory.static.path", "required when directory.source is static")
     from syncd.directory.static import StaticSource

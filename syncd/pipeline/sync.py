@@ -62,7 +62,7 @@ def policy_for(app: App, allow_mass_deprovision: bool) -> Policy:
 def dry_run(app: App, *, allow_mass_deprovision: bool = False) -> PassResult:
     """What a pass would do now; changes nothing."""
     now = utcnow()
-    snapshot = open_source(app.config.directory).read(now)
+    snapshot = open_source(app.config.directory, app.config.google).read(now)
     with app.database.sessions() as session:
         views = tasks.load_views(session)
     return PassResult(plan(snapshot, views, policy_for(app, allow_mass_deprovision), now))
@@ -100,7 +100,7 @@ def sync_pass(
     on_done: Callable[[TaskResult], None] | None = None,
 ) -> PassResult:
     """One full pass under the run lock."""
-    source = open_source(app.config.directory)
+    source = open_source(app.config.directory, app.config.google)
     with app.run_lock():
         now = utcnow()
         with app.database.transaction() as session:

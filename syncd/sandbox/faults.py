@@ -3,7 +3,9 @@ connections dropped before or after the request is carried out.
 
 Settings come from ``faults.yaml`` in the data directory at start and from the admin endpoint
 ``POST /sandbox/v1/faults`` at run time. Faults apply to the Gmail and Directory APIs; the
-token endpoint is affected only with ``token_endpoint: true``.
+token endpoint is affected only with ``token_endpoint: true``. ``skip_requests: N`` serves the
+first N requests after the settings are applied without faults (a failure after the first
+page of a listing, for example).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class FaultSettings(BaseModel):
     retry_after_seconds: float | None = Field(default=None, ge=0)
     """Sent as ``Retry-After`` with injected 429 and 503 answers."""
     token_endpoint: bool = False
+    skip_requests: int = Field(default=0, ge=0)
+    """This many requests (counted after the settings are applied) are served without faults."""
     seed: int | None = None
 
     @model_validator(mode="after")
@@ -88,6 +92,7 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._settings = FaultSettings()
         self._random = random.Random()
+        self._skipped = 0
         self.configure(settings or FaultSettings())
 
     @property
@@ -98,12 +103,16 @@ class FaultInjector:
         with self._lock:
             self._settings = settings
             self._random = random.Random(settings.seed)
+            self._skipped = 0
 
     def draw(self, is_token_endpoint: bool) -> tuple[float, Fault | None]:
         """(latency in seconds, fault or None) for one request."""
         with self._lock:
             settings = self._settings
             if is_token_endpoint and not settings.token_endpoint:
+                return 0.0, None
+            if self._skipped < settings.skip_requests:
+                self._skipped += 1
                 return 0.0, None
             jitter = self._random.uniform(0, settings.latency_jitter_ms)
             fault = choose_fault(settings, self._random.random())
