@@ -19,7 +19,7 @@ from datetime import datetime
 from ldap3 import BASE, LEVEL, SUBTREE
 from ldap3.core import exceptions as ldap_errors
 
-from syncd.config import LdapSourceConfig
+from syncd.config import LdapSearchRule, LdapSourceConfig
 from syncd.directory.base import RawEntry, Snapshot, SourceError, build_snapshot
 from syncd.directory.ldap_connect import WHERE, LdapEndpoint, close, connect, describe
 from syncd.directory.ldap_values import (
@@ -53,7 +53,7 @@ class LdapSource:
             attributes.append("userAccountControl")
         if config.disabled_attribute:
             attributes.append(config.disabled_attribute)
-        self._attributes = list(dict.fromkeys(attributes))
+        self.attributes = list(dict.fromkeys(attributes))
         self._disabled_values = {value.casefold() for value in config.disabled_values}
 
     # --- reading ---------------------------------------------------------------------------
@@ -71,12 +71,9 @@ class LdapSource:
         endpoint = connect(self.config)
         try:
             groups = self.config.groups
-            member_clause = ""
             if groups:
                 self._check_groups_exist(endpoint)
-                if self._ad:
-                    member_clause = group_member_filter([(g.dn, g.nested) for g in groups])
-            found = self._search_users(endpoint, and_filters(member_clause, extra_filter))
+            found = self._search_users(endpoint, extra_filter)
             if groups and not self._ad:
                 members = self._expand_groups(endpoint, set(found))
                 found = {dn: entry for dn, entry in found.items() if dn in members}
@@ -84,17 +81,25 @@ class LdapSource:
         finally:
             close(endpoint)
 
-    def _search_users(self, endpoint: LdapEndpoint, narrowing: str) -> dict[str, RawEntry]:
+    def user_filter(self, rule: LdapSearchRule, extra_filter: str = "") -> str:
+        """The filter a rule is searched with: its own, the AD group clause, ``extra_filter``."""
+        groups = self.config.groups
+        member_clause = (
+            group_member_filter([(g.dn, g.nested) for g in groups]) if groups and self._ad else ""
+        )
+        return and_filters(rule.filter, member_clause, extra_filter)
+
+    def _search_users(self, endpoint: LdapEndpoint, extra_filter: str) -> dict[str, RawEntry]:
         """Entries of every search rule, keyed by normalised DN; the first rule to find one wins."""
         found: dict[str, RawEntry] = {}
         key: Callable[[str], str] = normalise_dn if self.config.groups else str.lower
         for number, rule in enumerate(self.config.search):
             where = f"{WHERE}.search.{number}"
-            search_filter = and_filters(rule.filter, narrowing)
+            search_filter = self.user_filter(rule, extra_filter)
             for dn, attributes in self._paged(
                 endpoint, where, rule.base_dn, _SCOPES[rule.scope], search_filter, len(found)
             ):
-                found.setdefault(key(dn), self._entry(dn, attributes))
+                found.setdefault(key(dn), self.raw_entry(dn, attributes))
         return found
 
     def _paged(
@@ -116,7 +121,7 @@ class LdapSource:
                     base_dn,
                     search_filter,
                     scope,
-                    attributes=self._attributes,
+                    attributes=self.attributes,
                     paged_size=self.config.page_size,
                     paged_cookie=cookie,
                     time_limit=int(self.config.operation_timeout),
@@ -145,7 +150,8 @@ class LdapSource:
 
     # --- one entry -------------------------------------------------------------------------
 
-    def _entry(self, dn: str, attributes: RawAttributes) -> RawEntry:
+    def raw_entry(self, dn: str, attributes: RawAttributes) -> RawEntry:
+        """One search result as the snapshot's raw entry (a bad value becomes a problem)."""
         config = self.config
         try:
             emails = attributes.get(config.email_attribute) or []
