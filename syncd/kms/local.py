@@ -143,7 +143,11 @@ class LocalKeyManager(KeyManager):
             if row.state is not KmsKeyState.ACTIVE or row.sealed_private_key is None:
                 raise KMSError(f"key {key_id} ({row.label}) is {row.state.value}; cannot {purpose}")
             der = self._unseal(key_id, row.sealed_private_key)
-        key = serialization.load_der_private_key(der, password=None)
+        # The sealed blob is authenticated, so the key is the one we stored: skip the RSA
+        # consistency check, which costs as much as a signature on every load.
+        key = serialization.load_der_private_key(
+            der, password=None, unsafe_skip_rsa_key_validation=True
+        )
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise KMSError(f"key {key_id} is not an RSA or EC key")
         with self._loaded_lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,9 +18,10 @@ from dataclasses import dataclass
 
 from syncd.config import PipelineConfig
 from syncd.google.errors import GoogleAPIError
+from syncd.logs import bind, log_context
 from syncd.pipeline import tasks
 from syncd.pipeline.crashpoints import crash_point
-from syncd.pipeline.steps import STEPS, Outcome, Services
+from syncd.pipeline.steps import STEPS, Outcome, Services, Work
 from syncd.state.db import Database
 
 log = logging.getLogger("syncd.pipeline")
@@ -35,6 +37,16 @@ class TaskResult:
     ok: bool
     failed_step: str | None = None
     error: str | None = None
+    stopped: bool = False
+    """Left at its checkpoint because the runner was asked to stop; resumed by a later pass."""
+
+
+StepObserver = Callable[[str, float, BaseException | None], None]
+"""Called after every attempt of a step: (step name, seconds taken, error or None)."""
+
+
+class StopRequested(Exception):
+    """The runner's stop event was set while a task waited to retry a step."""
 
 
 def is_transient(error: BaseException) -> bool:
@@ -57,6 +69,8 @@ class Runner:
         *,
         sleep: Callable[[float], None] = time.sleep,
         on_done: Callable[[TaskResult], None] | None = None,
+        stop: threading.Event | None = None,
+        on_step: StepObserver | None = None,
     ) -> None:
         self.database = database
         self.services = services
@@ -64,6 +78,19 @@ class Runner:
         self.run_id = run_id
         self.sleep = sleep
         self.on_done = on_done
+        self.stop = stop
+        """When set, no task starts and no step begins: each task stays at its checkpoint."""
+        self.on_step = on_step
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def _stopped(self, task_id: int, step: str | None) -> TaskResult:
+        with self.database.sessions() as session:
+            work = tasks.load_work(session, task_id)
+        where = f"at its checkpoint {step}" if step else "pending"
+        log.info("stopping: %s %s left %s", work.kind, work.email, where)
+        return TaskResult(task_id, work.email, work.kind, False, step, None, stopped=True)
 
     def run(self, task_ids: Sequence[int]) -> list[TaskResult]:
         if not task_ids:
@@ -73,19 +100,26 @@ class Runner:
             return list(pool.map(self._run_isolated, task_ids))
 
     def _run_isolated(self, task_id: int) -> TaskResult:
-        result = self._run_task(task_id)
+        with log_context(pass_id=self.run_id):
+            result = self._run_task(task_id)
         if self.on_done is not None:
             self.on_done(result)
         return result
 
     def _run_task(self, task_id: int) -> TaskResult:
+        if self._stopping():
+            return self._stopped(task_id, None)
         now = self.services.clock
         with self.database.transaction() as session:
-            task = tasks.start(session, task_id, self.run_id)
-            kind, email, step = task.kind.value, task.user.email, task.next_step
+            work, step = tasks.start(session, task_id, self.run_id)
+        bind(user=work.email)
         while step is not None:
+            if self._stopping():
+                return self._stopped(task_id, step)
             try:
-                outcome = self._attempt_step(task_id, step)
+                outcome = self._attempt_step(work, step)
+            except StopRequested:
+                return self._stopped(task_id, step)
             except Exception as error:  # any failure stays with this user's task
                 message = f"{step}: {error}" if str(error) else f"{step}: {error!r}"
                 with self.database.transaction() as session:
@@ -100,30 +134,30 @@ class Runner:
                     )
                 log.warning(
                     "%s %s failed at %s (retry after %s): %s",
-                    kind,
-                    email,
+                    work.kind,
+                    work.email,
                     step,
                     f"{retry_at:%Y-%m-%d %H:%M:%S}Z",
                     error,
                 )
-                return TaskResult(task_id, email, kind, False, step, message)
+                return TaskResult(task_id, work.email, work.kind, False, step, message)
             crash_point(f"after:{step}")
             with self.database.transaction() as session:
-                following = tasks.record_step(session, task_id, step, outcome, now(), self.run_id)
+                following = tasks.record_step(session, work, step, outcome, now(), self.run_id)
             crash_point(f"committed:{step}")
-            step = following
-        log.info("%s %s done", kind, email)
-        return TaskResult(task_id, email, kind, True)
+            work, step = work.after(outcome), following
+        log.info("%s %s done", work.kind, work.email)
+        return TaskResult(task_id, work.email, work.kind, True)
 
-    def _attempt_step(self, task_id: int, step: str) -> Outcome:
+    def _attempt_step(self, work: Work, step: str) -> Outcome:
         attempts = self.config.step_attempts
         for attempt in range(1, attempts + 1):
-            with self.database.sessions() as session:
-                work = tasks.load_work(session, task_id)
             crash_point(f"before:{step}")
+            started = time.monotonic()
             try:
-                return STEPS[step](work, self.services)
+                outcome = STEPS[step](work, self.services)
             except Exception as error:
+                self._observe(step, started, error)
                 if attempt == attempts or not is_transient(error):
                     raise
                 delay = step_backoff(attempt)
@@ -136,5 +170,16 @@ class Runner:
                     attempts,
                     delay,
                 )
-                self.sleep(delay)
+                if self.stop is not None:
+                    if self.stop.wait(delay):
+                        raise StopRequested(step) from error
+                else:
+                    self.sleep(delay)
+                continue
+            self._observe(step, started, None)
+            return outcome
         raise AssertionError("unreachable")
+
+    def _observe(self, step: str, started: float, error: BaseException | None) -> None:
+        if self.on_step is not None:
+            self.on_step(step, time.monotonic() - started, error)

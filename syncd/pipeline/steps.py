@@ -12,7 +12,7 @@ Steps never touch the database themselves; they see the task through a :class:`W
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -83,9 +83,20 @@ class Work:
 
     task_id: int
     kind: str
+    user_id: int
     email: str
     target: KeyPairView | None
     others: tuple[KeyPairView, ...]
+
+    def after(self, outcome: Outcome) -> Work:
+        """This work as it stands once ``outcome`` is recorded."""
+
+        def updated(view: KeyPairView) -> KeyPairView:
+            columns = outcome.key_pairs.get(view.id, {})
+            return replace(view, **{k: v for k, v in columns.items() if k in _VIEW_FIELDS})
+
+        target = updated(self.target) if self.target is not None else None
+        return replace(self, target=target, others=tuple(updated(v) for v in self.others))
 
 
 @dataclass
@@ -103,6 +114,7 @@ class Outcome:
 
 
 Step = Callable[[Work, Services], Outcome]
+_VIEW_FIELDS = {f.name for f in fields(KeyPairView)}
 
 
 def _target(work: Work) -> KeyPairView:

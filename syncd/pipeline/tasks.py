@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from syncd.directory.base import Snapshot
@@ -218,11 +219,12 @@ def _view(kp: KeyPair) -> KeyPairView:
     )
 
 
-def start(session: Session, task_id: int, run_id: int | None) -> Task:
+def start(session: Session, task_id: int, run_id: int | None) -> tuple[Work, str | None]:
+    """Mark the task running; return what its steps work on and the step to run next."""
     task = session.get_one(Task, task_id)
     task.status = TaskStatus.RUNNING
     task.run_id = run_id
-    return task
+    return load_work(session, task_id), task.next_step
 
 
 def load_work(session: Session, task_id: int) -> Work:
@@ -234,6 +236,7 @@ def load_work(session: Session, task_id: int) -> Work:
     return Work(
         task_id=task.id,
         kind=task.kind.value,
+        user_id=task.user_id,
         email=task.user.email,
         target=_view(target) if target else None,
         others=tuple(_view(kp) for kp in key_pairs if kp.id != task.key_pair_id),
@@ -242,35 +245,42 @@ def load_work(session: Session, task_id: int) -> Work:
 
 def record_step(
     session: Session,
-    task_id: int,
+    work: Work,
     step: str,
     outcome: Outcome,
     now: datetime,
     run_id: int | None,
 ) -> str | None:
-    """Write a step's outcome and advance the checkpoint; returns the next step (None: done)."""
-    task = session.get_one(Task, task_id)
-    if task.next_step != step or task.status is not TaskStatus.RUNNING:
-        raise RuntimeError(f"task {task_id} moved on from {step} while it ran")
+    """Write a step's outcome and advance the checkpoint; returns the next step (None: done).
+
+    Plain UPDATEs: this runs once per step of every user, so it loads no objects.
+    """
+    following = next_step(work.kind, step)
+    finished = (
+        {"status": TaskStatus.DONE, "finished_at": now, "last_error": None}
+        if following is None
+        else {}
+    )
+    moved = session.execute(
+        update(Task)
+        .where(Task.id == work.task_id, Task.next_step == step, Task.status == TaskStatus.RUNNING)
+        .values(next_step=following, updated_at=now, **finished)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        raise RuntimeError(f"task {work.task_id} moved on from {step} while it ran")
     for key_pair_id, columns in outcome.key_pairs.items():
-        key_pair = session.get_one(KeyPair, key_pair_id)
-        for column, value in columns.items():
-            setattr(key_pair, column, value)
-        key_pair.updated_at = now
-    if outcome.audit is not None:
-        audit.record(
-            session, f"{task.kind.value}.{step}", user=task.user, run_id=run_id, **outcome.audit
+        session.execute(
+            update(KeyPair).where(KeyPair.id == key_pair_id).values(**columns, updated_at=now)
         )
-    following = next_step(task.kind.value, step)
-    task.next_step = following
-    task.updated_at = now
+    who: dict[str, Any] = {"user_id": work.user_id, "email": work.email, "run_id": run_id}
+    if outcome.audit is not None:
+        audit.record(session, f"{work.kind}.{step}", **who, **outcome.audit)
     if following is None:
-        task.status = TaskStatus.DONE
-        task.finished_at = now
-        task.last_error = None
-        if task.kind is TaskKind.DEPROVISION:
-            task.user.deprovisioned_at = now
-        audit.record(session, f"{task.kind.value}.done", user=task.user, run_id=run_id)
+        if work.kind == TaskKind.DEPROVISION.value:
+            session.execute(
+                update(User).where(User.id == work.user_id).values(deprovisioned_at=now)
+            )
+        audit.record(session, f"{work.kind}.done", **who)
     return following
 
 

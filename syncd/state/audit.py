@@ -52,12 +52,14 @@ def record(
     action: str,
     *,
     user: User | None = None,
+    user_id: int | None = None,
     email: str | None = None,
     run_id: int | None = None,
     **detail: Any,
 ) -> AuditEvent:
     """Add an audit event to ``session`` (committed with the caller's transaction).
 
+    Name the user by ``user`` or, where only its id is at hand, ``user_id`` and ``email``.
     ``email`` defaults to the user's; ``detail`` must be JSON-serialisable and free of keys
     named like secrets (ValueError otherwise).
     """
@@ -67,7 +69,7 @@ def record(
         session.flush()
     event = AuditEvent(
         action=action,
-        user_id=user.id if user is not None else None,
+        user_id=user.id if user is not None else user_id,
         email=email if email is not None else (user.email if user is not None else None),
         run_id=run_id,
         detail=detail,

@@ -116,6 +116,9 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode NORMAL survives any crash of syncd itself; a power cut may lose the
+        # last commits, which idempotent steps redo (they find their artifacts).
+        cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
 

@@ -1,0 +1,183 @@
+"""Benchmark: end-to-end provisioning against the sandbox, as a ratio of the crypto floor.
+
+In one run it measures
+  * the floor: N RSA key generations and N certificate issuances on W threads, nothing else;
+  * the pipeline: one `sync_pass` provisioning N directory users with W workers, through the
+    local KMS (SQLite state store), the Gmail client and the sandbox running as a separate
+    process on loopback (real HTTP, token grants, chain validation);
+and prints users/second for both, the ratio (target: pipeline >= 80% of the floor) and the
+process's peak memory. Figures are ratios against a floor measured in the same run, because
+the machines are shared and noisy.
+
+    .venv/bin/python bench/provision.py [--users 500] [--workers 4] [--bits 2048]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from syncd.app import App
+from syncd.config import CertificateConfig, load_config
+from syncd.issuers import import_issuer
+from syncd.kms.local import create_master_key
+from syncd.pipeline.sync import sync_pass
+from syncd.pki.issue import issue_leaf
+from syncd.pki.profile import LeafProfile
+from syncd.pki.testca import TestHierarchy, make_test_hierarchy
+from syncd.state.db import Database
+from syncd.sandbox import create_service_account, init_sandbox_data
+
+DOMAIN = "bench.example"
+PASSWORD = b"bench"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("bench: the sandbox exited at start")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit("bench: the sandbox did not start within 30 s")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def floor(hierarchy: TestHierarchy, profile: LeafProfile, users: int, workers: int,
+          bits: int) -> float:
+    """Seconds to generate ``users`` keys and issue their certificates on ``workers`` threads."""
+    signer = hierarchy.signer(profile.hash)
+    now = datetime.now(UTC)
+
+    def one(number: int) -> None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+        issue_leaf(f"user{number:05d}@{DOMAIN}", key.public_key(), hierarchy.intermediate_cert,
+                   signer, profile, now)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, range(users)))
+    return time.perf_counter() - started
+
+
+def pipeline(work: Path, hierarchy: TestHierarchy, users: int, workers: int, bits: int,
+             port: int) -> float:
+    key_file = work / "service-account.json"
+    key_file.write_text(json.dumps(create_service_account(
+        work / "sandbox", "syncd@bench.iam.gserviceaccount.com", f"http://127.0.0.1:{port}/token"
+    )))
+    key_file.chmod(0o600)
+    create_master_key(work / "master.key")
+    (work / "kacls.key").write_bytes(os.urandom(32))
+    (work / "kacls.key").chmod(0o600)
+    listed = [{"email": f"user{i:05d}@{DOMAIN}", "id": f"u{i}"} for i in range(users)]
+    (work / "users.yaml").write_text(yaml.safe_dump({"users": listed}))
+    config_path = work / "syncd.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "state": {"url": f"sqlite:///{work}/state.db"},
+        "directory": {"source": "static", "static": {"path": str(work / "users.yaml")}},
+        "kms": {"local": {"master_key_file": str(work / "master.key")}},
+        "kacls": {"uri": "https://kacls.bench.example/google_cse",
+                  "wrapping_key_file": str(work / "kacls.key")},
+        "ca": {"label": "bench"},
+        "certificate": {"key_bits": bits},
+        "google": {"service_account_key_file": str(key_file),
+                   "endpoint": f"http://127.0.0.1:{port}/", "requests_per_second": 100000},
+        "pipeline": {"workers": workers},
+        "logging": {"level": "WARNING"},
+    }))
+    config = load_config(config_path)
+    Database.open(config.state.url, require_current=False).upgrade()
+    app = App(config)
+    assert hierarchy.issuer_p12 and hierarchy.root_pem
+    import_issuer(app.database.sessions, app.key_manager(), label="bench",
+                  pkcs12_data=hierarchy.issuer_p12.read_bytes(), password=PASSWORD,
+                  extra_chain_pem=hierarchy.root_pem.read_bytes(), now=datetime.now(UTC),
+                  where="issuer.p12")
+    started = time.perf_counter()
+    result = sync_pass(app)
+    elapsed = time.perf_counter() - started
+    done = sum(1 for r in result.results if r.ok)
+    if done != users:
+        raise SystemExit(f"bench: only {done} of {users} users provisioned: "
+                         f"{[r.error for r in result.failures][:3]}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--bits", type=int, default=2048, choices=[2048, 3072, 4096])
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
+        work = Path(tmp)
+        hierarchy = make_test_hierarchy(work / "ca", password=PASSWORD)
+        profile = LeafProfile.from_config(CertificateConfig())
+        root_pem = hierarchy.root_cert.public_bytes(serialization.Encoding.PEM)
+        mailboxes = [f"user{i:05d}@{DOMAIN}" for i in range(args.users)] + [f"admin@{DOMAIN}"]
+        init_sandbox_data(work / "sandbox", DOMAIN, mailboxes, root_pem)
+        port = _free_port()
+        sandbox = subprocess.Popen(
+            [sys.executable, "-m", "syncd", "sandbox", "serve", "--port", str(port),
+             "--data", str(work / "sandbox")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_for(port, sandbox)
+            floor_seconds = floor(hierarchy, profile, args.users, args.workers, args.bits)
+            sandbox_cpu_before = _cpu_seconds(sandbox.pid)
+            pipeline_seconds = pipeline(work, hierarchy, args.users, args.workers, args.bits,
+                                        port)
+            sandbox_cpu = _cpu_seconds(sandbox.pid) - sandbox_cpu_before
+        finally:
+            sandbox.send_signal(signal.SIGINT)
+            sandbox.wait(timeout=30)
+
+    floor_rate = args.users / floor_seconds
+    pipeline_rate = args.users / pipeline_seconds
+    ratio = pipeline_rate / floor_rate
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"users: {args.users}, workers: {args.workers}, RSA {args.bits}")
+    print(f"floor (keygen + certificate, no pipeline): {floor_rate:8.1f} users/s "
+          f"({floor_seconds:.1f} s)")
+    print(f"pipeline (KMS + state + Gmail sandbox):    {pipeline_rate:8.1f} users/s "
+          f"({pipeline_seconds:.1f} s)")
+    print(f"ratio pipeline/floor: {ratio:.2f} (target >= 0.80: {'met' if ratio >= 0.8 else 'MISSED'})")
+    print(f"sandbox CPU during the pipeline: {sandbox_cpu:.1f} s "
+          f"({1000 * sandbox_cpu / args.users:.1f} ms a user, on the same 2 cores)")
+    print(f"peak memory (this process): {peak_mb:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
