@@ -71,6 +71,15 @@ def test_sync_once_from_the_google_directory(deployment: Deployment) -> None:
     write_directory(deployment, group=(at("user04"), at("user05")))
     use_google_source(deployment)
 
+    tested = deployment.syncd("directory", "test", "--format", "json")
+    assert tested.returncode == 0, tested.stderr
+    record = json.loads(tested.stdout)["directory_test"]
+    assert (record["source"], record["users_in_scope"], record["enabled"]) == ("google", 7, 6)
+    assert sorted(skip["reason"] for skip in record["skipped"]) == [
+        f"external member friend@partner.example of group {CSE_GROUP}: not a user of the customer",
+        f"{at('user07')}: mailbox not set up",
+    ]
+
     done = deployment.syncd("sync", "--once")
     assert done.returncode == 0, done.stderr
     assert "6 done, 0 failed" in done.stdout, done.stdout
