@@ -21,6 +21,7 @@ from syncd import __version__
 from syncd.app import App
 from syncd.config import Config, default_config_path, load_config, redacted_summary
 from syncd.errors import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, ConfigError, SyncdError
+from syncd.logs import setup_logging
 from syncd.output import Format, emit_listing, emit_record, render_table, to_json
 
 if TYPE_CHECKING:
@@ -325,6 +326,25 @@ def cmd_sandbox_serve(args: argparse.Namespace, config: Config | None) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from syncd.daemon import run
+
+    return run(config)
+
+
+def cmd_health(args: argparse.Namespace, config: Config) -> int:
+    from syncd.health import check_health
+
+    health = check_health(config, _now())
+    if args.format == "json":
+        print(to_json(health.to_dict()))
+    else:
+        for check in health.checks:
+            print(f"{'ok' if check.ok else 'FAIL':<4} {check.name}: {check.detail}")
+        print("healthy" if health.ok else "unhealthy")
+    return EXIT_OK if health.ok else EXIT_FAILURES
+
+
 # --- parser -------------------------------------------------------------------------------
 
 
@@ -431,6 +451,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--data", required=True, help="sandbox data folder")
     serve_cmd.set_defaults(handler=cmd_sandbox_serve, needs_config=False)
 
+    run_cmd = commands.add_parser(
+        "run", help="the service: scheduled passes until SIGTERM (SIGHUP reloads)"
+    )
+    run_cmd.set_defaults(handler=cmd_run)
+
+    health_cmd = commands.add_parser(
+        "health", help="exit 0 if the database is reachable and the last pass recent and sound"
+    )
+    _format_option(health_cmd)
+    health_cmd.set_defaults(handler=cmd_health)
+
     # New command groups go above this line.
     return parser
 
@@ -438,13 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging("WARNING", "auto")
     try:
         if not getattr(args, "needs_config", True):
             return int(args.handler(args, None))
         config = load_config(args.config or default_config_path())
-        logging.getLogger().setLevel(config.logging.level)
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        setup_logging(config.logging.level, config.logging.format)
         handler: Handler = args.handler
         return handler(args, config)
     except SyncdError as exc:

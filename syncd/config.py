@@ -280,11 +280,53 @@ class ScheduleConfig(_Section):
     _durations = field_validator("interval", "jitter", mode="before")(
         classmethod(lambda cls, v: None if v is None else parse_duration(v))
     )
+    _crontab = field_validator("cron")(classmethod(lambda cls, v: _check_crontabs(v)))
 
 
 class ReportConfig(_Section):
     expiring_days: int = Field(default=30, ge=1)
     output: ConfigPath | None = None
+    cron: list[str] = []
+    """Crontab expressions on which ``syncd run`` writes the report (none by default)."""
+
+    _crontab = field_validator("cron")(classmethod(lambda cls, v: _check_crontabs(v)))
+
+
+def _check_crontabs(expressions: list[str]) -> list[str]:
+    from apscheduler.triggers.cron import CronTrigger
+
+    for expression in expressions:
+        try:
+            CronTrigger.from_crontab(expression)
+        except ValueError as exc:
+            raise ValueError(f"{expression!r} is not a crontab expression: {exc}") from None
+    return expressions
+
+
+class MetricsConfig(_Section):
+    listen: str | None = None
+    """``HOST:PORT`` of the Prometheus endpoint of ``syncd run`` (off when unset)."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str | None) -> str | None:
+        if listen is None:
+            return None
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT, for example 127.0.0.1:9464")
+        return listen
+
+
+class DaemonConfig(_Section):
+    stop_timeout: Duration = 60.0
+    """On SIGTERM, how long running steps get to reach their checkpoint."""
+    health_max_age: Duration | None = None
+    """``syncd health`` fails when the last pass finished longer ago (default: 3 intervals)."""
+
+    _durations = field_validator("stop_timeout", "health_max_age", mode="before")(
+        classmethod(lambda cls, v: None if v is None else parse_duration(v))
+    )
 
 
 class LoggingConfig(_Section):
@@ -310,6 +352,8 @@ class Config(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     report: ReportConfig = ReportConfig()
     logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    daemon: DaemonConfig = DaemonConfig()
 
     source_path: Path | None = Field(default=None, exclude=True)
     """The file this configuration was read from (not a key of the file)."""

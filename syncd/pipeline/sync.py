@@ -6,6 +6,7 @@ Also the on-demand variants: ``resync`` (repair or replace named users) and the 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from syncd.app import App
 from syncd.directory import open_source
 from syncd.directory.base import SourceError
+from syncd.logs import bind
 from syncd.pipeline import tasks
-from syncd.pipeline.runner import Runner, TaskResult
+from syncd.pipeline.runner import Runner, StepObserver, TaskResult
 from syncd.plan import Action, Plan, Policy, on_demand, plan
 from syncd.state import audit
 from syncd.state.runs import finish_run, start_run
@@ -33,11 +35,21 @@ class PassResult:
 
     @property
     def failures(self) -> list[TaskResult]:
-        return [r for r in self.results if not r.ok]
+        return [r for r in self.results if not r.ok and not r.stopped]
+
+    @property
+    def stopped(self) -> list[TaskResult]:
+        """Tasks left at their checkpoint because the pass was asked to stop."""
+        return [r for r in self.results if r.stopped]
 
     @property
     def clean(self) -> bool:
-        return not self.failures and self.plan.blocked_reason is None and not self.unknown_users
+        return (
+            not self.failures
+            and not self.stopped
+            and self.plan.blocked_reason is None
+            and not self.unknown_users
+        )
 
     def summary(self) -> dict[str, object]:
         return {
@@ -45,6 +57,7 @@ class PassResult:
             "held": len(self.plan.held),
             "done": sum(1 for r in self.results if r.ok),
             "failed": len(self.failures),
+            "stopped": len(self.stopped),
             "blocked_deprovisions": len(self.plan.blocked_deprovisions),
             "skipped_entries": self.plan.skipped_entries,
         }
@@ -73,12 +86,22 @@ def _execute(
     actions: Sequence[Action],
     run_id: int,
     on_done: Callable[[TaskResult], None] | None,
+    stop: threading.Event | None = None,
+    on_step: StepObserver | None = None,
 ) -> list[TaskResult]:
     with app.database.transaction() as session:
         task_ids = tasks.enqueue(session, actions, run_id, utcnow())
     if not task_ids:
         return []
-    runner = Runner(app.database, app.services(), app.config.pipeline, run_id, on_done=on_done)
+    runner = Runner(
+        app.database,
+        app.services(),
+        app.config.pipeline,
+        run_id,
+        on_done=on_done,
+        stop=stop,
+        on_step=on_step,
+    )
     return runner.run(task_ids)
 
 
@@ -87,6 +110,8 @@ def _finish(app: App, result: PassResult) -> PassResult:
     outcome = "ok" if result.clean else "failures"
     if result.plan.blocked_reason:
         outcome = "blocked"
+    if result.stopped:
+        outcome = "stopped"
     with app.database.transaction() as session:
         finish_run(session, result.run_id, outcome, utcnow(), result.summary())
     return result
@@ -98,13 +123,20 @@ def sync_pass(
     allow_mass_deprovision: bool = False,
     on_plan: Callable[[Plan], None] | None = None,
     on_done: Callable[[TaskResult], None] | None = None,
+    stop: threading.Event | None = None,
+    on_step: StepObserver | None = None,
 ) -> PassResult:
-    """One full pass under the run lock."""
+    """One full pass under the run lock.
+
+    ``stop``, once set, keeps the runner from starting another task or step (each task stays
+    at its checkpoint for the next pass); ``on_step`` observes every step attempt.
+    """
     source = open_source(app.config.directory, app.config.google)
     with app.run_lock():
         now = utcnow()
         with app.database.transaction() as session:
             run_id = start_run(session, "sync", now)
+        bind(pass_id=run_id)
         try:
             snapshot = source.read(now)
             with app.database.sessions() as session:
@@ -128,7 +160,7 @@ def sync_pass(
         if on_plan is not None:
             on_plan(the_plan)
         result = PassResult(the_plan, run_id=run_id)
-        result.results = _execute(app, the_plan.actions, run_id, on_done)
+        result.results = _execute(app, the_plan.actions, run_id, on_done, stop, on_step)
         return _finish(app, result)
 
 
@@ -144,6 +176,7 @@ def resync(
         now = utcnow()
         with app.database.transaction() as session:
             run_id = start_run(session, "resync", now)
+        bind(pass_id=run_id)
         with app.database.sessions() as session:
             views = tasks.load_views(session)
         wanted = (

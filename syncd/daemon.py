@@ -1,0 +1,326 @@
+"""``syncd run``: the long-running service.
+
+An APScheduler background scheduler starts a sync pass every ``schedule.interval`` (the first
+one at start) and on each ``schedule.cron`` expression, with ``schedule.jitter``; never two
+passes at once (a pass due while one runs is skipped, and the log says so), and the run lock
+keeps a hand-run ``syncd sync``/``resync`` and the daemon apart (the loser says so). Report jobs
+run on ``report.cron``.
+
+systemd (``Type=notify``): READY=1 once the configuration and database checks pass, STATUS=
+with the last pass's outcome, WATCHDOG=1 every half ``$WATCHDOG_USEC`` while the scheduler is
+alive. SIGHUP reloads the configuration (a bad one is refused, logged, and the running one
+kept); SIGTERM or SIGINT stop the runner from starting tasks or steps, give running steps
+``daemon.stop_timeout`` to reach their checkpoint, and exit 0.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from syncd.app import App
+from syncd.config import Config, load_config, read_secret
+from syncd.directory.base import SourceError
+from syncd.errors import EXIT_FAILURES, EXIT_OK, ConfigError, LockHeldError, SyncdError
+from syncd.logs import log_context, register_secret, setup_logging
+from syncd.metrics import Metrics
+from syncd.pipeline.sync import PassResult, sync_pass
+from syncd.sdnotify import notify, watchdog_period
+from syncd.setup import check_configuration
+
+log = logging.getLogger("syncd.daemon")
+
+DEFAULT_REPORT_OUTPUT = Path("/var/lib/syncd/report.html")
+_IDLE_TICK = 1.0
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def outcome_of(result: PassResult) -> str:
+    """The outcome recorded in the runs table for ``result`` (see pipeline.sync._finish)."""
+    if result.stopped:
+        return "stopped"
+    if result.plan.blocked_reason:
+        return "blocked"
+    return "ok" if result.clean else "failures"
+
+
+def startup_checks(config: Config) -> None:
+    """Raise ConfigError unless what the configuration points at is usable."""
+    problems = check_configuration(config)
+    if not problems:
+        app = App(config)
+        try:
+            app.services()
+        except SyncdError as error:
+            problems.append(str(error))
+        finally:
+            if "database" in app.__dict__:
+                app.database.close()
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise ConfigError("", problems[0] + more)
+
+
+def register_config_secrets(config: Config) -> None:
+    """Teach the log filter the exact secret values this configuration references."""
+    from sqlalchemy.engine import make_url
+
+    for section, name, where in (
+        (config.kacls, "wrapping_key", "kacls"),
+        (config.google, "service_account_key", "google"),
+    ):
+        try:
+            value = read_secret(section, name, where)
+        except SyncdError:
+            continue
+        register_secret(value)
+        if value and name == "service_account_key":
+            import json
+
+            try:
+                info: dict[str, Any] = json.loads(value)
+            except ValueError:
+                continue
+            register_secret(str(info.get("private_key", "")))
+            register_secret(str(info.get("private_key_id", "")))
+    register_secret(make_url(config.state.url).password)
+
+
+def run_report_job(config: Config) -> None:
+    """The report cron job: ``syncd report`` when this version has reports, else a log line."""
+    if importlib.util.find_spec("syncd.report") is None:
+        log.info("report job skipped: reports not available in this version")
+        return
+    output = config.report.output or DEFAULT_REPORT_OUTPUT
+    command = [sys.executable, "-m", "syncd"]
+    if config.source_path is not None:
+        command += ["--config", str(config.source_path)]
+    command += ["report", "--output", str(output), "--format", "html"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode == 0:
+        log.info("report written to %s", output)
+    else:
+        reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        log.error("report job failed (exit %d): %s", done.returncode, reason)
+
+
+class Daemon:
+    """One ``syncd run`` process."""
+
+    def __init__(self, config: Config, config_path: Path) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.stop = threading.Event()
+        """Set on SIGTERM: the runner starts no task and no step after it."""
+        self.metrics = Metrics()
+        self._pass_lock = threading.Lock()
+        self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._scheduler = BackgroundScheduler(timezone=UTC)
+        self._status = "starting"
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(number, self._on_signal)
+        register_config_secrets(self.config)
+        startup_checks(self.config)
+        self.metrics.serve(self.config.metrics.listen)
+        self._schedule(self.config, first_pass_now=True)
+        self._scheduler.start()
+        self.metrics.up.set(1)
+        self._status = "ready; first pass starting" if self.config.schedule.interval else "ready"
+        notify("READY=1", f"STATUS={self._status}", f"MAINPID={os.getpid()}")
+        log.info("syncd run started (configuration %s)", self.config_path)
+        return self._main_loop()
+
+    def _on_signal(self, number: int, _frame: object) -> None:
+        self._signals.put(number)  # SimpleQueue.put is safe in a signal handler
+
+    def _main_loop(self) -> int:
+        period = watchdog_period()
+        tick = min(period, _IDLE_TICK) if period else _IDLE_TICK
+        while True:
+            try:
+                number = self._signals.get(timeout=tick)
+            except queue.Empty:
+                number = None
+            if number == signal.SIGHUP:
+                self._reload()
+            elif number in (signal.SIGTERM, signal.SIGINT):
+                return self._shutdown(signal.Signals(number).name)
+            if period and self._alive():
+                notify("WATCHDOG=1")
+
+    def _alive(self) -> bool:
+        return bool(self._scheduler.running)
+
+    def _shutdown(self, why: str) -> int:
+        timeout = self.config.daemon.stop_timeout
+        log.info(
+            "%s received: stopping; running steps get %.0fs to reach a checkpoint", why, timeout
+        )
+        notify("STOPPING=1", "STATUS=stopping: letting running steps reach their checkpoint")
+        self.stop.set()
+        self.metrics.up.set(0)
+        self._scheduler.shutdown(wait=False)
+        # Held until exit: no pass can start from now on.
+        if not self._pass_lock.acquire(timeout=timeout):
+            log.error(
+                "stop timeout (%.0fs) exceeded: exiting with steps in flight; "
+                "the next start resumes them from their checkpoints",
+                timeout,
+            )
+            logging.shutdown()
+            os._exit(EXIT_FAILURES)
+        self.metrics.close()
+        log.info("stopped")
+        return EXIT_OK
+
+    # --- configuration --------------------------------------------------------------------
+
+    def _schedule(self, config: Config, *, first_pass_now: bool) -> None:
+        scheduler, schedule = self._scheduler, config.schedule
+        for job in scheduler.get_jobs():
+            job.remove()
+        jitter = schedule.jitter
+        if schedule.interval is not None:
+            first = datetime.now(UTC)
+            if not first_pass_now:
+                first += timedelta(seconds=schedule.interval)
+            scheduler.add_job(
+                self._pass_job,
+                IntervalTrigger(seconds=schedule.interval, jitter=jitter),
+                args=["interval"],
+                id="sync-interval",
+                next_run_time=first,
+                max_instances=3,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        for number, expression in enumerate(schedule.cron):
+            scheduler.add_job(
+                self._pass_job,
+                CronTrigger.from_crontab(expression),
+                args=[f"cron {expression!r}"],
+                id=f"sync-cron-{number}",
+                max_instances=3,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        for number, expression in enumerate(config.report.cron):
+            scheduler.add_job(
+                self._report_job,
+                CronTrigger.from_crontab(expression),
+                id=f"report-cron-{number}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+
+    def _reload(self) -> None:
+        log.info("SIGHUP received: reloading %s", self.config_path)
+        notify("RELOADING=1", "STATUS=reloading the configuration")
+        try:
+            new = load_config(self.config_path)
+            startup_checks(new)
+            self.metrics.serve(new.metrics.listen)
+        except SyncdError as error:
+            log.error("reload refused, keeping the running configuration: %s", error)
+            notify("READY=1", f"STATUS={self._status} (reload refused: {error})")
+            return
+        old, self.config = self.config, new
+        setup_logging(new.logging.level, new.logging.format)
+        register_config_secrets(new)
+        if (old.schedule, old.report.cron) != (new.schedule, new.report.cron):
+            self._schedule(new, first_pass_now=False)
+        log.info("configuration reloaded from %s", self.config_path)
+        notify("READY=1", f"STATUS={self._status} (configuration reloaded)")
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    def _pass_job(self, trigger: str) -> None:
+        if self.stop.is_set():
+            return
+        if not self._pass_lock.acquire(blocking=False):
+            log.warning("the %s pass is skipped: the previous pass is still running", trigger)
+            return
+        try:
+            if not self.stop.is_set():
+                with log_context():
+                    self._one_pass()
+        finally:
+            self._pass_lock.release()
+
+    def _one_pass(self) -> None:
+        config = self.config
+        app = App(config)
+        started = time.monotonic()
+        outcome, described = "error", ""
+        try:
+            result = sync_pass(
+                app,
+                stop=self.stop,
+                on_step=self.metrics.observe_step,
+                on_done=self.metrics.observe_task,
+            )
+            outcome = outcome_of(result)
+            summary = result.summary()
+            described = (
+                f"pass {result.run_id}: {outcome}, {summary['done']} done, "
+                f"{summary['failed']} failed, {summary['stopped']} stopped"
+            )
+            log.info("%s", described)
+        except LockHeldError as error:
+            outcome, described = "locked", f"pass skipped: {error}"
+            log.warning("%s", described)
+        except SourceError as error:
+            outcome, described = "source_failed", f"pass failed: cannot read the directory: {error}"
+            log.error("%s", described)
+        except SyncdError as error:
+            described = f"pass failed: {error}"
+            log.error("%s", described)
+        except Exception:
+            described = "pass failed unexpectedly (see the log)"
+            log.exception("pass failed unexpectedly")
+        finally:
+            ended = datetime.now(UTC)
+            self.metrics.observe_pass(outcome, time.monotonic() - started, ended)
+            try:
+                self.metrics.refresh_state(app.database, config.report.expiring_days, ended)
+            except Exception as error:  # metrics must never break the daemon
+                log.warning("metrics: cannot read the state store: %s", error)
+            if "database" in app.__dict__:
+                app.database.close()
+        self._status = f"last pass at {_stamp(ended)}: {described}"
+        notify(f"STATUS={self._status}")
+
+    def _report_job(self) -> None:
+        try:
+            run_report_job(self.config)
+        except Exception:
+            log.exception("report job failed")
+
+
+def run(config: Config) -> int:
+    """Run the service until SIGTERM; the exit code."""
+    if config.source_path is None:
+        raise ConfigError("--config", "syncd run needs a configuration file to reload")
+    return Daemon(config, config.source_path).run()
