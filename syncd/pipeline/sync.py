@@ -6,6 +6,7 @@ Also the on-demand variants: ``resync`` (repair or replace named users) and the 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,13 +14,15 @@ from datetime import UTC, datetime, timedelta
 
 from syncd.app import App
 from syncd.directory import open_source
-from syncd.directory.base import SourceError
+from syncd.directory.base import Snapshot, SourceError
 from syncd.logs import bind
 from syncd.pipeline import tasks
 from syncd.pipeline.runner import Runner, StepObserver, TaskResult
 from syncd.plan import Action, Plan, Policy, on_demand, plan
 from syncd.state import audit
 from syncd.state.runs import finish_run, start_run
+
+log = logging.getLogger("syncd.pass")
 
 
 def utcnow() -> datetime:
@@ -63,6 +66,11 @@ class PassResult:
         }
 
 
+def warn_skipped(snapshot: Snapshot) -> None:
+    for entry in snapshot.skipped:
+        log.warning("directory entry skipped: %s: %s", entry.where, entry.reason)
+
+
 def policy_for(app: App, allow_mass_deprovision: bool) -> Policy:
     config = app.config
     return Policy(
@@ -76,6 +84,7 @@ def dry_run(app: App, *, allow_mass_deprovision: bool = False) -> PassResult:
     """What a pass would do now; changes nothing."""
     now = utcnow()
     snapshot = open_source(app.config.directory, app.config.google).read(now)
+    warn_skipped(snapshot)
     with app.database.sessions() as session:
         views = tasks.load_views(session)
     return PassResult(plan(snapshot, views, policy_for(app, allow_mass_deprovision), now))
@@ -139,6 +148,7 @@ def sync_pass(
         bind(pass_id=run_id)
         try:
             snapshot = source.read(now)
+            warn_skipped(snapshot)
             with app.database.sessions() as session:
                 views = tasks.load_views(session)
             the_plan = plan(snapshot, views, policy_for(app, allow_mass_deprovision), now)
