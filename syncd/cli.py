@@ -590,6 +590,62 @@ def cmd_health(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK if health.ok else EXIT_FAILURES
 
 
+# --- directory test -------------------------------------------------------------------------
+
+_DIRECTORY_USER_COLUMNS = [
+    ("email", "user"),
+    ("directory_id", "directory id"),
+    ("enabled", "enabled"),
+]
+
+
+def cmd_directory_test(args: argparse.Namespace, config: Config) -> int:
+    """Read the directory as a pass would; print the count in scope, some users, the time."""
+    import time
+    from dataclasses import asdict
+
+    from syncd.directory import open_source
+
+    source = open_source(config.directory, config.google)
+    started = time.monotonic()
+    if args.user:
+        lookup = getattr(source, "lookup", None)  # a source that can fetch one user does so
+        snapshot = lookup(args.user, _now()) if lookup else source.read(_now())
+        wanted = args.user.strip().lower()
+        users = [user for user in snapshot.users if user.email == wanted]
+    else:
+        snapshot = source.read(_now())
+        users = list(snapshot.users)
+    seconds = time.monotonic() - started
+    enabled = sum(1 for user in users if user.enabled)
+    shown = [asdict(user) for user in users[: args.limit]]
+    record: dict[str, Any] = {
+        "source": source.name,
+        "users_in_scope": len(users),
+        "enabled": enabled,
+        "disabled": len(users) - enabled,
+        "read_seconds": round(seconds, 3),
+        "users": shown,
+        "skipped": [asdict(skip) for skip in snapshot.skipped],
+    }
+    if args.format == "json":
+        print(to_json({"directory_test": record}))
+    else:
+        print(
+            f"source {source.name}: {len(users)} user(s) in scope ({enabled} enabled, "
+            f"{len(users) - enabled} disabled), read in {seconds:.2f}s"
+        )
+        print(render_table(shown, _DIRECTORY_USER_COLUMNS))
+        if len(users) > args.limit:
+            print(f"... and {len(users) - args.limit} more")
+        for skip in snapshot.skipped:
+            print(f"skipped: {skip.where}: {skip.reason}")
+    if args.user and not users:
+        print(f"{args.user} is not in scope", file=sys.stderr)
+        return EXIT_FAILURES
+    return EXIT_OK
+
+
 # --- parser -------------------------------------------------------------------------------
 
 
@@ -708,6 +764,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _format_option(health_cmd)
     health_cmd.set_defaults(handler=cmd_health)
+
+    directory_cmd = commands.add_parser("directory", help="directory source commands")
+    directory_sub = directory_cmd.add_subparsers(
+        dest="directory_command", metavar="ACTION", required=True
+    )
+    directory_test = directory_sub.add_parser(
+        "test", help="read the directory: users in scope, the first few, skipped entries, time"
+    )
+    directory_test.add_argument("--limit", type=int, default=10, help="users to list (10)")
+    directory_test.add_argument("--user", metavar="EMAIL", help="look up one user only")
+    _format_option(directory_test)
+    directory_test.set_defaults(handler=cmd_directory_test)
 
     # New command groups go above this line.
     return parser

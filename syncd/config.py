@@ -167,10 +167,90 @@ class GoogleSourceConfig(_Section):
         return self
 
 
+class LdapSearchRule(_Section):
+    base_dn: str
+    scope: Literal["base", "one", "sub"] = "sub"
+    filter: str = "(objectClass=person)"
+
+
+class LdapGroupRule(_Section):
+    dn: str
+    nested: bool = True
+    """Members of member groups too (AD: the in-chain matching rule; elsewhere, expanded)."""
+
+
+class LdapSourceConfig(_Section):
+    """An OpenLDAP or Active Directory server; see config/example.yaml for every key."""
+
+    servers: list[str] = Field(min_length=1)
+    """``ldaps://host[:port]`` or ``ldap://host[:port]``, tried in order (failover)."""
+    start_tls: bool = False
+    ca_file: ConfigPath | None = None
+    tls_verify: bool = True
+    """Check the server certificate and its host name; off only when set to false."""
+    allow_plaintext: bool = False
+    bind_dn: str | None = None
+    bind_password: str | None = None
+    bind_password_file: ConfigPath | None = None
+    bind_password_env: str | None = None
+    connect_timeout: Duration = 10.0
+    operation_timeout: Duration = 120.0
+    page_size: int = Field(default=500, ge=1, le=100_000)
+    flavor: Literal["openldap", "active_directory"] = "openldap"
+    search: list[LdapSearchRule] = Field(min_length=1)
+    groups: list[LdapGroupRule] = []
+    """When set, only users the search rules find AND who are members of one of these."""
+    member_attribute: str = "member"
+    group_filter: str = (
+        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
+    )
+    email_attribute: str = "mail"
+    id_attribute: str | None = None
+    """Default: entryUUID (openldap) or objectGUID (active_directory)."""
+    disabled_attribute: str | None = None
+    disabled_values: list[str] = []
+    """Values of disabled_attribute meaning "disabled" (case-insensitive); none: any value."""
+
+    _one = model_validator(mode="before")(lambda v: _check_one_source(v, "bind_password"))
+    _durations = field_validator("connect_timeout", "operation_timeout", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v))
+    )
+
+    @field_validator("servers")
+    @classmethod
+    def _urls(cls, servers: list[str]) -> list[str]:
+        for number, url in enumerate(servers):
+            scheme, _, rest = url.strip().partition("://")
+            if scheme.lower() not in ("ldap", "ldaps") or not rest.strip("/"):
+                raise ValueError(f"servers.{number}: {url!r} must read ldaps://host[:port]")
+        return [url.strip() for url in servers]
+
+    @model_validator(mode="after")
+    def _transport(self) -> LdapSourceConfig:
+        for number, url in enumerate(self.servers):
+            ldaps = url.lower().startswith("ldaps://")  # start_tls concerns ldap:// servers
+            if not ldaps and not self.start_tls and not self.allow_plaintext:
+                raise ValueError(
+                    f"servers.{number}: {url} would send the password and the directory in "
+                    "clear; use ldaps://, start_tls: true, or set allow_plaintext: true"
+                )
+        given = self.bind_password or self.bind_password_file or self.bind_password_env
+        if given and not self.bind_dn:
+            raise ValueError("bind_dn is required with a bind password")
+        return self
+
+    @property
+    def stable_id_attribute(self) -> str:
+        if self.id_attribute:
+            return self.id_attribute
+        return "objectGUID" if self.flavor == "active_directory" else "entryUUID"
+
+
 class DirectoryConfig(_Section):
-    source: Literal["static", "google"] = "static"
+    source: Literal["static", "google", "ldap"] = "static"
     static: StaticSourceConfig | None = None
     google: GoogleSourceConfig | None = None
+    ldap: LdapSourceConfig | None = None
 
 
 class LocalKMSConfig(_Section):
@@ -464,7 +544,7 @@ def read_private_file(path: Path, where: str, *, strict_mode: bool) -> bytes:
         raise ConfigError(where, f"cannot read {path}: {exc.strerror}") from None
 
 
-_SECRET_KEYS = {"wrapping_key", "service_account_key", "password"}
+_SECRET_KEYS = {"wrapping_key", "service_account_key", "password", "bind_password"}
 
 
 def redacted_summary(config: Config) -> dict[str, Any]:

@@ -20,6 +20,14 @@ def open_source(config: DirectoryConfig, google: GoogleConfig | None = None) -> 
         from syncd.directory.google import GoogleSource
 
         return GoogleSource(config.google, google or GoogleConfig())
+    if config.source == "ldap":
+        if config.ldap is None:
+            raise ConfigError(
+                "directory.ldap", "required when directory.source is ldap (servers, search, ...)"
+            )
+        from syncd.directory.ldap import LdapSource
+
+        return LdapSource(config.ldap)
     if config.static is None:
         raise ConfigError("directory.static.path", "required when directory.source is static")
     from syncd.directory.static import StaticSource
