@@ -60,6 +60,8 @@ _PATTERNS = [
         r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
         re.S,
     ),
+    # Bearer credentials.
+    re.compile(r"(?P<key>\bBearer\s+)(?P<value>[A-Za-z0-9._~+/=-]+)", re.I),
     # key: value and key=value pairs whose key names a secret (JSON, YAML, query strings).
     re.compile(
         r"""(?P<key>["']?\b[\w-]*(?:private_key|password|passwd|secret|token|assertion|"""
@@ -67,8 +69,6 @@ _PATTERNS = [
         r"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|[^\s,;&}\]]+)""",
         re.I,
     ),
-    # Bearer credentials.
-    re.compile(r"(?P<key>\bBearer\s+)(?P<value>[A-Za-z0-9._~+/=-]+)", re.I),
     # user:password@ in URLs.
     re.compile(r"(?P<key>://[^:/@\s]+:)(?P<value>[^@\s]+)(?=@)"),
 ]
@@ -83,7 +83,7 @@ def register_secret(value: str | bytes | None) -> None:
         return
     spellings: set[str] = set()
     if isinstance(value, bytes):
-        spellings |= {base64.b64encode(value).decode(), value.hex()}
+        spellings |= {base64.b64encode(value).decode(), value.hex(), repr(value)[2:-1]}
         with suppress(UnicodeDecodeError):
             spellings.add(value.decode().strip())
     else:
