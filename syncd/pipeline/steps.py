@@ -127,6 +127,21 @@ def _not_found(error: GoogleAPIError) -> bool:
     return error.status == 404
 
 
+def _mailbox_unavailable(error: GoogleAPIError) -> bool:
+    """Gmail refuses every call for a suspended user or one without mail service."""
+    return (
+        error.status == 400
+        and error.reason == "FAILED_PRECONDITION"
+        and "mail service not enabled" in error.google_message.lower()
+    )
+
+
+_UNAVAILABLE = {
+    "gmail": "mailbox unavailable (suspended, or no mail service): its CSE identity and key "
+    "pairs are left in Gmail, where nobody can use them"
+}
+
+
 # --- provision / renew / replace ------------------------------------------------------
 
 
@@ -257,9 +272,14 @@ def repair_keypair(work: Work, services: Services) -> Outcome:
 
 
 def delete_identity(work: Work, services: Services) -> Outcome:
-    if _current_identity(work, services) is None:
-        return Outcome()
-    services.gmail.delete_identity(work.email)
+    try:
+        if _current_identity(work, services) is None:
+            return Outcome()
+        services.gmail.delete_identity(work.email)
+    except GoogleAPIError as error:
+        if _mailbox_unavailable(error):
+            return Outcome(audit=dict(_UNAVAILABLE))
+        raise
     return Outcome(audit={})
 
 
@@ -270,7 +290,13 @@ def disable_keypairs(work: Work, services: Services) -> Outcome:
         return Outcome()
     disabled = []
     outcome = Outcome()
-    for keypair in services.gmail.list_keypairs(work.email):
+    try:
+        keypairs = services.gmail.list_keypairs(work.email)
+    except GoogleAPIError as error:
+        if _mailbox_unavailable(error):
+            return Outcome(audit=dict(_UNAVAILABLE))
+        raise
+    for keypair in keypairs:
         mine = ours.get(keypair_fingerprint(keypair) or "")
         if mine is None:
             continue

@@ -276,10 +276,10 @@ def record_step(
     if outcome.audit is not None:
         audit.record(session, f"{work.kind}.{step}", **who, **outcome.audit)
     if following is None:
-        if work.kind == TaskKind.DEPROVISION.value:
-            session.execute(
-                update(User).where(User.id == work.user_id).values(deprovisioned_at=now)
-            )
+        deprovisioned = now if work.kind == TaskKind.DEPROVISION.value else None
+        session.execute(
+            update(User).where(User.id == work.user_id).values(deprovisioned_at=deprovisioned)
+        )
         audit.record(session, f"{work.kind}.done", **who)
     return following
 

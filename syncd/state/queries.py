@@ -17,7 +17,7 @@ def _state(user: User, active: KeyPair | None, task: Task | None) -> str:
         return "failed"
     if task is not None:
         return f"{task.kind.value} pending"
-    if user.deprovisioned_at is not None and not user.in_scope:
+    if user.deprovisioned_at is not None and not (user.in_scope and user.enabled):
         return "deprovisioned"
     if active is not None:
         return "active"

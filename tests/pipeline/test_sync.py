@@ -179,3 +179,30 @@ def test_certificates_about_to_expire_are_renewed(deployment: Deployment) -> Non
         keypairs, identity = gmail_state(deployment, email)
         assert identity is not None and identity["primaryKeyPairId"] != old
         assert {kp["keyPairId"] for kp in _enabled(keypairs)} >= {old}
+
+
+def test_a_suspended_mailbox_is_deprovisioned_without_gmail(deployment: Deployment) -> None:
+    """Gmail refuses every call for a suspended user; deprovisioning still completes."""
+    assert deployment.syncd("sync", "--once").returncode == 0
+    users = sandbox_users(6)
+    directory_file = deployment.root / "sandbox" / "directory.json"
+    directory = json.loads(directory_file.read_text())
+    for record in directory["users"]:
+        if record["primaryEmail"] == users[2]:
+            record["suspended"] = True
+    directory_file.write_text(json.dumps(directory))
+    deployment.set_users(users, disabled=(users[2],))
+
+    done = deployment.syncd("sync", "--once")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(deployment.syncd("status", "--user", users[2], "--format", "json").stdout)[
+        "users"
+    ][0]
+    assert status["state"] == "deprovisioned"
+    history = json.loads(
+        deployment.syncd("history", "--user", users[2], "--format", "json").stdout
+    )["events"]
+    skipped = [e for e in history if e["action"] == "deprovision.delete_identity"]
+    assert "mailbox unavailable" in skipped[0]["detail"]["gmail"]
+    revoked = [e for e in history if e["action"] == "deprovision.revoke_keys"]
+    assert len(revoked[0]["detail"]["revoked"]) == 1
