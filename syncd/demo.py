@@ -26,10 +26,38 @@ from syncd.sandbox import SandboxServer, create_service_account, init_sandbox_da
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
 DOMAIN = "demo.example"
-NAMES = (
-    "alice bob carol dave erin frank grace heidi ivan judy mallory niaj olivia peggy rupert "
-    "sybil trent victor walter xena yusuf zoe amir bea chen dara elif femi gita hugo"
-).split()
+NAMES = [
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+    "mallory",
+    "niaj",
+    "olivia",
+    "peggy",
+    "rupert",
+    "sybil",
+    "trent",
+    "victor",
+    "walter",
+    "xena",
+    "yusuf",
+    "zoe",
+    "amir",
+    "bea",
+    "chen",
+    "dara",
+    "elif",
+    "femi",
+    "gita",
+    "hugo",
+]
 DISABLED = {"mallory", "trent"}
 
 
@@ -65,7 +93,9 @@ def run_demo(demo_dir: Path) -> None:
     password = secrets.token_urlsafe(24).encode()
     print(f"generating a demo root CA and issuing intermediate in {ca_dir}")
     hierarchy = make_test_hierarchy(
-        ca_dir, password=password, organization="syncd demo",
+        ca_dir,
+        password=password,
+        organization="syncd demo",
         crl_url="http://pki.demo.example/issuing-ca.crl",
     )
     write_private_file(ca_dir / "issuer.pass", password)
@@ -87,8 +117,14 @@ def run_demo(demo_dir: Path) -> None:
 
         _syncd(config, "init", "--generate-kacls-key")
         _syncd(
-            config, "ca", "import", str(hierarchy.issuer_p12),
-            "--password-file", str(ca_dir / "issuer.pass"), "--chain", str(hierarchy.root_pem),
+            config,
+            "ca",
+            "import",
+            str(hierarchy.issuer_p12),
+            "--password-file",
+            str(ca_dir / "issuer.pass"),
+            "--chain",
+            str(hierarchy.root_pem),
         )
         _syncd(config, "ca", "show")
         _syncd(config, "sync", "--once")
