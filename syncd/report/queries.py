@@ -1,0 +1,107 @@
+"""Reading what a report is built from: plain rows out of the state store, nothing decided here.
+
+Per-user state comes from :func:`syncd.state.queries.user_status` (the same view as
+``syncd status``); this module adds who was deprovisioned, since when failed tasks fail, the
+change events, the last passes and the earlier reports (runs of kind ``report``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from syncd.report.model import EventRow, Inputs, RunRow, UserRow
+from syncd.state.models import AuditEvent, Run, Task, TaskStatus, User
+from syncd.state.queries import user_status
+
+REPORT_RUN_KIND = "report"
+PASS_KINDS = ("sync", "resync")
+CHANGE_ACTIONS = ("provision.done", "renew.done", "replace.done", "deprovision.done")
+PASSES_SHOWN = 10
+HISTORY_POINTS = 90
+
+
+def _failing_since(session: Session) -> dict[str, datetime]:
+    """For each user whose task failed: the first failure of that task (from the audit log)."""
+    rows = session.execute(
+        select(User.email, func.min(AuditEvent.at))
+        .join(Task, Task.user_id == User.id)
+        .join(AuditEvent, AuditEvent.user_id == User.id)
+        .where(
+            Task.status == TaskStatus.FAILED,
+            AuditEvent.action.like("%.failed"),
+            AuditEvent.at >= Task.created_at,
+        )
+        .group_by(User.email)
+    )
+    return {email: at for email, at in rows}
+
+
+def _users(session: Session) -> list[UserRow]:
+    deprovisioned = set(
+        session.scalars(select(User.email).where(User.deprovisioned_at.is_not(None)))
+    )
+    since = _failing_since(session)
+    return [
+        UserRow(
+            email=row["email"],
+            state=row["state"],
+            in_scope=row["in_scope"],
+            enabled=row["enabled"],
+            generation=row["generation"],
+            certificate_expires=row["certificate_expires"],
+            task=row["task"],
+            step=row["step"],
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+            next_attempt=row["next_attempt"],
+            deprovisioned=row["email"] in deprovisioned,
+            failing_since=since.get(row["email"]),
+        )
+        for row in user_status(session)
+    ]
+
+
+def _run_row(run: Run) -> RunRow:
+    return RunRow(run.id, run.kind, run.started_at, run.finished_at, run.outcome, run.summary or {})
+
+
+def previous_report_at(session: Session) -> datetime | None:
+    """When the last recorded report was made (None before the first)."""
+    return session.scalar(
+        select(func.max(Run.finished_at)).where(
+            Run.kind == REPORT_RUN_KIND, Run.finished_at.is_not(None)
+        )
+    )
+
+
+def read_inputs(session: Session, changes_since: datetime) -> Inputs:
+    events = session.execute(
+        select(AuditEvent.email, AuditEvent.action, AuditEvent.at)
+        .where(
+            AuditEvent.action.in_(CHANGE_ACTIONS),
+            AuditEvent.at > changes_since,
+            AuditEvent.email.is_not(None),
+        )
+        .order_by(AuditEvent.at, AuditEvent.id)
+    )
+    runs = session.scalars(
+        select(Run)
+        .where(Run.kind.in_(PASS_KINDS))
+        .order_by(Run.started_at.desc(), Run.id.desc())
+        .limit(PASSES_SHOWN)
+    )
+    reports = session.scalars(
+        select(Run)
+        .where(Run.kind == REPORT_RUN_KIND, Run.finished_at.is_not(None))
+        .order_by(Run.finished_at.desc(), Run.id.desc())
+        .limit(HISTORY_POINTS)
+    )
+    return Inputs(
+        users=_users(session),
+        events=[EventRow(str(email), action, at) for email, action, at in events],
+        passes=[_run_row(run) for run in runs],
+        previous_reports=[_run_row(run) for run in reversed(list(reports))],
+    )

@@ -1,0 +1,54 @@
+"""The report as one CSV table for spreadsheets: one row per fact, a ``section`` column first.
+
+Columns: ``section, user, item, at, value, detail``. Sections and what the columns hold:
+
+- ``coverage``: item = the count's name (``covered``, ``percent_covered``...), value = it;
+- ``failure``: user, item = ``task/step``, at = failing since, value = attempts, detail = error;
+- ``expiring``: user, item = ``generation N``, at = expiry, value = days left;
+- ``change``: user, item = provisioned | renewed | deprovisioned, at = when;
+- ``pass``: item = ``<kind> run <id>``, at = start, value = seconds, detail = outcome.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from syncd.report.model import CHANGE_KINDS, Report
+
+HEADER = ("section", "user", "item", "at", "value", "detail")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+def _rows(report: Report) -> Iterator[tuple[Any, ...]]:
+    for name, value in asdict(report.coverage).items():
+        yield "coverage", None, name, report.generated_at, value, None
+    for f in report.failures:
+        yield "failure", f.email, f"{f.task}/{f.step}", f.since, f.attempts, f.error
+    for e in report.expiring:
+        yield "expiring", e.email, f"generation {e.generation}", e.expires, e.days_left, None
+    for kind in CHANGE_KINDS:
+        for c in report.changes[kind]:
+            yield "change", c.email, kind, c.at, None, None
+    for p in report.passes:
+        yield "pass", None, f"{p.kind} run {p.id}", p.started_at, p.duration_seconds, p.outcome
+
+
+def render_csv(report: Report) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HEADER)
+    for row in _rows(report):
+        writer.writerow([_cell(value) for value in row])
+    return out.getvalue()

@@ -1,0 +1,76 @@
+"""The report as plain text for a terminal or an email body: one titled table per section."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from syncd.output import render_record, render_table
+from syncd.report.model import CHANGE_KINDS, Report
+
+_COVERAGE_LABELS = [
+    ("users_in_scope", "users in scope"),
+    ("eligible", "in scope and enabled"),
+    ("covered", "covered (active identity)"),
+    ("percent_covered", "percent covered"),
+    ("not_covered", "not covered"),
+    ("pending", "pending"),
+    ("failed", "failed"),
+    ("disabled_in_scope", "disabled in scope"),
+    ("deprovisioned", "deprovisioned"),
+]
+_FAILURE_COLUMNS = [
+    ("email", "user"),
+    ("task", "task"),
+    ("step", "step"),
+    ("attempts", "attempts"),
+    ("since", "failing since"),
+    ("error", "error"),
+]
+_EXPIRING_COLUMNS = [("expires", "expires"), ("days_left", "days left"), ("email", "user")]
+_CHANGE_COLUMNS = [("at", "at"), ("change", "change"), ("email", "user")]
+_PASS_COLUMNS = [
+    ("id", "run"),
+    ("kind", "kind"),
+    ("started_at", "started"),
+    ("duration_seconds", "seconds"),
+    ("outcome", "outcome"),
+    ("done", "done"),
+    ("failed", "failed"),
+]
+
+
+def _title(text: str) -> str:
+    return f"{text}\n{'=' * len(text)}"
+
+
+def render_text(report: Report) -> str:
+    stamp = report.generated_at.strftime("%Y-%m-%d %H:%M:%SZ")
+    since = report.changes_since.strftime("%Y-%m-%d %H:%M:%SZ")
+    changes = [
+        {"at": c.at, "change": kind, "email": c.email}
+        for kind in CHANGE_KINDS
+        for c in report.changes[kind]
+    ]
+    changes.sort(key=lambda row: (row["at"], row["email"]))
+    parts = [
+        f"syncd report, {stamp}",
+        "",
+        _title("Coverage"),
+        render_record(asdict(report.coverage), _COVERAGE_LABELS),
+        "",
+        _title(f"Failures ({len(report.failures)})"),
+        render_table([asdict(f) for f in report.failures], _FAILURE_COLUMNS),
+        "",
+        _title(
+            f"Certificates expiring within {report.expiring_days} days ({len(report.expiring)})"
+        ),
+        render_table([asdict(e) for e in report.expiring], _EXPIRING_COLUMNS),
+        "",
+        _title(f"Changes since {since} ({report.changes_since_source.replace('_', ' ')})"),
+        ", ".join(f"{kind}: {len(report.changes[kind])}" for kind in CHANGE_KINDS),
+        render_table(changes, _CHANGE_COLUMNS),
+        "",
+        _title("Last passes"),
+        render_table([asdict(p) for p in report.passes], _PASS_COLUMNS),
+    ]
+    return "\n".join(parts) + "\n"
