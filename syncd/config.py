@@ -363,9 +363,59 @@ class ScheduleConfig(_Section):
     _crontab = field_validator("cron")(classmethod(lambda cls, v: _check_crontabs(v)))
 
 
+class ReportEmailConfig(_Section):
+    """Delivery of ``syncd report`` by email (SMTP, STARTTLS by default)."""
+
+    smtp_host: str
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    """Upgrade the connection with STARTTLS before anything else (refused if the server cannot)."""
+    tls_verify: bool = True
+    """Check the server certificate and its host name; off only when set to false."""
+    ca_file: ConfigPath | None = None
+    """PEM bundle of the CAs to trust for the SMTP server (default: the system's)."""
+    username: str | None = None
+    password: str | None = None
+    password_file: ConfigPath | None = None
+    password_env: str | None = None
+    sender: str
+    recipients: list[str] = Field(min_length=1)
+    subject: str = "syncd report: {covered}% covered, {failures} failure(s), {expiring} expiring"
+    """{covered}, {failures}, {expiring}, {pending} and {date} are filled in."""
+    timeout: Duration = 30.0
+
+    _one = model_validator(mode="before")(lambda v: _check_one_source(v, "password"))
+    _durations = field_validator("timeout", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v))
+    )
+
+    @field_validator("subject")
+    @classmethod
+    def _placeholders(cls, subject: str) -> str:
+        try:
+            subject.format(covered=0, failures=0, expiring=0, pending=0, date="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"unknown placeholder {exc}; use {{covered}}, {{failures}}, {{expiring}}, "
+                "{pending} or {date}"
+            ) from None
+        return subject
+
+    @model_validator(mode="after")
+    def _no_password_in_clear(self) -> ReportEmailConfig:
+        given = self.password or self.password_file or self.password_env
+        if given and not self.username:
+            raise ValueError("username is required with a password")
+        if given and not self.starttls:
+            raise ValueError("starttls: false would send the SMTP password in clear")
+        return self
+
+
 class ReportConfig(_Section):
     expiring_days: int = Field(default=30, ge=1)
     output: ConfigPath | None = None
+    email: ReportEmailConfig | None = None
+    """Send each report to ``recipients`` (off when unset)."""
     cron: list[str] = []
     """Crontab expressions on which ``syncd run`` writes the report (none by default)."""
 
