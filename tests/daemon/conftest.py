@@ -125,8 +125,10 @@ class RunningDaemon:
         def check() -> Any:
             value = condition()
             if not value and not self.running():
-                pytest.fail(f"syncd run exited ({self.process.returncode}) before {what}:\n"
-                            f"{self.log()[-4000:]}")
+                pytest.fail(
+                    f"syncd run exited ({self.process.returncode}) before {what}:\n"
+                    f"{self.log()[-4000:]}"
+                )
             return value
 
         return wait_until(check, what, timeout, on_fail=self.log()[-4000:])
