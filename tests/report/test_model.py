@@ -153,3 +153,29 @@ def test_email_password_is_redacted() -> None:
 
     config = parse_config({"report": {"email": {**_EMAIL, "username": "u", "password": "hunter2"}}})
     assert "hunter2" not in repr(redacted_summary(config))
+
+
+def test_example_configuration_email_block_is_valid() -> None:
+    """The commented report.email block of config/example.yaml, uncommented, is accepted."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).parents[2] / "config" / "example.yaml").read_text()
+    block = text.split("  # email:\n", 1)[1].split("\nlogging:", 1)[0]
+    lines = ["  email:"] + [
+        re.sub(r"^  #   ", "    ", line)
+        for line in block.splitlines()
+        if line.startswith("  #   ") and not line.startswith("  #   #")
+    ]
+    data = yaml.safe_load("report:\n" + "\n".join(lines))
+    settings = parse_config(data).report.email
+    assert settings is not None
+    assert settings.recipients == ["security-team@example.com"]
+    assert (settings.starttls, settings.tls_verify, settings.username) == (
+        True,
+        True,
+        "syncd-reports",
+    )
+    assert settings.password_file == Path("/etc/syncd/smtp.pass")
