@@ -21,7 +21,7 @@ from syncd.app import App
 from syncd.credentials import make_credential
 from syncd.errors import CANotImportedError, CertificateError, ConfigError
 from syncd.google.errors import GoogleAPIError
-from syncd.google.gmail import GmailCSE
+from syncd.google.gmail import GmailCSE, keypair_leaf
 from syncd.issuers import IssuingCA, load_issuer
 from syncd.kms.base import KeyManager
 from syncd.pki.chain import (
@@ -315,19 +315,9 @@ def get_identity(app: App, user: str) -> dict[str, Any]:
 # --- what the commands print -----------------------------------------------------------------
 
 
-def _leaf_of(pem: str | None) -> x509.Certificate | None:
-    if not pem:
-        return None
-    try:
-        certs = x509.load_pem_x509_certificates(pem.encode())
-    except ValueError:
-        return None
-    return certs[0] if certs else None
-
-
 def describe_keypair(user: str, keypair: dict[str, Any]) -> dict[str, Any]:
     """A Gmail CseKeyPair in syncd's stable shape (docs/cli.md); kaclsData is left out."""
-    leaf = _leaf_of(keypair.get("pem"))
+    leaf = keypair_leaf(keypair)
     return {
         "user": normalise_user(user),
         "key_pair_id": keypair.get("keyPairId"),

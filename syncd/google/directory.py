@@ -7,9 +7,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from googleapiclient.discovery import Resource
-from googleapiclient.http import HttpRequest
-
 from syncd.config import GoogleConfig
 from syncd.errors import ConfigError
 from syncd.google.credentials import DIRECTORY_SCOPES
@@ -53,16 +50,17 @@ class GoogleDirectory:
             params["query"] = query
         if custom_schemas:
             params.update(projection="custom", customFieldMask=",".join(custom_schemas))
-        return self._all_pages(
-            "users.list", "users", lambda s, t: s.users().list(pageToken=t, **params)
+        return self.session.all_pages(
+            "users.list", self.admin, "users", lambda s, t: s.users().list(pageToken=t, **params)
         )
 
     def list_members(
         self, group_key: str, *, derived: bool = True, page_size: int = MEMBERS_PAGE
     ) -> list[dict[str, Any]]:
         """The group's members; with ``derived`` also those of nested groups."""
-        return self._all_pages(
+        return self.session.all_pages(
             "members.list",
+            self.admin,
             "members",
             lambda s, t: s.members().list(
                 groupKey=group_key,
@@ -71,22 +69,3 @@ class GoogleDirectory:
                 pageToken=t,
             ),
         )
-
-    def _all_pages(
-        self,
-        method: str,
-        field: str,
-        make_request: Callable[[Resource, str | None], HttpRequest],
-    ) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-
-            def one_page(s: Resource, t: str | None = token) -> HttpRequest:
-                return make_request(s, t)
-
-            page = self.session.call(method, self.admin, one_page)
-            items.extend(page.get(field, []))
-            token = page.get("nextPageToken")
-            if not token:
-                return items

@@ -28,8 +28,8 @@ from syncd.pki.chain import fingerprint, parse_pkcs7
 PAGE_SIZE = 100
 
 
-def keypair_fingerprint(keypair: dict[str, Any]) -> str | None:
-    """SHA-256 fingerprint (hex) of a Gmail key pair's leaf, the first certificate of ``pem``."""
+def keypair_leaf(keypair: dict[str, Any]) -> x509.Certificate | None:
+    """A Gmail key pair's leaf certificate: the first certificate of its ``pem``."""
     pem = keypair.get("pem")
     if not pem:
         return None
@@ -37,7 +37,13 @@ def keypair_fingerprint(keypair: dict[str, Any]) -> str | None:
         certs = x509.load_pem_x509_certificates(pem.encode())
     except ValueError:
         return None
-    return fingerprint(certs[0]) if certs else None
+    return certs[0] if certs else None
+
+
+def keypair_fingerprint(keypair: dict[str, Any]) -> str | None:
+    """SHA-256 fingerprint (hex) of a Gmail key pair's leaf certificate."""
+    leaf = keypair_leaf(keypair)
+    return fingerprint(leaf) if leaf is not None else None
 
 
 def pkcs7_fingerprints(pkcs7: str) -> set[str]:
@@ -148,7 +154,7 @@ class GmailCSE:
 
     def list_keypairs(self, user: str) -> list[dict[str, Any]]:
         """Every key pair of the user (all pages)."""
-        return self._all_pages(
+        return self.session.all_pages(
             "keypairs.list",
             user,
             "cseKeyPairs",
@@ -213,7 +219,7 @@ class GmailCSE:
 
     def list_identities(self, user: str) -> list[dict[str, Any]]:
         """Every identity of the user (all pages)."""
-        return self._all_pages(
+        return self.session.all_pages(
             "identities.list",
             user,
             "cseIdentities",
@@ -268,23 +274,3 @@ class GmailCSE:
         except GoogleAPIError as error:
             if not (error.status == 404 and maybe_done):
                 raise
-
-    def _all_pages(
-        self,
-        method: str,
-        user: str,
-        field: str,
-        make_request: Callable[[Resource, str | None], HttpRequest],
-    ) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-
-            def one_page(s: Resource, t: str | None = token) -> HttpRequest:
-                return make_request(s, t)
-
-            page = self._call(method, user, one_page)
-            items.extend(page.get(field, []))
-            token = page.get("nextPageToken")
-            if not token:
-                return items

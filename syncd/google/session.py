@@ -94,3 +94,24 @@ class GoogleSession:
         creds = self.credentials.for_subject(subject)
         http, service = self._thread_parts()
         return make_request(service).execute(http=AuthorizedHttp(creds, http=http))
+
+    def all_pages(
+        self,
+        method: str,
+        subject: str,
+        field: str,
+        make_request: Callable[[Resource, str | None], HttpRequest],
+    ) -> list[dict[str, Any]]:
+        """Every item of a paged listing: ``field`` of each page, following nextPageToken."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+
+            def one_page(service: Resource, page_token: str | None = token) -> HttpRequest:
+                return make_request(service, page_token)
+
+            page = self.call(method, subject, one_page)
+            items.extend(page.get(field, []))
+            token = page.get("nextPageToken")
+            if not token:
+                return items
