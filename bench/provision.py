@@ -41,8 +41,8 @@ from syncd.pipeline.sync import sync_pass
 from syncd.pki.issue import issue_leaf
 from syncd.pki.profile import LeafProfile
 from syncd.pki.testca import TestHierarchy, make_test_hierarchy
-from syncd.state.db import Database
 from syncd.sandbox import create_service_account, init_sandbox_data
+from syncd.state.db import Database
 
 DOMAIN = "bench.example"
 PASSWORD = b"bench"
@@ -72,16 +72,23 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def floor(hierarchy: TestHierarchy, profile: LeafProfile, users: int, workers: int,
-          bits: int) -> float:
+def floor(
+    hierarchy: TestHierarchy, profile: LeafProfile, users: int, workers: int, bits: int
+) -> float:
     """Seconds to generate ``users`` keys and issue their certificates on ``workers`` threads."""
     signer = hierarchy.signer(profile.hash)
     now = datetime.now(UTC)
 
     def one(number: int) -> None:
         key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-        issue_leaf(f"user{number:05d}@{DOMAIN}", key.public_key(), hierarchy.intermediate_cert,
-                   signer, profile, now)
+        issue_leaf(
+            f"user{number:05d}@{DOMAIN}",
+            key.public_key(),
+            hierarchy.intermediate_cert,
+            signer,
+            profile,
+            now,
+        )
 
     started = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
@@ -89,12 +96,19 @@ def floor(hierarchy: TestHierarchy, profile: LeafProfile, users: int, workers: i
     return time.perf_counter() - started
 
 
-def pipeline(work: Path, hierarchy: TestHierarchy, users: int, workers: int, bits: int,
-             port: int) -> float:
+def pipeline(
+    work: Path, hierarchy: TestHierarchy, users: int, workers: int, bits: int, port: int
+) -> float:
     key_file = work / "service-account.json"
-    key_file.write_text(json.dumps(create_service_account(
-        work / "sandbox", "syncd@bench.iam.gserviceaccount.com", f"http://127.0.0.1:{port}/token"
-    )))
+    key_file.write_text(
+        json.dumps(
+            create_service_account(
+                work / "sandbox",
+                "syncd@bench.iam.gserviceaccount.com",
+                f"http://127.0.0.1:{port}/token",
+            )
+        )
+    )
     key_file.chmod(0o600)
     create_master_key(work / "master.key")
     (work / "kacls.key").write_bytes(os.urandom(32))
@@ -102,34 +116,51 @@ def pipeline(work: Path, hierarchy: TestHierarchy, users: int, workers: int, bit
     listed = [{"email": f"user{i:05d}@{DOMAIN}", "id": f"u{i}"} for i in range(users)]
     (work / "users.yaml").write_text(yaml.safe_dump({"users": listed}))
     config_path = work / "syncd.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "state": {"url": f"sqlite:///{work}/state.db"},
-        "directory": {"source": "static", "static": {"path": str(work / "users.yaml")}},
-        "kms": {"local": {"master_key_file": str(work / "master.key")}},
-        "kacls": {"uri": "https://kacls.bench.example/google_cse",
-                  "wrapping_key_file": str(work / "kacls.key")},
-        "ca": {"label": "bench"},
-        "certificate": {"key_bits": bits},
-        "google": {"service_account_key_file": str(key_file),
-                   "endpoint": f"http://127.0.0.1:{port}/", "requests_per_second": 100000},
-        "pipeline": {"workers": workers},
-        "logging": {"level": "WARNING"},
-    }))
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "state": {"url": f"sqlite:///{work}/state.db"},
+                "directory": {"source": "static", "static": {"path": str(work / "users.yaml")}},
+                "kms": {"local": {"master_key_file": str(work / "master.key")}},
+                "kacls": {
+                    "uri": "https://kacls.bench.example/google_cse",
+                    "wrapping_key_file": str(work / "kacls.key"),
+                },
+                "ca": {"label": "bench"},
+                "certificate": {"key_bits": bits},
+                "google": {
+                    "service_account_key_file": str(key_file),
+                    "endpoint": f"http://127.0.0.1:{port}/",
+                    "requests_per_second": 100000,
+                },
+                "pipeline": {"workers": workers},
+                "logging": {"level": "WARNING"},
+            }
+        )
+    )
     config = load_config(config_path)
     Database.open(config.state.url, require_current=False).upgrade()
     app = App(config)
     assert hierarchy.issuer_p12 and hierarchy.root_pem
-    import_issuer(app.database.sessions, app.key_manager(), label="bench",
-                  pkcs12_data=hierarchy.issuer_p12.read_bytes(), password=PASSWORD,
-                  extra_chain_pem=hierarchy.root_pem.read_bytes(), now=datetime.now(UTC),
-                  where="issuer.p12")
+    import_issuer(
+        app.database.sessions,
+        app.key_manager(),
+        label="bench",
+        pkcs12_data=hierarchy.issuer_p12.read_bytes(),
+        password=PASSWORD,
+        extra_chain_pem=hierarchy.root_pem.read_bytes(),
+        now=datetime.now(UTC),
+        where="issuer.p12",
+    )
     started = time.perf_counter()
     result = sync_pass(app)
     elapsed = time.perf_counter() - started
     done = sum(1 for r in result.results if r.ok)
     if done != users:
-        raise SystemExit(f"bench: only {done} of {users} users provisioned: "
-                         f"{[r.error for r in result.failures][:3]}")
+        raise SystemExit(
+            f"bench: only {done} of {users} users provisioned: "
+            f"{[r.error for r in result.failures][:3]}"
+        )
     return elapsed
 
 
@@ -149,9 +180,19 @@ def main() -> int:
         init_sandbox_data(work / "sandbox", DOMAIN, mailboxes, root_pem)
         port = _free_port()
         sandbox = subprocess.Popen(
-            [sys.executable, "-m", "syncd", "sandbox", "serve", "--port", str(port),
-             "--data", str(work / "sandbox")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "syncd",
+                "sandbox",
+                "serve",
+                "--port",
+                str(port),
+                "--data",
+                str(work / "sandbox"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             _wait_for(port, sandbox)
@@ -160,8 +201,7 @@ def main() -> int:
             half = max(args.users // 2, 1)
             floor_seconds = floor(hierarchy, profile, half, args.workers, args.bits)
             sandbox_cpu_before = _cpu_seconds(sandbox.pid)
-            pipeline_seconds = pipeline(work, hierarchy, args.users, args.workers, args.bits,
-                                        port)
+            pipeline_seconds = pipeline(work, hierarchy, args.users, args.workers, args.bits, port)
             sandbox_cpu = _cpu_seconds(sandbox.pid) - sandbox_cpu_before
             floor_seconds += floor(hierarchy, profile, args.users - half, args.workers, args.bits)
         finally:
@@ -173,13 +213,21 @@ def main() -> int:
     ratio = pipeline_rate / floor_rate
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"users: {args.users}, workers: {args.workers}, RSA {args.bits}")
-    print(f"floor (keygen + certificate, no pipeline): {floor_rate:8.1f} users/s "
-          f"({floor_seconds:.1f} s)")
-    print(f"pipeline (KMS + state + Gmail sandbox):    {pipeline_rate:8.1f} users/s "
-          f"({pipeline_seconds:.1f} s)")
-    print(f"ratio pipeline/floor: {ratio:.2f} (target >= 0.80: {'met' if ratio >= 0.8 else 'MISSED'})")
-    print(f"sandbox CPU during the pipeline: {sandbox_cpu:.1f} s "
-          f"({1000 * sandbox_cpu / args.users:.1f} ms a user, on the same 2 cores)")
+    print(
+        f"floor (keygen + certificate, no pipeline): {floor_rate:8.1f} users/s "
+        f"({floor_seconds:.1f} s)"
+    )
+    print(
+        f"pipeline (KMS + state + Gmail sandbox):    {pipeline_rate:8.1f} users/s "
+        f"({pipeline_seconds:.1f} s)"
+    )
+    print(
+        f"ratio pipeline/floor: {ratio:.2f} (target >= 0.80: {'met' if ratio >= 0.8 else 'MISSED'})"
+    )
+    print(
+        f"sandbox CPU during the pipeline: {sandbox_cpu:.1f} s "
+        f"({1000 * sandbox_cpu / args.users:.1f} ms a user, on the same 2 cores)"
+    )
     print(f"peak memory (this process): {peak_mb:.0f} MB")
     return 0
 
