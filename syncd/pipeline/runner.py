@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from syncd.config import PipelineConfig
 from syncd.google.errors import GoogleAPIError
@@ -87,7 +87,7 @@ class Runner:
 
     def _stopped(self, task_id: int, step: str | None) -> TaskResult:
         with self.database.sessions() as session:
-            work = tasks.load_work(session, task_id)
+            work, _ = tasks.load_work(session, task_id)
         where = f"at its checkpoint {step}" if step else "pending"
         log.info("stopping: %s %s left %s", work.kind, work.email, where)
         return TaskResult(task_id, work.email, work.kind, False, step, None, stopped=True)
@@ -160,6 +160,8 @@ class Runner:
                 self._observe(step, started, error)
                 if attempt == attempts or not is_transient(error):
                     raise
+                # The failed attempt may have reached Gmail: look before acting again.
+                work = replace(work, fresh_certificate=False)
                 delay = step_backoff(attempt)
                 log.info(
                     "%s for %s: %s; attempt %d of %d in %.1fs",

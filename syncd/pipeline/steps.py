@@ -87,6 +87,9 @@ class Work:
     email: str
     target: KeyPairView | None
     others: tuple[KeyPairView, ...]
+    fresh_certificate: bool = False
+    """The target's certificate was issued by this process and no upload of it has been tried
+    yet, so Gmail cannot have it: upload_keypair need not look for it first."""
 
     def after(self, outcome: Outcome) -> Work:
         """This work as it stands once ``outcome`` is recorded."""
@@ -96,7 +99,15 @@ class Work:
             return replace(view, **{k: v for k, v in columns.items() if k in _VIEW_FIELDS})
 
         target = updated(self.target) if self.target is not None else None
-        return replace(self, target=target, others=tuple(updated(v) for v in self.others))
+        issued = self.target is not None and "certificate_pem" in outcome.key_pairs.get(
+            self.target.id, {}
+        )
+        return replace(
+            self,
+            target=target,
+            others=tuple(updated(v) for v in self.others),
+            fresh_certificate=issued,
+        )
 
 
 @dataclass
@@ -197,7 +208,11 @@ def upload_keypair(work: Work, services: Services) -> Outcome:
         return Outcome()
     if not target.certificate_pem or not target.fingerprint_sha256 or not target.kms_private_key_id:
         raise StepError(f"{work.email}: no certificate recorded before upload_keypair")
-    existing = services.gmail.find_keypair(work.email, target.fingerprint_sha256)
+    existing = (
+        None
+        if work.fresh_certificate
+        else services.gmail.find_keypair(work.email, target.fingerprint_sha256)
+    )
     if existing is None:
         kacls_data = services.kms.wrapped_private_key(target.kms_private_key_id)
         created = services.gmail.create_keypair(
@@ -227,12 +242,10 @@ def insert_identity(work: Work, services: Services) -> Outcome:
     target = _target(work)
     if not target.gmail_key_pair_id:
         raise StepError(f"{work.email}: no Gmail key pair recorded before insert_identity")
-    identity = _current_identity(work, services)
-    previous = identity.get("primaryKeyPairId") if identity else None
-    if identity is None:
-        services.gmail.create_identity(work.email, target.gmail_key_pair_id)
-    elif previous != target.gmail_key_pair_id:
-        services.gmail.patch_identity(work.email, target.gmail_key_pair_id)
+    if work.kind == "provision":
+        previous = _create_identity(work, services, target.gmail_key_pair_id)
+    else:
+        previous = _point_identity(work, services, target.gmail_key_pair_id)
     outcome = Outcome(
         audit={"key_pair_id": target.gmail_key_pair_id, "previous_key_pair_id": previous}
         if previous != target.gmail_key_pair_id
@@ -243,6 +256,31 @@ def insert_identity(work: Work, services: Services) -> Outcome:
         if other.status is KeyPairStatus.ACTIVE:
             outcome.update(other.id, status=KeyPairStatus.SUPERSEDED)
     return outcome
+
+
+def _create_identity(work: Work, services: Services, key_pair_id: str) -> str | None:
+    """A first provisioning: most users have no identity yet, so create one straight away.
+
+    Returns the key pair the identity pointed at before (None when there was none).
+    """
+    try:
+        services.gmail.create_identity(work.email, key_pair_id)
+    except GoogleAPIError as error:
+        if error.status != 409:
+            raise
+        return _point_identity(work, services, key_pair_id)
+    return None
+
+
+def _point_identity(work: Work, services: Services, key_pair_id: str) -> str | None:
+    """Make the identity point at ``key_pair_id``; returns what it pointed at before."""
+    identity = _current_identity(work, services)
+    previous = identity.get("primaryKeyPairId") if identity else None
+    if identity is None:
+        services.gmail.create_identity(work.email, key_pair_id)
+    elif previous != key_pair_id:
+        services.gmail.patch_identity(work.email, key_pair_id)
+    return str(previous) if previous else None
 
 
 # --- repair ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -102,48 +103,78 @@ def record_snapshot(
         )
 
 
-def _user(session: Session, action: Action, now: datetime) -> User:
-    user = session.scalar(select(User).where(User.email == action.email))
-    if user is None:
-        user = User(
-            email=action.email,
-            directory_id=action.directory_id or action.email,
-            source="manual",
-            first_seen=now,
-            last_seen=now,
-        )
-        session.add(user)
-        session.flush()
-    return user
-
-
-def _open_task(session: Session, user: User) -> Task | None:
-    return session.scalar(select(Task).where(Task.user_id == user.id, Task.status.in_(OPEN)))
-
-
-def _new_generation(session: Session, user: User, now: datetime) -> KeyPair:
-    latest = session.scalar(select(func.max(KeyPair.generation)).where(KeyPair.user_id == user.id))
-    generation = (latest or 0) + 1
-    key_pair = KeyPair(
-        user_id=user.id,
-        generation=generation,
-        status=KeyPairStatus.PENDING,
-        kms_label=f"syncd:{user.email}:g{generation}:{int(now.timestamp())}",
-        created_at=now,
-    )
-    session.add(key_pair)
-    session.flush()
-    return key_pair
+ENQUEUE_CHUNK = 500  # users looked up per query (SQLite caps bound parameters)
 
 
 def enqueue(
     session: Session, actions: Sequence[Action], run_id: int | None, now: datetime
 ) -> list[int]:
     """Tasks for the actions: open tasks resumed, new ones created. Returns their ids."""
-    ids = []
+    queued: list[Task] = []
+    for first in range(0, len(actions), ENQUEUE_CHUNK):
+        queued += _enqueue_chunk(session, actions[first : first + ENQUEUE_CHUNK], run_id, now)
+    session.flush()
+    return [task.id for task in queued]
+
+
+@dataclass
+class _Known:
+    """What enqueuing needs to know of a chunk's users, read in four queries."""
+
+    users: dict[str, User]
+    open_tasks: dict[int, Task]
+    latest_generation: dict[int, int]
+    active: dict[int, KeyPair]
+
+
+def _known(session: Session, actions: Sequence[Action], now: datetime) -> _Known:
+    emails = [action.email for action in actions]
+    users = {u.email: u for u in session.scalars(select(User).where(User.email.in_(emails)))}
     for action in actions:
-        user = _user(session, action, now)
-        task = _open_task(session, user)
+        if action.email not in users:
+            users[action.email] = User(
+                email=action.email,
+                directory_id=action.directory_id or action.email,
+                source="manual",
+                first_seen=now,
+                last_seen=now,
+            )
+            session.add(users[action.email])
+    session.flush()
+    ids = [user.id for user in users.values()]
+    open_tasks = {
+        task.user_id: task
+        for task in session.scalars(
+            select(Task).where(Task.user_id.in_(ids), Task.status.in_(OPEN))
+        )
+    }
+    latest = {
+        user_id: generation
+        for user_id, generation in session.execute(
+            select(KeyPair.user_id, func.max(KeyPair.generation))
+            .where(KeyPair.user_id.in_(ids))
+            .group_by(KeyPair.user_id)
+        )
+    }
+    active = {
+        kp.user_id: kp  # ordered by generation: the newest active one wins
+        for kp in session.scalars(
+            select(KeyPair)
+            .where(KeyPair.user_id.in_(ids), KeyPair.status == KeyPairStatus.ACTIVE)
+            .order_by(KeyPair.generation)
+        )
+    }
+    return _Known(users, open_tasks, latest, active)
+
+
+def _enqueue_chunk(
+    session: Session, actions: Sequence[Action], run_id: int | None, now: datetime
+) -> list[Task]:
+    known = _known(session, actions, now)
+    queued = []
+    for action in actions:
+        user = known.users[action.email]
+        task = known.open_tasks.get(user.id)
         if action.kind in (ActionKind.RESUME, ActionKind.RETRY) and task is not None:
             task.status = TaskStatus.PENDING
             task.next_attempt_at = None
@@ -159,8 +190,8 @@ def enqueue(
                     task_id=task.id,
                     superseded_by=action.task_kind,
                 )
-                session.flush()
-            task = _new_task(session, user, action, now)
+                session.flush()  # the old task leaves "open" before the new one arrives
+            task = _new_task(session, user, action, now, known)
         task.run_id = run_id
         audit.record(
             session,
@@ -170,77 +201,90 @@ def enqueue(
             reason=action.reason,
             task_kind=task.kind.value,
         )
-        session.flush()
-        ids.append(task.id)
-    return ids
+        queued.append(task)
+    return queued
 
 
-def _new_task(session: Session, user: User, action: Action, now: datetime) -> Task:
+def _new_generation(user: User, now: datetime, known: _Known) -> KeyPair:
+    generation = known.latest_generation.get(user.id, 0) + 1
+    known.latest_generation[user.id] = generation
+    return KeyPair(
+        user_id=user.id,
+        generation=generation,
+        status=KeyPairStatus.PENDING,
+        kms_label=f"syncd:{user.email}:g{generation}:{int(now.timestamp())}",
+        created_at=now,
+    )
+
+
+def _new_task(session: Session, user: User, action: Action, now: datetime, known: _Known) -> Task:
     kind = TaskKind(action.task_kind)
-    key_pair_id = None
-    if kind in (TaskKind.PROVISION, TaskKind.RENEW, TaskKind.REPLACE):
-        key_pair_id = _new_generation(session, user, now).id
-    elif kind is TaskKind.REPAIR:
-        active = session.scalars(
-            select(KeyPair)
-            .where(KeyPair.user_id == user.id, KeyPair.status == KeyPairStatus.ACTIVE)
-            .order_by(KeyPair.generation.desc())
-        ).first()
-        if active is None:
+    key_pair: KeyPair | None = None
+    if kind is TaskKind.REPAIR:
+        key_pair = known.active.get(user.id)
+        if key_pair is None:
             kind = TaskKind.PROVISION
-            key_pair_id = _new_generation(session, user, now).id
-        else:
-            key_pair_id = active.id
+    if kind in (TaskKind.PROVISION, TaskKind.RENEW, TaskKind.REPLACE):
+        key_pair = _new_generation(user, now, known)
     task = Task(
         user_id=user.id,
         kind=kind,
         status=TaskStatus.PENDING,
         reason=action.reason,
         next_step=PIPELINES[kind.value][0],
-        key_pair_id=key_pair_id,
+        key_pair=key_pair,
         created_at=now,
     )
     session.add(task)
-    session.flush()
     return task
 
 
-def _view(kp: KeyPair) -> KeyPairView:
-    return KeyPairView(
-        kp.id,
-        kp.generation,
-        kp.status,
-        kp.kms_label,
-        kp.kms_private_key_id,
-        kp.kms_public_key_id,
-        kp.certificate_pem,
-        kp.fingerprint_sha256,
-        kp.gmail_key_pair_id,
-    )
+_VIEW_COLUMNS = (
+    KeyPair.id,
+    KeyPair.generation,
+    KeyPair.status,
+    KeyPair.kms_label,
+    KeyPair.kms_private_key_id,
+    KeyPair.kms_public_key_id,
+    KeyPair.certificate_pem,
+    KeyPair.fingerprint_sha256,
+    KeyPair.gmail_key_pair_id,
+)  # in KeyPairView's field order
 
 
 def start(session: Session, task_id: int, run_id: int | None) -> tuple[Work, str | None]:
     """Mark the task running; return what its steps work on and the step to run next."""
-    task = session.get_one(Task, task_id)
-    task.status = TaskStatus.RUNNING
-    task.run_id = run_id
-    return load_work(session, task_id), task.next_step
+    session.connection().execute(
+        update(Task).where(Task.id == task_id).values(status=TaskStatus.RUNNING, run_id=run_id)
+    )
+    return load_work(session, task_id)
 
 
-def load_work(session: Session, task_id: int) -> Work:
-    task = session.get_one(Task, task_id)
-    key_pairs = session.scalars(
-        select(KeyPair).where(KeyPair.user_id == task.user_id).order_by(KeyPair.generation)
-    ).all()
-    target = next((kp for kp in key_pairs if kp.id == task.key_pair_id), None)
-    return Work(
-        task_id=task.id,
+def load_work(session: Session, task_id: int) -> tuple[Work, str | None]:
+    """The task as its steps see it, and its checkpoint (the next step)."""
+    connection = session.connection()
+    task = connection.execute(
+        select(Task.kind, Task.user_id, Task.key_pair_id, Task.next_step, User.email)
+        .join(User, User.id == Task.user_id)
+        .where(Task.id == task_id)
+    ).one()
+    views = [
+        KeyPairView(*row)
+        for row in connection.execute(
+            select(*_VIEW_COLUMNS)
+            .where(KeyPair.user_id == task.user_id)
+            .order_by(KeyPair.generation)
+        )
+    ]
+    work = Work(
+        task_id=task_id,
         kind=task.kind.value,
         user_id=task.user_id,
-        email=task.user.email,
-        target=_view(target) if target else None,
-        others=tuple(_view(kp) for kp in key_pairs if kp.id != task.key_pair_id),
+        email=task.email,
+        target=next((v for v in views if v.id == task.key_pair_id), None),
+        others=tuple(v for v in views if v.id != task.key_pair_id),
     )
+    return work, task.next_step
 
 
 def record_step(
@@ -253,34 +297,41 @@ def record_step(
 ) -> str | None:
     """Write a step's outcome and advance the checkpoint; returns the next step (None: done).
 
-    Plain UPDATEs: this runs once per step of every user, so it loads no objects.
+    Plain Core statements on the session's connection: this runs for every step of every
+    user, and the ORM's unit of work costs more than the statements themselves.
     """
+    connection = session.connection()
     following = next_step(work.kind, step)
     finished = (
         {"status": TaskStatus.DONE, "finished_at": now, "last_error": None}
         if following is None
         else {}
     )
-    moved = session.execute(
+    moved = connection.execute(
         update(Task)
         .where(Task.id == work.task_id, Task.next_step == step, Task.status == TaskStatus.RUNNING)
         .values(next_step=following, updated_at=now, **finished)
     )
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    if moved.rowcount != 1:
         raise RuntimeError(f"task {work.task_id} moved on from {step} while it ran")
     for key_pair_id, columns in outcome.key_pairs.items():
-        session.execute(
+        connection.execute(
             update(KeyPair).where(KeyPair.id == key_pair_id).values(**columns, updated_at=now)
         )
-    who: dict[str, Any] = {"user_id": work.user_id, "email": work.email, "run_id": run_id}
+    who: dict[str, Any] = {
+        "user_id": work.user_id,
+        "email": work.email,
+        "run_id": run_id,
+        "now": now,
+    }
     if outcome.audit is not None:
-        audit.record(session, f"{work.kind}.{step}", **who, **outcome.audit)
+        audit.record_fast(connection, f"{work.kind}.{step}", **who, **outcome.audit)
     if following is None:
         deprovisioned = now if work.kind == TaskKind.DEPROVISION.value else None
-        session.execute(
+        connection.execute(
             update(User).where(User.id == work.user_id).values(deprovisioned_at=deprovisioned)
         )
-        audit.record(session, f"{work.kind}.done", **who)
+        audit.record_fast(connection, f"{work.kind}.done", **who)
     return following
 
 

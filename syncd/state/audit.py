@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
 from syncd.state.models import AuditEvent, User
@@ -76,3 +78,22 @@ def record(
     )
     session.add(event)
     return event
+
+
+def record_fast(
+    connection: Connection,
+    action: str,
+    *,
+    user_id: int | None,
+    email: str | None,
+    run_id: int | None,
+    now: datetime,
+    **detail: Any,
+) -> None:
+    """:func:`record` as one INSERT on ``connection``, for the pipeline's per-step path."""
+    _check_detail(action, detail)
+    connection.execute(
+        insert(AuditEvent).values(
+            at=now, action=action, user_id=user_id, email=email, run_id=run_id, detail=detail
+        )
+    )
