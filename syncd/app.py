@@ -34,7 +34,7 @@ class App:
 
     def key_manager(self, *, need_wrapping_key: bool = False) -> KeyManager:
         return open_key_manager(
-            self.config, self.database.sessions, need_wrapping_key=need_wrapping_key
+            self.config, self.database.engine, need_wrapping_key=need_wrapping_key
         )
 
     @contextmanager

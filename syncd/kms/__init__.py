@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
 
 from syncd.config import Config
 from syncd.kms.base import KeyManager, KeyRef
@@ -12,7 +12,7 @@ __all__ = ["KeyManager", "KeyRef", "open_key_manager"]
 
 
 def open_key_manager(
-    config: Config, sessions: sessionmaker[Session], *, need_wrapping_key: bool = False
+    config: Config, engine: Engine, *, need_wrapping_key: bool = False
 ) -> KeyManager:
     """The backend ``kms.backend`` names, ready to use.
 
@@ -23,6 +23,4 @@ def open_key_manager(
     wrapping_key = load_wrapping_key(kacls) if configured or need_wrapping_key else None
     from syncd.kms.local import LocalKeyManager, load_master_key
 
-    return LocalKeyManager(
-        sessions, load_master_key(config.kms.local.master_key_file), wrapping_key
-    )
+    return LocalKeyManager(engine, load_master_key(config.kms.local.master_key_file), wrapping_key)

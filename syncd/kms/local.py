@@ -21,8 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPublicKeyTypes,
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, Row, insert, select, update
 
 from syncd.config import read_private_file
 from syncd.errors import ConfigError, KeyNotFoundError, KMSError
@@ -80,12 +79,10 @@ class LocalKeyManager(KeyManager):
 
     name = "local"
 
-    def __init__(
-        self, sessions: sessionmaker[Session], master_key: bytes, wrapping_key: bytes | None
-    ) -> None:
+    def __init__(self, engine: Engine, master_key: bytes, wrapping_key: bytes | None) -> None:
         if len(master_key) != MASTER_KEY_BYTES:
             raise KMSError("the master key must be 32 bytes")
-        self._sessions = sessions
+        self._engine = engine
         self._master = AESGCM(master_key)
         self._wrapping_key = wrapping_key
         self._loaded: dict[str, CertificateIssuerPrivateKeyTypes] = {}
@@ -114,35 +111,45 @@ class LocalKeyManager(KeyManager):
         public_der = key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        with self._sessions.begin() as session:
-            session.add(
-                KmsKey(
+        with self._engine.begin() as connection:
+            connection.execute(
+                insert(KmsKey).values(
                     id=key_id,
                     label=label,
                     algorithm=algorithm,
                     key_size=size,
                     public_key_der=public_der,
                     sealed_private_key=self._seal(key_id, _pkcs8(key)),
+                    state=KmsKeyState.ACTIVE,
+                    created_at=utcnow(),
                 )
             )
         return KeyRef(label=label, private_key_id=key_id, public_key_id=key_id)
 
-    def _row(self, session: Session, key_id: str) -> KmsKey:
-        row = session.get(KmsKey, key_id)
+    def _row(
+        self, connection: Connection, key_id: str
+    ) -> Row[str, KmsKeyState, bytes, bytes | None]:
+        row = connection.execute(
+            select(
+                KmsKey.label, KmsKey.state, KmsKey.public_key_der, KmsKey.sealed_private_key
+            ).where(KmsKey.id == key_id)
+        ).one_or_none()
         if row is None:
             raise KeyNotFoundError(f"no key {key_id} in the local KMS")
         return row
 
     def _private_key(self, key_id: str, purpose: str) -> CertificateIssuerPrivateKeyTypes:
+        """The key, unsealed. Only signing keys (issuers) stay loaded: users' keys are each
+        wrapped once, and keeping them all in memory would grow with the directory."""
         with self._loaded_lock:
             cached = self._loaded.get(key_id)
         if cached is not None:
             return cached
-        with self._sessions() as session:
-            row = self._row(session, key_id)
-            if row.state is not KmsKeyState.ACTIVE or row.sealed_private_key is None:
-                raise KMSError(f"key {key_id} ({row.label}) is {row.state.value}; cannot {purpose}")
-            der = self._unseal(key_id, row.sealed_private_key)
+        with self._engine.connect() as connection:
+            row = self._row(connection, key_id)
+        if row.state is not KmsKeyState.ACTIVE or row.sealed_private_key is None:
+            raise KMSError(f"key {key_id} ({row.label}) is {row.state.value}; cannot {purpose}")
+        der = self._unseal(key_id, row.sealed_private_key)
         # The sealed blob is authenticated, so the key is the one we stored: skip the RSA
         # consistency check, which costs as much as a signature on every load.
         key = serialization.load_der_private_key(
@@ -150,8 +157,9 @@ class LocalKeyManager(KeyManager):
         )
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise KMSError(f"key {key_id} is not an RSA or EC key")
-        with self._loaded_lock:
-            self._loaded[key_id] = key
+        if purpose == "sign":
+            with self._loaded_lock:
+                self._loaded[key_id] = key
         return key
 
     def _forget(self, key_id: str) -> None:
@@ -169,8 +177,8 @@ class LocalKeyManager(KeyManager):
         return self._store(label, key)
 
     def public_key(self, key_id: str) -> CertificateIssuerPublicKeyTypes:
-        with self._sessions() as session:
-            der = self._row(session, key_id).public_key_der
+        with self._engine.connect() as connection:
+            der = self._row(connection, key_id).public_key_der
         key = serialization.load_der_public_key(der)
         if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
             raise KMSError(f"key {key_id} is not an RSA or EC key")
@@ -194,32 +202,34 @@ class LocalKeyManager(KeyManager):
         return wrap_private_key(_pkcs8(key), self._wrapping_key)
 
     def locate(self, label: str) -> list[KeyRef]:
-        with self._sessions() as session:
-            rows = session.scalars(
-                select(KmsKey)
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                select(KmsKey.id, KmsKey.state)
                 .where(KmsKey.label == label, KmsKey.state != KmsKeyState.DESTROYED)
                 .order_by(KmsKey.created_at, KmsKey.id)
             ).all()
-            return [KeyRef(row.label, row.id, row.id, row.state.value) for row in rows]
+        return [KeyRef(label, key_id, key_id, state.value) for key_id, state in rows]
 
     def revoke(self, private_key_id: str, reason: str) -> None:
         self._forget(private_key_id)
-        with self._sessions.begin() as session:
-            row = self._row(session, private_key_id)
-            if row.state is KmsKeyState.ACTIVE:
-                row.state = KmsKeyState.REVOKED
-                row.revoked_at = utcnow()
-                row.revocation_reason = reason
+        with self._engine.begin() as connection:
+            self._row(connection, private_key_id)
+            connection.execute(
+                update(KmsKey)
+                .where(KmsKey.id == private_key_id, KmsKey.state == KmsKeyState.ACTIVE)
+                .values(state=KmsKeyState.REVOKED, revoked_at=utcnow(), revocation_reason=reason)
+            )
 
     def destroy(self, private_key_id: str) -> None:
         self._forget(private_key_id)
-        with self._sessions.begin() as session:
-            row = self._row(session, private_key_id)
+        with self._engine.begin() as connection:
+            row = self._row(connection, private_key_id)
             if row.state is KmsKeyState.ACTIVE:
                 raise KMSError(
                     f"key {private_key_id} ({row.label}) must be revoked before it is destroyed"
                 )
-            if row.state is KmsKeyState.REVOKED:
-                row.state = KmsKeyState.DESTROYED
-                row.sealed_private_key = None
-                row.destroyed_at = utcnow()
+            connection.execute(
+                update(KmsKey)
+                .where(KmsKey.id == private_key_id, KmsKey.state == KmsKeyState.REVOKED)
+                .values(state=KmsKeyState.DESTROYED, sealed_private_key=None, destroyed_at=utcnow())
+            )

@@ -86,8 +86,8 @@ class Runner:
         return self.stop is not None and self.stop.is_set()
 
     def _stopped(self, task_id: int, step: str | None) -> TaskResult:
-        with self.database.sessions() as session:
-            work, _ = tasks.load_work(session, task_id)
+        with self.database.engine.connect() as connection:
+            work, _ = tasks.load_work(connection, task_id)
         where = f"at its checkpoint {step}" if step else "pending"
         log.info("stopping: %s %s left %s", work.kind, work.email, where)
         return TaskResult(task_id, work.email, work.kind, False, step, None, stopped=True)
@@ -110,8 +110,8 @@ class Runner:
         if self._stopping():
             return self._stopped(task_id, None)
         now = self.services.clock
-        with self.database.transaction() as session:
-            work, step = tasks.start(session, task_id, self.run_id)
+        with self.database.engine.begin() as connection:
+            work, step = tasks.start(connection, task_id, self.run_id)
         bind(user=work.email)
         while step is not None:
             if self._stopping():
@@ -142,8 +142,8 @@ class Runner:
                 )
                 return TaskResult(task_id, work.email, work.kind, False, step, message)
             crash_point(f"after:{step}")
-            with self.database.transaction() as session:
-                following = tasks.record_step(session, work, step, outcome, now(), self.run_id)
+            with self.database.engine.begin() as connection:
+                following = tasks.record_step(connection, work, step, outcome, now(), self.run_id)
             crash_point(f"committed:{step}")
             work, step = work.after(outcome), following
         log.info("%s %s done", work.kind, work.email)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
 from syncd.directory.base import Snapshot
@@ -252,17 +252,16 @@ _VIEW_COLUMNS = (
 )  # in KeyPairView's field order
 
 
-def start(session: Session, task_id: int, run_id: int | None) -> tuple[Work, str | None]:
+def start(connection: Connection, task_id: int, run_id: int | None) -> tuple[Work, str | None]:
     """Mark the task running; return what its steps work on and the step to run next."""
-    session.connection().execute(
+    connection.execute(
         update(Task).where(Task.id == task_id).values(status=TaskStatus.RUNNING, run_id=run_id)
     )
-    return load_work(session, task_id)
+    return load_work(connection, task_id)
 
 
-def load_work(session: Session, task_id: int) -> tuple[Work, str | None]:
+def load_work(connection: Connection, task_id: int) -> tuple[Work, str | None]:
     """The task as its steps see it, and its checkpoint (the next step)."""
-    connection = session.connection()
     task = connection.execute(
         select(Task.kind, Task.user_id, Task.key_pair_id, Task.next_step, User.email)
         .join(User, User.id == Task.user_id)
@@ -288,7 +287,7 @@ def load_work(session: Session, task_id: int) -> tuple[Work, str | None]:
 
 
 def record_step(
-    session: Session,
+    connection: Connection,
     work: Work,
     step: str,
     outcome: Outcome,
@@ -297,10 +296,9 @@ def record_step(
 ) -> str | None:
     """Write a step's outcome and advance the checkpoint; returns the next step (None: done).
 
-    Plain Core statements on the session's connection: this runs for every step of every
-    user, and the ORM's unit of work costs more than the statements themselves.
+    Plain Core statements on a connection: this runs for every step of every user, and an
+    ORM session costs more than the statements themselves.
     """
-    connection = session.connection()
     following = next_step(work.kind, step)
     finished = (
         {"status": TaskStatus.DONE, "finished_at": now, "last_error": None}

@@ -32,7 +32,7 @@ def wrapping_key() -> bytes:
 
 @pytest.fixture
 def kms(database: Database, wrapping_key: bytes) -> LocalKeyManager:
-    return LocalKeyManager(database.sessions, os.urandom(32), wrapping_key)
+    return LocalKeyManager(database.engine, os.urandom(32), wrapping_key)
 
 
 def _spki(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bytes:
@@ -115,7 +115,7 @@ def test_wrong_master_key_and_moved_rows_are_detected(
 ) -> None:
     first = kms.create_key_pair("a", 2048)
     second = kms.create_key_pair("b", 2048)
-    other = LocalKeyManager(database.sessions, os.urandom(32), None)
+    other = LocalKeyManager(database.engine, os.urandom(32), None)
     with pytest.raises(KMSError, match="does not decrypt with this master key"):
         other.sign(first.private_key_id, b"x", "sha256")
     with pytest.raises(ConfigError, match="kacls.wrapping_key_file"):

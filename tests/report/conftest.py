@@ -110,17 +110,18 @@ class Filler:
         fail_at: str | None = None,
         error: str = "",
     ) -> None:
-        with self.database.transaction() as session:
-            work, step = tasks.start(session, task_id, self.run_id)
+        with self.database.engine.begin() as connection:
+            work, step = tasks.start(connection, task_id, self.run_id)
         while step is not None:
             now = datetime.now(UTC)
-            with self.database.transaction() as session:
-                if step == fail_at:
+            if step == fail_at:
+                with self.database.transaction() as session:
                     tasks.fail(session, task_id, error, now, self.run_id, 60.0, 3600.0)
-                    return
-                outcome = _outcome(work.kind, step, work, not_after, now)
-                step = tasks.record_step(session, work, step, outcome, now, self.run_id)
-                work = work.after(outcome)
+                return
+            outcome = _outcome(work.kind, step, work, not_after, now)
+            with self.database.engine.begin() as connection:
+                step = tasks.record_step(connection, work, step, outcome, now, self.run_id)
+            work = work.after(outcome)
 
     def retry(self, task_id: int, fail_at: str, error: str) -> None:
         """A later pass retries a failed task and it fails again."""
