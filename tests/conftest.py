@@ -214,3 +214,16 @@ def postgres_db_url(postgres_server: PostgresServer) -> Iterator[str]:
         yield postgres_server.url(name)
     finally:
         postgres_server.drop_database(name)
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """Tests that run ``syncd.cli.main`` in-process install syncd's log handler on a stream
+    pytest closes afterwards; put the root logger back so later log records go nowhere bad."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
