@@ -414,6 +414,22 @@ def cmd_google_keypairs_create(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _emit_keypair(args: argparse.Namespace, keypair: dict[str, Any]) -> int:
+    from syncd import manual
+
+    emit_record("keypair", manual.describe_keypair(args.user, keypair), args.format,
+                _KEYPAIR_LABELS)
+    return EXIT_OK
+
+
+def _emit_identity(args: argparse.Namespace, identity: dict[str, Any]) -> int:
+    from syncd import manual
+
+    emit_record("identity", manual.describe_identity(args.user, identity), args.format,
+                _IDENTITY_COLUMNS)
+    return EXIT_OK
+
+
 def cmd_google_keypairs_list(args: argparse.Namespace, config: Config) -> int:
     from syncd import manual
 
@@ -427,9 +443,7 @@ def cmd_google_keypairs_get(args: argparse.Namespace, config: Config) -> int:
     from syncd import manual
 
     keypair = manual.get_keypair(App(config), args.user, args.key_pair_id)
-    emit_record("keypair", manual.describe_keypair(args.user, keypair), args.format,
-                _KEYPAIR_LABELS)
-    return EXIT_OK
+    return _emit_keypair(args, keypair)
 
 
 def cmd_google_keypairs_set_state(args: argparse.Namespace, config: Config) -> int:
@@ -437,9 +451,7 @@ def cmd_google_keypairs_set_state(args: argparse.Namespace, config: Config) -> i
 
     enabled = args.keypairs_command == "enable"
     keypair = manual.set_keypair_enabled(App(config), args.user, args.key_pair_id, enabled)
-    emit_record("keypair", manual.describe_keypair(args.user, keypair), args.format,
-                _KEYPAIR_LABELS)
-    return EXIT_OK
+    return _emit_keypair(args, keypair)
 
 
 def cmd_google_keypairs_obliterate(args: argparse.Namespace, config: Config) -> int:
@@ -462,9 +474,7 @@ def cmd_google_identities_point(args: argparse.Namespace, config: Config) -> int
         identity = manual.insert_identity(App(config), args.user, args.key_pair_id)
     else:
         identity = manual.patch_identity(App(config), args.user, args.key_pair_id)
-    emit_record("identity", manual.describe_identity(args.user, identity), args.format,
-                _IDENTITY_COLUMNS)
-    return EXIT_OK
+    return _emit_identity(args, identity)
 
 
 def cmd_google_identities_list(args: argparse.Namespace, config: Config) -> int:
@@ -480,9 +490,7 @@ def cmd_google_identities_get(args: argparse.Namespace, config: Config) -> int:
     from syncd import manual
 
     identity = manual.get_identity(App(config), args.user)
-    emit_record("identity", manual.describe_identity(args.user, identity), args.format,
-                _IDENTITY_COLUMNS)
-    return EXIT_OK
+    return _emit_identity(args, identity)
 
 
 def cmd_google_identities_delete(args: argparse.Namespace, config: Config) -> int:
