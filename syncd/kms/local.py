@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPublicKeyTypes,
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Connection, Engine, Row, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, update
 
 from syncd.config import read_private_file
 from syncd.errors import ConfigError, KeyNotFoundError, KMSError
@@ -36,6 +36,19 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
+
+
+# Built once, with bind parameters: every user's key goes through these, and building and
+# hashing a statement costs more than running it.
+_INSERT = insert(KmsKey)
+_ROW = select(KmsKey.label, KmsKey.state, KmsKey.public_key_der, KmsKey.sealed_private_key).where(
+    KmsKey.id == bindparam("key_id")
+)
+_LOCATE = (
+    select(KmsKey.id, KmsKey.state)
+    .where(KmsKey.label == bindparam("label"), KmsKey.state != KmsKeyState.DESTROYED)
+    .order_by(KmsKey.created_at, KmsKey.id)
+)
 
 
 def create_master_key(path: Path) -> None:
@@ -113,27 +126,24 @@ class LocalKeyManager(KeyManager):
         )
         with self._engine.begin() as connection:
             connection.execute(
-                insert(KmsKey).values(
-                    id=key_id,
-                    label=label,
-                    algorithm=algorithm,
-                    key_size=size,
-                    public_key_der=public_der,
-                    sealed_private_key=self._seal(key_id, _pkcs8(key)),
-                    state=KmsKeyState.ACTIVE,
-                    created_at=utcnow(),
-                )
+                _INSERT,
+                {
+                    "id": key_id,
+                    "label": label,
+                    "algorithm": algorithm,
+                    "key_size": size,
+                    "public_key_der": public_der,
+                    "sealed_private_key": self._seal(key_id, _pkcs8(key)),
+                    "state": KmsKeyState.ACTIVE,
+                    "created_at": utcnow(),
+                },
             )
         return KeyRef(label=label, private_key_id=key_id, public_key_id=key_id)
 
     def _row(
         self, connection: Connection, key_id: str
     ) -> Row[str, KmsKeyState, bytes, bytes | None]:
-        row = connection.execute(
-            select(
-                KmsKey.label, KmsKey.state, KmsKey.public_key_der, KmsKey.sealed_private_key
-            ).where(KmsKey.id == key_id)
-        ).one_or_none()
+        row = connection.execute(_ROW, {"key_id": key_id}).one_or_none()
         if row is None:
             raise KeyNotFoundError(f"no key {key_id} in the local KMS")
         return row
@@ -203,11 +213,7 @@ class LocalKeyManager(KeyManager):
 
     def locate(self, label: str) -> list[KeyRef]:
         with self._engine.connect() as connection:
-            rows = connection.execute(
-                select(KmsKey.id, KmsKey.state)
-                .where(KmsKey.label == label, KmsKey.state != KmsKeyState.DESTROYED)
-                .order_by(KmsKey.created_at, KmsKey.id)
-            ).all()
+            rows = connection.execute(_LOCATE, {"label": label}).all()
         return [KeyRef(label, key_id, key_id, state.value) for key_id, state in rows]
 
     def revoke(self, private_key_id: str, reason: str) -> None:

@@ -93,7 +93,16 @@ def record_fast(
     """:func:`record` as one INSERT on ``connection``, for the pipeline's per-step path."""
     _check_detail(action, detail)
     connection.execute(
-        insert(AuditEvent).values(
-            at=now, action=action, user_id=user_id, email=email, run_id=run_id, detail=detail
-        )
+        _INSERT,
+        {
+            "at": now,
+            "action": action,
+            "user_id": user_id,
+            "email": email,
+            "run_id": run_id,
+            "detail": detail,
+        },
     )
+
+
+_INSERT = insert(AuditEvent)  # built once: record_fast runs for every step of every user
