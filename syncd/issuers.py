@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from cryptography import x509
@@ -40,12 +41,12 @@ class IssuingCA:
     kms_private_key_id: str
     imported_at: datetime | None = None
 
-    @property
+    @cached_property  # read for every certificate issued; is_self_signed checks signatures
     def intermediates(self) -> list[x509.Certificate]:
         """What a leaf's PKCS#7 carries after the leaf: the issuer and any CA below the root."""
         return [self.certificate, *(c for c in self.chain_above if not is_self_signed(c))]
 
-    @property
+    @cached_property
     def root(self) -> x509.Certificate | None:
         tops = [c for c in self.chain_above if is_self_signed(c)]
         return tops[0] if tops else None

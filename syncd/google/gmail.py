@@ -106,10 +106,9 @@ class GmailCSE:
                 {"kaclsKeyMetadata": {"kaclsUri": kacls_uri, "kaclsData": kacls_data}}
             ],
         }
-        ours = pkcs7_fingerprints(pkcs7)
 
         def already_there() -> dict[str, Any] | None:
-            return self._find_in(self._all_keypairs_once(user), ours)
+            return self._find_in(self._all_keypairs_once(user), pkcs7_fingerprints(pkcs7))
 
         try:
             result: dict[str, Any] = self._call(
@@ -123,7 +122,7 @@ class GmailCSE:
         except GoogleAPIError as error:
             if error.status != 409:
                 raise
-            existing = self._find_in(self.list_keypairs(user), ours)
+            existing = self._find_in(self.list_keypairs(user), pkcs7_fingerprints(pkcs7))
             if existing is None:
                 raise
             return existing

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -31,6 +32,7 @@ from syncd.state.models import KmsKey, KmsKeyState, utcnow
 
 MASTER_KEY_BYTES = 32
 RSA_SIZES = (2048, 3072, 4096)
+RECENT_PUBLIC_KEYS = 256
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256,
     "sha384": hashes.SHA384,
@@ -100,6 +102,9 @@ class LocalKeyManager(KeyManager):
         self._wrapping_key = wrapping_key
         self._loaded: dict[str, CertificateIssuerPrivateKeyTypes] = {}
         self._loaded_lock = threading.Lock()
+        # Public keys of the keys this process created last: the next step (the certificate)
+        # asks for them straight away. Public, so safe to keep; bounded, so memory stays flat.
+        self._recent_public: OrderedDict[str, CertificateIssuerPublicKeyTypes] = OrderedDict()
 
     # --- sealing ----------------------------------------------------------------------
 
@@ -138,6 +143,10 @@ class LocalKeyManager(KeyManager):
                     "created_at": utcnow(),
                 },
             )
+        with self._loaded_lock:
+            self._recent_public[key_id] = key.public_key()
+            while len(self._recent_public) > RECENT_PUBLIC_KEYS:
+                self._recent_public.popitem(last=False)
         return KeyRef(label=label, private_key_id=key_id, public_key_id=key_id)
 
     def _row(
@@ -148,28 +157,30 @@ class LocalKeyManager(KeyManager):
             raise KeyNotFoundError(f"no key {key_id} in the local KMS")
         return row
 
-    def _private_key(self, key_id: str, purpose: str) -> CertificateIssuerPrivateKeyTypes:
-        """The key, unsealed. Only signing keys (issuers) stay loaded: users' keys are each
-        wrapped once, and keeping them all in memory would grow with the directory."""
-        with self._loaded_lock:
-            cached = self._loaded.get(key_id)
-        if cached is not None:
-            return cached
+    def _unsealed_pkcs8(self, key_id: str, purpose: str) -> bytes:
+        """The key's PKCS#8 DER, unsealed; KMSError unless the key is active."""
         with self._engine.connect() as connection:
             row = self._row(connection, key_id)
         if row.state is not KmsKeyState.ACTIVE or row.sealed_private_key is None:
             raise KMSError(f"key {key_id} ({row.label}) is {row.state.value}; cannot {purpose}")
-        der = self._unseal(key_id, row.sealed_private_key)
+        return self._unseal(key_id, row.sealed_private_key)
+
+    def _signing_key(self, key_id: str) -> CertificateIssuerPrivateKeyTypes:
+        """The key, unsealed and kept loaded: only signing keys (issuers) are; users' keys are
+        each wrapped once, and keeping them in memory would grow with the directory."""
+        with self._loaded_lock:
+            cached = self._loaded.get(key_id)
+        if cached is not None:
+            return cached
         # The sealed blob is authenticated, so the key is the one we stored: skip the RSA
         # consistency check, which costs as much as a signature on every load.
         key = serialization.load_der_private_key(
-            der, password=None, unsafe_skip_rsa_key_validation=True
+            self._unsealed_pkcs8(key_id, "sign"), password=None, unsafe_skip_rsa_key_validation=True
         )
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise KMSError(f"key {key_id} is not an RSA or EC key")
-        if purpose == "sign":
-            with self._loaded_lock:
-                self._loaded[key_id] = key
+        with self._loaded_lock:
+            self._loaded[key_id] = key
         return key
 
     def _forget(self, key_id: str) -> None:
@@ -187,6 +198,10 @@ class LocalKeyManager(KeyManager):
         return self._store(label, key)
 
     def public_key(self, key_id: str) -> CertificateIssuerPublicKeyTypes:
+        with self._loaded_lock:
+            recent = self._recent_public.get(key_id)
+        if recent is not None:
+            return recent
         with self._engine.connect() as connection:
             der = self._row(connection, key_id).public_key_der
         key = serialization.load_der_public_key(der)
@@ -195,7 +210,7 @@ class LocalKeyManager(KeyManager):
         return key
 
     def sign(self, private_key_id: str, data: bytes, hash_name: HashName) -> bytes:
-        key = self._private_key(private_key_id, "sign")
+        key = self._signing_key(private_key_id)
         algorithm = _HASHES[hash_name]()
         if isinstance(key, rsa.RSAPrivateKey):
             return key.sign(data, padding.PKCS1v15(), algorithm)
@@ -208,8 +223,8 @@ class LocalKeyManager(KeyManager):
             raise ConfigError(
                 "kacls.wrapping_key_file", "required to wrap private keys for the KACLS"
             )
-        key = self._private_key(private_key_id, "wrap")
-        return wrap_private_key(_pkcs8(key), self._wrapping_key)
+        # Sealed as PKCS#8 DER, which is what the KACLS wraps: no need to load the key.
+        return wrap_private_key(self._unsealed_pkcs8(private_key_id, "wrap"), self._wrapping_key)
 
     def locate(self, label: str) -> list[KeyRef]:
         with self._engine.connect() as connection:

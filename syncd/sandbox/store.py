@@ -10,7 +10,9 @@ Layout of ``DATA_DIR``::
     state/users/<email>.json    one user's key pairs and identities
 
 Operator files are re-read when they change on disk. State files are written atomically
-(temporary file, fsync, rename), one per user, under a per-user lock.
+(temporary file, rename), one per user, under a per-user lock: a sandbox that dies never leaves
+half a file. They are not fsynced: a test double need not survive a power cut, and two fsyncs
+per write would cost it more than the rest of a request.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -91,9 +93,16 @@ class DirectoryData(_Model):
     users: list[DirectoryUser] = []
     groups: list[DirectoryGroup] = []
 
+    @cached_property
+    def users_by_email(self) -> dict[str, DirectoryUser]:
+        """Users by lower-cased primary address (the first of a duplicated one)."""
+        found: dict[str, DirectoryUser] = {}
+        for user in self.users:
+            found.setdefault(user.primaryEmail.lower(), user)
+        return found
+
     def user(self, email: str) -> DirectoryUser | None:
-        wanted = email.lower()
-        return next((u for u in self.users if u.primaryEmail.lower() == wanted), None)
+        return self.users_by_email.get(email.lower())
 
     def group(self, key: str) -> DirectoryGroup | None:
         wanted = key.lower()
@@ -122,21 +131,36 @@ class ServiceAccounts(_Model):
         return next((a for a in self.accounts if a.client_email == client_email), None)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` so a reader or a crash never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` so a reader or a crash never sees half a file.
+
+    ``durable`` also fsyncs the file and its folder, so the write survives a power cut.
+    """
+    # One temporary name per process and thread: no other writer can share it.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
+        fd = os.open(tmp, flags, mode)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, flags, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)  # whatever the umask
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -187,6 +211,10 @@ class _FileCache:
         return value
 
 
+def _parse_directory(path: Path) -> DirectoryData:
+    return _validated(DirectoryData, path, read_structured(path))
+
+
 def _first_existing(data_dir: Path, names: tuple[str, ...]) -> Path | None:
     return next((data_dir / n for n in names if (data_dir / n).exists()), None)
 
@@ -197,16 +225,23 @@ class Store:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
         self._cache = _FileCache()
+        self._directory_path: Path | None = None
         self._locks_guard = threading.Lock()
         self._user_locks: dict[str, threading.Lock] = {}
 
     # --- operator files ----------------------------------------------------------------
 
     def directory(self) -> DirectoryData:
+        """The directory file's users and groups (looked up for every request)."""
+        path = self._directory_path
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                return self._cache.get(path, _parse_directory)
         path = _first_existing(self.data_dir, DIRECTORY_FILES)
         if path is None:
             raise ConfigError(str(self.data_dir), "no directory.yaml or directory.json")
-        return self._cache.get(path, lambda p: _validated(DirectoryData, p, read_structured(p)))
+        self._directory_path = path
+        return self._cache.get(path, _parse_directory)
 
     def trusted_roots(self) -> list[x509.Certificate]:
         path = self.data_dir / ROOTS_FILE
@@ -255,10 +290,9 @@ class Store:
         with self._user_lock(email):
             before = path.read_bytes() if path.exists() else b'{"keypairs": [], "identities": []}'
             state: dict[str, Any] = json.loads(before)
-            snapshot = json.dumps(state, sort_keys=True)
             yield state
-            if json.dumps(state, sort_keys=True) != snapshot:
-                write_json(path, state)
+            if state != json.loads(before):
+                atomic_write(path, json.dumps(state).encode(), durable=False)
 
     def clock_offset(self) -> float:
         path = self.data_dir / "state" / "clock.json"

@@ -201,6 +201,10 @@ def check_grant(req: GrantRequest) -> OAuthError | None:
     return None
 
 
+PRUNE_INTERVAL = 60.0
+"""Seconds between sweeps of expired tokens out of the grants table."""
+
+
 class TokenIssuer:
     """Issues bearer tokens for valid assertions and looks them up on every API call."""
 
@@ -208,6 +212,7 @@ class TokenIssuer:
         self._lifetime = lifetime
         self._lock = threading.Lock()
         self._grants: dict[str, TokenGrant] = {}
+        self._next_prune = 0.0
 
     def grant(
         self, form: dict[str, str], accounts: ServiceAccounts, directory: DirectoryData
@@ -230,7 +235,9 @@ class TokenIssuer:
             account.client_email, subject, requested_scopes(req), now + self._lifetime
         )
         with self._lock:
-            self._grants = {t: g for t, g in self._grants.items() if g.expires_at > now}
+            if now >= self._next_prune:  # a sweep per grant would cost O(tokens) per user
+                self._grants = {t: g for t, g in self._grants.items() if g.expires_at > now}
+                self._next_prune = now + PRUNE_INTERVAL
             self._grants[token] = grant
         return {"access_token": token, "expires_in": self._lifetime - 1, "token_type": "Bearer"}
 
