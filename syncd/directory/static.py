@@ -19,6 +19,9 @@ import yaml
 
 from syncd.directory.base import RawEntry, Snapshot, SourceError, build_snapshot
 
+# libyaml's loader when PyYAML was built with it: ten times faster on a large directory file.
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 _TRUE = {"true", "yes", "1", "y", "on", ""}
 _FALSE = {"false", "no", "0", "n", "off"}
 
@@ -53,7 +56,7 @@ class StaticSource:
 
     def _yaml_entries(self, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_SAFE_LOADER)
         except yaml.YAMLError as exc:
             raise SourceError(f"{self.path}: invalid YAML: {exc}") from None
         if isinstance(data, dict) and "users" in data:

@@ -87,6 +87,8 @@ class Work:
     email: str
     target: KeyPairView | None
     others: tuple[KeyPairView, ...]
+    user_deprovisioned: bool = False
+    """The user was deprovisioned before this task (its end clears that)."""
     fresh_certificate: bool = False
     """The target's certificate was issued by this process and no upload of it has been tried
     yet, so Gmail cannot have it: upload_keypair need not look for it first."""

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session
 
 from syncd.directory.base import Snapshot
@@ -246,26 +247,33 @@ _START = (
     .where(Task.id == bindparam("task_id"))
     .values(status=TaskStatus.RUNNING, run_id=bindparam("run"))
 )
-_TASK = (
-    select(Task.kind, Task.user_id, Task.key_pair_id, Task.next_step, User.email)
-    .join(User, User.id == Task.user_id)
-    .where(Task.id == bindparam("task_id"))
-)
-_KEY_PAIRS = (
+_KEY_PAIR_VIEW = (
+    KeyPair.id,
+    KeyPair.generation,
+    KeyPair.status,
+    KeyPair.kms_label,
+    KeyPair.kms_private_key_id,
+    KeyPair.kms_public_key_id,
+    KeyPair.certificate_pem,
+    KeyPair.fingerprint_sha256,
+    KeyPair.gmail_key_pair_id,
+)  # in KeyPairView's field order
+_WORK = (
     select(
-        KeyPair.id,
-        KeyPair.generation,
-        KeyPair.status,
-        KeyPair.kms_label,
-        KeyPair.kms_private_key_id,
-        KeyPair.kms_public_key_id,
-        KeyPair.certificate_pem,
-        KeyPair.fingerprint_sha256,
-        KeyPair.gmail_key_pair_id,
-    )  # in KeyPairView's field order
-    .where(KeyPair.user_id == bindparam("user"))
+        Task.kind,
+        Task.user_id,
+        Task.key_pair_id,
+        Task.next_step,
+        User.email,
+        User.deprovisioned_at,
+        *_KEY_PAIR_VIEW,
+    )
+    .join(User, User.id == Task.user_id)
+    .outerjoin(KeyPair, KeyPair.user_id == Task.user_id)
+    .where(Task.id == bindparam("task_id"))
     .order_by(KeyPair.generation)
 )
+"""The task, its user and each of the user's key pairs (a row each; one row with none)."""
 _RUNNING_AT = (Task.id == bindparam("task_id"), Task.next_step == bindparam("step"))
 _ADVANCE = (
     update(Task)
@@ -298,8 +306,11 @@ def start(connection: Connection, task_id: int, run_id: int | None) -> tuple[Wor
 
 def load_work(connection: Connection, task_id: int) -> tuple[Work, str | None]:
     """The task as its steps see it, and its checkpoint (the next step)."""
-    task = connection.execute(_TASK, {"task_id": task_id}).one()
-    views = [KeyPairView(*row) for row in connection.execute(_KEY_PAIRS, {"user": task.user_id})]
+    rows = connection.execute(_WORK, {"task_id": task_id}).all()
+    if not rows:
+        raise NoResultFound(f"no task {task_id}")
+    task = rows[0]
+    views = [KeyPairView(*tuple(row)[6:]) for row in rows if row.id is not None]
     work = Work(
         task_id=task_id,
         kind=task.kind.value,
@@ -307,6 +318,7 @@ def load_work(connection: Connection, task_id: int) -> tuple[Work, str | None]:
         email=task.email,
         target=next((v for v in views if v.id == task.key_pair_id), None),
         others=tuple(v for v in views if v.id != task.key_pair_id),
+        user_deprovisioned=task.deprovisioned_at is not None,
     )
     return work, task.next_step
 
@@ -345,8 +357,10 @@ def record_step(
     if outcome.audit is not None:
         audit.record_fast(connection, f"{work.kind}.{step}", **who, **outcome.audit)
     if following is None:
-        deprovisioned = now if work.kind == TaskKind.DEPROVISION.value else None
-        connection.execute(_USER_DEPROVISIONED, {"user": work.user_id, "at": deprovisioned})
+        if work.kind == TaskKind.DEPROVISION.value:
+            connection.execute(_USER_DEPROVISIONED, {"user": work.user_id, "at": now})
+        elif work.user_deprovisioned:  # provisioned again after leaving
+            connection.execute(_USER_DEPROVISIONED, {"user": work.user_id, "at": None})
         audit.record_fast(connection, f"{work.kind}.done", **who)
     return following
 

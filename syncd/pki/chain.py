@@ -7,6 +7,7 @@ format and the ordering of a chain (leaf first, each certificate followed by its
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -87,6 +88,14 @@ def is_self_signed(cert: x509.Certificate) -> bool:
 
 def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
     """True when ``parent`` is named as ``child``'s issuer and its key verifies the signature."""
+    return _verified_link(child, parent)
+
+
+# Certificates hash and compare by their DER bytes, so a remembered answer is the answer. The
+# same links (an issuer to its root, a leaf while a chain is ordered and then validated) are
+# checked again and again, and each check is a signature verification.
+@lru_cache(maxsize=512)
+def _verified_link(child: x509.Certificate, parent: x509.Certificate) -> bool:
     try:
         child.verify_directly_issued_by(parent)
     except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):

@@ -17,11 +17,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from syncd.sandbox.errors import ApiError
 from syncd.sandbox.store import DirectoryData, ServiceAccount, ServiceAccounts
@@ -115,8 +117,14 @@ def _check_issuer(req: GrantRequest) -> OAuthError | None:
     return None
 
 
+@lru_cache(maxsize=64)
+def _public_key(public_pem: str) -> PublicKeyTypes:
+    """A service account key, parsed once: every token request is checked against it."""
+    return serialization.load_pem_public_key(public_pem.encode())
+
+
 def _signature_valid(public_pem: str, assertion: Assertion) -> bool:
-    key = serialization.load_pem_public_key(public_pem.encode())
+    key = _public_key(public_pem)
     if not isinstance(key, rsa.RSAPublicKey):
         return False
     try:
