@@ -7,12 +7,9 @@ Layout of ``DATA_DIR``::
     service_accounts.json       registered service accounts: client_email, public keys, scopes
     faults.yaml (or .json)      optional fault settings applied at start (see faults.py)
     state/clock.json            how far the sandbox clock has been moved forward
-    state/users/<email>.json    one user's key pairs and identities
+    state/mailboxes.db          users' key pairs and identities (see mailboxes.py)
 
-Operator files are re-read when they change on disk. State files are written atomically
-(temporary file, rename), one per user, under a per-user lock: a sandbox that dies never leaves
-half a file. They are not fsynced: a test double need not survive a power cut, and two fsyncs
-per write would cost it more than the rest of a request.
+Operator files are re-read when they change on disk; files are written atomically.
 """
 
 from __future__ import annotations
@@ -22,8 +19,7 @@ import hashlib
 import json
 import os
 import threading
-import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -33,6 +29,7 @@ from cryptography import x509
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from syncd.errors import ConfigError
+from syncd.sandbox.mailboxes import Mailboxes
 
 T = TypeVar("T")
 
@@ -131,11 +128,9 @@ class ServiceAccounts(_Model):
         return next((a for a in self.accounts if a.client_email == client_email), None)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
-    """Replace ``path`` with ``data`` so a reader or a crash never sees half a file.
-
-    ``durable`` also fsyncs the file and its folder, so the write survives a power cut.
-    """
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` so a reader, a crash or a power cut never sees half a
+    file (the file and its folder are fsynced)."""
     # One temporary name per process and thread: no other writer can share it.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -150,8 +145,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = 
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            if durable:
-                os.fsync(fd)
+            os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -159,8 +153,6 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    if not durable:
-        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -226,8 +218,8 @@ class Store:
         self.data_dir = Path(data_dir)
         self._cache = _FileCache()
         self._directory_path: Path | None = None
-        self._locks_guard = threading.Lock()
-        self._user_locks: dict[str, threading.Lock] = {}
+        state = self.data_dir / "state"
+        self._mailboxes = Mailboxes(state / "mailboxes.db", legacy_folder=state / "users")
 
     # --- operator files ----------------------------------------------------------------
 
@@ -275,24 +267,9 @@ class Store:
 
     # --- state -------------------------------------------------------------------------
 
-    def _user_path(self, email: str) -> Path:
-        name = urllib.parse.quote(email.lower(), safe="@._-+")
-        return self.data_dir / "state" / "users" / f"{name}.json"
-
-    def _user_lock(self, email: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._user_locks.setdefault(email.lower(), threading.Lock())
-
-    @contextlib.contextmanager
-    def user_state(self, email: str) -> Iterator[dict[str, Any]]:
-        """One user's state, locked for the block and saved if the block changed it."""
-        path = self._user_path(email)
-        with self._user_lock(email):
-            before = path.read_bytes() if path.exists() else b'{"keypairs": [], "identities": []}'
-            state: dict[str, Any] = json.loads(before)
-            yield state
-            if state != json.loads(before):
-                atomic_write(path, json.dumps(state).encode(), durable=False)
+    def user_state(self, email: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        """One user's Gmail state, locked for the block and saved if the block changed it."""
+        return self._mailboxes.state(email)
 
     def clock_offset(self) -> float:
         path = self.data_dir / "state" / "clock.json"
