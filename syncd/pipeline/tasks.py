@@ -12,7 +12,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.exc import NoResultFound
@@ -348,20 +347,22 @@ def record_step(
         connection.execute(
             _UPDATE_KEY_PAIR, {**columns, "updated_at": now, "key_pair": key_pair_id}
         )
-    who: dict[str, Any] = {
-        "user_id": work.user_id,
-        "email": work.email,
-        "run_id": run_id,
-        "now": now,
-    }
-    if outcome.audit is not None:
-        audit.record_fast(connection, f"{work.kind}.{step}", **who, **outcome.audit)
+    events = [] if outcome.audit is None else [(f"{work.kind}.{step}", outcome.audit)]
     if following is None:
         if work.kind == TaskKind.DEPROVISION.value:
             connection.execute(_USER_DEPROVISIONED, {"user": work.user_id, "at": now})
         elif work.user_deprovisioned:  # provisioned again after leaving
             connection.execute(_USER_DEPROVISIONED, {"user": work.user_id, "at": None})
-        audit.record_fast(connection, f"{work.kind}.done", **who)
+        events.append((f"{work.kind}.done", {}))
+    if events:
+        audit.record_fast(
+            connection,
+            events,
+            user_id=work.user_id,
+            email=work.email,
+            run_id=run_id,
+            now=now,
+        )
     return following
 
 

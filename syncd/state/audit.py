@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -82,26 +82,20 @@ def record(
 
 def record_fast(
     connection: Connection,
-    action: str,
+    events: Sequence[tuple[str, dict[str, Any]]],
     *,
     user_id: int | None,
     email: str | None,
     run_id: int | None,
     now: datetime,
-    **detail: Any,
 ) -> None:
-    """:func:`record` as one INSERT on ``connection``, for the pipeline's per-step path."""
-    _check_detail(action, detail)
+    """:func:`record` for one user's ``(action, detail)`` events, in one INSERT statement on
+    ``connection``: the pipeline's per-step path."""
+    for action, detail in events:
+        _check_detail(action, detail)
+    who = {"at": now, "user_id": user_id, "email": email, "run_id": run_id}
     connection.execute(
-        _INSERT,
-        {
-            "at": now,
-            "action": action,
-            "user_id": user_id,
-            "email": email,
-            "run_id": run_id,
-            "detail": detail,
-        },
+        _INSERT, [{**who, "action": action, "detail": detail} for action, detail in events]
     )
 
 
