@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -21,7 +20,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from syncd.errors import CertificateError
 from syncd.pki import der
-from syncd.pki.chain import describe
+from syncd.pki.chain import describe, issued_by
 from syncd.pki.extensions import LeafContext, authority_key_identifier, build_extensions
 from syncd.pki.profile import LeafProfile, subject_for
 
@@ -182,11 +181,9 @@ def issue_leaf(
         builder = builder.add_extension(extension, critical)
     draft = builder.sign(_draft_key(issuer_cert.public_key()), _HASHES[profile.hash]())
     cert = _assemble(draft, sign(draft.tbs_certificate_bytes))
-    try:
-        cert.verify_directly_issued_by(issuer_cert)
-    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError) as exc:
+    if not issued_by(cert, issuer_cert):  # remembered: the upload check asks again
         raise CertificateError(
             f"the KMS signature on the certificate for {email} does not verify against the "
             f"issuer {describe(issuer_cert)}; check that the KMS key is that CA's key"
-        ) from exc
+        )
     return cert
