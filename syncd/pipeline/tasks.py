@@ -257,16 +257,16 @@ _KEY_PAIR_VIEW = (
     KeyPair.fingerprint_sha256,
     KeyPair.gmail_key_pair_id,
 )  # in KeyPairView's field order
+_TASK_VIEW = (
+    Task.kind,
+    Task.user_id,
+    Task.key_pair_id,
+    Task.next_step,
+    User.email,
+    User.deprovisioned_at,
+)
 _WORK = (
-    select(
-        Task.kind,
-        Task.user_id,
-        Task.key_pair_id,
-        Task.next_step,
-        User.email,
-        User.deprovisioned_at,
-        *_KEY_PAIR_VIEW,
-    )
+    select(*_TASK_VIEW, *_KEY_PAIR_VIEW)
     .join(User, User.id == Task.user_id)
     .outerjoin(KeyPair, KeyPair.user_id == Task.user_id)
     .where(Task.id == bindparam("task_id"))
@@ -309,7 +309,11 @@ def load_work(connection: Connection, task_id: int) -> tuple[Work, str | None]:
     if not rows:
         raise NoResultFound(f"no task {task_id}")
     task = rows[0]
-    views = [KeyPairView(*tuple(row)[6:]) for row in rows if row.id is not None]
+    views = [
+        KeyPairView(*tuple(row)[len(_TASK_VIEW) :])
+        for row in rows
+        if row.id is not None  # the key pair's id: the task's columns hold no other "id"
+    ]
     work = Work(
         task_id=task_id,
         kind=task.kind.value,

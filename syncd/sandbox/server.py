@@ -51,7 +51,10 @@ class _Handler(BaseHTTPRequestHandler):
         """The request line and header fields, read without the email parser that
         http.server uses, which costs more than the sandbox's own work on a request.
         HTTP/1.x only; a body must come with Content-Length (Google's clients send it)."""
-        self.request_version = "HTTP/1.0"  # what send_error answers with until parsed
+        # What send_error reads if the request line cannot be parsed (not HTTP/0.9, so that
+        # the refusal has a status line and headers).
+        self.command = ""
+        self.request_version = "HTTP/1.0"
         self.close_connection = True
         self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
         words = self.requestline.split()
