@@ -101,7 +101,7 @@ class LocalKeyManager(KeyManager):
         self._master = AESGCM(master_key)
         self._wrapping_key = wrapping_key
         self._loaded: dict[str, CertificateIssuerPrivateKeyTypes] = {}
-        self._loaded_lock = threading.Lock()
+        self._cache_lock = threading.Lock()  # guards _loaded and _recent_public
         # Public keys of the keys this process created last: the next step (the certificate)
         # asks for them straight away. Public, so safe to keep; bounded, so memory stays flat.
         self._recent_public: OrderedDict[str, CertificateIssuerPublicKeyTypes] = OrderedDict()
@@ -143,7 +143,7 @@ class LocalKeyManager(KeyManager):
                     "created_at": utcnow(),
                 },
             )
-        with self._loaded_lock:
+        with self._cache_lock:
             self._recent_public[key_id] = key.public_key()
             while len(self._recent_public) > RECENT_PUBLIC_KEYS:
                 self._recent_public.popitem(last=False)
@@ -168,7 +168,7 @@ class LocalKeyManager(KeyManager):
     def _signing_key(self, key_id: str) -> CertificateIssuerPrivateKeyTypes:
         """The key, unsealed and kept loaded: only signing keys (issuers) are; users' keys are
         each wrapped once, and keeping them in memory would grow with the directory."""
-        with self._loaded_lock:
+        with self._cache_lock:
             cached = self._loaded.get(key_id)
         if cached is not None:
             return cached
@@ -179,12 +179,12 @@ class LocalKeyManager(KeyManager):
         )
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise KMSError(f"key {key_id} is not an RSA or EC key")
-        with self._loaded_lock:
+        with self._cache_lock:
             self._loaded[key_id] = key
         return key
 
     def _forget(self, key_id: str) -> None:
-        with self._loaded_lock:
+        with self._cache_lock:
             self._loaded.pop(key_id, None)
 
     # --- KeyManager ---------------------------------------------------------------------
@@ -198,7 +198,7 @@ class LocalKeyManager(KeyManager):
         return self._store(label, key)
 
     def public_key(self, key_id: str) -> CertificateIssuerPublicKeyTypes:
-        with self._loaded_lock:
+        with self._cache_lock:
             recent = self._recent_public.get(key_id)
         if recent is not None:
             return recent
