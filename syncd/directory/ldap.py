@@ -5,16 +5,20 @@ configured, to members of those groups: direct members, and for a nested group t
 of its member groups too (Active Directory: the in-chain matching rule in the search filter;
 elsewhere the groups' member attribute expanded here, each group read once, so loops end).
 
-Every search is paged (RFC 2696), so server size limits do not cut the read short. Values are
-normalised (email lower-cased by build_snapshot, ids as text: entryUUID as it is, objectGUID
-in the form Windows shows). Anything that stops the read (no server, a lost connection between
-pages, a missing base DN or group) is a SourceError: the pass stops before planning.
+Every search is paged (RFC 2696) and the result code of every page is checked
+(``ldap_results``): a size or time limit, an administrative limit or a referral is a failed
+read, never a smaller directory. Values are normalised (email lower-cased by build_snapshot,
+ids as text: entryUUID as it is, objectGUID in the form Windows shows). Anything that stops
+the read (no server, a lost connection between pages, a limit, a referral, a missing base DN
+or group) is a SourceError: the pass stops before planning.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ldap3 import BASE, LEVEL, SUBTREE
 from ldap3.core import exceptions as ldap_errors
@@ -22,6 +26,7 @@ from ldap3.core import exceptions as ldap_errors
 from syncd.config import LdapSearchRule, LdapSourceConfig
 from syncd.directory.base import RawEntry, Snapshot, SourceError, build_snapshot
 from syncd.directory.ldap_connect import WHERE, LdapEndpoint, close, connect, describe
+from syncd.directory.ldap_results import read_failure
 from syncd.directory.ldap_values import (
     and_filters,
     decode_text,
@@ -36,6 +41,21 @@ PAGED_RESULTS = "1.2.840.113556.1.4.319"
 _SCOPES = {"base": BASE, "one": LEVEL, "sub": SUBTREE}
 
 RawAttributes = Mapping[str, list[bytes]]
+
+
+@dataclass(frozen=True)
+class _Search:
+    """One search: where it comes from in the config, what it reads, and its request."""
+
+    where: str
+    subject: str
+    """What is read, for messages: a base DN, or ``group <dn>``."""
+    base_dn: str
+    scope: str
+    filter: str
+    attributes: list[str]
+    missing: str | None
+    """The message when the base DN does not exist; None: then there is nothing to read."""
 PageHook = Callable[[int], None]
 """Called after each page with the number of entries read so far (progress, tests)."""
 
@@ -111,42 +131,86 @@ class LdapSource:
         search_filter: str,
         already: int,
     ) -> Iterator[tuple[str, RawAttributes]]:
-        """Every entry of one search, a page at a time; SourceError if the read stops early."""
+        """Every entry of one user search, a page at a time; SourceError if the read stops early."""
+        search = _Search(where, base_dn, base_dn, scope, search_filter, self.attributes,
+                         missing=f"{where}.base_dn: no such entry {base_dn}")
+        return self._search(endpoint, search, already, self.on_page)
+
+    def _search(
+        self,
+        endpoint: LdapEndpoint,
+        search: _Search,
+        already: int = 0,
+        on_page: PageHook | None = None,
+    ) -> Iterator[tuple[str, RawAttributes]]:
+        """Every entry of one search, a page at a time.
+
+        The result code of every page is checked (ldap3 raises nothing for a size or time
+        limit or a referral): anything but success, or a continuation reference, is a
+        SourceError naming the code, so a read the server cut short is never taken as whole.
+        """
         connection = endpoint.connection
         cookie: bytes | None = None
         count = 0
         while True:
             try:
                 connection.search(
-                    base_dn,
-                    search_filter,
-                    scope,
-                    attributes=self.attributes,
+                    search.base_dn,
+                    search.filter,
+                    search.scope,
+                    attributes=search.attributes,
                     paged_size=self.config.page_size,
                     paged_cookie=cookie,
                     time_limit=int(self.config.operation_timeout),
                 )
             except ldap_errors.LDAPNoSuchObjectResult:
-                raise SourceError(f"{where}.base_dn: no such entry {base_dn}") from None
+                if search.missing is None:
+                    return
+                raise SourceError(search.missing) from None
             except ldap_errors.LDAPInvalidFilterError as exc:
-                raise SourceError(f"{where}.filter: invalid filter {search_filter}: {exc}") from (
-                    None
-                )
+                raise SourceError(
+                    f"{search.where}.filter: invalid filter {search.filter}: {exc}"
+                ) from None
+            except ldap_errors.LDAPOperationResult as exc:  # adminLimitExceeded and others
+                result = {"result": exc.result, "description": exc.description,
+                          "message": exc.message}
+                self._fail(search, result, [], count)
+                raise SourceError(f"{search.where}: {search.subject}: {describe(exc)}") from None
             except (ldap_errors.LDAPException, OSError) as exc:
                 raise SourceError(
-                    f"{where}: reading {base_dn} from {endpoint.url} failed after {count} "
-                    f"entries: {describe(exc)}"
+                    f"{search.where}: reading {search.subject} from {endpoint.url} failed after "
+                    f"{count} entries: {describe(exc)}"
                 ) from None
+            references: list[str] = []
             for item in connection.response or ():
-                if item.get("type") == "searchResEntry":
+                kind = item.get("type")
+                if kind == "searchResEntry":
                     count += 1
                     yield item["dn"], item["raw_attributes"]
-            if self.on_page is not None:
-                self.on_page(already + count)
+                elif kind == "searchResRef":
+                    references += item.get("uri") or []
+            self._fail(search, connection.result or {}, references, count)
+            if on_page is not None:
+                on_page(already + count)
             control = (connection.result.get("controls") or {}).get(PAGED_RESULTS)
             cookie = control["value"]["cookie"] if control else None
             if not cookie:
                 return
+
+    def _fail(
+        self, search: _Search, result: Mapping[str, Any], references: list[str], count: int
+    ) -> None:
+        """SourceError when this reply is not a whole, successful one."""
+        problem = read_failure(
+            result,
+            references,
+            subject=search.subject,
+            count=count,
+            bind_dn=self.config.bind_dn,
+            flavor=self.config.flavor,
+        )
+        if problem is not None:
+            raise SourceError(f"{search.where}: {problem}")
 
     # --- one entry -------------------------------------------------------------------------
 
@@ -187,23 +251,13 @@ class LdapSource:
 
     def _read_group(self, endpoint: LdapEndpoint, dn: str, where: str) -> list[str] | None:
         """The member DNs of the group at ``dn``; None when there is no such group."""
-        connection = endpoint.connection
         member = self.config.member_attribute
-        try:
-            connection.search(
-                dn, self.config.group_filter, BASE, attributes=[member],
-                time_limit=int(self.config.operation_timeout),
-            )
-        except ldap_errors.LDAPNoSuchObjectResult:
-            return None
-        except (ldap_errors.LDAPException, OSError) as exc:
-            raise SourceError(
-                f"{where}: reading group {dn} from {endpoint.url} failed: {describe(exc)}"
-            ) from None
-        entries = [i for i in connection.response or () if i.get("type") == "searchResEntry"]
+        search = _Search(where, f"group {dn}", dn, BASE, self.config.group_filter, [member],
+                         missing=None)
+        entries = list(self._search(endpoint, search))
         if not entries:
             return None
-        values = entries[0]["raw_attributes"].get(member) or []
+        values = entries[0][1].get(member) or []
         return [v.decode("utf-8", errors="replace") for v in values]
 
     def _check_groups_exist(self, endpoint: LdapEndpoint) -> None:

@@ -84,7 +84,13 @@ class Slapd:
         (folder / "data").mkdir(parents=True, exist_ok=True)
         self.config_file = folder / "slapd.conf"
         self.log_file = folder / "slapd.log"
-        self.config_file.write_text(self._config(root_password, extra_config))
+        self._root_hash = ssha(root_password)
+        self.configure(extra_config)
+
+    def configure(self, extra_config: str = "") -> None:
+        """(Re)write slapd.conf with ``extra_config`` appended to the database section (limits,
+        access rules); a running slapd reads it at its next start."""
+        self.config_file.write_text(self._config(extra_config))
 
     @property
     def url(self) -> str:
@@ -95,7 +101,7 @@ class Slapd:
             raise SlapdError("this slapd has no TLS certificate, so no ldaps:// listener")
         return f"ldaps://{host}:{self.ldaps_port}"
 
-    def _config(self, root_password: str, extra_config: str) -> str:
+    def _config(self, extra_config: str) -> str:
         lines = [f"include {SCHEMA_DIR / s}.schema" for s in SCHEMAS]
         lines += [
             f"pidfile {self.folder / 'slapd.pid'}",
@@ -113,7 +119,7 @@ class Slapd:
             "maxsize 1073741824",
             f"suffix \"{self.suffix}\"",
             f"rootdn \"{self.root_dn}\"",
-            f"rootpw {ssha(root_password)}",
+            f"rootpw {self._root_hash}",
             f"directory \"{self.folder / 'data'}\"",
             "dbnosync",
             "index objectClass eq",

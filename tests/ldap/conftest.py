@@ -2,8 +2,12 @@
 
 The directory (suffix dc=example,dc=org) holds people with unicode names, a DN with an escaped
 comma, emails that need RFC 4515 escaping, a disabled account, entries that must be skipped,
-60 staff users (more than the server's size limit of 25 for the service account, so only paged
-searches read them all), and groups nested in a loop. slapd serves plain LDAP (with StartTLS)
+60 staff users, groups nested in a loop, 600 users under ou=many (more than slapd's default
+size limit of 500, which applies to paged searches too), and a referral to another server
+under ou=partners. slapd runs with its stock limits: the service account (an ordinary DN with
+read access, not the root DN, which bypasses limits) cannot read ou=many whole; a second
+account, ``BULK_DN``, has the limits line an administrator adds for syncd. slapd serves plain
+LDAP (with StartTLS)
 and ldaps:// with a certificate from a test CA made here, valid for the name ``localhost``
 only, so ``127.0.0.1`` is a wrong host name. A missing slapd fails the tests, never skips them.
 """
@@ -30,8 +34,15 @@ from syncd.pki.testca import CAKey, make_root, new_key, write_private_file
 
 SUFFIX = "dc=example,dc=org"
 SERVICE_DN = f"cn=syncd,ou=services,{SUFFIX}"
-SIZE_LIMIT = 25
+BULK_DN = f"cn=syncd-bulk,ou=services,{SUFFIX}"
+SIZE_LIMIT = 500
+"""slapd's default sizelimit (nothing in the test configuration changes it)."""
 STAFF = 60
+MANY = 600
+MANY_BASE = f"ou=many,{SUFFIX}"
+PARTNERS_BASE = f"ou=partners,{SUFFIX}"
+REFERRAL_URL = "ldap://ldap.partner.example/ou=remote,dc=partner,dc=example"
+BULK_LIMITS = f'limits dn.exact="{BULK_DN}" size.prtotal=unlimited'
 ZOE_DN = f"cn=Zoë Łukasiewicz,ou=people,{SUFFIX}"
 JOHN_DN = f"cn=Smith\\, John,ou=people,{SUFFIX}"
 JURGEN_DN = f"cn=Jürgen Groß,ou=people,{SUFFIX}"
@@ -72,7 +83,7 @@ def directory_ldif(service_password: str) -> str:
         _entry(SUFFIX, ("objectClass", "dcObject"), ("objectClass", "organization"),
                ("o", "Example"), ("dc", "example")),
     ]
-    for ou in ("people", "staff", "contractors", "services", "groups"):
+    for ou in ("people", "staff", "contractors", "services", "groups", "many", "partners"):
         parts.append(_entry(f"ou={ou},{SUFFIX}", ("objectClass", "organizationalUnit"),
                             ("ou", ou)))
     parts.append(_entry(f"ou=archive,ou=contractors,{SUFFIX}",
@@ -80,6 +91,18 @@ def directory_ldif(service_password: str) -> str:
     parts.append(_entry(SERVICE_DN, ("objectClass", "person"),
                         ("objectClass", "simpleSecurityObject"), ("cn", "syncd"),
                         ("sn", "syncd"), ("userPassword", ssha(service_password))))
+    parts.append(_entry(BULK_DN, ("objectClass", "person"),
+                        ("objectClass", "simpleSecurityObject"), ("cn", "syncd-bulk"),
+                        ("sn", "syncd-bulk"), ("userPassword", ssha(service_password))))
+    # A subordinate referral (RFC 3296): entries held by another server.
+    parts.append(_entry(f"ou=remote,{PARTNERS_BASE}", ("objectClass", "referral"),
+                        ("objectClass", "extensibleObject"), ("ou", "remote"),
+                        ("ref", REFERRAL_URL)))
+    parts.append(_person(f"uid=pat,{PARTNERS_BASE}", "pat", "pat@example.org"))
+    parts += [
+        _person(f"uid=m{n:04d},{MANY_BASE}", f"m{n:04d}", f"m{n:04d}@example.org")
+        for n in range(MANY)
+    ]
     parts += [
         _person(f"uid=alice,{people}", "alice", "Alice@Example.ORG"),
         _person(f"uid=bob,{people}", "bob", "bob@example.org", ("employeeType", "Disabled")),
@@ -182,13 +205,13 @@ def ldap_server() -> Iterator[LdapServer]:
     password = secrets.token_urlsafe(16)
     password_file = folder / "bind.pass"
     write_private_file(password_file, (password + "\n").encode())
-    limits = (
-        f"sizelimit size.soft={SIZE_LIMIT} size.hard={SIZE_LIMIT} size.prtotal=unlimited\n"
+    access = (  # stock limits; BULK_DN gets the line syncd's size-limit hint names
+        f"{BULK_LIMITS}\n"
         "access to attrs=userPassword by anonymous auth by * none\n"
         "access to * by users read by * none"
     )
     slapd = Slapd(folder / "slapd", root_password=secrets.token_urlsafe(16),
-                  tls=SlapdTLS(ca_file, cert_file, key_file), extra_config=limits)
+                  tls=SlapdTLS(ca_file, cert_file, key_file), extra_config=access)
     try:
         slapd.load(directory_ldif(password))
         slapd.start()
