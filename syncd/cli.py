@@ -616,11 +616,15 @@ def cmd_directory_test(args: argparse.Namespace, config: Config) -> int:
 
     source = open_source(config.directory, config.google)
     started = time.monotonic()
+    wanted = (args.user or "").strip().lower()
     if args.user:
         lookup = getattr(source, "lookup", None)  # a source that can fetch one user does so
-        snapshot = lookup(args.user, _now()) if lookup else source.read(_now())
-        wanted = args.user.strip().lower()
-        users = [user for user in snapshot.users if user.email == wanted]
+        if lookup:  # it finds the user by any of its addresses, and names the one syncd uses
+            snapshot = lookup(args.user, _now())
+            users = list(snapshot.users)
+        else:
+            snapshot = source.read(_now())
+            users = [user for user in snapshot.users if user.email == wanted]
     else:
         snapshot = source.read(_now())
         users = list(snapshot.users)
@@ -636,6 +640,9 @@ def cmd_directory_test(args: argparse.Namespace, config: Config) -> int:
         "users": shown,
         "skipped": [asdict(skip) for skip in snapshot.skipped],
     }
+    other_address = [user.email for user in users if user.email != wanted] if wanted else []
+    if args.user:
+        record["address_used"] = users[0].email if users else None
     if args.format == "json":
         print(to_json({"directory_test": record}))
     else:
@@ -648,6 +655,8 @@ def cmd_directory_test(args: argparse.Namespace, config: Config) -> int:
             print(f"... and {len(users) - args.limit} more")
         for skip in snapshot.skipped:
             print(f"skipped: {skip.where}: {skip.reason}")
+        for email in other_address:
+            print(f"{wanted} is another address of this entry: syncd uses {email}")
     if args.user and not users:
         print(f"{args.user} is not in scope", file=sys.stderr)
         return EXIT_FAILURES

@@ -205,6 +205,9 @@ class LdapSourceConfig(_Section):
         "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
     )
     email_attribute: str = "mail"
+    mail_domains: list[str] = []
+    """With several email values: prefer one in these domains (first listed first); then
+    the lowest address. See ``choose_email``."""
     id_attribute: str | None = None
     """Default: entryUUID (openldap) or objectGUID (active_directory)."""
     disabled_attribute: str | None = None

@@ -29,6 +29,7 @@ from syncd.directory.ldap_connect import WHERE, LdapEndpoint, close, connect, de
 from syncd.directory.ldap_results import read_failure
 from syncd.directory.ldap_values import (
     and_filters,
+    choose_email,
     decode_text,
     escape_filter_value,
     group_member_filter,
@@ -83,7 +84,9 @@ class LdapSource:
         return build_snapshot(self.name, self._entries(extra_filter=""), now)
 
     def lookup(self, email: str, now: datetime) -> Snapshot:
-        """Only the entries whose email attribute equals ``email`` (in scope or not enabled)."""
+        """Only the entries one of whose email values equals ``email`` (in scope, enabled or
+        not). Each user carries the address syncd uses (``choose_email``), which may be
+        another of the entry's values."""
         clause = f"({self.config.email_attribute}={escape_filter_value(email.strip())})"
         return build_snapshot(self.name, self._entries(extra_filter=clause), now)
 
@@ -218,8 +221,9 @@ class LdapSource:
         """One search result as the snapshot's raw entry (a bad value becomes a problem)."""
         config = self.config
         try:
-            emails = attributes.get(config.email_attribute) or []
-            email = decode_text(emails[0], config.email_attribute) if emails else None
+            emails = [decode_text(v, config.email_attribute)
+                      for v in attributes.get(config.email_attribute) or ()]
+            email = choose_email(emails, config.mail_domains)
             ids = attributes.get(self._id_attribute) or []
             directory_id = self._id(ids[0]) if ids else None
             enabled = not self._disabled(attributes)

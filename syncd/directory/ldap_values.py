@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from ldap3.utils.conv import escape_filter_chars
 
+from syncd.directory.base import normalise_email
+
 IN_CHAIN_RULE = "1.2.840.113556.1.4.1941"
 """Active Directory's LDAP_MATCHING_RULE_IN_CHAIN: membership through nested groups."""
 ACCOUNTDISABLE = 0x0002
@@ -157,3 +159,22 @@ def decode_text(raw: bytes, attribute: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"{attribute} is not UTF-8 text") from None
+
+
+def choose_email(values: Sequence[str], preferred_domains: Sequence[str] = ()) -> str | None:
+    """The one address syncd uses when the email attribute has several values.
+
+    Deterministic, whatever order the server stores them in: usable addresses before
+    unusable ones; then an address whose domain is listed in ``preferred_domains``
+    (``directory.ldap.mail_domains``; the first listed domain first); then the lowest address
+    in lower-case code-point order. None when there is no non-empty value.
+    """
+    ranks = {domain.strip().lower(): rank for rank, domain in enumerate(preferred_domains)}
+
+    def key(value: str) -> tuple[bool, int, str, str]:
+        address = normalise_email(value)
+        domain = address.rsplit("@", 1)[1] if address else ""
+        return (address is None, ranks.get(domain, len(ranks)), value.lower(), value)
+
+    present = [value.strip() for value in values if value.strip()]
+    return min(present, key=key) if present else None

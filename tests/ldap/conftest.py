@@ -40,6 +40,9 @@ SIZE_LIMIT = 500
 STAFF = 60
 MANY = 600
 MANY_BASE = f"ou=many,{SUFFIX}"
+ALIASES_BASE = f"ou=aliases,{SUFFIX}"
+MULTI_MAILS = ("multi.z@example.org", "Multi@Other.Example", "a.multi@example.org", "bad value")
+"""One entry's mail values, in the order slapd stores (and returns) them."""
 PARTNERS_BASE = f"ou=partners,{SUFFIX}"
 REFERRAL_URL = "ldap://ldap.partner.example/ou=remote,dc=partner,dc=example"
 BULK_LIMITS = f'limits dn.exact="{BULK_DN}" size.prtotal=unlimited'
@@ -83,7 +86,8 @@ def directory_ldif(service_password: str) -> str:
         _entry(SUFFIX, ("objectClass", "dcObject"), ("objectClass", "organization"),
                ("o", "Example"), ("dc", "example")),
     ]
-    for ou in ("people", "staff", "contractors", "services", "groups", "many", "partners"):
+    for ou in ("people", "staff", "contractors", "services", "groups", "many", "partners",
+               "aliases"):
         parts.append(_entry(f"ou={ou},{SUFFIX}", ("objectClass", "organizationalUnit"),
                             ("ou", ou)))
     parts.append(_entry(f"ou=archive,ou=contractors,{SUFFIX}",
@@ -99,6 +103,8 @@ def directory_ldif(service_password: str) -> str:
                         ("objectClass", "extensibleObject"), ("ou", "remote"),
                         ("ref", REFERRAL_URL)))
     parts.append(_person(f"uid=pat,{PARTNERS_BASE}", "pat", "pat@example.org"))
+    parts.append(_person(f"uid=multi,{ALIASES_BASE}", "multi", None,
+                         *(("mail", mail) for mail in MULTI_MAILS)))
     parts += [
         _person(f"uid=m{n:04d},{MANY_BASE}", f"m{n:04d}", f"m{n:04d}@example.org")
         for n in range(MANY)
