@@ -201,9 +201,13 @@ class LdapSourceConfig(_Section):
     groups: list[LdapGroupRule] = []
     """When set, only users the search rules find AND who are members of one of these."""
     member_attribute: str = "member"
+    """Besides member, uniqueMember and memberUid (always read): another DN-valued attribute."""
     group_filter: str = (
-        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
+        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup)"
+        "(objectClass=group))"
     )
+    group_base_dns: list[str] = []
+    """Where member groups of nested groups are looked for; default: the groups' suffix."""
     email_attribute: str = "mail"
     mail_domains: list[str] = []
     """With several email values: prefer one in these domains (first listed first); then

@@ -3,7 +3,8 @@
 Scope is the union of the search rules (base DN, scope, filter), narrowed, when groups are
 configured, to members of those groups: direct members, and for a nested group the members
 of its member groups too (Active Directory: the in-chain matching rule in the search filter;
-elsewhere the groups' member attribute expanded here, each group read once, so loops end).
+elsewhere resolved here in bulk, by each group's type, see ``ldap_groups``: the users are
+read once, the groups' DNs listed with one search, and only groups are read, each once).
 
 Every search is paged (RFC 2696) and the result code of every page is checked
 (``ldap_results``): a size or time limit, an administrative limit or a referral is a failed
@@ -16,21 +17,32 @@ or group) is a SourceError: the pass stops before planning.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from ldap3 import BASE, LEVEL, SUBTREE
+from ldap3 import BASE, LEVEL, NO_ATTRIBUTES, SUBTREE
 from ldap3.core import exceptions as ldap_errors
 
 from syncd.config import LdapSearchRule, LdapSourceConfig
 from syncd.directory.base import RawEntry, Snapshot, SourceError, build_snapshot
 from syncd.directory.ldap_connect import WHERE, LdapEndpoint, close, connect, describe
+from syncd.directory.ldap_groups import (
+    DN_MEMBER_ATTRIBUTES,
+    UID_MEMBER_ATTRIBUTE,
+    USER_NAME_ATTRIBUTE,
+    GroupToExpand,
+    GroupValues,
+    expand_groups,
+    group_values,
+    value_range,
+)
 from syncd.directory.ldap_results import read_failure
 from syncd.directory.ldap_values import (
     and_filters,
     choose_email,
     decode_text,
+    directory_suffix,
     escape_filter_value,
     group_member_filter,
     guid_string,
@@ -74,6 +86,9 @@ class LdapSource:
             attributes.append("userAccountControl")
         if config.disabled_attribute:
             attributes.append(config.disabled_attribute)
+        self._expand_here = bool(config.groups) and not self._ad
+        if self._expand_here:
+            attributes.append(USER_NAME_ATTRIBUTE)  # what posixGroup memberUid values name
         self.attributes = list(dict.fromkeys(attributes))
         self._disabled_values = {value.casefold() for value in config.disabled_values}
 
@@ -93,12 +108,10 @@ class LdapSource:
     def _entries(self, extra_filter: str) -> list[RawEntry]:
         endpoint = connect(self.config)
         try:
-            groups = self.config.groups
-            if groups:
-                self._check_groups_exist(endpoint)
-            found = self._search_users(endpoint, extra_filter)
-            if groups and not self._ad:
-                members = self._expand_groups(endpoint, set(found))
+            configured = self._read_configured_groups(endpoint) if self.config.groups else {}
+            found, names = self._search_users(endpoint, extra_filter)
+            if self._expand_here:
+                members = self._members(endpoint, configured, set(found), names)
                 found = {dn: entry for dn, entry in found.items() if dn in members}
             return list(found.values())
         finally:
@@ -112,9 +125,13 @@ class LdapSource:
         )
         return and_filters(rule.filter, member_clause, extra_filter)
 
-    def _search_users(self, endpoint: LdapEndpoint, extra_filter: str) -> dict[str, RawEntry]:
-        """Entries of every search rule, keyed by normalised DN; the first rule to find one wins."""
+    def _search_users(
+        self, endpoint: LdapEndpoint, extra_filter: str
+    ) -> tuple[dict[str, RawEntry], dict[str, list[str]]]:
+        """Entries of every search rule, keyed by normalised DN (the first rule to find one
+        wins), and, when groups are expanded here, the users' names (``uid``, case-folded)."""
         found: dict[str, RawEntry] = {}
+        names: dict[str, list[str]] = {}
         key: Callable[[str], str] = normalise_dn if self.config.groups else str.lower
         for number, rule in enumerate(self.config.search):
             where = f"{WHERE}.search.{number}"
@@ -122,8 +139,15 @@ class LdapSource:
             for dn, attributes in self._paged(
                 endpoint, where, rule.base_dn, _SCOPES[rule.scope], search_filter, len(found)
             ):
-                found.setdefault(key(dn), self.raw_entry(dn, attributes))
-        return found
+                dn_key = key(dn)
+                if dn_key in found:
+                    continue
+                found[dn_key] = self.raw_entry(dn, attributes)
+                if self._expand_here:
+                    for value in attributes.get(USER_NAME_ATTRIBUTE) or ():
+                        name = value.decode("utf-8", errors="replace").strip().casefold()
+                        names.setdefault(name, []).append(dn_key)
+        return found, names
 
     def _paged(
         self,
@@ -253,46 +277,107 @@ class LdapSource:
 
     # --- groups ----------------------------------------------------------------------------
 
-    def _read_group(self, endpoint: LdapEndpoint, dn: str, where: str) -> list[str] | None:
-        """The member DNs of the group at ``dn``; None when there is no such group."""
-        member = self.config.member_attribute
-        search = _Search(where, f"group {dn}", dn, BASE, self.config.group_filter, [member],
-                         missing=None)
+    def _group_attributes(self) -> list[str]:
+        if self._ad:  # membership is the server's (in-chain rule); only existence is checked
+            return ["objectClass"]
+        names = [*DN_MEMBER_ATTRIBUTES, UID_MEMBER_ATTRIBUTE, self.config.member_attribute]
+        return list(dict.fromkeys(names))
+
+    def _read_group(
+        self, endpoint: LdapEndpoint, dn: str, where: str
+    ) -> dict[str, list[bytes]] | None:
+        """The group entry at ``dn`` (its member attributes, ranges merged); None when there
+        is no such entry or it does not match ``group_filter``."""
+        search = _Search(where, f"group {dn}", dn, BASE, self.config.group_filter,
+                         self._group_attributes(), missing=None)
         entries = list(self._search(endpoint, search))
         if not entries:
             return None
-        values = entries[0][1].get(member) or []
-        return [v.decode("utf-8", errors="replace") for v in values]
+        return self._merge_ranges(endpoint, search, entries[0][1])
 
-    def _check_groups_exist(self, endpoint: LdapEndpoint) -> None:
+    def _merge_ranges(
+        self, endpoint: LdapEndpoint, search: _Search, attributes: RawAttributes
+    ) -> dict[str, list[bytes]]:
+        """Attribute values with ranged replies (``member;range=0-1499``, as Active Directory
+        sends more than 1500 values) read to the end: ``member;range=1500-*`` and so on until
+        the server answers with a range ending in ``*``."""
+        merged: dict[str, list[bytes]] = {}
+        pending: dict[str, int] = {}
+        replies = [attributes]
+        while replies:
+            for key, values in replies.pop().items():
+                ranged = value_range(key)
+                name = ranged[0] if ranged else key
+                merged.setdefault(name, []).extend(values)
+                if ranged and ranged[2] is not None:
+                    pending[name] = ranged[2] + 1
+            if pending:
+                name, start = pending.popitem()
+                request = f"{name};range={start}-*"
+                ranged_search = replace(search, attributes=[request])
+                entries = list(self._search(endpoint, ranged_search))
+                reply = entries[0][1] if entries else {}
+                if not any(
+                    (r := value_range(k)) and r[0].lower() == name.lower() and r[1] == start
+                    for k in reply
+                ):
+                    raise SourceError(
+                        f"{search.where}: {search.subject}: the server did not answer the "
+                        f"ranged read {request}; the group's members cannot be read whole"
+                    )
+                replies.append(reply)
+        return merged
+
+    def _read_configured_groups(self, endpoint: LdapEndpoint) -> dict[str, GroupValues]:
+        """The configured groups' members, by normalised DN; SourceError for a missing one."""
+        read: dict[str, GroupValues] = {}
         for number, group in enumerate(self.config.groups):
             where = f"{WHERE}.groups.{number}.dn"
-            if self._read_group(endpoint, group.dn, where) is None:
+            entry = self._read_group(endpoint, group.dn, where)
+            if entry is None:
                 raise SourceError(f"{where}: no such group {group.dn}")
+            read[normalise_dn(group.dn)] = group_values(entry, self.config.member_attribute)
+        return read
 
-    def _expand_groups(self, endpoint: LdapEndpoint, users: set[str]) -> set[str]:
-        """Normalised DNs of the members of the configured groups (nested ones expanded).
+    def group_base_dns(self) -> list[str]:
+        """Where member groups are looked for: ``group_base_dns``, or the directory suffix of
+        each configured group."""
+        if self.config.group_base_dns:
+            return list(self.config.group_base_dns)
+        return list(dict.fromkeys(directory_suffix(group.dn) for group in self.config.groups))
 
-        Each group is read once, so a loop of groups ends. A member that is neither an
-        in-scope user nor a group (a dangling DN, an out-of-scope entry) is left out.
-        """
-        members: set[str] = set()
-        seen: set[str] = set()
-        pending: list[tuple[str, bool, str]] = [
-            (group.dn, group.nested, f"{WHERE}.groups.{number}")
+    def _known_groups(self, endpoint: LdapEndpoint) -> dict[str, str]:
+        """Every group under the group bases (one search, DNs only): normalised DN -> DN."""
+        groups: dict[str, str] = {}
+        for number, base in enumerate(self.group_base_dns()):
+            where = (f"{WHERE}.group_base_dns.{number}" if self.config.group_base_dns
+                     else f"{WHERE}.group_base_dns (default: the groups' suffix)")
+            search = _Search(where, base, base, SUBTREE, self.config.group_filter, [NO_ATTRIBUTES],
+                             missing=f"{where}: no such entry {base}")
+            for dn, _ in self._search(endpoint, search):
+                groups.setdefault(normalise_dn(dn), dn)
+        return groups
+
+    def _members(
+        self,
+        endpoint: LdapEndpoint,
+        configured: dict[str, GroupValues],
+        users: set[str],
+        names: dict[str, list[str]],
+    ) -> set[str]:
+        """Normalised DNs of the in-scope users who are members of the configured groups."""
+        nested = any(group.nested for group in self.config.groups)
+        known = self._known_groups(endpoint) if nested else {}
+
+        def read(group: GroupToExpand) -> GroupValues | None:
+            cached = configured.get(normalise_dn(group.dn))
+            if cached is not None:
+                return cached
+            entry = self._read_group(endpoint, group.dn, group.where)
+            return None if entry is None else group_values(entry, self.config.member_attribute)
+
+        groups = [
+            GroupToExpand(group.dn, group.nested, f"{WHERE}.groups.{number}")
             for number, group in enumerate(self.config.groups)
         ]
-        while pending:
-            dn, nested, where = pending.pop()
-            key = normalise_dn(dn)
-            if key in seen:
-                continue
-            seen.add(key)
-            values = self._read_group(endpoint, dn, where)
-            for value in values or ():
-                member = normalise_dn(value)
-                if member in users:
-                    members.add(member)
-                elif nested and member not in seen:
-                    pending.append((value, True, f"{where} (member group {value})"))
-        return members
+        return expand_groups(groups, read, users, names, known)

@@ -7,6 +7,8 @@ rule) is tested on values alone.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 import uuid
 from collections.abc import Sequence
 
@@ -110,18 +112,68 @@ def _escape_value(value: str) -> str:
     return escaped
 
 
-def normalise_dn(dn: str) -> str:
-    """A canonical form of ``dn`` for comparing two spellings of the same entry.
+ATTRIBUTE_OIDS = {
+    "2.5.4.3": "cn",
+    "0.9.2342.19200300.100.1.1": "uid",
+    "2.5.4.11": "ou",
+    "2.5.4.10": "o",
+    "0.9.2342.19200300.100.1.25": "dc",
+    "2.5.4.6": "c",
+    "2.5.4.7": "l",
+    "2.5.4.8": "st",
+    "2.5.4.9": "street",
+    "2.5.4.4": "sn",
+    "2.5.4.42": "givenname",
+    "1.2.840.113549.1.9.1": "email",
+}
+"""Naming attributes' OIDs (RFC 4519, 4524, 2985): ``2.5.4.3=x`` is ``cn=x``, as for the server."""
 
-    Attribute types and values are lower-cased, spaces around separators dropped, escapes
-    decoded (``\\2C`` and ``\\,`` are the same comma), the AVAs of a multi-valued RDN sorted.
-    Values are compared case-insensitively, as the naming attributes of people and groups
-    (cn, uid, ou, dc) are.
+_UNIQUE_MEMBER_UID = re.compile(r"#'[01]*'B$")
+_SPACES = re.compile(" {2,}")
+
+
+def strip_unique_member_uid(value: str) -> str:
+    """A uniqueMember value (RFC 4517 nameAndOptionalUID) without its ``#'0101'B`` UID."""
+    return _UNIQUE_MEMBER_UID.sub("", value)
+
+
+def _attribute_type(kind: str) -> str:
+    """An attribute type as the server compares it: case-insensitive, OIDs as names."""
+    name = kind.strip().lower()
+    if name.startswith("oid."):
+        name = name[4:]
+    return ATTRIBUTE_OIDS.get(name, name)
+
+
+def _fold(value: str) -> str:
+    """A value as the naming attributes' matching rules compare it (caseIgnoreMatch with
+    RFC 4518 preparation, approximated): NFKC, case folded, inner runs of spaces as one."""
+    if not value.isascii():
+        value = unicodedata.normalize("NFKC", value).casefold()
+    else:
+        value = value.lower()
+    return _SPACES.sub(" ", value) if "  " in value else value
+
+
+def normalise_dn(dn: str) -> str:
+    """A canonical form of ``dn`` for comparing two spellings of the same entry, as the server
+    matches them.
+
+    Attribute types are case-insensitive, and the common naming OIDs (``2.5.4.3``, with or
+    without ``OID.``) stand for their names; spaces around separators are dropped; escapes are
+    decoded (``\\2C`` and ``\\,`` are the same comma); values are compared after Unicode
+    normalisation (NFKC) and case folding, with inner runs of spaces as one (the naming
+    attributes of people and groups, cn, uid, ou, dc, are case-insensitive strings); the AVAs
+    of a multi-valued RDN are sorted.
     """
-    plain = not any(c in dn for c in '\\"+;<>#') and dn.count("=") == dn.count(",") + 1
+    plain = (
+        dn.isascii()
+        and not any(c in dn for c in '\\"+;<>#')
+        and dn.count("=") == dn.count(",") + 1
+    )
     if plain:  # the common case, kept fast for large directories
         return ",".join(
-            f"{kind.strip().lower()}={value.strip().lower()}"
+            f"{_attribute_type(kind)}={_fold(value.strip())}"
             for kind, _, value in (rdn.partition("=") for rdn in dn.split(","))
         )
     rdns = []
@@ -129,9 +181,22 @@ def normalise_dn(dn: str) -> str:
         avas = []
         for ava in _split_unescaped(rdn, "+"):
             kind, _, value = ava.partition("=")
-            avas.append(f"{kind.strip().lower()}={_escape_value(_unescape_value(value).lower())}")
+            folded = _fold(_unescape_value(value))
+            avas.append(f"{_attribute_type(kind)}={_escape_value(folded)}")
         rdns.append("+".join(sorted(avas)))
     return ",".join(rdns)
+
+
+def directory_suffix(dn: str) -> str:
+    """The naming context a DN most likely lives in: its trailing ``dc=`` RDNs (``dc=example,
+    dc=org``), or its last RDN (``o=Example``) when it has none."""
+    rdns = _split_unescaped(dn, ",")
+    suffix: list[str] = []
+    for rdn in reversed(rdns):
+        if _attribute_type(rdn.partition("=")[0]) != "dc":
+            break
+        suffix.insert(0, rdn.strip())
+    return ",".join(suffix) if suffix else rdns[-1].strip()
 
 
 def guid_string(raw: bytes) -> str:

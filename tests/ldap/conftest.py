@@ -18,6 +18,7 @@ import base64
 import datetime as dt
 import secrets
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ STAFF = 60
 MANY = 600
 MANY_BASE = f"ou=many,{SUFFIX}"
 ALIASES_BASE = f"ou=aliases,{SUFFIX}"
+GROUPS_BASE = f"ou=groups,{SUFFIX}"
 MULTI_MAILS = ("multi.z@example.org", "Multi@Other.Example", "a.multi@example.org", "bad value")
 """One entry's mail values, in the order slapd stores (and returns) them."""
 PARTNERS_BASE = f"ou=partners,{SUFFIX}"
@@ -49,6 +51,9 @@ BULK_LIMITS = f'limits dn.exact="{BULK_DN}" size.prtotal=unlimited'
 ZOE_DN = f"cn=Zoë Łukasiewicz,ou=people,{SUFFIX}"
 JOHN_DN = f"cn=Smith\\, John,ou=people,{SUFFIX}"
 JURGEN_DN = f"cn=Jürgen Groß,ou=people,{SUFFIX}"
+SPELLING_NFD = unicodedata.normalize("NFD", ZOE_DN)
+SPELLING_SPACES = JOHN_DN.replace(", John", ",  John")
+SPELLING_OID = f"0.9.2342.19200300.100.1.1=erin,ou=people,{SUFFIX}"
 
 
 def _attr(name: str, value: str) -> str:
@@ -138,6 +143,18 @@ def directory_ldif(service_password: str) -> str:
         _group("platform", f"uid=s001,ou=staff,{SUFFIX}", f"cn=cse,{groups}",
                f"uid=ghost,{people}"),
         _group("direct", f"uid=bob,{people}", f"cn=eng,{groups}"),
+        # Spellings slapd matches to the entries' DNs: another Unicode normalisation (NFD),
+        # a doubled inner space, an attribute OID (uid).
+        _group("spellings", SPELLING_NFD, SPELLING_SPACES, SPELLING_OID),
+        _entry(f"cn=unique,{groups}", ("objectClass", "groupOfUniqueNames"), ("cn", "unique"),
+               ("uniqueMember", f"uid=alice,{people}#'0101'B"),
+               ("uniqueMember", f"uid=team-a,{people}"), ("uniqueMember", f"cn=posix,{groups}")),
+        _entry(f"cn=posix,{groups}", ("objectClass", "posixGroup"), ("cn", "posix"),
+               ("gidNumber", "5000"), ("memberUid", "s002"), ("memberUid", "s003"),
+               ("memberUid", "nobody")),
+        _group("mixed", f"cn=unique,{groups}", f"uid=s010,ou=staff,{SUFFIX}"),
+        _group("big", *(f"uid=m{n:04d},{MANY_BASE}" for n in range(MANY)),
+               f"uid=s020,ou=staff,{SUFFIX}"),
     ]
     return "".join(parts)
 
@@ -233,7 +250,8 @@ def ldap_server() -> Iterator[LdapServer]:
 @pytest.fixture
 def ldap_config(ldap_server: LdapServer) -> Callable[..., LdapSourceConfig]:
     """Build ``directory.ldap`` through the real schema: StartTLS to the session server, bound
-    as the service account, page size 7; keyword arguments override keys."""
+    as the service account, page size 7, member groups under ou=groups; keyword arguments
+    override keys."""
 
     def build(**overrides: Any) -> LdapSourceConfig:
         section: dict[str, Any] = {
@@ -250,6 +268,8 @@ def ldap_config(ldap_server: LdapServer) -> Callable[..., LdapSourceConfig]:
             ],
             "disabled_attribute": "employeeType",
             "disabled_values": ["disabled"],
+            # The suffix holds a referral (ou=partners): member groups are looked for here.
+            "group_base_dns": [GROUPS_BASE],
         }
         section.update(overrides)
         config = parse_config({"directory": {"source": "ldap", "ldap": section}})

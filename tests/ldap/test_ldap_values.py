@@ -11,10 +11,12 @@ from syncd.config import parse_config
 from syncd.directory.ldap import LdapSource
 from syncd.directory.ldap_values import (
     and_filters,
+    directory_suffix,
     escape_filter_value,
     group_member_filter,
     guid_string,
     normalise_dn,
+    strip_unique_member_uid,
     uac_disabled,
 )
 
@@ -107,6 +109,13 @@ def test_active_directory_entries_map_to_raw_entries() -> None:
         ('cn="Smith, John",dc=x', "cn=Smith\\, John,dc=x"),
         ("uid=a+cn=B,dc=x", "cn=b+uid=A,dc=x"),
         ("cn=trailing\\ ,dc=x", "cn=trailing\\20,dc=x"),
+        ("cn=Zo\u00eb,dc=x", "cn=Zoe\u0308,dc=x"),  # NFC and NFD
+        ("cn=\uff2a\uff4f\uff48\uff4e,dc=x", "cn=john,dc=x"),  # full-width letters (NFKC)
+        ("cn=Smith\\,  John,dc=x", "cn=Smith\\, John,dc=x"),  # a doubled inner space
+        ("cn=a   b c,dc=x", "cn=A B  C,dc=x"),
+        ("2.5.4.3=Ann,0.9.2342.19200300.100.1.25=x", "cn=ann,dc=x"),
+        ("OID.2.5.4.11=Staff,2.5.4.10=Org,2.5.4.6=DE,2.5.4.7=Bonn", "ou=staff,o=org,c=de,l=bonn"),
+        ("0.9.2342.19200300.100.1.1=erin,dc=x", "UID=Erin,DC=X"),
     ],
 )
 def test_two_spellings_of_one_dn_normalise_alike(one: str, other: str) -> None:
@@ -120,7 +129,24 @@ def test_two_spellings_of_one_dn_normalise_alike(one: str, other: str) -> None:
         ("cn=a\\+b,dc=x", "cn=a+b,dc=x"),
         ("cn=trailing\\ ,dc=x", "cn=trailing,dc=x"),
         ("uid=alice,ou=people,dc=x", "uid=alice,ou=staff,dc=x"),
+        ("cn=ab,dc=x", "cn=a b,dc=x"),
+        ("2.5.4.4=ann,dc=x", "cn=ann,dc=x"),  # sn is not cn
     ],
 )
 def test_different_dns_stay_different(one: str, other: str) -> None:
     assert normalise_dn(one) != normalise_dn(other)
+
+
+def test_the_unique_member_uid_is_dropped() -> None:
+    assert strip_unique_member_uid("uid=a,dc=x#'0101'B") == "uid=a,dc=x"
+    assert strip_unique_member_uid("uid=a,dc=x#''B") == "uid=a,dc=x"
+    assert strip_unique_member_uid("cn=\\#'01'B x,dc=x") == "cn=\\#'01'B x,dc=x"
+
+
+@pytest.mark.parametrize(
+    ("dn", "suffix"),
+    [("cn=g,ou=groups,dc=example,DC=org", "dc=example,DC=org"), ("cn=g,o=Example", "o=Example"),
+     ("cn=g,ou=x,0.9.2342.19200300.100.1.25=corp", "0.9.2342.19200300.100.1.25=corp")],
+)
+def test_a_groups_suffix(dn: str, suffix: str) -> None:
+    assert directory_suffix(dn) == suffix
