@@ -167,10 +167,33 @@ class GoogleSourceConfig(_Section):
         return self
 
 
+LDAP_USER_FILTERS = {
+    "openldap": "(objectClass=person)",
+    "active_directory": "(&(objectCategory=person)(objectClass=user))",
+}
+"""A search rule's default filter by flavor (AD: user accounts, not contacts or computers)."""
+
+
 class LdapSearchRule(_Section):
     base_dn: str
     scope: Literal["base", "one", "sub"] = "sub"
-    filter: str = "(objectClass=person)"
+    filter: str = LDAP_USER_FILTERS["openldap"]
+    """Default by flavor: see LDAP_USER_FILTERS."""
+
+
+def _default_rule_filters(values: Any) -> Any:
+    """Search rules without a filter get their flavor's default one."""
+    if not isinstance(values, Mapping) or not isinstance(values.get("search"), list):
+        return values
+    flavor = values.get("flavor", "openldap")
+    default = LDAP_USER_FILTERS.get(flavor) if isinstance(flavor, str) else None
+    if default is None:
+        return values
+    rules = [
+        {**rule, "filter": default} if isinstance(rule, Mapping) and "filter" not in rule else rule
+        for rule in values["search"]
+    ]
+    return {**values, "search": rules}
 
 
 class LdapGroupRule(_Section):
@@ -219,6 +242,7 @@ class LdapSourceConfig(_Section):
     """Values of disabled_attribute meaning "disabled" (case-insensitive); none: any value."""
 
     _one = model_validator(mode="before")(lambda v: _check_one_source(v, "bind_password"))
+    _filters = model_validator(mode="before")(_default_rule_filters)
     _durations = field_validator("connect_timeout", "operation_timeout", mode="before")(
         classmethod(lambda cls, v: parse_duration(v))
     )

@@ -16,9 +16,9 @@ or group) is a SourceError: the pass stops before planning.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ldap3 import BASE, LEVEL, NO_ATTRIBUTES, SUBTREE
@@ -39,6 +39,9 @@ from syncd.directory.ldap_groups import (
 )
 from syncd.directory.ldap_results import read_failure
 from syncd.directory.ldap_values import (
+    IN_CHAIN_RULE,
+    account_expired,
+    ad_partition_referral,
     and_filters,
     choose_email,
     decode_text,
@@ -47,6 +50,7 @@ from syncd.directory.ldap_values import (
     group_member_filter,
     guid_string,
     normalise_dn,
+    primary_group_id,
     uac_disabled,
 )
 
@@ -83,7 +87,7 @@ class LdapSource:
         self._id_attribute = config.stable_id_attribute
         attributes = [config.email_attribute, self._id_attribute]
         if self._ad:
-            attributes.append("userAccountControl")
+            attributes += ["userAccountControl", "accountExpires"]
         if config.disabled_attribute:
             attributes.append(config.disabled_attribute)
         self._expand_here = bool(config.groups) and not self._ad
@@ -96,37 +100,58 @@ class LdapSource:
 
     def read(self, now: datetime) -> Snapshot:
         """Every user in scope, or SourceError."""
-        return build_snapshot(self.name, self._entries(extra_filter=""), now)
+        return build_snapshot(self.name, self._entries("", now), now)
 
     def lookup(self, email: str, now: datetime) -> Snapshot:
         """Only the entries one of whose email values equals ``email`` (in scope, enabled or
         not). Each user carries the address syncd uses (``choose_email``), which may be
         another of the entry's values."""
         clause = f"({self.config.email_attribute}={escape_filter_value(email.strip())})"
-        return build_snapshot(self.name, self._entries(extra_filter=clause), now)
+        return build_snapshot(self.name, self._entries(clause, now), now)
 
-    def _entries(self, extra_filter: str) -> list[RawEntry]:
+    def _entries(self, extra_filter: str, now: datetime) -> list[RawEntry]:
         endpoint = connect(self.config)
         try:
             configured = self._read_configured_groups(endpoint) if self.config.groups else {}
-            found, names = self._search_users(endpoint, extra_filter)
+            primary = self._primary_groups(endpoint, configured) if self._ad else []
+            found, names = self._search_users(endpoint, extra_filter, primary, now)
             if self._expand_here:
-                members = self._members(endpoint, configured, set(found), names)
+                values = {
+                    key: group_values(entry, self.config.member_attribute)
+                    for key, entry in configured.items()
+                }
+                members = self._members(endpoint, values, set(found), names)
                 found = {dn: entry for dn, entry in found.items() if dn in members}
             return list(found.values())
         finally:
             close(endpoint)
 
-    def user_filter(self, rule: LdapSearchRule, extra_filter: str = "") -> str:
-        """The filter a rule is searched with: its own, the AD group clause, ``extra_filter``."""
+    def user_filter(
+        self,
+        rule: LdapSearchRule,
+        extra_filter: str = "",
+        primary_groups: Sequence[tuple[str, int]] = (),
+    ) -> str:
+        """The filter a rule is searched with: its own, the AD group clause, ``extra_filter``.
+
+        ``primary_groups`` (AD): (domain suffix, RID) of the groups whose primary members are
+        members too; a RID is only meaningful in its own domain, so it applies to rules whose
+        base DN is in that domain.
+        """
         groups = self.config.groups
-        member_clause = (
-            group_member_filter([(g.dn, g.nested) for g in groups]) if groups and self._ad else ""
-        )
+        if not (groups and self._ad):
+            return and_filters(rule.filter, extra_filter)
+        domain = normalise_dn(directory_suffix(rule.base_dn))
+        rids = [rid for suffix, rid in primary_groups if suffix == domain]
+        member_clause = group_member_filter([(g.dn, g.nested) for g in groups], rids)
         return and_filters(rule.filter, member_clause, extra_filter)
 
     def _search_users(
-        self, endpoint: LdapEndpoint, extra_filter: str
+        self,
+        endpoint: LdapEndpoint,
+        extra_filter: str,
+        primary_groups: Sequence[tuple[str, int]],
+        now: datetime,
     ) -> tuple[dict[str, RawEntry], dict[str, list[str]]]:
         """Entries of every search rule, keyed by normalised DN (the first rule to find one
         wins), and, when groups are expanded here, the users' names (``uid``, case-folded)."""
@@ -135,14 +160,14 @@ class LdapSource:
         key: Callable[[str], str] = normalise_dn if self.config.groups else str.lower
         for number, rule in enumerate(self.config.search):
             where = f"{WHERE}.search.{number}"
-            search_filter = self.user_filter(rule, extra_filter)
+            search_filter = self.user_filter(rule, extra_filter, primary_groups)
             for dn, attributes in self._paged(
                 endpoint, where, rule.base_dn, _SCOPES[rule.scope], search_filter, len(found)
             ):
                 dn_key = key(dn)
                 if dn_key in found:
                     continue
-                found[dn_key] = self.raw_entry(dn, attributes)
+                found[dn_key] = self.raw_entry(dn, attributes, now)
                 if self._expand_here:
                     for value in attributes.get(USER_NAME_ATTRIBUTE) or ():
                         name = value.decode("utf-8", errors="replace").strip().casefold()
@@ -215,7 +240,10 @@ class LdapSource:
                     count += 1
                     yield item["dn"], item["raw_attributes"]
                 elif kind == "searchResRef":
-                    references += item.get("uri") or []
+                    references += [
+                        url for url in item.get("uri") or ()
+                        if not (self._ad and ad_partition_referral(url))
+                    ]
             self._fail(search, connection.result or {}, references, count)
             if on_page is not None:
                 on_page(already + count)
@@ -241,7 +269,9 @@ class LdapSource:
 
     # --- one entry -------------------------------------------------------------------------
 
-    def raw_entry(self, dn: str, attributes: RawAttributes) -> RawEntry:
+    def raw_entry(
+        self, dn: str, attributes: RawAttributes, now: datetime | None = None
+    ) -> RawEntry:
         """One search result as the snapshot's raw entry (a bad value becomes a problem)."""
         config = self.config
         try:
@@ -250,7 +280,7 @@ class LdapSource:
             email = choose_email(emails, config.mail_domains)
             ids = attributes.get(self._id_attribute) or []
             directory_id = self._id(ids[0]) if ids else None
-            enabled = not self._disabled(attributes)
+            enabled = not self._disabled(attributes, now or datetime.now(UTC))
         except ValueError as exc:
             return RawEntry(dn, None, None, problem=str(exc))
         return RawEntry(dn, email, directory_id, enabled)
@@ -260,10 +290,13 @@ class LdapSource:
             return guid_string(raw)
         return decode_text(raw, self._id_attribute).strip().lower()
 
-    def _disabled(self, attributes: RawAttributes) -> bool:
+    def _disabled(self, attributes: RawAttributes, now: datetime) -> bool:
         if self._ad:
             flags = attributes.get("userAccountControl") or []
             if flags and uac_disabled(flags[0]):
+                return True
+            expires = attributes.get("accountExpires") or []
+            if expires and account_expired(expires[0], now):
                 return True
         name = self.config.disabled_attribute
         if not name:
@@ -278,8 +311,8 @@ class LdapSource:
     # --- groups ----------------------------------------------------------------------------
 
     def _group_attributes(self) -> list[str]:
-        if self._ad:  # membership is the server's (in-chain rule); only existence is checked
-            return ["objectClass"]
+        if self._ad:  # membership is the server's (in-chain rule), plus primary group members
+            return ["objectSid", "primaryGroupToken"]
         names = [*DN_MEMBER_ATTRIBUTES, UID_MEMBER_ATTRIBUTE, self.config.member_attribute]
         return list(dict.fromkeys(names))
 
@@ -328,16 +361,47 @@ class LdapSource:
                 replies.append(reply)
         return merged
 
-    def _read_configured_groups(self, endpoint: LdapEndpoint) -> dict[str, GroupValues]:
-        """The configured groups' members, by normalised DN; SourceError for a missing one."""
-        read: dict[str, GroupValues] = {}
+    def _read_configured_groups(self, endpoint: LdapEndpoint) -> dict[str, RawAttributes]:
+        """The configured groups' entries, by normalised DN; SourceError for a missing one."""
+        read: dict[str, RawAttributes] = {}
         for number, group in enumerate(self.config.groups):
             where = f"{WHERE}.groups.{number}.dn"
             entry = self._read_group(endpoint, group.dn, where)
             if entry is None:
                 raise SourceError(f"{where}: no such group {group.dn}")
-            read[normalise_dn(group.dn)] = group_values(entry, self.config.member_attribute)
+            read[normalise_dn(group.dn)] = entry
         return read
+
+    def _primary_groups(
+        self, endpoint: LdapEndpoint, configured: dict[str, RawAttributes]
+    ) -> list[tuple[str, int]]:
+        """Active Directory: (domain suffix, RID) of each configured group and, for a nested
+        one, of every group nested in it (one in-chain search): a user whose primaryGroupID
+        is one of these is a member, which neither memberOf nor the in-chain rule shows."""
+        found: list[tuple[str, int]] = []
+        for number, group in enumerate(self.config.groups):
+            where = f"{WHERE}.groups.{number}"
+            domain = normalise_dn(directory_suffix(group.dn))
+            entries = [(group.dn, configured[normalise_dn(group.dn)])]
+            if group.nested:
+                nested_filter = (
+                    f"(&(objectClass=group)(memberOf:{IN_CHAIN_RULE}:="
+                    f"{escape_filter_value(group.dn)}))"
+                )
+                for base in self._group_bases(group.dn):
+                    search = _Search(f"{where} (nested groups)", base, base, SUBTREE,
+                                     nested_filter, ["objectSid"],
+                                     missing=f"{WHERE}.group_base_dns: no such entry {base}")
+                    entries += list(self._search(endpoint, search))
+            for dn, attributes in entries:
+                try:
+                    rid = primary_group_id(attributes)
+                except ValueError as exc:
+                    raise SourceError(f"{where}: group {dn}: {exc}") from None
+                if rid is None:
+                    raise SourceError(f"{where}: group {dn}: no objectSid could be read")
+                found.append((domain, rid))
+        return found
 
     def group_base_dns(self) -> list[str]:
         """Where member groups are looked for: ``group_base_dns``, or the directory suffix of
@@ -345,6 +409,9 @@ class LdapSource:
         if self.config.group_base_dns:
             return list(self.config.group_base_dns)
         return list(dict.fromkeys(directory_suffix(group.dn) for group in self.config.groups))
+
+    def _group_bases(self, group_dn: str) -> list[str]:
+        return list(self.config.group_base_dns) or [directory_suffix(group_dn)]
 
     def _known_groups(self, endpoint: LdapEndpoint) -> dict[str, str]:
         """Every group under the group bases (one search, DNs only): normalised DN -> DN."""
@@ -361,7 +428,7 @@ class LdapSource:
     def _members(
         self,
         endpoint: LdapEndpoint,
-        configured: dict[str, GroupValues],
+        configured: Mapping[str, GroupValues],
         users: set[str],
         names: dict[str, list[str]],
     ) -> set[str]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote, urlsplit
 
 from ldap3.utils.conv import escape_filter_chars
 
@@ -20,6 +22,14 @@ IN_CHAIN_RULE = "1.2.840.113556.1.4.1941"
 """Active Directory's LDAP_MATCHING_RULE_IN_CHAIN: membership through nested groups."""
 ACCOUNTDISABLE = 0x0002
 """userAccountControl bit of a disabled Active Directory account."""
+AD_USER_FILTER = "(&(objectCategory=person)(objectClass=user))"
+"""Active Directory's user accounts: contacts (objectClass contact, also a person) and
+computer accounts (objectCategory computer, also a user) are left out."""
+ACCOUNT_NEVER_EXPIRES = (0, 0x7FFFFFFFFFFFFFFF)
+_FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
+AD_PARTITION_REFERRALS = ("dc=domaindnszones,", "dc=forestdnszones,", "cn=configuration,")
+"""The DNS and configuration partitions a search from an AD domain root refers to: they hold
+no user accounts, so those continuation references are not a partial read."""
 
 _DN_SPECIAL = set('\\,+"<>;=#')
 
@@ -37,11 +47,15 @@ def and_filters(*filters: str) -> str:
     return "(&" + "".join(present) + ")"
 
 
-def group_member_filter(group_dns: Sequence[tuple[str, bool]]) -> str:
+def group_member_filter(
+    group_dns: Sequence[tuple[str, bool]], primary_group_ids: Sequence[int] = ()
+) -> str:
     """Active Directory: users who are members of any of ``(dn, nested)``, as one filter.
 
     A nested group uses the in-chain matching rule, so the server expands nesting (and
-    handles loops) itself; a direct group compares memberOf. DNs are filter-escaped.
+    handles loops) itself; a direct group compares memberOf. DNs are filter-escaped. Users
+    whose primary group is one of the groups (``primaryGroupID``, which memberOf never shows)
+    are matched by ``primary_group_ids``.
     """
     parts = [
         f"(memberOf:{IN_CHAIN_RULE}:={escape_filter_value(dn)})"
@@ -49,6 +63,7 @@ def group_member_filter(group_dns: Sequence[tuple[str, bool]]) -> str:
         else f"(memberOf={escape_filter_value(dn)})"
         for dn, nested in group_dns
     ]
+    parts += [f"(primaryGroupID={rid})" for rid in dict.fromkeys(primary_group_ids)]
     return parts[0] if len(parts) == 1 else "(|" + "".join(parts) + ")"
 
 
@@ -243,3 +258,44 @@ def choose_email(values: Sequence[str], preferred_domains: Sequence[str] = ()) -
 
     present = [value.strip() for value in values if value.strip()]
     return min(present, key=key) if present else None
+
+
+def account_expired(raw: bytes, now: datetime) -> bool:
+    """Active Directory accountExpires (100-nanosecond intervals since 1601-01-01 UTC): True
+    when that moment has passed. 0 and 0x7FFFFFFFFFFFFFFF mean the account never expires."""
+    try:
+        ticks = int(raw.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError(f"accountExpires is not a number: {raw!r}") from None
+    if ticks in ACCOUNT_NEVER_EXPIRES or ticks < 0:
+        return False
+    return _FILETIME_EPOCH + timedelta(microseconds=ticks // 10) <= now
+
+
+def sid_rid(raw: bytes) -> int:
+    """The relative identifier (last sub-authority) of a binary objectSid: for a group, the
+    primaryGroupID its primary members carry."""
+    if len(raw) < 12 or raw[0] != 1 or len(raw) != 8 + 4 * raw[1] or raw[1] == 0:
+        raise ValueError(f"objectSid is not a SID: {raw.hex()}")
+    return int.from_bytes(raw[-4:], "little")
+
+
+def ad_partition_referral(url: str) -> bool:
+    """True for a continuation reference to AD's DomainDnsZones, ForestDnsZones or
+    Configuration partition (``ldap://ForestDnsZones.corp.example/DC=ForestDnsZones,...``)."""
+    dn = unquote(urlsplit(url).path.lstrip("/")).lower().replace(" ", "")
+    return dn.startswith(AD_PARTITION_REFERRALS)
+
+
+def primary_group_id(attributes: Mapping[str, Sequence[bytes]]) -> int | None:
+    """The primaryGroupID of a group's primary members: its primaryGroupToken when the server
+    sent it, else the RID of its objectSid; None when it has neither."""
+    by_name = {key.lower(): values for key, values in attributes.items()}
+    token = by_name.get("primarygrouptoken") or []
+    if token:
+        try:
+            return int(token[0].decode("ascii").strip())
+        except (UnicodeDecodeError, ValueError):
+            raise ValueError(f"primaryGroupToken is not a number: {token[0]!r}") from None
+    sid = by_name.get("objectsid") or []
+    return sid_rid(sid[0]) if sid else None

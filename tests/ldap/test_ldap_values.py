@@ -56,7 +56,7 @@ def test_active_directory_source_puts_the_group_clause_in_every_rule_filter() ->
     assert source.user_filter(config.search[0]) == (
         "(&(objectClass=user)(memberOf:1.2.840.113556.1.4.1941:=CN=CSE,OU=Groups,DC=corp,DC=example))"
     )
-    assert source.attributes == ["mail", "objectGUID", "userAccountControl"]
+    assert source.attributes == ["mail", "objectGUID", "userAccountControl", "accountExpires"]
 
 
 def test_object_guid_is_shown_as_windows_shows_it() -> None:
