@@ -257,7 +257,9 @@ def choose_email(values: Sequence[str], preferred_domains: Sequence[str] = ()) -
         return (address is None, ranks.get(domain, len(ranks)), value.lower(), value)
 
     present = [value.strip() for value in values if value.strip()]
-    return min(present, key=key) if present else None
+    if len(present) <= 1:  # the common case: nothing to choose
+        return present[0] if present else None
+    return min(present, key=key)
 
 
 def account_expired(raw: bytes, now: datetime) -> bool:
