@@ -82,5 +82,5 @@ def read_failure(
         )
     if code == ADMIN_LIMIT_EXCEEDED:
         return f"{read}; an administrative limit of the server was reached. {hint}"
-    message = str(result.get("message") or "").strip()
+    message = " ".join(str(result.get("message") or "").split())
     return f"{read}{': ' + message if message else ''}"

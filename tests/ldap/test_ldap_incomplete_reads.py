@@ -14,6 +14,7 @@ import pytest
 from ldap3 import SUBTREE, Connection, Server
 from sqlalchemy import select
 
+from syncd.cli import main
 from syncd.config import LdapSourceConfig
 from syncd.directory.base import SourceError
 from syncd.directory.ldap import LdapSource
@@ -154,7 +155,7 @@ def _people_ldif(suffix: str, service_dn: str, password: str, emails: list[str])
 
 @pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)  # the store is not the point
 def test_a_pass_whose_read_is_cut_short_deprovisions_nobody(
-    deployment: Deployment, tmp_path: Path
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     suffix = "dc=pass,dc=example"
     service_dn = f"cn=syncd,{suffix}"
@@ -162,7 +163,8 @@ def test_a_pass_whose_read_is_cut_short_deprovisions_nobody(
     password = secrets.token_urlsafe(12)
     password_file = tmp_path / "ldap.pass"
     write_private_file(password_file, password.encode())
-    emails = sandbox_users(6)
+    emails = sandbox_users(3)
+    sync_once = ["--config", str(deployment.config_path), "sync", "--once"]
     slapd = Slapd(tmp_path / "slapd", root_password=secrets.token_urlsafe(12), suffix=suffix,
                   extra_config=access)
     with slapd:
@@ -172,21 +174,21 @@ def test_a_pass_whose_read_is_cut_short_deprovisions_nobody(
             "servers": [slapd.url], "allow_plaintext": True, "bind_dn": service_dn,
             "bind_password_file": str(password_file), "page_size": 2,
             "search": [{"base_dn": f"ou=people,{suffix}"}]}})
-        first = deployment.syncd("sync", "--once")
-        assert first.returncode == 0, first.stderr
+        assert main(sync_once) == 0, capsys.readouterr().err
         assert all(gmail_state(deployment, email)[1] is not None for email in emails)
         writes = deployment.writes()
 
-        # The directory's administrator lowers the limit below the six users syncd manages:
-        # a read of 4 would deprovision 2 (33%, under this deployment's 40% limit).
+        # The directory's administrator lowers the limit below the three users syncd manages:
+        # a read of 2 would deprovision 1 (33%, under this deployment's 40% limit).
         slapd.stop()
-        slapd.configure(f"{access}\nsizelimit 4")
+        slapd.configure(f"{access}\nsizelimit 2")
         slapd.start()
-        second = deployment.syncd("sync", "--once")
-    assert second.returncode == 1
-    assert f"ou=people,{suffix}: the server stopped the read after 4 entries: sizeLimitExceeded "\
-        "(code 4)" in second.stderr
-    assert f'limits dn.exact="{service_dn}" size.prtotal=unlimited' in second.stderr
+        capsys.readouterr()
+        assert main(sync_once) == 1
+    error = capsys.readouterr().err
+    assert f"ou=people,{suffix}: the server stopped the read after 2 entries: sizeLimitExceeded "\
+        "(code 4)" in error
+    assert f'limits dn.exact="{service_dn}" size.prtotal=unlimited' in error
     assert deployment.writes() == writes  # not one Google write
     assert all(gmail_state(deployment, email)[1] is not None for email in emails)
     database = Database.open(deployment.config.state.url)
