@@ -30,6 +30,7 @@ MAX_EMAIL = 320
 MAX_DIRECTORY_ID = 255
 MAX_WHERE = 512
 """Longest ``where`` kept (an LDAP DN can be longer): clipped, never refused."""
+MAX_REASON = 1000
 _SHOWN = 80
 """Longest bad value quoted in a reason."""
 
@@ -80,6 +81,13 @@ class Snapshot:
     def by_email(self) -> dict[str, DirectoryUser]:
         return {user.email: user for user in self.users}
 
+    def skipped_identities(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The emails and the directory ids that skipped entries name."""
+        return (
+            frozenset(entry.email for entry in self.skipped if entry.email),
+            frozenset(entry.directory_id for entry in self.skipped if entry.directory_id),
+        )
+
 
 class DirectorySource(Protocol):
     name: str
@@ -112,13 +120,14 @@ def shown(value: object) -> str:
     return text if len(text) <= _SHOWN else f"{text[: _SHOWN - 3]}..."
 
 
-def printable_where(where: str) -> str:
-    """``where`` with control characters escaped and clipped to MAX_WHERE characters."""
-    if bad_character(where) is not None:
-        where = "".join(
-            f"\\x{ord(c):02x}" if unicodedata.category(c) in ("Cc", "Cs") else c for c in where
+def printable(text: str, limit: int) -> str:
+    """``text`` with control characters escaped and clipped to ``limit`` characters: a
+    ``where`` or a reason the state store, a log and a terminal can all hold."""
+    if bad_character(text) is not None:
+        text = "".join(
+            f"\\x{ord(c):02x}" if unicodedata.category(c) in ("Cc", "Cs") else c for c in text
         )
-    return where if len(where) <= MAX_WHERE else f"{where[: MAX_WHERE - 3]}..."
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _email_problem(value: object) -> str | None:
@@ -185,7 +194,7 @@ def build_snapshot(source: str, entries: Iterable[RawEntry], now: datetime) -> S
     seen_emails: dict[str, str] = {}
     seen_ids: dict[str, str] = {}
     for entry in entries:
-        where = printable_where(entry.where)
+        where = printable(entry.where, MAX_WHERE)
         email, directory_id = readable_identity(entry)
         problem = _problem(entry)
         if problem is None and email in seen_emails:
@@ -193,7 +202,7 @@ def build_snapshot(source: str, entries: Iterable[RawEntry], now: datetime) -> S
         elif problem is None and directory_id in seen_ids:
             problem = f"duplicate id {directory_id} (first at {seen_ids[directory_id]})"
         if problem is not None:
-            skipped.append(SkippedEntry(where, problem, email, directory_id))
+            skipped.append(SkippedEntry(where, printable(problem, MAX_REASON), email, directory_id))
             continue
         assert email is not None and directory_id is not None  # no problem: both usable
         seen_emails[email] = where
