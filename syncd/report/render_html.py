@@ -56,7 +56,8 @@ section { break-inside: avoid; page-break-inside: avoid; }
 <h2>Coverage</h2>
 <div class="tiles">$tiles</div>
 <p>Covered: users in scope and enabled with an active CSE identity, out of all users in scope
-and enabled. Pending and failed users may overlap with covered ones (a renewal in progress).</p>
+and enabled; users whose deprovision was blocked count as not covered. Pending and failed users
+may overlap with covered ones (a renewal in progress).</p>
 <p class="caption">Percent covered at each recorded report, and now:</p>
 $coverage_chart
 </section>
