@@ -157,3 +157,49 @@ def test_concurrent_upgrades_apply_each_revision_once(db_url: str) -> None:
     results = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0], results
     assert sorted(out.strip() for out, _ in results) == ["", "", "0001_initial,0002_scope"]
+
+
+def test_0002_puts_users_of_blocked_passes_back_in_scope(engine: Engine) -> None:
+    """Before 0002 a blocked pass marked its users out of scope although they kept their keys."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001_initial")
+    at = datetime(2026, 11, 30, tzinfo=UTC)
+    users = {1: "blocked", 2: "deprovisioned", 3: "leaving", 4: "listed"}
+    with engine.begin() as connection:
+        for user_id, name in users.items():
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, email, directory_id, source, in_scope, enabled, "
+                    "first_seen, last_seen) VALUES (:id, :email, :id, 'static', :in_scope, "
+                    ":yes, :at, :at)"
+                ),
+                {"id": user_id, "email": f"{name}@x.com", "in_scope": name == "listed",
+                 "yes": True, "at": at},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO key_pairs (user_id, generation, status, kms_label, created_at, "
+                    "updated_at) VALUES (:id, 1, :status, 'k', :at, :at)"
+                ),
+                {"id": user_id, "status": "disabled" if name == "deprovisioned" else "active",
+                 "at": at},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO tasks (user_id, kind, status, reason, attempts, created_at, "
+                "updated_at) VALUES (3, 'deprovision', 'failed', '', 1, :at, :at)"
+            ),
+            {"at": at},
+        )
+    assert upgrade(engine) == ["0002_scope"]
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT email, in_scope FROM users ORDER BY id")).all()
+    assert [(email, bool(in_scope)) for email, in_scope in rows] == [
+        ("blocked@x.com", True),
+        ("deprovisioned@x.com", False),
+        ("leaving@x.com", False),
+        ("listed@x.com", True),
+    ]
