@@ -154,3 +154,12 @@ def test_csv_with_a_bom_and_commas(tmp_path: Path) -> None:
     path = tmp_path / "users.csv"
     path.write_bytes("\ufeffemail,id\nalice@example.com,a1\n".encode())
     assert [u.email for u in StaticSource(path).read(NOW).users] == ["alice@example.com"]
+
+
+def test_limits_match_the_state_store_columns() -> None:
+    from syncd.directory.base import MAX_DIRECTORY_ID, MAX_EMAIL, MAX_WHERE
+    from syncd.state.models import SkippedDirectoryEntry, User
+
+    assert MAX_EMAIL == User.__table__.c.email.type.length
+    assert MAX_DIRECTORY_ID == User.__table__.c.directory_id.type.length
+    assert MAX_WHERE == SkippedDirectoryEntry.__table__.c.entry.type.length
