@@ -373,6 +373,19 @@ class PolicyConfig(_Section):
     """A count (``25``) or a percentage of active users (``10%``)."""
     obliterate_after_days: int | None = Field(default=None, ge=31)
     """Opt-in: obliterate disabled key pairs after this many days (Google requires > 30)."""
+    deprovision_after: Duration = 3600.0
+    """Grace period: a user missing from the directory is deprovisioned only once every read
+    for this long has missed them (0: at the first read that misses them). A user disabled or
+    suspended in the directory is deprovisioned at once."""
+
+    @field_validator("deprovision_after", mode="before")
+    @classmethod
+    def _grace(cls, value: Any) -> float:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+            return 0.0
+        if isinstance(value, str) and re.fullmatch(r"\s*0+(?:\.0+)?\s*[smhd]?\s*", value):
+            return 0.0
+        return parse_duration(value)
 
     @field_validator("max_deprovision", mode="before")
     @classmethod

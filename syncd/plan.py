@@ -6,7 +6,11 @@ arrives as plain views, built by the pipeline from the state store.
 
 Safety rules sit around the chain: a snapshot with no users while syncd still manages some is a
 source failure, never "everyone left"; and a pass that would deprovision more users than
-``policy.max_deprovision`` allows deprovisions nobody and says why.
+``policy.max_deprovision`` allows deprovisions nobody and says why. A user named by an entry the
+source skipped (present but unusable) keeps their current state; a user missing from the
+directory is deprovisioned only once missing for ``policy.deprovision_after`` (disabled or
+suspended in the directory is an explicit signal: deprovisioned at once). Users held for these
+reasons, and users whose deprovision was blocked, stay in scope (``Plan.kept_in_scope``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from syncd.directory.base import DirectoryUser, Snapshot, SourceError
+from syncd.directory.base import DirectoryUser, SkippedEntry, Snapshot, SourceError
 
 
 class ActionKind(enum.StrEnum):
@@ -58,6 +62,8 @@ class UserView:
     open_task: TaskView | None = None
     holds_credentials: bool = False
     """Anything left to undo: an enabled key pair, a KMS key, an identity."""
+    missing_since: datetime | None = None
+    """First of the consecutive earlier reads that missed the user (None: listed last time)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ class Policy:
     renew_before: timedelta
     max_deprovision: str  # "25" or "10%"
     allow_mass_deprovision: bool = False
+    deprovision_after: timedelta = timedelta(hours=1)
+    """How long a user must be missing from the directory before being deprovisioned."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,9 @@ class Hold:
 
     email: str
     reason: str
+    keeps_scope: bool = False
+    """The user is not listed, yet stays in scope: missing for less than the grace period,
+    or named by an unusable entry."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,15 @@ class Plan:
             totals[action.kind.value] = totals.get(action.kind.value, 0) + 1
         return totals
 
+    @property
+    def kept_in_scope(self) -> frozenset[str]:
+        """Users the snapshot does not list who must stay in scope: nothing was decided
+        about them this pass (held, or their deprovision blocked)."""
+        return frozenset(
+            [h.email for h in self.held if h.keeps_scope]
+            + [a.email for a in self.blocked_deprovisions]
+        )
+
 
 @dataclass(frozen=True)
 class Subject:
@@ -109,6 +129,8 @@ class Subject:
     known: UserView | None
     policy: Policy
     now: datetime
+    unusable: SkippedEntry | None = None
+    """A skipped directory entry naming this (unlisted) user."""
 
     @property
     def wanted(self) -> bool:
@@ -139,16 +161,46 @@ def unfinished_deprovision(s: Subject) -> Decision:
     return _task_decision(s, task)
 
 
+def named_by_unusable_entry(s: Subject) -> Decision:
+    if s.listed is not None or s.known is None or s.unusable is None:
+        return None
+    return Hold(
+        s.email,
+        f"directory entry unusable: {s.unusable.where}: {s.unusable.reason}; keeping current state",
+        keeps_scope=True,
+    )
+
+
 def left_or_disabled(s: Subject) -> Decision:
     if s.wanted or s.known is None:
         return None
     if not (s.known.holds_credentials or s.known.open_task):
         return None
-    if s.listed is None:
-        why = "no longer in the directory scope"
-    else:
-        why = "disabled or suspended in the directory"
-    return _act(s, ActionKind.DEPROVISION, why, "deprovision")
+    if s.listed is not None:
+        return _act(
+            s, ActionKind.DEPROVISION, "disabled or suspended in the directory", "deprovision"
+        )
+    since = s.known.missing_since or s.now
+    grace = s.policy.deprovision_after
+    if s.now - since < grace:
+        return Hold(
+            s.email,
+            f"not in the directory: missing since {since:%Y-%m-%d %H:%M}Z, deprovision after "
+            f"{format_duration(grace)} (at {since + grace:%Y-%m-%d %H:%M}Z)",
+            keeps_scope=True,
+        )
+    return _act(s, ActionKind.DEPROVISION, "no longer in the directory scope", "deprovision")
+
+
+def format_duration(value: timedelta) -> str:
+    """``1h``, ``1h30m``, ``2d``, ``45s``: a grace period as the configuration writes it."""
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
 
 
 def unfinished_task(s: Subject) -> Decision:
@@ -195,6 +247,7 @@ def _task_decision(s: Subject, task: TaskView) -> Decision:
 
 RULES: tuple[Rule, ...] = (
     unfinished_deprovision,
+    named_by_unusable_entry,
     left_or_disabled,
     unfinished_task,
     not_provisioned,
@@ -238,15 +291,37 @@ def decide(subject: Subject, rules: Sequence[Rule] = RULES) -> Decision:
     return None
 
 
+def unusable_entries(
+    skipped: Sequence[SkippedEntry], views: Iterable[UserView], listed: Iterable[str]
+) -> dict[str, SkippedEntry]:
+    """Known users the snapshot does not list, each with a skipped entry naming them (by
+    email, else by directory id)."""
+    by_email = {entry.email: entry for entry in skipped if entry.email}
+    by_id = {entry.directory_id: entry for entry in skipped if entry.directory_id}
+    present = set(listed)
+    found = {}
+    for view in views:
+        if view.email in present:
+            continue
+        entry = by_email.get(view.email) or by_id.get(view.directory_id)
+        if entry is not None:
+            found[view.email] = entry
+    return found
+
+
 def plan(snapshot: Snapshot, views: Sequence[UserView], policy: Policy, now: datetime) -> Plan:
     """Every action this pass should take, with reasons; raises SourceError on a bad snapshot."""
     check_snapshot(snapshot, views)
     listed = snapshot.by_email()
     known = {view.email: view for view in views}
+    unusable = unusable_entries(snapshot.skipped, views, listed)
     actions: list[Action] = []
     held: list[Hold] = []
     for email in sorted(listed.keys() | known.keys()):
-        decision = decide(Subject(email, listed.get(email), known.get(email), policy, now))
+        subject = Subject(
+            email, listed.get(email), known.get(email), policy, now, unusable.get(email)
+        )
+        decision = decide(subject)
         if isinstance(decision, Action):
             actions.append(decision)
         elif isinstance(decision, Hold):
@@ -317,6 +392,8 @@ __all__ = [
     "check_snapshot",
     "decide",
     "deprovision_limit",
+    "format_duration",
     "on_demand",
     "plan",
+    "unusable_entries",
 ]

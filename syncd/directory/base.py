@@ -3,6 +3,10 @@
 A source lists the users who must have CSE: email, a stable directory id, and whether the
 account is enabled. Whatever the source, entries are normalised the same way (email lower-cased
 and checked, id stripped) and a bad or duplicate entry is skipped and reported, never fatal.
+Values the state store cannot hold (an id over 255 characters, an email over 320, control
+characters) make bad entries too, whatever the source. A skipped entry keeps whatever identity
+it still has (email, id), so the plan can hold the user it names instead of taking them for
+gone.
 A source that cannot read the whole directory raises SourceError: the pass stops before
 planning and nobody is deprovisioned.
 """
@@ -10,6 +14,7 @@ planning and nobody is deprovisioned.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +24,15 @@ from syncd.errors import EXIT_FAILURES, SyncdError
 
 # Deliberately simple: one @, a dot in the domain, no spaces or control characters.
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,}$")
+
+# The state store's column sizes (syncd.state.models.User): longer values cannot be stored.
+MAX_EMAIL = 320
+MAX_DIRECTORY_ID = 255
+MAX_WHERE = 512
+"""Longest ``where`` kept (an LDAP DN can be longer): clipped, never refused."""
+MAX_REASON = 1000
+_SHOWN = 80
+"""Longest bad value quoted in a reason."""
 
 
 class SourceError(SyncdError):
@@ -39,6 +53,10 @@ class SkippedEntry:
     where: str
     """Which entry: ``users.csv line 7``, an LDAP DN, a Google user id."""
     reason: str
+    email: str | None = None
+    """The entry's email, when it is readable (normalised) despite the problem."""
+    directory_id: str | None = None
+    """The entry's directory id, when it is readable despite the problem."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,13 @@ class Snapshot:
     def by_email(self) -> dict[str, DirectoryUser]:
         return {user.email: user for user in self.users}
 
+    def skipped_identities(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The emails and the directory ids that skipped entries name."""
+        return (
+            frozenset(entry.email for entry in self.skipped if entry.email),
+            frozenset(entry.directory_id for entry in self.skipped if entry.directory_id),
+        )
+
 
 class DirectorySource(Protocol):
     name: str
@@ -80,40 +105,107 @@ def normalise_email(value: object) -> str | None:
     return email if _EMAIL.match(email) else None
 
 
-def build_snapshot(source: str, entries: Iterable[RawEntry], now: datetime) -> Snapshot:
-    """Normalise entries; skip (and report) invalid emails, missing ids and duplicates.
+def bad_character(text: str) -> str | None:
+    """The first character a state store cannot hold or a person cannot see (control
+    characters, NUL included, and lone surrogates), as ``U+0000``; None when there is none."""
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            return f"U+{ord(char):04X}"
+    return None
 
-    The first entry with a given email or id wins; later ones are skipped.
+
+def shown(value: object) -> str:
+    """A value quoted for a reason or a log line: repr (control characters escaped), clipped."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN else f"{text[: _SHOWN - 3]}..."
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` with control characters escaped and clipped to ``limit`` characters: a
+    ``where`` or a reason the state store, a log and a terminal can all hold."""
+    if bad_character(text) is not None:
+        text = "".join(
+            f"\\x{ord(c):02x}" if unicodedata.category(c) in ("Cc", "Cs") else c for c in text
+        )
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _email_problem(value: object) -> str | None:
+    """Why the email cannot be used (None: it can)."""
+    if not value:
+        return "no email"
+    if isinstance(value, str) and (char := bad_character(value.strip())) is not None:
+        return f"email {shown(value)} contains a control character ({char})"
+    email = normalise_email(value)
+    if email is None:
+        return f"invalid email {shown(value)}"
+    if len(email) > MAX_EMAIL:
+        return f"email longer than {MAX_EMAIL} characters ({len(email)}): {shown(email)}"
+    return None
+
+
+def _id_problem(directory_id: str, email: str) -> str | None:
+    """Why the directory id cannot be used (None: it can)."""
+    if not directory_id:
+        return f"no stable id for {email}"
+    if (char := bad_character(directory_id)) is not None:
+        return (
+            f"directory id {shown(directory_id)} of {email} contains a control character ({char})"
+        )
+    if len(directory_id) > MAX_DIRECTORY_ID:
+        return (
+            f"directory id of {email} longer than {MAX_DIRECTORY_ID} characters "
+            f"({len(directory_id)}): {shown(directory_id)}"
+        )
+    return None
+
+
+def readable_identity(entry: RawEntry) -> tuple[str | None, str | None]:
+    """The (email, directory id) of an entry, each None unless it could be stored as it is."""
+    email = normalise_email(entry.email)
+    if email is not None and (len(email) > MAX_EMAIL or bad_character(email) is not None):
+        email = None
+    directory_id = str(entry.directory_id).strip() if entry.directory_id is not None else ""
+    if not directory_id or len(directory_id) > MAX_DIRECTORY_ID or bad_character(directory_id):
+        return email, None
+    return email, directory_id
+
+
+def _problem(entry: RawEntry) -> str | None:
+    """Why the entry is unusable on its own (duplicates aside); None when it is usable."""
+    if entry.problem:
+        return entry.problem
+    if (wrong := _email_problem(entry.email)) is not None:
+        return wrong
+    email = normalise_email(entry.email)
+    assert email is not None  # _email_problem said so
+    directory_id = str(entry.directory_id).strip() if entry.directory_id is not None else ""
+    return _id_problem(directory_id, email)
+
+
+def build_snapshot(source: str, entries: Iterable[RawEntry], now: datetime) -> Snapshot:
+    """Normalise entries; skip (and report) unusable ones, missing ids and duplicates.
+
+    The first entry with a given email or id wins; later ones are skipped. Every skipped entry
+    carries the email and id it names where they are readable.
     """
     users: list[DirectoryUser] = []
     skipped: list[SkippedEntry] = []
     seen_emails: dict[str, str] = {}
     seen_ids: dict[str, str] = {}
     for entry in entries:
-        email = normalise_email(entry.email)
-        directory_id = str(entry.directory_id).strip() if entry.directory_id is not None else ""
-        if entry.problem:
-            skipped.append(SkippedEntry(entry.where, entry.problem))
-        elif not entry.email:
-            skipped.append(SkippedEntry(entry.where, "no email"))
-        elif email is None:
-            skipped.append(SkippedEntry(entry.where, f"invalid email {entry.email!r}"))
-        elif not directory_id:
-            skipped.append(SkippedEntry(entry.where, f"no stable id for {email}"))
-        elif email in seen_emails:
-            skipped.append(
-                SkippedEntry(
-                    entry.where, f"duplicate email {email} (first at {seen_emails[email]})"
-                )
-            )
-        elif directory_id in seen_ids:
-            skipped.append(
-                SkippedEntry(
-                    entry.where, f"duplicate id {directory_id} (first at {seen_ids[directory_id]})"
-                )
-            )
-        else:
-            seen_emails[email] = entry.where
-            seen_ids[directory_id] = entry.where
-            users.append(DirectoryUser(email, directory_id, entry.enabled))
+        where = printable(entry.where, MAX_WHERE)
+        email, directory_id = readable_identity(entry)
+        problem = _problem(entry)
+        if problem is None and email in seen_emails:
+            problem = f"duplicate email {email} (first at {seen_emails[email]})"
+        elif problem is None and directory_id in seen_ids:
+            problem = f"duplicate id {directory_id} (first at {seen_ids[directory_id]})"
+        if problem is not None:
+            skipped.append(SkippedEntry(where, printable(problem, MAX_REASON), email, directory_id))
+            continue
+        assert email is not None and directory_id is not None  # no problem: both usable
+        seen_emails[email] = where
+        seen_ids[directory_id] = where
+        users.append(DirectoryUser(email, directory_id, entry.enabled))
     return Snapshot(source, now, tuple(users), tuple(skipped))

@@ -2,8 +2,10 @@
 
 YAML: a list of mappings (or ``{users: [...]}``) with ``email``, ``id`` and optional
 ``enabled`` (default true). CSV: a header row with ``email``, ``id`` and optional ``enabled``
-(true/false, yes/no, 1/0). A file that is missing or cannot be parsed is a SourceError; a bad
-entry is skipped and named by its position (``users.csv line 7``, ``users.yaml entry 3``).
+(true/false, yes/no, 1/0), separated by ``,`` or (as spreadsheets save it in many locales)
+``;``, which the header line decides; a UTF-8 byte order mark is ignored. A file that is
+missing or cannot be parsed is a SourceError; a bad entry is skipped and named by its position
+(``users.csv line 7``, ``users.yaml entry 3``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ def _enabled(value: Any) -> bool | str:
     return f"enabled must be true or false, not {value!r}"
 
 
+def csv_delimiter(text: str) -> str:
+    """``;`` when the header line has more of them than commas (a spreadsheet's export in
+    locales where the comma is the decimal mark), else ``,``."""
+    header = text.split("\n", 1)[0]
+    return ";" if header.count(";") > header.count(",") else ","
+
+
 class StaticSource:
     name = "static"
 
@@ -48,7 +57,7 @@ class StaticSource:
 
     def _text(self) -> str:
         try:
-            return self.path.read_text(encoding="utf-8")
+            return self.path.read_text(encoding="utf-8-sig")  # a spreadsheet's BOM dropped
         except FileNotFoundError:
             raise SourceError(f"directory.static.path: file not found: {self.path}") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -69,7 +78,7 @@ class StaticSource:
             yield f"{self.path.name} entry {number}", item if isinstance(item, dict) else {}
 
     def _csv_entries(self, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        reader = csv.DictReader(io.StringIO(text))
+        reader = csv.DictReader(io.StringIO(text), delimiter=csv_delimiter(text))
         fields = {name.strip().lower() for name in reader.fieldnames or []}
         if not {"email", "id"} <= fields:
             raise SourceError(f"{self.path}: the CSV header must name the columns email and id")

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 from syncd.app import App
 from syncd.directory import open_source
-from syncd.directory.base import Snapshot, SourceError
+from syncd.directory.base import SourceError
 from syncd.logs import bind
-from syncd.pipeline import tasks
+from syncd.pipeline import skipped, tasks
 from syncd.pipeline.runner import Runner, StepObserver, TaskResult
 from syncd.plan import Action, Plan, Policy, on_demand, plan
 from syncd.state import audit
@@ -66,17 +66,13 @@ class PassResult:
         }
 
 
-def warn_skipped(snapshot: Snapshot) -> None:
-    for entry in snapshot.skipped:
-        log.warning("directory entry skipped: %s: %s", entry.where, entry.reason)
-
-
 def policy_for(app: App, allow_mass_deprovision: bool) -> Policy:
     config = app.config
     return Policy(
         renew_before=timedelta(days=config.certificate.renew_before_days),
         max_deprovision=config.policy.max_deprovision,
         allow_mass_deprovision=allow_mass_deprovision,
+        deprovision_after=timedelta(seconds=config.policy.deprovision_after),
     )
 
 
@@ -84,9 +80,9 @@ def dry_run(app: App, *, allow_mass_deprovision: bool = False) -> PassResult:
     """What a pass would do now; changes nothing."""
     now = utcnow()
     snapshot = open_source(app.config.directory, app.config.google).read(now)
-    warn_skipped(snapshot)
     with app.database.sessions() as session:
         views = tasks.load_views(session)
+        skipped.log_changes(skipped.compare(session, snapshot))
     return PassResult(plan(snapshot, views, policy_for(app, allow_mass_deprovision), now))
 
 
@@ -148,7 +144,6 @@ def sync_pass(
         bind(pass_id=run_id)
         try:
             snapshot = source.read(now)
-            warn_skipped(snapshot)
             with app.database.sessions() as session:
                 views = tasks.load_views(session)
             the_plan = plan(snapshot, views, policy_for(app, allow_mass_deprovision), now)
@@ -158,7 +153,7 @@ def sync_pass(
                 finish_run(session, run_id, "source_failed", utcnow(), {"error": str(error)})
             raise
         with app.database.transaction() as session:
-            tasks.record_snapshot(session, snapshot, now, run_id)
+            changes = tasks.record_snapshot(session, snapshot, now, run_id, the_plan.kept_in_scope)
             if the_plan.blocked_reason:
                 audit.record(
                     session,
@@ -167,6 +162,7 @@ def sync_pass(
                     reason=the_plan.blocked_reason,
                     users=[a.email for a in the_plan.blocked_deprovisions],
                 )
+        skipped.log_changes(changes)
         if on_plan is not None:
             on_plan(the_plan)
         result = PassResult(the_plan, run_id=run_id)

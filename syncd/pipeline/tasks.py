@@ -9,7 +9,7 @@ leaves committing to it, so one transaction covers one change.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +18,7 @@ from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session
 
 from syncd.directory.base import Snapshot
+from syncd.pipeline import skipped
 from syncd.pipeline.steps import PIPELINES, KeyPairView, Outcome, Work, next_step
 from syncd.plan import Action, ActionKind, CredentialView, TaskView, UserView
 from syncd.state import audit
@@ -59,15 +60,26 @@ def load_views(session: Session) -> list[UserView]:
                 if task
                 else None,
                 holds_credentials=any(kp.status in HOLDING for kp in mine),
+                missing_since=user.missing_since,
             )
         )
     return views
 
 
 def record_snapshot(
-    session: Session, snapshot: Snapshot, now: datetime, run_id: int | None
-) -> None:
-    """Update users from the snapshot (new ones added, absent ones out of scope)."""
+    session: Session,
+    snapshot: Snapshot,
+    now: datetime,
+    run_id: int | None,
+    kept_in_scope: Collection[str] = frozenset(),
+) -> skipped.SkippedChanges:
+    """Update users from the snapshot: new ones added, listed ones seen, absent ones out of scope
+    unless ``kept_in_scope`` (the plan decided nothing about them: held or blocked).
+
+    ``missing_since`` starts at the first read that misses a user and clears when a read lists
+    them, or has an entry naming them that it skipped (present, though unusable). Returns how
+    the skipped entries changed (recorded and audited here).
+    """
     users = {user.email: user for user in session.scalars(select(User))}
     listed = snapshot.by_email()
     for email, entry in listed.items():
@@ -90,17 +102,18 @@ def record_snapshot(
         user.in_scope = True
         user.enabled = entry.enabled
         user.last_seen = now
+        user.missing_since = None
+    named_emails, named_ids = snapshot.skipped_identities()
     for email, user in users.items():
-        if email not in listed and user.in_scope:
+        if email in listed:
+            continue
+        if email in named_emails or user.directory_id in named_ids:
+            user.missing_since = None
+        elif user.missing_since is None:
+            user.missing_since = now
+        if user.in_scope and email not in kept_in_scope:
             user.in_scope = False
-    for skipped in snapshot.skipped:
-        audit.record(
-            session,
-            "directory.entry_skipped",
-            run_id=run_id,
-            entry=skipped.where,
-            reason=skipped.reason,
-        )
+    return skipped.record(session, snapshot, now, run_id, users)
 
 
 ENQUEUE_CHUNK = 500  # users looked up per query (SQLite caps bound parameters)

@@ -3,8 +3,12 @@
 Definitions (docs/cli.md, "syncd report"):
 
 - *eligible*: users in scope and enabled in the directory;
-- *covered*: eligible users with an active identity (an ACTIVE key pair);
-  ``percent_covered`` = covered / eligible x 100 (100.0 when nobody is eligible);
+- *blocked*: users in scope whose deprovision the last planning sync pass blocked (more than
+  ``policy.max_deprovision``); they keep their credentials, and the directory says they should
+  not: a problem, never "covered";
+- *covered*: eligible users with an active identity (an ACTIVE key pair), blocked users
+  excepted; ``percent_covered`` = covered / (eligible users and blocked users) x 100 (100.0
+  when there are none), so a blocked pass lowers coverage;
 - *pending*: users with an unfinished task that has not failed; *failed*: users whose task
   failed (retried later). A renewing user is covered and pending at once: the counts overlap;
 - *deprovisioned*: users syncd deprovisioned who have no active key pair since;
@@ -18,7 +22,7 @@ Nothing here does I/O: :func:`build_report` is a function of its inputs and ``no
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -76,6 +80,16 @@ class RunRow:
 
 
 @dataclass(frozen=True)
+class BlockedRow:
+    """The ``pass.deprovision_blocked`` event of the last planning sync pass."""
+
+    run_id: int
+    at: datetime
+    reason: str
+    users: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Inputs:
     """Everything a report is built from."""
 
@@ -86,6 +100,8 @@ class Inputs:
     """The latest sync/resync runs, newest first."""
     previous_reports: Sequence[RunRow]
     """Earlier report runs, oldest first (their summaries hold the coverage of the day)."""
+    blocked: BlockedRow | None = None
+    """Set when the last sync pass that planned blocked deprovisions."""
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -102,6 +118,7 @@ class Coverage:
     disabled_in_scope: int
     deprovisioned: int
     percent_covered: float
+    blocked: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,6 +130,16 @@ class Failure:
     attempts: int
     since: datetime | None
     next_attempt: datetime | None
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Deprovisions the last planning pass refused, and why (no users: none blocked)."""
+
+    users: list[str]
+    reason: str | None = None
+    run_id: int | None = None
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +193,7 @@ class Report:
     passes: list[Pass]
     expiry_by_month: list[MonthCount]
     coverage_history: list[CoveragePoint]
+    blocked: Blocked = Blocked([])
 
     def metrics(self) -> dict[str, float]:
         """The values ``--fail-on`` conditions test."""
@@ -174,17 +202,31 @@ class Report:
             "coverage": self.coverage.percent_covered,
             "expiring": float(len(self.expiring)),
             "pending": float(self.coverage.pending),
+            "blocked": float(self.coverage.blocked),
         }
 
 
 # --- pure builders --------------------------------------------------------------------------
 
 
-def coverage(users: Sequence[UserRow]) -> Coverage:
+def blocked(users: Sequence[UserRow], row: BlockedRow | None) -> Blocked:
+    """The blocked deprovisions of the last planning pass, for users still in scope."""
+    if row is None:
+        return Blocked([])
+    in_scope = {u.email for u in users if u.in_scope}
+    still = sorted(email for email in row.users if email in in_scope)
+    if not still:
+        return Blocked([])
+    return Blocked(still, row.reason, row.run_id, row.at)
+
+
+def coverage(users: Sequence[UserRow], blocked_users: Collection[str] = ()) -> Coverage:
     in_scope = [u for u in users if u.in_scope]
     eligible = [u for u in in_scope if u.enabled]
-    covered = sum(1 for u in eligible if u.generation is not None)
-    percent = 100.0 if not eligible else round(100.0 * covered / len(eligible), 2)
+    held_back = {u.email for u in in_scope if u.email in blocked_users}
+    covered = sum(1 for u in eligible if u.generation is not None and u.email not in held_back)
+    population = len({u.email for u in eligible} | held_back)
+    percent = 100.0 if not population else round(100.0 * covered / population, 2)
     return Coverage(
         users_in_scope=len(in_scope),
         eligible=len(eligible),
@@ -195,6 +237,7 @@ def coverage(users: Sequence[UserRow]) -> Coverage:
         disabled_in_scope=len(in_scope) - len(eligible),
         deprovisioned=sum(1 for u in users if u.deprovisioned and u.generation is None),
         percent_covered=percent,
+        blocked=len(held_back),
     )
 
 
@@ -317,7 +360,8 @@ def build_report(
     changes_since: datetime,
     changes_since_source: str,
 ) -> Report:
-    covered = coverage(inputs.users)
+    refused = blocked(inputs.users, inputs.blocked)
+    covered = coverage(inputs.users, refused.users)
     return Report(
         generated_at=now,
         expiring_days=expiring_days,
@@ -330,6 +374,7 @@ def build_report(
         passes=passes(inputs.passes),
         expiry_by_month=expiry_by_month(inputs.users, now),
         coverage_history=coverage_history(inputs.previous_reports, now, covered),
+        blocked=refused,
     )
 
 
@@ -342,4 +387,5 @@ def run_summary(report: Report) -> dict[str, Any]:
         "failures": len(report.failures),
         "expiring": len(report.expiring),
         "pending": report.coverage.pending,
+        "blocked": report.coverage.blocked,
     }

@@ -2,7 +2,8 @@
 
 Per-user state comes from :func:`syncd.state.queries.user_status` (the same view as
 ``syncd status``); this module adds who was deprovisioned, since when failed tasks fail, the
-change events, the last passes and the earlier reports (runs of kind ``report``).
+change events, the last passes, the earlier reports (runs of kind ``report``) and the
+deprovisions the last planning sync pass blocked.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from syncd.report.model import EventRow, Inputs, RunRow, UserRow
+from syncd.report.model import BlockedRow, EventRow, Inputs, RunRow, UserRow
 from syncd.state.models import AuditEvent, Run, Task, TaskStatus, User
 from syncd.state.queries import user_status
 
@@ -21,6 +22,10 @@ PASS_KINDS = ("sync", "resync")
 CHANGE_ACTIONS = ("provision.done", "renew.done", "replace.done", "deprovision.done")
 PASSES_SHOWN = 10
 HISTORY_POINTS = 90
+BLOCKED_EVENT = "pass.deprovision_blocked"
+PLANNING_RUNS_SEARCHED = 50
+"""How far back to look for the last sync pass that planned (one that failed to read the
+directory did not)."""
 
 
 def _failing_since(session: Session) -> dict[str, datetime]:
@@ -77,6 +82,30 @@ def previous_report_at(session: Session) -> datetime | None:
     )
 
 
+def _blocked(session: Session) -> BlockedRow | None:
+    """The blocked deprovisions of the last sync pass that planned (its summary counts them)."""
+    runs = session.scalars(
+        select(Run)
+        .where(Run.kind == "sync", Run.finished_at.is_not(None))
+        .order_by(Run.started_at.desc(), Run.id.desc())
+        .limit(PLANNING_RUNS_SEARCHED)
+    )
+    planned = next((run for run in runs if "blocked_deprovisions" in (run.summary or {})), None)
+    if planned is None or not planned.summary["blocked_deprovisions"]:
+        return None
+    event = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.run_id == planned.id, AuditEvent.action == BLOCKED_EVENT)
+        .order_by(AuditEvent.id)
+    ).first()
+    if event is None:
+        return None
+    users = event.detail.get("users") or []
+    return BlockedRow(
+        planned.id, event.at, str(event.detail.get("reason", "")), tuple(str(u) for u in users)
+    )
+
+
 def read_inputs(session: Session, changes_since: datetime) -> Inputs:
     events = session.execute(
         select(AuditEvent.email, AuditEvent.action, AuditEvent.at)
@@ -104,4 +133,5 @@ def read_inputs(session: Session, changes_since: datetime) -> Inputs:
         events=[EventRow(str(email), action, at) for email, action, at in events],
         passes=[_run_row(run) for run in runs],
         previous_reports=[_run_row(run) for run in reversed(list(reports))],
+        blocked=_blocked(session),
     )

@@ -6,7 +6,9 @@ Columns: ``section, user, item, at, value, detail``. Sections and what the colum
 - ``failure``: user, item = ``task/step``, at = failing since, value = attempts, detail = error;
 - ``expiring``: user, item = ``generation N``, at = expiry, value = days left;
 - ``change``: user, item = provisioned | renewed | deprovisioned, at = when;
-- ``pass``: item = ``<kind> run <id>``, at = start, value = seconds, detail = outcome.
+- ``pass``: item = ``<kind> run <id>``, at = start, value = seconds, detail = outcome;
+- ``blocked``: user, item = ``deprovision blocked``, at = the pass, value = its run id,
+  detail = why.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ def _rows(report: Report) -> Iterator[tuple[Any, ...]]:
             yield "change", c.email, kind, c.at, None, None
     for p in report.passes:
         yield "pass", None, f"{p.kind} run {p.id}", p.started_at, p.duration_seconds, p.outcome
+    refused = report.blocked
+    for email in refused.users:
+        yield "blocked", email, "deprovision blocked", refused.at, refused.run_id, refused.reason
 
 
 def render_csv(report: Report) -> str:

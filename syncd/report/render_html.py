@@ -56,10 +56,12 @@ section { break-inside: avoid; page-break-inside: avoid; }
 <h2>Coverage</h2>
 <div class="tiles">$tiles</div>
 <p>Covered: users in scope and enabled with an active CSE identity, out of all users in scope
-and enabled. Pending and failed users may overlap with covered ones (a renewal in progress).</p>
+and enabled; users whose deprovision was blocked count as not covered. Pending and failed users
+may overlap with covered ones (a renewal in progress).</p>
 <p class="caption">Percent covered at each recorded report, and now:</p>
 $coverage_chart
 </section>
+$blocked
 <section id="failures">
 <h2>Failures ($failure_count)</h2>
 $failures
@@ -122,12 +124,17 @@ def _tiles(report: Report) -> str:
     c = report.coverage
     return "".join(
         [
-            _tile("covered", f"{c.percent_covered:g}%", "good" if c.not_covered == 0 else "bad"),
+            _tile(
+                "covered",
+                f"{c.percent_covered:g}%",
+                "good" if c.not_covered == 0 and c.blocked == 0 else "bad",
+            ),
             _tile("in scope", str(c.users_in_scope)),
             _tile("in scope and enabled", str(c.eligible)),
             _tile("with an active identity", str(c.covered)),
             _tile("pending", str(c.pending)),
             _tile("failed", str(c.failed), "bad" if c.failed else ""),
+            _tile("deprovision blocked", str(c.blocked), "bad" if c.blocked else ""),
             _tile("deprovisioned", str(c.deprovisioned)),
             _tile(
                 f"expiring in {report.expiring_days} days",
@@ -135,6 +142,19 @@ def _tiles(report: Report) -> str:
                 "bad" if report.expiring else "",
             ),
         ]
+    )
+
+
+def _blocked(report: Report) -> str:
+    """The blocked deprovisions section: only when some are blocked."""
+    refused = report.blocked
+    if not refused.users:
+        return ""
+    return (
+        f'<section id="blocked">\n<h2>Deprovisions blocked ({len(refused.users)})</h2>\n'
+        f'<p>Pass {_text(refused.run_id)}, {_text(refused.at)}: '
+        f"{_text(refused.reason)}</p>\n"
+        f"{_table(['user'], [(email,) for email in refused.users])}\n</section>"
     )
 
 
@@ -149,6 +169,7 @@ def render_html(report: Report) -> str:
         since=_text(report.changes_since),
         since_source=escape(report.changes_since_source.replace("_", " ")),
         tiles=_tiles(report),
+        blocked=_blocked(report),
         coverage_chart=line_chart(
             [(p.at, p.percent_covered) for p in report.coverage_history],
             "Coverage over time (percent covered at each report)",

@@ -12,6 +12,7 @@ _COVERAGE_LABELS = [
     ("eligible", "in scope and enabled"),
     ("covered", "covered (active identity)"),
     ("percent_covered", "percent covered"),
+    ("blocked", "deprovision blocked"),
     ("not_covered", "not covered"),
     ("pending", "pending"),
     ("failed", "failed"),
@@ -43,6 +44,20 @@ def _title(text: str) -> str:
     return f"{text}\n{'=' * len(text)}"
 
 
+def _blocked(report: Report) -> list[str]:
+    """The blocked deprovisions section: only when some are blocked."""
+    refused = report.blocked
+    if not refused.users:
+        return []
+    when = refused.at.strftime("%Y-%m-%d %H:%M:%SZ") if refused.at else "?"
+    return [
+        _title(f"Deprovisions blocked ({len(refused.users)})"),
+        f"pass {refused.run_id}, {when}: {refused.reason}",
+        render_table([{"email": email} for email in refused.users], [("email", "user")]),
+        "",
+    ]
+
+
 def render_text(report: Report) -> str:
     stamp = report.generated_at.strftime("%Y-%m-%d %H:%M:%SZ")
     since = report.changes_since.strftime("%Y-%m-%d %H:%M:%SZ")
@@ -58,6 +73,7 @@ def render_text(report: Report) -> str:
         _title("Coverage"),
         render_record(asdict(report.coverage), _COVERAGE_LABELS),
         "",
+        *_blocked(report),
         _title(f"Failures ({len(report.failures)})"),
         render_table([asdict(f) for f in report.failures], _FAILURE_COLUMNS),
         "",

@@ -1,7 +1,8 @@
 """``--fail-on`` conditions: ``<metric><op><number>``, parsed and tested against a report.
 
 Metrics: ``failures`` (users whose task failed), ``coverage`` (percent covered), ``expiring``
-(certificates expiring within the window), ``pending`` (users with an unfinished task).
+(certificates expiring within the window), ``pending`` (users with an unfinished task),
+``blocked`` (users whose deprovision the last pass blocked).
 Operators: ``>``, ``<``, ``>=``, ``<=``, ``==``.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from syncd.errors import ConfigError
 
-METRICS = ("failures", "coverage", "expiring", "pending")
+METRICS = ("failures", "coverage", "expiring", "pending", "blocked")
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     "<=": operator.le,

@@ -122,11 +122,29 @@ class User(Base):
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deprovisioned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    missing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """First of the consecutive directory reads that did not list the user (None: listed, or
+    named by an unusable entry); ``policy.deprovision_after`` counts from here."""
 
     key_pairs: Mapped[list[KeyPair]] = relationship(
         back_populates="user", order_by="KeyPair.generation"
     )
     tasks: Mapped[list[Task]] = relationship(back_populates="user", order_by="Task.id")
+
+
+class SkippedDirectoryEntry(Base):
+    """A directory entry skipped by the last read: audited when it appears and when it goes."""
+
+    __tablename__ = "skipped_entries"
+    __table_args__ = (UniqueConstraint("source", "entry"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    entry: Mapped[str] = mapped_column(String(512))
+    """Where the entry is (``users.csv line 7``, a DN, a Google id), as the source names it."""
+    reason: Mapped[str] = mapped_column(Text)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class KeyPair(Base):

@@ -37,6 +37,7 @@ def test_example_and_demo_configurations_are_valid() -> None:
         ({"certificate": {"key_bits": 1024}}, "certificate.key_bits", "2048"),
         ({"policy": {"max_deprovision": "lots"}}, "policy.max_deprovision", "percentage"),
         ({"schedule": {"interval": "5 fortnights"}}, "schedule.interval", "not a duration"),
+        ({"policy": {"deprovision_after": "soon"}}, "policy.deprovision_after", "not a duration"),
         ({"kacls": {"uri": "ftp://x"}}, "kacls.uri", "http(s) URL"),
         ({"state": {"url": "mysql://x"}}, "state.url", "sqlite"),
         (
@@ -122,3 +123,11 @@ def test_redacted_summary_hides_inline_secrets_and_url_passwords() -> None:
     assert "c2VjcmV0" not in text
     assert "private_key" not in text
     assert "<redacted>" in text
+
+
+def test_deprovision_grace_period() -> None:
+    assert parse_config({}).policy.deprovision_after == 3600
+    for zero in (0, "0", "0s", "0h"):
+        assert parse_config({"policy": {"deprovision_after": zero}}).policy.deprovision_after == 0
+    assert parse_config({"policy": {"deprovision_after": "2h"}}).policy.deprovision_after == 7200
+    assert load_config(REPO / "config" / "example.yaml").policy.deprovision_after == 3600

@@ -83,3 +83,83 @@ def test_empty_file_is_an_empty_snapshot(tmp_path: Path) -> None:
     path = tmp_path / "users.yaml"
     path.write_text("")
     assert StaticSource(path).read(NOW).users == ()
+
+
+def test_skipped_entries_keep_the_identity_they_still_have(tmp_path: Path) -> None:
+    path = tmp_path / "users.yaml"
+    path.write_text(
+        """
+- {email: Erin@Example.com, id: e1, enabled: maybe}
+- {email: not-an-email, id: x1}
+- {email: carol@example.com}
+"""
+    )
+    skipped = StaticSource(path).read(NOW).skipped
+    assert [(s.where, s.email, s.directory_id) for s in skipped] == [
+        ("users.yaml entry 1", "erin@example.com", "e1"),
+        ("users.yaml entry 2", None, "x1"),
+        ("users.yaml entry 3", "carol@example.com", None),
+    ]
+
+
+def test_values_the_state_store_cannot_hold_are_skipped_with_a_reason(tmp_path: Path) -> None:
+    long_local = "l" * 310
+    path = tmp_path / "users.yaml"
+    path.write_text(
+        f"""
+- {{email: ok@example.com, id: ok1}}
+- {{email: longid@example.com, id: "{"i" * 256}"}}
+- {{email: "{long_local}@example.com", id: long-email}}
+- {{email: nul@example.com, id: "n\\0l"}}
+- {{email: del@example.com, id: "d\\x7fl"}}
+- {{email: "c\\x85@example.com", id: c1}}
+- {{email: max@example.com, id: "{"m" * 255}"}}
+"""
+    )
+    snapshot = StaticSource(path).read(NOW)
+    assert [u.email for u in snapshot.users] == ["ok@example.com", "max@example.com"]
+    reasons = [(s.where, s.reason) for s in snapshot.skipped]
+    assert [where for where, _ in reasons] == [f"users.yaml entry {n}" for n in (2, 3, 4, 5, 6)]
+    assert reasons[0][1].startswith(
+        "directory id of longid@example.com longer than 255 characters (256): 'iii"
+    )
+    assert reasons[1][1].startswith("email longer than 320 characters (322): 'lll")
+    assert reasons[2][1] == (
+        "directory id 'n\\x00l' of nul@example.com contains a control character (U+0000)"
+    )
+    assert "(U+007F)" in reasons[3][1]
+    assert reasons[4][1] == "email 'c\\x85@example.com' contains a control character (U+0085)"
+    # The entries still name whom they can: a too-long id is not an identity, the email is.
+    assert (snapshot.skipped[0].email, snapshot.skipped[0].directory_id) == (
+        "longid@example.com",
+        None,
+    )
+    assert (snapshot.skipped[1].email, snapshot.skipped[1].directory_id) == (None, "long-email")
+
+
+def test_csv_from_a_spreadsheet_with_a_bom_and_semicolons(tmp_path: Path) -> None:
+    path = tmp_path / "users.csv"
+    path.write_bytes(
+        "\ufeffemail;id;enabled\r\nalice@example.com;a1;yes\r\nbob@example.com;b1;no\r\n".encode()
+    )
+    snapshot = StaticSource(path).read(NOW)
+    assert snapshot.users == (
+        DirectoryUser("alice@example.com", "a1", True),
+        DirectoryUser("bob@example.com", "b1", False),
+    )
+    assert snapshot.skipped == ()
+
+
+def test_csv_with_a_bom_and_commas(tmp_path: Path) -> None:
+    path = tmp_path / "users.csv"
+    path.write_bytes("\ufeffemail,id\nalice@example.com,a1\n".encode())
+    assert [u.email for u in StaticSource(path).read(NOW).users] == ["alice@example.com"]
+
+
+def test_limits_match_the_state_store_columns() -> None:
+    from syncd.directory.base import MAX_DIRECTORY_ID, MAX_EMAIL, MAX_WHERE
+    from syncd.state.models import SkippedDirectoryEntry, User
+
+    assert MAX_EMAIL == User.__table__.c.email.type.length
+    assert MAX_DIRECTORY_ID == User.__table__.c.directory_id.type.length
+    assert MAX_WHERE == SkippedDirectoryEntry.__table__.c.entry.type.length

@@ -94,7 +94,8 @@ def test_sync_once_from_the_google_directory(deployment: Deployment) -> None:
         email: stable_id("user", email) for email in in_scope
     }
 
-    # user01 is archived, user05 leaves the group: both are deprovisioned.
+    # user01 is archived, user05 leaves the group: both are deprovisioned (no grace period).
+    deployment.update_config(policy={"deprovision_after": 0})
     write_directory(deployment, archived=(at("user01"),), group=(at("user04"),))
     plan = json.loads(deployment.syncd("plan", "--format", "json").stdout)["plan"]
     assert {(a["email"], a["action"]) for a in plan["actions"]} == {

@@ -19,7 +19,7 @@ PHASES = ("before", "after", "committed")
 
 
 def test_sigkill_at_every_step_boundary_then_resume(deployment: Deployment) -> None:
-    deployment.update_config(policy={"max_deprovision": "100%"})
+    deployment.update_config(policy={"max_deprovision": "100%", "deprovision_after": 0})
     everyone = sandbox_users(40)
     provision_points = [f"{p}:{s}" for s in PIPELINES["provision"] for p in PHASES]
     deprovision_points = [f"{p}:{s}" for s in PIPELINES["deprovision"] for p in PHASES]

@@ -54,6 +54,7 @@ def test_first_pass_provisions_everyone_and_second_pass_writes_nothing(
 def test_left_and_disabled_users_are_deprovisioned_and_history_kept(
     deployment: Deployment,
 ) -> None:
+    deployment.update_config(policy={"deprovision_after": 0})  # no grace period
     assert deployment.syncd("sync", "--once").returncode == 0
     users = sandbox_users(6)
     deployment.set_users(users[:5], disabled=(users[0],))  # user05 left, user00 disabled
@@ -88,6 +89,7 @@ def test_left_and_disabled_users_are_deprovisioned_and_history_kept(
 
 
 def test_empty_directory_and_mass_drop_deprovision_nobody(deployment: Deployment) -> None:
+    deployment.update_config(policy={"deprovision_after": 0})  # no grace period
     assert deployment.syncd("sync", "--once").returncode == 0
     writes = deployment.writes()
 

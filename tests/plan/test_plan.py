@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from syncd.directory.base import DirectoryUser, Snapshot, SourceError
+from syncd.directory.base import DirectoryUser, SkippedEntry, Snapshot, SourceError
 from syncd.plan import (
     ActionKind,
     CredentialView,
@@ -14,12 +15,15 @@ from syncd.plan import (
     TaskView,
     UserView,
     deprovision_limit,
+    format_duration,
     on_demand,
     plan,
 )
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
-POLICY = Policy(renew_before=timedelta(days=30), max_deprovision="10%")
+IMMEDIATE = timedelta(0)
+"""No deprovision grace period: the tests of deprovisioning itself act at the first read."""
+POLICY = Policy(renew_before=timedelta(days=30), max_deprovision="10%", deprovision_after=IMMEDIATE)
 
 
 def snap(*users: DirectoryUser) -> Snapshot:
@@ -86,7 +90,7 @@ def test_left_scope_and_disabled_are_deprovisioned() -> None:
     assert "--allow-mass-deprovision" in result.blocked_reason
     assert kinds(result) == {}
 
-    allowed = Policy(POLICY.renew_before, "10%", allow_mass_deprovision=True)
+    allowed = Policy(POLICY.renew_before, "10%", True, deprovision_after=IMMEDIATE)
     forced = plan(snap(*directory), views, allowed, NOW)
     assert kinds(forced) == {
         "u0@x.com": "deprovision",
@@ -125,7 +129,7 @@ def test_deprovision_wins_over_an_unfinished_provision() -> None:
     result = plan(
         snap(listed("b@x.com")),
         [view, provisioned("b@x.com")],
-        Policy(timedelta(days=30), "5"),
+        Policy(timedelta(days=30), "5", deprovision_after=IMMEDIATE),
         NOW,
     )
     assert kinds(result) == {"a@x.com": "deprovision"}
@@ -177,3 +181,72 @@ def test_on_demand_actions() -> None:
     assert unknown == ["z@x.com"]
     replace, _ = on_demand(["a@x.com"], views, force=True)
     assert replace[0].kind is ActionKind.REPLACE and replace[0].task_kind == "replace"
+
+
+GRACE = Policy(timedelta(days=30), "100%", deprovision_after=timedelta(hours=1))
+
+
+def test_a_user_named_by_an_unusable_entry_keeps_their_state() -> None:
+    views = [provisioned(f"u{i}@x.com") for i in range(5)]
+    bad_enabled = SkippedEntry(
+        "users.yaml entry 1",
+        "enabled must be true or false, not 'maybe'",
+        "u0@x.com",
+        "id-u0@x.com",
+    )
+    by_id_only = SkippedEntry("users.yaml entry 2", "invalid email 'u1@'", None, "id-u1@x.com")
+    duplicate = SkippedEntry("users.yaml entry 9", "duplicate email u2@x.com", "u2@x.com", "z")
+    snapshot = Snapshot(
+        "static",
+        NOW,
+        (listed("u2@x.com"), listed("u3@x.com")),
+        (bad_enabled, by_id_only, duplicate),
+    )
+    no_grace = Policy(timedelta(days=30), "100%", deprovision_after=IMMEDIATE)
+    result = plan(snapshot, views, no_grace, NOW)  # u4 alone is deprovisioned
+    assert kinds(result) == {"u4@x.com": "deprovision"}
+    assert {h.email: h.reason for h in result.held} == {
+        "u0@x.com": "directory entry unusable: users.yaml entry 1: enabled must be true or "
+        "false, not 'maybe'; keeping current state",
+        "u1@x.com": "directory entry unusable: users.yaml entry 2: invalid email 'u1@'; "
+        "keeping current state",
+    }
+    assert result.kept_in_scope == {"u0@x.com", "u1@x.com"}
+    assert result.skipped_entries == 3
+
+
+def test_a_missing_user_is_deprovisioned_only_after_the_grace_period() -> None:
+    def missing(email: str, since: datetime | None) -> UserView:
+        return replace(provisioned(email), missing_since=since)
+
+    views = [
+        missing("first@x.com", None),  # this is the first read that misses them
+        missing("recent@x.com", NOW - timedelta(minutes=59)),
+        missing("gone@x.com", NOW - timedelta(hours=1)),
+        provisioned("disabled@x.com"),
+        provisioned("here@x.com"),
+    ]
+    directory = snap(listed("disabled@x.com", enabled=False), listed("here@x.com"))
+    result = plan(directory, views, GRACE, NOW)
+    assert kinds(result) == {"gone@x.com": "deprovision", "disabled@x.com": "deprovision"}
+    assert {h.email: h.reason for h in result.held} == {
+        "first@x.com": "not in the directory: missing since 2026-11-30 12:00Z, deprovision "
+        "after 1h (at 2026-11-30 13:00Z)",
+        "recent@x.com": "not in the directory: missing since 2026-11-30 11:01Z, deprovision "
+        "after 1h (at 2026-11-30 12:01Z)",
+    }
+    assert result.kept_in_scope == {"first@x.com", "recent@x.com"}
+
+
+def test_blocked_deprovisions_stay_in_scope() -> None:
+    views = [provisioned(f"u{i}@x.com") for i in range(20)]
+    result = plan(snap(*(listed(f"u{i}@x.com") for i in range(17))), views, POLICY, NOW)
+    assert result.blocked_reason is not None and "3 of 20 managed users" in result.blocked_reason
+    assert result.kept_in_scope == {"u17@x.com", "u18@x.com", "u19@x.com"}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0, "0s"), (45, "45s"), (3600, "1h"), (5400, "1h30m"), (172800, "2d")]
+)
+def test_format_duration(seconds: int, text: str) -> None:
+    assert format_duration(timedelta(seconds=seconds)) == text

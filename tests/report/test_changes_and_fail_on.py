@@ -7,7 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncd.plan import ActionKind
+from syncd.report.service import make_report
+from syncd.state import audit
 from syncd.state.models import Run
+from syncd.state.runs import finish_run, start_run
 
 from .conftest import Filler, Store, email
 
@@ -86,6 +89,54 @@ def test_fail_on_conditions(store: Store) -> None:
     assert "fail-on" not in fine.stderr
 
 
+BLOCKED_REASON = (
+    "3 of 10 managed users would be deprovisioned, more than policy.max_deprovision "
+    "(10% = 1); nobody was deprovisioned"
+)
+
+
+def _blocked_pass(store: Store, users: list[str]) -> None:
+    """A sync pass that blocked deprovisions, recorded as sync_pass records one."""
+    database = store.database()
+    with database.transaction() as session:
+        now = datetime.now(UTC)
+        run_id = start_run(session, "sync", now)
+        audit.record(
+            session, "pass.deprovision_blocked", run_id=run_id, reason=BLOCKED_REASON, users=users
+        )
+        finish_run(session, run_id, "blocked", now, {"done": 0, "blocked_deprovisions": 3})
+    database.close()
+
+
+def test_blocked_deprovisions_are_a_problem(store: Store) -> None:
+    # a4 and a5 are still in scope and active; gone left the scope long ago (deprovisioned).
+    _blocked_pass(store, [email("a4"), email("a5"), email("gone")])
+    report = _report(store, "--no-record")
+    assert report["blocked_deprovisions"]["users"] == [email("a4"), email("a5")]
+    assert report["blocked_deprovisions"]["reason"] == BLOCKED_REASON
+    coverage = report["coverage"]
+    assert (coverage["blocked"], coverage["covered"], coverage["percent_covered"]) == (2, 5, 50.0)
+
+    alert = store.syncd("report", "--no-record", "--fail-on", "blocked>0")
+    assert alert.returncode == 1
+    assert alert.stderr.splitlines() == ["syncd: fail-on blocked>0 holds: blocked is 2"]
+    assert "Deprovisions blocked (2)\n========================\npass " in alert.stdout
+    assert BLOCKED_REASON in alert.stdout
+
+    # A later pass that read the directory and blocked nothing clears the problem; one that
+    # could not read it (no plan) does not.
+    database = store.database()
+    with database.transaction() as session:
+        failed = start_run(session, "sync", datetime.now(UTC))
+        finish_run(session, failed, "source_failed", datetime.now(UTC), {"error": "LDAP down"})
+    assert make_report(database, datetime.now(UTC), 30, None).coverage.blocked == 2
+    with database.transaction() as session:
+        fine = start_run(session, "sync", datetime.now(UTC))
+        finish_run(session, fine, "ok", datetime.now(UTC), {"done": 0, "blocked_deprovisions": 0})
+    assert make_report(database, datetime.now(UTC), 30, None).coverage.blocked == 0
+    database.close()
+
+
 def test_fail_on_records_alerts(store: Store) -> None:
     assert store.syncd("report", "--fail-on", "failures>0").returncode == 1
     database = store.database()
@@ -97,7 +148,10 @@ def test_fail_on_records_alerts(store: Store) -> None:
 def test_bad_conditions_are_usage_errors(store: Store) -> None:
     for condition, message in [
         ("failures=0", "'failures=0' is not a condition; write METRIC OP NUMBER"),
-        ("speed>3", "unknown metric 'speed'; use one of failures, coverage, expiring, pending"),
+        (
+            "speed>3",
+            "unknown metric 'speed'; use one of failures, coverage, expiring, pending, blocked",
+        ),
         ("coverage<lots", "'coverage<lots' is not a condition"),
     ]:
         done = store.syncd("report", "--no-record", "--fail-on", condition)

@@ -22,6 +22,7 @@ COVERAGE = {
     "disabled_in_scope": 1,
     "deprovisioned": 2,
     "percent_covered": 70.0,
+    "blocked": 0,
 }
 TOP_KEYS = [
     "version",
@@ -36,6 +37,7 @@ TOP_KEYS = [
     "passes",
     "expiry_by_month",
     "coverage_history",
+    "blocked_deprovisions",
 ]
 
 
@@ -107,6 +109,12 @@ def test_json_shape_and_values(store: Store) -> None:
     assert sum(m["count"] for m in months) == len(EXPIRES_IN_DAYS)
     history_points = report["coverage_history"]
     assert history_points == [{"at": report["generated_at"], "percent_covered": 70.0}]
+    assert report["blocked_deprovisions"] == {
+        "users": [],
+        "reason": None,
+        "run_id": None,
+        "at": None,
+    }
 
 
 def test_expiring_days_option(store: Store) -> None:

@@ -10,7 +10,14 @@ import pytest
 from syncd.config import parse_config
 from syncd.errors import ConfigError
 from syncd.report.charts import bar_chart, line_chart
-from syncd.report.model import UserRow, changes_window, coverage, expiry_by_month
+from syncd.report.model import (
+    BlockedRow,
+    UserRow,
+    blocked,
+    changes_window,
+    coverage,
+    expiry_by_month,
+)
 from syncd.report.thresholds import evaluate, parse_condition
 
 NOW = datetime(2025, 11, 20, 12, 0, tzinfo=UTC)
@@ -53,6 +60,24 @@ def test_renewing_user_is_covered_and_pending() -> None:
         2,
         50.0,
     )
+
+
+def test_blocked_deprovisions_are_never_covered() -> None:
+    users = [
+        _user("stays"),
+        _user("left"),  # missing from the directory, kept in scope: its deprovision was blocked
+        _user("off", enabled=False),  # disabled in the directory, deprovision blocked too
+        _user("gone", in_scope=False, generation=None, deprovisioned=True),
+    ]
+    row = BlockedRow(7, NOW, "3 of 3 managed users would be deprovisioned", (
+        "left@example.com", "off@example.com", "gone@example.com"
+    ))
+    refused = blocked(users, row)
+    assert refused.users == ["left@example.com", "off@example.com"]  # gone is out of scope
+    result = coverage(users, refused.users)
+    assert (result.eligible, result.covered, result.blocked) == (2, 1, 2)
+    assert result.percent_covered == pytest.approx(33.33)
+    assert blocked(users, None).users == []
 
 
 def test_changes_window() -> None:

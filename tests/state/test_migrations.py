@@ -35,10 +35,10 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 def test_upgrade_applies_initial_revision_once(engine: Engine) -> None:
-    assert schema_status(engine) == (None, "0001_initial")
-    assert upgrade(engine) == ["0001_initial"]
+    assert schema_status(engine) == (None, "0002_scope")
+    assert upgrade(engine) == ["0001_initial", "0002_scope"]
     assert upgrade(engine) == []
-    assert schema_status(engine) == ("0001_initial", head_revision())
+    assert schema_status(engine) == ("0002_scope", head_revision())
 
 
 def test_migrated_schema_equals_models(engine: Engine) -> None:
@@ -114,7 +114,7 @@ def test_require_current_schema_on_empty_database(engine: Engine) -> None:
         require_current_schema(engine)
     message = str(raised.value)
     assert "is at revision none (empty database)" in message
-    assert "this syncd needs 0001_initial: run `syncd db upgrade`" in message
+    assert "this syncd needs 0002_scope: run `syncd db upgrade`" in message
     assert engine.url.database is not None and engine.url.database in message
     upgrade(engine)
     require_current_schema(engine)
@@ -128,7 +128,7 @@ def test_downgrade_to_base_removes_everything(engine: Engine) -> None:
         config.attributes["connection"] = connection
         command.downgrade(config, "base")
     assert set(inspect(engine).get_table_names()) == {"alembic_version"}
-    assert upgrade(engine) == ["0001_initial"]
+    assert upgrade(engine) == ["0001_initial", "0002_scope"]
 
 
 def test_require_current_schema_on_newer_database(engine: Engine) -> None:
@@ -156,4 +156,50 @@ def test_concurrent_upgrades_apply_each_revision_once(db_url: str) -> None:
     ]
     results = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0], results
-    assert sorted(out.strip() for out, _ in results) == ["", "", "0001_initial"]
+    assert sorted(out.strip() for out, _ in results) == ["", "", "0001_initial,0002_scope"]
+
+
+def test_0002_puts_users_of_blocked_passes_back_in_scope(engine: Engine) -> None:
+    """Before 0002 a blocked pass marked its users out of scope although they kept their keys."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001_initial")
+    at = datetime(2026, 11, 30, tzinfo=UTC)
+    users = {1: "blocked", 2: "deprovisioned", 3: "leaving", 4: "listed"}
+    with engine.begin() as connection:
+        for user_id, name in users.items():
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, email, directory_id, source, in_scope, enabled, "
+                    "first_seen, last_seen) VALUES (:id, :email, :id, 'static', :in_scope, "
+                    ":yes, :at, :at)"
+                ),
+                {"id": user_id, "email": f"{name}@x.com", "in_scope": name == "listed",
+                 "yes": True, "at": at},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO key_pairs (user_id, generation, status, kms_label, created_at, "
+                    "updated_at) VALUES (:id, 1, :status, 'k', :at, :at)"
+                ),
+                {"id": user_id, "status": "disabled" if name == "deprovisioned" else "active",
+                 "at": at},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO tasks (user_id, kind, status, reason, attempts, created_at, "
+                "updated_at) VALUES (3, 'deprovision', 'failed', '', 1, :at, :at)"
+            ),
+            {"at": at},
+        )
+    assert upgrade(engine) == ["0002_scope"]
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT email, in_scope FROM users ORDER BY id")).all()
+    assert [(email, bool(in_scope)) for email, in_scope in rows] == [
+        ("blocked@x.com", True),
+        ("deprovisioned@x.com", False),
+        ("leaving@x.com", False),
+        ("listed@x.com", True),
+    ]
