@@ -124,6 +124,8 @@ def test_directory_test_on_the_static_source(
         "static", 2, 1)
     assert document["users"][0] == {"email": "a@example.org", "directory_id": "a1",
                                     "enabled": True}
-    assert document["skipped"] == [{"where": "users.csv line 4", "reason": "no email"}]
+    assert document["skipped"] == [
+        {"where": "users.csv line 4", "reason": "no email", "email": None, "directory_id": "c1"}
+    ]
     assert main(["--config", str(path), "directory", "test", "--user", "nobody@example.org"]) == 1
     assert "nobody@example.org is not in scope" in capsys.readouterr().err
