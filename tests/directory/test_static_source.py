@@ -160,6 +160,6 @@ def test_limits_match_the_state_store_columns() -> None:
     from syncd.directory.base import MAX_DIRECTORY_ID, MAX_EMAIL, MAX_WHERE
     from syncd.state.models import SkippedDirectoryEntry, User
 
-    assert MAX_EMAIL == User.__table__.c.email.type.length
-    assert MAX_DIRECTORY_ID == User.__table__.c.directory_id.type.length
-    assert MAX_WHERE == SkippedDirectoryEntry.__table__.c.entry.type.length
+    assert User.__table__.c.email.type.length == MAX_EMAIL
+    assert User.__table__.c.directory_id.type.length == MAX_DIRECTORY_ID
+    assert SkippedDirectoryEntry.__table__.c.entry.type.length == MAX_WHERE
