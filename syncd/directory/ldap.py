@@ -274,15 +274,26 @@ class LdapSource:
     ) -> RawEntry:
         """One search result as the snapshot's raw entry (a bad value becomes a problem)."""
         config = self.config
+        # Each value is read on its own, so an entry with one bad attribute still names the
+        # user it holds (the plan keeps that user's state instead of taking them as "left").
+        email: str | None = None
+        directory_id: str | None = None
         try:
             emails = [decode_text(v, config.email_attribute)
                       for v in attributes.get(config.email_attribute) or ()]
             email = choose_email(emails, config.mail_domains)
+        except ValueError as exc:
+            problem: str | None = str(exc)
+        else:
+            problem = None
+        try:
             ids = attributes.get(self._id_attribute) or []
             directory_id = self._id(ids[0]) if ids else None
             enabled = not self._disabled(attributes, now or datetime.now(UTC))
         except ValueError as exc:
-            return RawEntry(dn, None, None, problem=str(exc))
+            problem = problem or str(exc)
+        if problem is not None:
+            return RawEntry(dn, email, directory_id, problem=problem)
         return RawEntry(dn, email, directory_id, enabled)
 
     def _id(self, raw: bytes) -> str:

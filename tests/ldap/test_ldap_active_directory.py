@@ -20,6 +20,7 @@ from syncd.directory.ldap_connect import LdapEndpoint
 from syncd.directory.ldap_values import (
     account_expired,
     ad_partition_referral,
+    guid_string,
     primary_group_id,
     sid_rid,
 )
@@ -108,6 +109,8 @@ def test_an_expired_account_is_disabled_and_a_bad_value_skips_the_entry() -> Non
     assert never.enabled is True
     bad = source.raw_entry("CN=Ann", {**base, "accountExpires": [b"x"]}, NOW)
     assert bad.problem == "accountExpires is not a number: b'x'"
+    # The unusable entry still names its user, so the plan holds that user's state.
+    assert (bad.email, bad.directory_id) == ("ann@corp.example", guid_string(guid))
 
 
 # --- a whole read through a domain controller double -------------------------------------

@@ -96,6 +96,7 @@ def test_active_directory_entries_map_to_raw_entries() -> None:
         "Ann@Corp.Example", "00112233-4455-6677-8899-aabbccddeeff", False)
     bad = source.raw_entry(dn, {"mail": [b"a@corp.example"], "objectGUID": [b"short"]})
     assert bad.problem == "objectGUID must be 16 bytes, not 5"
+    assert bad.email == "a@corp.example"
 
 
 @pytest.mark.parametrize(
