@@ -321,18 +321,31 @@ class GoogleConfig(_Section):
     admin_subject: str | None = None
     requests_per_second: float = Field(default=10.0, gt=0)
     max_retries: int = Field(default=6, ge=0)
+    """Retries of one request outside a pipeline step (commands, directory reads); inside a
+    step, the step's budget (pipeline.step_retries, pipeline.step_time_limit) applies."""
+    max_retry_after: Duration = 60.0
+    """Longest ``Retry-After`` waited for; a longer one is a transient failure retried later."""
     timeout_seconds: float = Field(default=60.0, gt=0)
 
     _one = model_validator(mode="before")(lambda v: _check_one_source(v, "service_account_key"))
+    _durations = field_validator("max_retry_after", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v))
+    )
 
 
 class PipelineConfig(_Section):
     workers: int = Field(default=4, ge=1, le=64)
     step_attempts: int = Field(default=5, ge=1)
+    """Runs of one step within a pass (each run after the first is charged to the budget)."""
+    step_retries: int = Field(default=4, ge=0)
+    """A step's retry budget: requests re-sent by the Google client and runs of the step by
+    the runner, together; a step sends at most the requests it needs plus this many."""
+    step_time_limit: Duration = 120.0
+    """No retry wait starts that would end later than this after the step began."""
     retry_initial: Duration = 60.0
     retry_max: Duration = 6 * 3600.0
 
-    _durations = field_validator("retry_initial", "retry_max", mode="before")(
+    _durations = field_validator("step_time_limit", "retry_initial", "retry_max", mode="before")(
         classmethod(lambda cls, v: parse_duration(v))
     )
 

@@ -33,6 +33,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd.app import App
+from syncd.budget import RetryBudget, StopRequested, spending
 from syncd.config import Config, load_config, read_secret
 from syncd.directory.base import SourceError
 from syncd.errors import EXIT_FAILURES, EXIT_OK, ConfigError, LockHeldError, SyncdError
@@ -275,18 +276,23 @@ class Daemon:
         started = time.monotonic()
         outcome, described = "error", ""
         try:
-            result = sync_pass(
-                app,
-                stop=self.stop,
-                on_step=self.metrics.observe_step,
-                on_done=self.metrics.observe_task,
-            )
+            # Retry waits outside the steps (directory reads) wake on stop too.
+            with spending(RetryBudget(stop=self.stop)):
+                result = sync_pass(
+                    app,
+                    stop=self.stop,
+                    on_step=self.metrics.observe_step,
+                    on_done=self.metrics.observe_task,
+                )
             outcome = outcome_of(result)
             summary = result.summary()
             described = (
                 f"pass {result.run_id}: {outcome}, {summary['done']} done, "
                 f"{summary['failed']} failed, {summary['stopped']} stopped"
             )
+            log.info("%s", described)
+        except StopRequested:
+            outcome, described = "stopped", "pass stopped while waiting to retry a directory read"
             log.info("%s", described)
         except LockHeldError as error:
             outcome, described = "locked", f"pass skipped: {error}"
