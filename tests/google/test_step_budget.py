@@ -76,9 +76,9 @@ def test_a_stop_wakes_a_retry_after_wait(sandbox: RunningSandbox) -> None:
     stop = threading.Event()
     threading.Timer(0.5, stop.set).start()
     started = time.monotonic()
-    with spending(RetryBudget(retries=4, seconds=120.0, stop=stop)):
-        with pytest.raises(StopRequested):
-            client.list_keypairs(ALICE)
+    budget = RetryBudget(retries=4, seconds=120.0, stop=stop)
+    with spending(budget), pytest.raises(StopRequested):
+        client.list_keypairs(ALICE)
     assert time.monotonic() - started < 3.0
     assert sandbox.requests(LIST) == 2
 
@@ -90,7 +90,8 @@ def test_a_closed_token_endpoint_is_named_as_such(sandbox: RunningSandbox) -> No
     with pytest.raises(GoogleAPIError) as caught:
         GmailCSE(config, retry=RetryPolicy(max_retries=1, base_delay=0.01)).list_keypairs(ALICE)
     message = str(caught.value)
-    assert message.startswith(f"Google's OAuth token endpoint {token_uri} did not answer ("), message
+    expected = f"Google's OAuth token endpoint {token_uri} did not answer ("
+    assert message.startswith(expected), message
     assert f"no access token for {ALICE} (Gmail keypairs.list not sent)" in message
     assert "Gmail did not answer" not in message
     assert caught.value.retryable and not caught.value.outcome_unknown
