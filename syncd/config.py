@@ -474,7 +474,9 @@ class DaemonConfig(_Section):
 
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["auto", "text", "json"] = "auto"
+    format: Literal["auto", "text", "json", "journal"] = "auto"
+    """auto: text on a terminal; JSON lines elsewhere, each with its syslog priority prefix
+    (``<4>``) when stderr is the journal; journal: always those prefixes."""
 
     @field_validator("level", mode="before")
     @classmethod
