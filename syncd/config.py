@@ -430,9 +430,18 @@ class ReportConfig(_Section):
     email: ReportEmailConfig | None = None
     """Send each report to ``recipients`` (off when unset)."""
     cron: list[str] = []
-    """Crontab expressions on which ``syncd run`` writes the report (none by default)."""
+    """Refused when not empty: reports are scheduled by ``syncd-report.timer`` only."""
 
-    _crontab = field_validator("cron")(classmethod(lambda cls, v: _check_crontabs(v)))
+    @field_validator("cron")
+    @classmethod
+    def _scheduled_by_the_timer(cls, expressions: list[str]) -> list[str]:
+        if expressions:
+            raise ValueError(
+                "syncd run no longer writes reports: remove report.cron and schedule "
+                "`syncd report` with systemd/syncd-report.timer (OnCalendar=, e.g. "
+                "`systemctl edit syncd-report.timer`) or cron"
+            )
+        return expressions
 
 
 def _check_crontabs(expressions: list[str]) -> list[str]:
@@ -466,8 +475,12 @@ class DaemonConfig(_Section):
     """On SIGTERM, how long running steps get to reach their checkpoint."""
     health_max_age: Duration | None = None
     """``syncd health`` fails when the last pass finished longer ago (default: 3 intervals)."""
+    stall_timeout: Duration = 900.0
+    """A running pass that finishes no step for this long is stalled: the watchdog pings stop
+    (systemd then restarts the service). Keep it above pipeline.step_time_limit plus
+    google.timeout_seconds, and above the time a directory read takes."""
 
-    _durations = field_validator("stop_timeout", "health_max_age", mode="before")(
+    _durations = field_validator("stop_timeout", "health_max_age", "stall_timeout", mode="before")(
         classmethod(lambda cls, v: None if v is None else parse_duration(v))
     )
 
