@@ -352,18 +352,31 @@ class GoogleConfig(_Section):
     admin_subject: str | None = None
     requests_per_second: float = Field(default=10.0, gt=0)
     max_retries: int = Field(default=6, ge=0)
+    """Retries of one request outside a pipeline step (commands, directory reads); inside a
+    step, the step's budget (pipeline.step_retries, pipeline.step_time_limit) applies."""
+    max_retry_after: Duration = 60.0
+    """Longest ``Retry-After`` waited for; a longer one is a transient failure retried later."""
     timeout_seconds: float = Field(default=60.0, gt=0)
 
     _one = model_validator(mode="before")(lambda v: _check_one_source(v, "service_account_key"))
+    _durations = field_validator("max_retry_after", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v))
+    )
 
 
 class PipelineConfig(_Section):
     workers: int = Field(default=4, ge=1, le=64)
     step_attempts: int = Field(default=5, ge=1)
+    """Runs of one step within a pass (each run after the first is charged to the budget)."""
+    step_retries: int = Field(default=4, ge=0)
+    """A step's retry budget: requests re-sent by the Google client and runs of the step by
+    the runner, together; a step sends at most the requests it needs plus this many."""
+    step_time_limit: Duration = 120.0
+    """No retry wait starts that would end later than this after the step began."""
     retry_initial: Duration = 60.0
     retry_max: Duration = 6 * 3600.0
 
-    _durations = field_validator("retry_initial", "retry_max", mode="before")(
+    _durations = field_validator("step_time_limit", "retry_initial", "retry_max", mode="before")(
         classmethod(lambda cls, v: parse_duration(v))
     )
 
@@ -461,9 +474,18 @@ class ReportConfig(_Section):
     email: ReportEmailConfig | None = None
     """Send each report to ``recipients`` (off when unset)."""
     cron: list[str] = []
-    """Crontab expressions on which ``syncd run`` writes the report (none by default)."""
+    """Refused when not empty: reports are scheduled by ``syncd-report.timer`` only."""
 
-    _crontab = field_validator("cron")(classmethod(lambda cls, v: _check_crontabs(v)))
+    @field_validator("cron")
+    @classmethod
+    def _scheduled_by_the_timer(cls, expressions: list[str]) -> list[str]:
+        if expressions:
+            raise ValueError(
+                "syncd run no longer writes reports: remove report.cron and schedule "
+                "`syncd report` with systemd/syncd-report.timer (OnCalendar=, e.g. "
+                "`systemctl edit syncd-report.timer`) or cron"
+            )
+        return expressions
 
 
 def _check_crontabs(expressions: list[str]) -> list[str]:
@@ -497,15 +519,21 @@ class DaemonConfig(_Section):
     """On SIGTERM, how long running steps get to reach their checkpoint."""
     health_max_age: Duration | None = None
     """``syncd health`` fails when the last pass finished longer ago (default: 3 intervals)."""
+    stall_timeout: Duration = 900.0
+    """A running pass that finishes no step for this long is stalled: the watchdog pings stop
+    (systemd then restarts the service). Keep it above pipeline.step_time_limit plus
+    google.timeout_seconds, and above the time a directory read takes."""
 
-    _durations = field_validator("stop_timeout", "health_max_age", mode="before")(
+    _durations = field_validator("stop_timeout", "health_max_age", "stall_timeout", mode="before")(
         classmethod(lambda cls, v: None if v is None else parse_duration(v))
     )
 
 
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["auto", "text", "json"] = "auto"
+    format: Literal["auto", "text", "json", "journal"] = "auto"
+    """auto: text on a terminal; JSON lines elsewhere, each with its syslog priority prefix
+    (``<4>``) when stderr is the journal; journal: always those prefixes."""
 
     @field_validator("level", mode="before")
     @classmethod

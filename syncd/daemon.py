@@ -3,27 +3,29 @@
 An APScheduler background scheduler starts a sync pass every ``schedule.interval`` (the first
 one at start) and on each ``schedule.cron`` expression, with ``schedule.jitter``; never two
 passes at once (a pass due while one runs is skipped, and the log says so), and the run lock
-keeps a hand-run ``syncd sync``/``resync`` and the daemon apart (the loser says so). Report jobs
-run on ``report.cron``.
+keeps a hand-run ``syncd sync``/``resync`` and the daemon apart (the loser says so). Reports
+are not scheduled here: ``systemd/syncd-report.timer`` runs ``syncd report``.
 
 systemd (``Type=notify``): READY=1 once the configuration and database checks pass, STATUS=
 with the last pass's outcome, WATCHDOG=1 every half ``$WATCHDOG_USEC`` while the scheduler is
-alive. SIGHUP reloads the configuration (a bad one is refused, logged, and the running one
-kept); SIGTERM or SIGINT stop the runner from starting tasks or steps, give running steps
-``daemon.stop_timeout`` to reach their checkpoint, and exit 0.
+alive and passes make progress: no pass is running, or the running one finished a step or a
+task within ``daemon.stall_timeout`` (:class:`PassProgress`). A stalled pass stops the pings,
+and systemd restarts the service after ``WatchdogSec``; the new process resumes every task
+from its checkpoint. SIGHUP reloads the configuration (a bad one is refused, logged, and the
+running one kept); SIGTERM or SIGINT stop the runner from starting tasks or steps, give
+running steps ``daemon.stop_timeout`` to reach their checkpoint (retry waits end at once),
+and exit 0.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import queue
 import signal
-import subprocess
-import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,18 +35,19 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd.app import App
+from syncd.budget import RetryBudget, StopRequested, spending
 from syncd.config import Config, load_config, read_secret
 from syncd.directory.base import SourceError
 from syncd.errors import EXIT_FAILURES, EXIT_OK, ConfigError, LockHeldError, SyncdError
 from syncd.logs import log_context, register_secret, setup_logging
 from syncd.metrics import Metrics
+from syncd.pipeline.runner import TaskResult
 from syncd.pipeline.sync import PassResult, sync_pass
 from syncd.sdnotify import notify, watchdog_period
 from syncd.setup import check_configuration
 
 log = logging.getLogger("syncd.daemon")
 
-DEFAULT_REPORT_OUTPUT = Path("/var/lib/syncd/report.html")
 _IDLE_TICK = 1.0
 
 
@@ -103,22 +106,36 @@ def register_config_secrets(config: Config) -> None:
     register_secret(make_url(config.state.url).password)
 
 
-def run_report_job(config: Config) -> None:
-    """The report cron job: ``syncd report`` when this version has reports, else a log line."""
-    if importlib.util.find_spec("syncd.report") is None:
-        log.info("report job skipped: reports not available in this version")
-        return
-    output = config.report.output or DEFAULT_REPORT_OUTPUT
-    command = [sys.executable, "-m", "syncd"]
-    if config.source_path is not None:
-        command += ["--config", str(config.source_path)]
-    command += ["report", "--output", str(output), "--format", "html"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode == 0:
-        log.info("report written to %s", output)
-    else:
-        reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        log.error("report job failed (exit %d): %s", done.returncode, reason)
+class PassProgress:
+    """Whether the running pass (if any) makes progress: a step or a task finished lately.
+
+    Written by the pass's threads (:meth:`started`, :meth:`advanced`, :meth:`ended`), read by
+    the main loop before each watchdog ping (:meth:`stalled_for`).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._running = False
+        self._last = clock()
+
+    def started(self) -> None:
+        with self._lock:
+            self._running, self._last = True, self._clock()
+
+    def advanced(self) -> None:
+        with self._lock:
+            self._last = self._clock()
+
+    def ended(self) -> None:
+        with self._lock:
+            self._running, self._last = False, self._clock()
+
+    def stalled_for(self, limit: float) -> float | None:
+        """Seconds since the running pass last made progress, if more than ``limit``."""
+        with self._lock:
+            quiet = self._clock() - self._last
+            return quiet if self._running and quiet > limit else None
 
 
 class Daemon:
@@ -134,6 +151,8 @@ class Daemon:
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._status = "starting"
+        self.progress = PassProgress()
+        self._stall_reported = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -166,11 +185,32 @@ class Daemon:
                 self._reload()
             elif number in (signal.SIGTERM, signal.SIGINT):
                 return self._shutdown(signal.Signals(number).name)
-            if period and self._alive():
+            if period and self._alive() and self._progressing():
                 notify("WATCHDOG=1")
 
     def _alive(self) -> bool:
-        return bool(self._scheduler.running)
+        thread = getattr(self._scheduler, "_thread", None)
+        return bool(self._scheduler.running) and (thread is None or thread.is_alive())
+
+    def _progressing(self) -> bool:
+        """False (and said once per stall) while the running pass makes no progress."""
+        limit = self.config.daemon.stall_timeout
+        quiet = self.progress.stalled_for(limit)
+        if quiet is None:
+            if self._stall_reported:
+                log.info("the pass makes progress again")
+                self._stall_reported = False
+            return True
+        if not self._stall_reported:
+            self._stall_reported = True
+            log.error(
+                "the running pass has finished no step for %.0fs (daemon.stall_timeout %gs): "
+                "watchdog pings stop, systemd restarts syncd if it stays stuck",
+                quiet,
+                limit,
+            )
+            notify(f"STATUS=stalled: no step finished for {quiet:.0f}s")
+        return False
 
     def _shutdown(self, why: str) -> int:
         timeout = self.config.daemon.stop_timeout
@@ -225,15 +265,6 @@ class Daemon:
                 coalesce=True,
                 misfire_grace_time=None,
             )
-        for number, expression in enumerate(config.report.cron):
-            scheduler.add_job(
-                self._report_job,
-                CronTrigger.from_crontab(expression),
-                id=f"report-cron-{number}",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-            )
 
     def _reload(self) -> None:
         log.info("SIGHUP received: reloading %s", self.config_path)
@@ -249,7 +280,7 @@ class Daemon:
         old, self.config = self.config, new
         setup_logging(new.logging.level, new.logging.format)
         register_config_secrets(new)
-        if (old.schedule, old.report.cron) != (new.schedule, new.report.cron):
+        if old.schedule != new.schedule:
             self._schedule(new, first_pass_now=False)
         log.info("configuration reloaded from %s", self.config_path)
         notify("READY=1", f"STATUS={self._status} (configuration reloaded)")
@@ -274,19 +305,22 @@ class Daemon:
         app = App(config)
         started = time.monotonic()
         outcome, described = "error", ""
+        self.progress.started()
         try:
-            result = sync_pass(
-                app,
-                stop=self.stop,
-                on_step=self.metrics.observe_step,
-                on_done=self.metrics.observe_task,
-            )
+            # Retry waits outside the steps (directory reads) wake on stop too.
+            with spending(RetryBudget(stop=self.stop)):
+                result = sync_pass(
+                    app, stop=self.stop, on_step=self._on_step, on_done=self._on_task
+                )
             outcome = outcome_of(result)
             summary = result.summary()
             described = (
                 f"pass {result.run_id}: {outcome}, {summary['done']} done, "
                 f"{summary['failed']} failed, {summary['stopped']} stopped"
             )
+            log.info("%s", described)
+        except StopRequested:
+            outcome, described = "stopped", "pass stopped while waiting to retry a directory read"
             log.info("%s", described)
         except LockHeldError as error:
             outcome, described = "locked", f"pass skipped: {error}"
@@ -301,6 +335,7 @@ class Daemon:
             described = "pass failed unexpectedly (see the log)"
             log.exception("pass failed unexpectedly")
         finally:
+            self.progress.ended()
             ended = datetime.now(UTC)
             self.metrics.observe_pass(outcome, time.monotonic() - started, ended)
             try:
@@ -312,11 +347,13 @@ class Daemon:
         self._status = f"last pass at {_stamp(ended)}: {described}"
         notify(f"STATUS={self._status}")
 
-    def _report_job(self) -> None:
-        try:
-            run_report_job(self.config)
-        except Exception:
-            log.exception("report job failed")
+    def _on_step(self, step: str, seconds: float, error: BaseException | None) -> None:
+        self.progress.advanced()
+        self.metrics.observe_step(step, seconds, error)
+
+    def _on_task(self, result: TaskResult) -> None:
+        self.progress.advanced()
+        self.metrics.observe_task(result)
 
 
 def run(config: Config) -> int:

@@ -3,13 +3,18 @@
 Healthy means both:
 - the state store is reachable and its schema current;
 - the last sync pass finished within ``daemon.health_max_age`` (default: three schedule
-  intervals plus the jitter; 25 hours with cron-only schedules) and could read the directory
-  (its outcome is not ``source_failed``). Per-user failures and blocked deprovisions are
-  reported but do not make the installation unhealthy: ``syncd status`` lists them.
+  intervals plus the jitter; 25 hours with cron-only schedules) and did its job: it could read
+  the directory (not ``source_failed``), did not crash (not ``error``), was not blocked (a
+  mass deprovision refused: ``blocked``), and did not fail every user it touched (Google or
+  the KMS unreachable); and no pass started after it was left unfinished by a process that
+  died (killed, out of memory, a hard exit). Some users failing among others done is reported
+  by ``syncd status``, not here.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -59,6 +64,66 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
+def judge_finished(run: Run, age: float, limit: float) -> Check:
+    """The "last pass" check for the last finished sync pass, ``age`` seconds after it ended."""
+    summary = run.summary or {}
+    described = f"pass {run.id} finished {_ago(age)} ({run.outcome})"
+    if age > limit:
+        return Check("last pass", False, f"{described}; older than {limit:.0f}s")
+    if run.outcome == "source_failed":
+        error = summary.get("error", "unknown error")
+        return Check("last pass", False, f"{described}: the directory could not be read: {error}")
+    if run.outcome == "error":
+        error = summary.get("error", "unknown error")
+        return Check("last pass", False, f"{described}: the pass crashed: {error}")
+    if run.outcome == "blocked":
+        count = summary.get("blocked_deprovisions", "some")
+        return Check(
+            "last pass",
+            False,
+            f"{described}: deprovisioning {count} user(s) was refused as a mass deprovision "
+            "(policy.max_deprovision); see `syncd plan`, then fix the directory or run "
+            "`syncd sync --once --allow-mass-deprovision`",
+        )
+    failed, done = summary.get("failed", 0), summary.get("done", 0)
+    if run.outcome == "failures" and isinstance(failed, int) and failed > 0 and not done:
+        return Check(
+            "last pass",
+            False,
+            f"{described}: every user it touched failed ({failed} failed, none done): "
+            "Google or the KMS may be unreachable; see `syncd status`",
+        )
+    return Check("last pass", True, described)
+
+
+def process_alive(host: str, pid: int) -> bool | None:
+    """Whether process ``pid`` runs on ``host``; None when that cannot be told from here."""
+    if host != socket.gethostname() or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def abandoned(open_runs: list[Run], now: datetime, limit: float) -> list[Run]:
+    """Unfinished passes whose process is gone: passes never run two at once, so any but the
+    newest is gone; the newest is gone when its process is (same host) or, elsewhere, when it
+    has run longer than ``limit``."""
+    gone = list(open_runs[:-1])
+    if open_runs:
+        newest = open_runs[-1]
+        alive = process_alive(newest.host, newest.pid)
+        if alive is None:
+            alive = (now - newest.started_at).total_seconds() <= limit
+        if not alive:
+            gone.append(newest)
+    return gone
+
+
 def _last_pass(database: Database, config: Config, now: datetime) -> Check:
     with database.sessions() as session:
         run = session.scalars(
@@ -67,17 +132,33 @@ def _last_pass(database: Database, config: Config, now: datetime) -> Check:
             .order_by(Run.finished_at.desc(), Run.id.desc())
             .limit(1)
         ).first()
-    if run is None or run.finished_at is None:
-        return Check("last pass", False, "no sync pass has finished yet")
-    age = (now - run.finished_at).total_seconds()
+        later = select(Run).where(Run.kind == "sync", Run.finished_at.is_(None))
+        if run is not None:
+            later = later.where(Run.id > run.id)
+        open_runs = list(session.scalars(later.order_by(Run.id)))
     limit = max_age(config)
-    described = f"pass {run.id} finished {_ago(age)} ({run.outcome})"
-    if age > limit:
-        return Check("last pass", False, f"{described}; older than {limit:.0f}s")
-    if run.outcome == "source_failed":
-        error = (run.summary or {}).get("error", "unknown error")
-        return Check("last pass", False, f"{described}: the directory could not be read: {error}")
-    return Check("last pass", True, described)
+    dead = abandoned(open_runs, now, limit)
+    if dead:
+        first = dead[0]
+        more = f" ({len(dead)} such passes)" if len(dead) > 1 else ""
+        return Check(
+            "last pass",
+            False,
+            f"pass {first.id} started {_ago((now - first.started_at).total_seconds())} on "
+            f"{first.host or 'an unknown host'} (pid {first.pid}) and never finished: its "
+            f"process died or was killed{more}; see the service's log",
+        )
+    running = [r for r in open_runs if r not in dead]
+    if run is None or run.finished_at is None:
+        if running:
+            return Check("last pass", False, f"pass {running[-1].id} running; none finished yet")
+        return Check("last pass", False, "no sync pass has finished yet")
+    check = judge_finished(run, (now - run.finished_at).total_seconds(), limit)
+    if running:
+        since = _ago((now - running[-1].started_at).total_seconds()).removesuffix(" ago")
+        detail = f"{check.detail}; pass {running[-1].id} running for {since}"
+        check = Check(check.name, check.ok, detail)
+    return check
 
 
 def check_health(config: Config, now: datetime) -> Health:

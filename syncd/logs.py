@@ -1,5 +1,10 @@
 """Logging setup: JSON lines off a terminal (journald), human lines on one, never a secret.
 
+When stderr is the journal (``$JOURNAL_STREAM`` names its device and inode, as systemd sets it
+for ``StandardError=journal``), or with ``logging.format: journal``, each line starts with its
+syslog priority, sd-daemon style (``<4>`` for a warning; journald's ``SyslogLevelPrefix=yes``,
+the default, strips it), so ``journalctl -p warning`` shows warnings and errors.
+
 Every record carries the pass id and the user it concerns when known: the pipeline binds them
 with :func:`log_context` / :func:`bind` (a context variable, so each worker thread has its
 own). A :class:`SecretFilter` on the handler renders each message and traceback and masks
@@ -13,6 +18,7 @@ import base64
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -176,9 +182,50 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+SYSLOG_PRIORITIES = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+"""syslog(3) priorities: debug, info, warning, err, crit."""
+
+
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority of a logging level (levels between two take the lower one's)."""
+    below = [level for level in SYSLOG_PRIORITIES if level <= levelno]
+    return SYSLOG_PRIORITIES[max(below)] if below else 7
+
+
+class PriorityPrefixFormatter(logging.Formatter):
+    """Another formatter's output with ``<N>`` before every line (journald reads one entry a
+    line, and the priority of each from its prefix)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in self.inner.format(record).split("\n"))
+
+
+def is_journal(stream: TextIO) -> bool:
+    """True when ``stream`` is the journal's stream socket (``$JOURNAL_STREAM`` = dev:inode)."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # io.StringIO and closed streams
+        return False
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
 # --- setup ----------------------------------------------------------------------------------
 
-LogFormat = Literal["auto", "text", "json"]
+LogFormat = Literal["auto", "text", "json", "journal"]
 
 
 class _SyncdHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -188,13 +235,20 @@ class _SyncdHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def setup_logging(
     level: str = "WARNING", fmt: LogFormat = "auto", stream: TextIO | None = None
 ) -> logging.Handler:
-    """Route every logger through one masked handler; safe to call again (on reload)."""
+    """Route every logger through one masked handler; safe to call again (on reload).
+
+    ``fmt``: ``text``, ``json``, ``journal`` (JSON lines with ``<N>`` priority prefixes), or
+    ``auto``: text on a terminal, journal when the stream is the journal, else json.
+    """
     stream = stream if stream is not None else sys.stderr
     if fmt == "auto":
-        fmt = "text" if stream.isatty() else "json"
+        fmt = "text" if stream.isatty() else "journal" if is_journal(stream) else "json"
     handler = _SyncdHandler(stream)
     handler.addFilter(SecretFilter())
-    handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
+    formatter: logging.Formatter = TextFormatter() if fmt == "text" else JSONFormatter()
+    if fmt == "journal":
+        formatter = PriorityPrefixFormatter(formatter)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _SyncdHandler)]:
         root.removeHandler(old)

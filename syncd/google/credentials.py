@@ -3,6 +3,12 @@
 The key comes from ``google.service_account_key[_file|_env]``; its ``token_uri`` is where
 tokens are fetched (the sandbox's, in tests and rehearsals). The key's text is never logged
 and never put in an error message.
+
+A token is fetched before the API request that needs it (:meth:`DelegatedCredentials.
+ensure_token`), so a token endpoint that does not answer is named as such
+(:class:`TokenEndpointError`), and with one request per attempt: google-auth's own retries
+of the token request (three tries, sleeps that ignore a stop) are turned off, syncd's retry
+budget does the retrying.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, cast
 
-from google.oauth2 import service_account
+import google_auth_httplib2
+import httplib2
+from google.auth import exceptions as auth_exceptions
+from google.oauth2 import _client, service_account
 
 from syncd.config import GoogleConfig, read_secret
 from syncd.errors import ConfigError
@@ -47,6 +56,39 @@ def load_key_info(cfg: GoogleConfig) -> dict[str, Any]:
     return info
 
 
+class TokenEndpointError(Exception):
+    """The OAuth token endpoint did not answer, or answered with a server error.
+
+    ``cause`` is the transport error or google-auth's RefreshError (retryable ones only).
+    """
+
+    def __init__(self, token_uri: str, cause: BaseException) -> None:
+        self.token_uri = token_uri
+        self.cause = cause
+        super().__init__(f"{token_uri}: {cause}")
+
+
+class _OneTryCredentials(service_account.Credentials):
+    """Service-account credentials whose delegated token request is sent once, not retried."""
+
+    def _perform_refresh_token(self, request: Any) -> None:
+        if not self._subject:
+            super()._perform_refresh_token(request)
+            return
+        assertion = self._make_authorization_grant_assertion()  # type: ignore[no-untyped-call]
+        token, expiry, _ = _client.jwt_grant(  # type: ignore[no-untyped-call]
+            request, self._token_uri, assertion, can_retry=False
+        )
+        self.token, self.expiry = token, expiry
+
+
+TOKEN_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    httplib2.HttpLib2Error,
+    auth_exceptions.TransportError,
+)
+
+
 class DelegatedCredentials:
     """Credentials impersonating one subject each, cached so tokens are reused.
 
@@ -56,7 +98,7 @@ class DelegatedCredentials:
 
     def __init__(self, info: dict[str, Any], scopes: Sequence[str], cache_size: int = 1024):
         try:
-            self._base = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            self._base = _OneTryCredentials.from_service_account_info(  # type: ignore[no-untyped-call]
                 info, scopes=list(scopes)
             )
         except (ValueError, KeyError, TypeError):
@@ -64,6 +106,7 @@ class DelegatedCredentials:
                 _WHERE, "the key file's private_key cannot be read as an RSA private key"
             ) from None
         self.client_email: str = info["client_email"]
+        self.token_uri: str = info["token_uri"]
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._by_subject: OrderedDict[str, service_account.Credentials] = OrderedDict()
@@ -80,3 +123,21 @@ class DelegatedCredentials:
             if len(self._by_subject) > self._cache_size:
                 self._by_subject.popitem(last=False)
             return creds
+
+    def ensure_token(self, creds: service_account.Credentials, http: httplib2.Http) -> None:
+        """Fetch a token for ``creds`` unless it holds a valid one.
+
+        TokenEndpointError when the endpoint does not answer or answers with a server error
+        (google-auth's RefreshError marked retryable); a refusal (``invalid_grant``, ...)
+        passes through as RefreshError.
+        """
+        if creds.valid:
+            return
+        try:
+            creds.refresh(google_auth_httplib2.Request(http))  # type: ignore[no-untyped-call]
+        except auth_exceptions.RefreshError as error:
+            if getattr(error, "retryable", False):
+                raise TokenEndpointError(self.token_uri, error) from error
+            raise
+        except TOKEN_TRANSPORT_ERRORS as error:
+            raise TokenEndpointError(self.token_uri, error) from error

@@ -27,6 +27,10 @@ class GoogleAPIError(SyncdError):
     ``status`` is the HTTP status (None when no answer came), ``reason`` Google's canonical
     status (``INVALID_ARGUMENT``) or OAuth error (``invalid_grant``), ``detail_reason`` the
     legacy reason (``rateLimitExceeded``), ``user`` the mailbox or subject concerned.
+    ``retry_after`` is the wait Google asked for, if any. ``later`` marks a transient failure
+    that is not to be retried within the current step (the step's retry budget is spent, or
+    Google asked for a longer wait than ``google.max_retry_after``): the task's backoff retries
+    it in a later pass.
     """
 
     exit_code = EXIT_FAILURES
@@ -42,6 +46,8 @@ class GoogleAPIError(SyncdError):
         retryable: bool,
         google_message: str = "",
         detail_reason: str | None = None,
+        retry_after: float | None = None,
+        later: bool = False,
     ) -> None:
         self.method = method
         self.user = user
@@ -50,7 +56,24 @@ class GoogleAPIError(SyncdError):
         self.retryable = retryable
         self.google_message = google_message
         self.detail_reason = detail_reason
+        self.retry_after = retry_after
+        self.later = later
         super().__init__(message)
+
+    def handed_back(self, why: str) -> GoogleAPIError:
+        """This failure, not to be retried within the step, ``why`` added to its message."""
+        return GoogleAPIError(
+            f"{self}; {why}",
+            method=self.method,
+            user=self.user,
+            status=self.status,
+            reason=self.reason,
+            retryable=self.retryable,
+            google_message=self.google_message,
+            detail_reason=self.detail_reason,
+            retry_after=self.retry_after,
+            later=True,
+        )
 
     @property
     def outcome_unknown(self) -> bool:

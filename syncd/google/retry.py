@@ -1,5 +1,11 @@
-"""Retrying Google calls: exponential backoff with jitter, ``Retry-After`` honoured, and the
-translation of every failure into :class:`GoogleAPIError`.
+"""Retrying Google calls: exponential backoff with jitter, ``Retry-After`` honoured up to a
+cap, and the translation of every failure into :class:`GoogleAPIError`.
+
+Inside a pipeline step the step's :class:`~syncd.budget.RetryBudget` decides how many retries
+and how much waiting are left (the runner charges the same budget when it runs a step again),
+and every wait wakes on the stop event. Outside a step, ``RetryPolicy.max_retries`` bounds the
+retries of one call. A ``Retry-After`` longer than ``max_retry_after`` is not waited for: the
+failure goes back to the caller, transient, marked ``later`` (for a task: its backoff).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import httplib2
 from google.auth import exceptions as auth_exceptions
 from googleapiclient.errors import HttpError
 
+from syncd.budget import current_budget
+from syncd.google.credentials import TokenEndpointError
 from syncd.google.errors import GoogleAPIError, classify_http, parse_retry_after
 from syncd.google.ratelimit import RateLimiter
 
@@ -36,8 +44,8 @@ class RetryPolicy:
     max_retries: int = 6
     base_delay: float = 0.5
     max_delay: float = 32.0
-    max_retry_after: float = 300.0
-    """A longer ``Retry-After`` is cut to this (Google asks for seconds to minutes)."""
+    max_retry_after: float = 60.0
+    """A longer ``Retry-After`` is not waited for: the failure is handed back, transient."""
 
 
 def backoff_delay(
@@ -66,6 +74,8 @@ class CallContext:
 def to_error(ctx: CallContext, exc: BaseException) -> tuple[GoogleAPIError, float | None]:
     """The GoogleAPIError for a failure, and the Retry-After it carried (if any)."""
     who = ctx.user or "the service account"
+    if isinstance(exc, TokenEndpointError):
+        return _token_endpoint_error(ctx, who, exc), None
     if isinstance(exc, HttpError):
         failure = classify_http(exc.resp.status, exc.content, getattr(exc.resp, "reason", ""))
         message = (
@@ -81,8 +91,9 @@ def to_error(ctx: CallContext, exc: BaseException) -> tuple[GoogleAPIError, floa
             retryable=failure.retryable,
             google_message=failure.message,
             detail_reason=failure.detail_reason,
+            retry_after=parse_retry_after(exc.resp.get("retry-after")),
         )
-        return error, parse_retry_after(exc.resp.get("retry-after"))
+        return error, error.retry_after
     if isinstance(exc, auth_exceptions.RefreshError):
         data = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else {}
         reason = str(data.get("error", "token_refused"))
@@ -114,6 +125,26 @@ def to_error(ctx: CallContext, exc: BaseException) -> tuple[GoogleAPIError, floa
     return error, None
 
 
+def _token_endpoint_error(ctx: CallContext, who: str, exc: TokenEndpointError) -> GoogleAPIError:
+    cause = exc.cause
+    if isinstance(cause, auth_exceptions.RefreshError):
+        detail = str(cause.args[0]) if cause.args else "server error"
+        what = f"answered with an error ({detail})"
+    else:
+        detail = f"{type(cause).__name__}: {cause}".rstrip(": ")
+        what = f"did not answer ({detail})"
+    return GoogleAPIError(
+        f"Google's OAuth token endpoint {exc.token_uri} {what}: no access token for {who} "
+        f"({ctx.api} {ctx.method} not sent)",
+        method=ctx.method,
+        user=ctx.user,
+        status=None,
+        reason="TOKEN_ENDPOINT_UNAVAILABLE",
+        retryable=True,
+        google_message=detail,
+    )
+
+
 def call_with_retries(
     operation: Callable[[GoogleAPIError | None], T],
     ctx: CallContext,
@@ -126,8 +157,11 @@ def call_with_retries(
     """Run ``operation(previous_error)`` until it succeeds, fails for good, or retries run out.
 
     ``previous_error`` is None on the first attempt; an operation can use it to check whether
-    a write whose earlier attempt failed ambiguously was carried out after all.
+    a write whose earlier attempt failed ambiguously was carried out after all. The current
+    retry budget (a pipeline step's), when it counts retries, replaces ``policy.max_retries``;
+    its waits wake on stop (StopRequested).
     """
+    budget = current_budget()
     attempt = 0
     previous: GoogleAPIError | None = None
     while True:
@@ -135,11 +169,27 @@ def call_with_retries(
             limiter.acquire()
         try:
             return operation(previous)
-        except (HttpError, auth_exceptions.RefreshError, *TRANSPORT_ERRORS) as exc:
+        except (
+            HttpError,
+            auth_exceptions.RefreshError,
+            TokenEndpointError,
+            *TRANSPORT_ERRORS,
+        ) as exc:
             error, retry_after = to_error(ctx, exc)
-        if not error.retryable or attempt >= policy.max_retries:
+        if not error.retryable:
             raise error
+        if retry_after is not None and retry_after > policy.max_retry_after:
+            raise error.handed_back(
+                f"Google asked to retry after {retry_after:.0f}s, longer than "
+                f"google.max_retry_after ({policy.max_retry_after:.0f}s): retried later"
+            )
         delay = backoff_delay(policy, attempt, retry_after, draw())
+        if budget is not None and budget.counts_retries:
+            refusal = budget.refusal(delay)
+            if refusal is not None:
+                raise error.handed_back(refusal)
+        elif attempt >= policy.max_retries:
+            raise error
         log.info(
             "%s %s for %s: %s %s, retry %d in %.2fs",
             ctx.api,
@@ -150,6 +200,11 @@ def call_with_retries(
             attempt + 1,
             delay,
         )
-        sleep(delay)
+        if budget is None:
+            sleep(delay)
+        elif budget.counts_retries:
+            budget.spend(delay)
+        else:
+            budget.wait(delay)
         attempt += 1
         previous = error

@@ -39,7 +39,9 @@ class GoogleSession:
         self._api = api
         self.label = label
         self.credentials = DelegatedCredentials(load_key_info(cfg), scopes)
-        self.retry = retry or RetryPolicy(max_retries=cfg.max_retries)
+        self.retry = retry or RetryPolicy(
+            max_retries=cfg.max_retries, max_retry_after=cfg.max_retry_after
+        )
         self.limiter = RateLimiter(
             cfg.requests_per_second, burst=max(1, int(cfg.requests_per_second))
         )
@@ -90,9 +92,11 @@ class GoogleSession:
         return call_with_retries(attempt, ctx, self.retry, self.limiter, sleep=self._sleep)
 
     def once(self, subject: str, make_request: Callable[[Resource], HttpRequest]) -> Any:
-        """One attempt, no retry, no rate limit wait; the libraries' exceptions pass through."""
+        """One attempt, no retry, no rate limit wait; the libraries' exceptions pass through,
+        and TokenEndpointError when no access token could be fetched."""
         creds = self.credentials.for_subject(subject)
         http, service = self._thread_parts()
+        self.credentials.ensure_token(creds, http)
         return make_request(service).execute(http=AuthorizedHttp(creds, http=http))
 
     def all_pages(

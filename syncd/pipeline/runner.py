@@ -1,9 +1,12 @@
 """The pipeline runner: runs tasks with a bounded pool of workers, one task per user.
 
 Each task walks its steps from its checkpoint. A transient failure (Google 429/5xx, a dropped
-connection) is retried inside the task with backoff; a task that keeps failing, or fails for
-a reason retrying won't fix, is marked failed with its error and left for a later pass. One
-user's failure never stops the others.
+connection) is retried inside the task with backoff, within one retry budget per step
+(:mod:`syncd.budget`: ``pipeline.step_retries`` retries and ``pipeline.step_time_limit``,
+shared with the Google client's own retries); a task that keeps failing, or fails for a
+reason retrying won't fix, is marked failed with its error and left for a later pass (its
+backoff). One user's failure never stops the others. Every retry wait wakes on the stop event:
+the task then stays at its checkpoint.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+from syncd.budget import RetryBudget, StopRequested, spending
 from syncd.config import PipelineConfig
 from syncd.google.errors import GoogleAPIError
 from syncd.logs import bind, log_context
@@ -45,13 +49,10 @@ StepObserver = Callable[[str, float, BaseException | None], None]
 """Called after every attempt of a step: (step name, seconds taken, error or None)."""
 
 
-class StopRequested(Exception):
-    """The runner's stop event was set while a task waited to retry a step."""
-
-
 def is_transient(error: BaseException) -> bool:
+    """Worth running the step again within this pass."""
     if isinstance(error, GoogleAPIError):
-        return error.retryable
+        return error.retryable and not error.later
     return isinstance(error, ConnectionError | TimeoutError)
 
 
@@ -149,37 +150,48 @@ class Runner:
         log.info("%s %s done", work.kind, work.email)
         return TaskResult(task_id, work.email, work.kind, True)
 
+    def _budget(self) -> RetryBudget:
+        return RetryBudget(
+            retries=self.config.step_retries,
+            seconds=self.config.step_time_limit,
+            stop=self.stop,
+            sleep=self.sleep,
+        )
+
     def _attempt_step(self, work: Work, step: str) -> Outcome:
         attempts = self.config.step_attempts
-        for attempt in range(1, attempts + 1):
-            crash_point(f"before:{step}")
-            started = time.monotonic()
-            try:
-                outcome = STEPS[step](work, self.services)
-            except Exception as error:
-                self._observe(step, started, error)
-                if attempt == attempts or not is_transient(error):
+        with spending(self._budget()) as budget:
+            for attempt in range(1, attempts + 1):
+                crash_point(f"before:{step}")
+                started = time.monotonic()
+                try:
+                    outcome = STEPS[step](work, self.services)
+                except StopRequested:
                     raise
-                # The failed attempt may have reached Gmail: look before acting again.
-                work = replace(work, fresh_certificate=False)
-                delay = step_backoff(attempt)
-                log.info(
-                    "%s for %s: %s; attempt %d of %d in %.1fs",
-                    step,
-                    work.email,
-                    error,
-                    attempt + 1,
-                    attempts,
-                    delay,
-                )
-                if self.stop is not None:
-                    if self.stop.wait(delay):
-                        raise StopRequested(step) from error
-                else:
-                    self.sleep(delay)
-                continue
-            self._observe(step, started, None)
-            return outcome
+                except Exception as error:
+                    self._observe(step, started, error)
+                    if attempt == attempts or not is_transient(error):
+                        raise
+                    delay = step_backoff(attempt)
+                    refusal = budget.refusal(delay)
+                    if refusal is not None:
+                        log.info("%s for %s: %s; not retried: %s", step, work.email, error, refusal)
+                        raise
+                    # The failed attempt may have reached Gmail: look before acting again.
+                    work = replace(work, fresh_certificate=False)
+                    log.info(
+                        "%s for %s: %s; attempt %d of %d in %.1fs",
+                        step,
+                        work.email,
+                        error,
+                        attempt + 1,
+                        attempts,
+                        delay,
+                    )
+                    budget.spend(delay)
+                    continue
+                self._observe(step, started, None)
+                return outcome
         raise AssertionError("unreachable")
 
     def _observe(self, step: str, started: float, error: BaseException | None) -> None:

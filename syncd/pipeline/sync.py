@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from syncd.app import App
+from syncd.budget import StopRequested
 from syncd.directory import open_source
 from syncd.directory.base import SourceError
-from syncd.logs import bind
+from syncd.logs import bind, redact
 from syncd.pipeline import skipped, tasks
 from syncd.pipeline.runner import Runner, StepObserver, TaskResult
 from syncd.plan import Action, Plan, Policy, on_demand, plan
@@ -122,6 +124,35 @@ def _finish(app: App, result: PassResult) -> PassResult:
     return result
 
 
+def describe_crash(error: BaseException) -> str:
+    """One line for a pass that raised: the error's type and message, masked, cut short."""
+    text = " ".join(str(error).split()) or repr(error)
+    return redact(f"{type(error).__name__}: {text}")[:500]
+
+
+@contextmanager
+def crash_recorded(app: App, run_id: int) -> Iterator[None]:
+    """Finish the run of a pass that raises: ``stopped`` for a stop, else ``error``.
+
+    A pass that raised must not look like one still running. A SourceError is recorded by
+    the pass itself (``source_failed``). If the state store cannot be written either, the run
+    stays open and ``syncd health`` reports it as never finished.
+    """
+    try:
+        yield
+    except SourceError:
+        raise
+    except BaseException as error:
+        stopped = isinstance(error, StopRequested | KeyboardInterrupt)
+        outcome = "stopped" if stopped else "error"
+        try:
+            with app.database.transaction() as session:
+                finish_run(session, run_id, outcome, utcnow(), {"error": describe_crash(error)})
+        except Exception as failure:  # the original error is the one to report
+            log.error("pass %d: cannot record its %s outcome: %s", run_id, outcome, failure)
+        raise
+
+
 def sync_pass(
     app: App,
     *,
@@ -142,32 +173,35 @@ def sync_pass(
         with app.database.transaction() as session:
             run_id = start_run(session, "sync", now)
         bind(pass_id=run_id)
-        try:
-            snapshot = source.read(now)
-            with app.database.sessions() as session:
-                views = tasks.load_views(session)
-            the_plan = plan(snapshot, views, policy_for(app, allow_mass_deprovision), now)
-        except SourceError as error:
+        with crash_recorded(app, run_id):
+            try:
+                snapshot = source.read(now)
+                with app.database.sessions() as session:
+                    views = tasks.load_views(session)
+                the_plan = plan(snapshot, views, policy_for(app, allow_mass_deprovision), now)
+            except SourceError as error:
+                with app.database.transaction() as session:
+                    audit.record(session, "pass.source_failed", run_id=run_id, error=str(error))
+                    finish_run(session, run_id, "source_failed", utcnow(), {"error": str(error)})
+                raise
             with app.database.transaction() as session:
-                audit.record(session, "pass.source_failed", run_id=run_id, error=str(error))
-                finish_run(session, run_id, "source_failed", utcnow(), {"error": str(error)})
-            raise
-        with app.database.transaction() as session:
-            changes = tasks.record_snapshot(session, snapshot, now, run_id, the_plan.kept_in_scope)
-            if the_plan.blocked_reason:
-                audit.record(
-                    session,
-                    "pass.deprovision_blocked",
-                    run_id=run_id,
-                    reason=the_plan.blocked_reason,
-                    users=[a.email for a in the_plan.blocked_deprovisions],
+                changes = tasks.record_snapshot(
+                    session, snapshot, now, run_id, the_plan.kept_in_scope
                 )
-        skipped.log_changes(changes)
-        if on_plan is not None:
-            on_plan(the_plan)
-        result = PassResult(the_plan, run_id=run_id)
-        result.results = _execute(app, the_plan.actions, run_id, on_done, stop, on_step)
-        return _finish(app, result)
+                if the_plan.blocked_reason:
+                    audit.record(
+                        session,
+                        "pass.deprovision_blocked",
+                        run_id=run_id,
+                        reason=the_plan.blocked_reason,
+                        users=[a.email for a in the_plan.blocked_deprovisions],
+                    )
+            skipped.log_changes(changes)
+            if on_plan is not None:
+                on_plan(the_plan)
+            result = PassResult(the_plan, run_id=run_id)
+            result.results = _execute(app, the_plan.actions, run_id, on_done, stop, on_step)
+            return _finish(app, result)
 
 
 def resync(
@@ -183,14 +217,15 @@ def resync(
         with app.database.transaction() as session:
             run_id = start_run(session, "resync", now)
         bind(pass_id=run_id)
-        with app.database.sessions() as session:
-            views = tasks.load_views(session)
-        wanted = (
-            [e.strip().lower() for e in emails]
-            if emails is not None
-            else [v.email for v in views if v.in_scope and v.active is not None]
-        )
-        actions, unknown = on_demand(wanted, views, force=force)
-        result = PassResult(Plan(tuple(actions)), run_id=run_id, unknown_users=unknown)
-        result.results = _execute(app, actions, run_id, on_done)
-        return _finish(app, result)
+        with crash_recorded(app, run_id):
+            with app.database.sessions() as session:
+                views = tasks.load_views(session)
+            wanted = (
+                [e.strip().lower() for e in emails]
+                if emails is not None
+                else [v.email for v in views if v.in_scope and v.active is not None]
+            )
+            actions, unknown = on_demand(wanted, views, force=force)
+            result = PassResult(Plan(tuple(actions)), run_id=run_id, unknown_users=unknown)
+            result.results = _execute(app, actions, run_id, on_done)
+            return _finish(app, result)

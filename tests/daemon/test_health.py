@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
-from .conftest import Deployment
+import pytest
+
+from syncd.health import Health, check_health
+from syncd.pipeline.sync import sync_pass
+
+from .conftest import Deployment, sandbox_users
 
 
 def test_health_follows_the_last_pass_and_the_database(deployment: Deployment) -> None:
@@ -43,3 +49,63 @@ def test_health_fails_when_the_database_is_unreachable(deployment: Deployment) -
     result = deployment.syncd("health")
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout.startswith("FAIL database: ")
+
+
+SQLITE_ONLY = pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)
+
+
+def _healthy(deployment: Deployment) -> Health:
+    return check_health(deployment.config, datetime.now(UTC))
+
+
+@SQLITE_ONLY
+def test_health_fails_when_every_user_failed_or_a_deprovision_was_blocked(
+    deployment: Deployment,
+) -> None:
+    deployment.set_users(sandbox_users(3))
+    deployment.update_config(pipeline={"step_retries": 0})
+    deployment.admin("POST", "faults", {"error_503": 1.0})
+    result = sync_pass(deployment.app())
+    assert len(result.failures) == 3
+    unreachable = deployment.syncd("health")
+    assert unreachable.returncode == 1, unreachable.stdout
+    assert "every user it touched failed (3 failed, none done)" in unreachable.stdout
+
+    deployment.admin("POST", "faults", {})
+    time.sleep(1.1)  # pipeline.retry_initial: the failed tasks are due again
+    assert sync_pass(deployment.app()).clean
+    assert _healthy(deployment).ok
+
+    deployment.set_users(sandbox_users(1))  # 2 of 3 leave: over the 40% limit
+    assert sync_pass(deployment.app()).plan.blocked_reason
+    blocked = _healthy(deployment)
+    assert not blocked.ok
+    assert "deprovisioning 2 user(s) was refused as a mass deprovision" in blocked.checks[-1].detail
+
+
+@SQLITE_ONLY
+def test_health_fails_when_the_last_pass_crashed_or_its_process_died(
+    deployment: Deployment,
+) -> None:
+    deployment.set_users(sandbox_users(2))
+    assert sync_pass(deployment.app()).clean
+    assert _healthy(deployment).ok
+
+    def boom(_plan: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        sync_pass(deployment.app(), on_plan=boom)
+    health = _healthy(deployment)
+    assert not health.ok
+    assert "the pass crashed: RuntimeError: disk on fire" in health.checks[-1].detail
+
+    deployment.set_users(sandbox_users(3))
+    killed = deployment.syncd("sync", "--once", crash_at="before:create_key")
+    assert killed.returncode == -9, killed.stderr
+    died = _healthy(deployment)
+    assert not died.ok
+    assert "never finished: its process died or was killed" in died.checks[-1].detail
+
+    assert sync_pass(deployment.app()).clean
+    assert _healthy(deployment).ok

@@ -34,7 +34,8 @@ def test_metrics_endpoint_serves_pass_step_user_error_and_expiry_metrics(
     url = deploy.config.state.url
     listen = str(deploy.config.metrics.listen)
     # Certificates are valid 365 days: a 400-day window counts every one as expiring soon.
-    deploy.update_config(report={"expiring_days": 400}, google={"max_retries": 0})
+    # No retry within a step: an injected 503 fails the step, and the metrics count it.
+    deploy.update_config(report={"expiring_days": 400}, pipeline={"step_retries": 0})
     deploy.admin("POST", "faults", {"error_503": 0.5, "seed": 11})
     daemon = start_daemon()
     daemon.wait_until(lambda: finished_passes(url), "a first pass")

@@ -1,25 +1,30 @@
-"""The daemon's report cron job: ``syncd report`` when this version has it, else one log line."""
+"""Reports are scheduled one way, by systemd/syncd-report.timer: ``report.cron`` is refused
+with a line pointing at the timer, and the report unit waits for the network and times out."""
 
 from __future__ import annotations
 
-import importlib.util
+from pathlib import Path
 
 import pytest
 
-from syncd.daemon import run_report_job
+from syncd.config import parse_config
+from syncd.errors import ConfigError
 
-from .conftest import Deployment
+UNITS = Path(__file__).resolve().parents[2] / "systemd"
 
 
-def test_report_job(deployment: Deployment, caplog: pytest.LogCaptureFixture) -> None:
-    output = deployment.root / "report.html"
-    deployment.update_config(report={"output": str(output)})
-    assert deployment.syncd("sync", "--once").returncode == 0
-    with caplog.at_level("INFO", logger="syncd.daemon"):
-        run_report_job(deployment.config)
-    if importlib.util.find_spec("syncd.report") is None:
-        assert "reports not available in this version" in caplog.text
-        assert not output.exists()
-    else:
-        assert f"report written to {output}" in caplog.text, caplog.text
-        assert output.stat().st_size > 0
+def test_report_cron_is_refused_in_favour_of_the_timer(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"report": {"cron": ["0 6 * * *"]}}, tmp_path / "syncd.yaml")
+    message = str(caught.value)
+    assert message.startswith("report.cron: syncd run no longer writes reports"), message
+    assert "systemd/syncd-report.timer" in message
+    assert parse_config({"report": {"cron": []}}).report.cron == []
+
+
+def test_report_unit_waits_for_the_network_and_has_a_start_timeout() -> None:
+    unit = (UNITS / "syncd-report.service").read_text().splitlines()
+    assert "Wants=network-online.target" in unit
+    assert any(line.startswith("After=network-online.target") for line in unit)
+    assert any(line.startswith("TimeoutStartSec=") for line in unit)
+    assert "OnCalendar=*-*-* 06:00:00" in (UNITS / "syncd-report.timer").read_text()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 
 from .conftest import (
@@ -122,3 +124,33 @@ def test_run_refuses_to_start_without_its_issuing_ca(
     assert "never-imported" in lines[0]
     assert "READY=1" not in daemon.notify.lines()
     assert finished_passes(daemon_deployment.config.state.url) == []
+
+
+@pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)
+def test_watchdog_pings_only_while_the_pass_makes_progress(
+    daemon_deployment: Deployment, start_daemon: Callable[..., RunningDaemon]
+) -> None:
+    deploy = daemon_deployment
+    deploy.set_users(sandbox_users(1))
+    deploy.update_config(daemon={"stall_timeout": "0.5s"})
+    deploy.admin("POST", "faults", {"latency_ms": 5000})  # each Gmail request takes 5 s
+    daemon = start_daemon(WATCHDOG_USEC="200000")
+    daemon.wait_for_notification("WATCHDOG=1")
+
+    def stalled() -> bool:
+        text = daemon.log()
+        return text.rfind("has finished no step for") > text.rfind("makes progress again")
+
+    # The upload's stall, not a short one while the pass reads and plans on a busy machine.
+    daemon.wait_until(lambda: stalled() and (time.sleep(0.5) or stalled()), "a lasting stall")
+    pings = daemon.notify.lines().count("WATCHDOG=1")
+    time.sleep(1.0)
+    assert daemon.notify.lines().count("WATCHDOG=1") == pings, "pinged while stalled"
+    assert any(s.startswith("stalled: no step finished") for s in daemon.notify.statuses())
+
+    deploy.admin("POST", "faults", {})
+    daemon.wait_until(
+        lambda: daemon.notify.lines().count("WATCHDOG=1") > pings + 2, "pings once it moves on"
+    )
+    assert "the pass makes progress again" in daemon.log()
+    assert daemon.stop() == 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy import func, select
 
 from syncd.state.db import Database
@@ -128,3 +130,22 @@ def test_a_pass_due_while_another_process_holds_the_lock_is_skipped_and_said_so(
         assert finished_passes(url) == []
     daemon.wait_until(lambda: finished_passes(url), "a pass once the lock is free")
     assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)
+def test_sigterm_during_a_retry_after_wait_stops_at_once(
+    daemon_deployment: Deployment, start_daemon: Callable[..., RunningDaemon]
+) -> None:
+    deploy = daemon_deployment
+    url = deploy.config.state.url
+    # 50 s: under google.max_retry_after and the step's time budget, so it is waited for.
+    deploy.admin("POST", "faults", {"error_429": 1.0, "retry_after_seconds": 50})
+    daemon = start_daemon()
+    daemon.wait_until(lambda: "retry 1 in 50." in daemon.log(), "a retry waiting 50 s")
+    started = time.monotonic()
+    daemon.send(signal.SIGTERM)
+    assert daemon.stop() == 0, daemon.log()[-3000:]
+    assert time.monotonic() - started < 10, "the stop waited for Retry-After"
+    stopped = finished_passes(url)[-1]
+    assert stopped.outcome == "stopped", (stopped.outcome, stopped.summary)
+    assert stopped.summary["stopped"] == 6, stopped.summary
