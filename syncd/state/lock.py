@@ -14,6 +14,7 @@ keeps a pass that lost the lock from recording anything.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -28,7 +29,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from syncd.errors import ConfigError, LockHeldError, SyncdError
@@ -251,16 +252,17 @@ class _AdvisoryLock:
             self._heartbeat.join(timeout=HEARTBEAT_SECONDS)
             self._heartbeat = None
         try:
-            if self._held and self._connection is not None:
+            if self._held and self._lost is None and self._connection is not None:
                 self._connection.execute(
                     text("SELECT pg_advisory_unlock(:key)"), {"key": RUN_LOCK_KEY}
                 )
-        except DBAPIError:
+        except SQLAlchemyError:
             pass  # the connection is gone, and the server released the lock with it
         finally:
             self._held = False
             if self._connection is not None:
-                self._connection.close()
+                with contextlib.suppress(SQLAlchemyError):
+                    self._connection.close()
                 self._connection = None
             if self._engine is not None:
                 self._engine.dispose()
