@@ -21,11 +21,11 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from syncd.state.db import Database
-from syncd.state.models import KeyPair, KmsKey, Task, TaskStatus
+from syncd.state.models import KeyPair, KmsKey, RunLockState, Task, TaskStatus
 
 from .conftest import Deployment, gmail_state, sandbox_users
 
-USERS = sandbox_users(8)
+USERS = sandbox_users(6)
 WAIT = 90.0
 LOST_LINE = "syncd: the run lock on "
 
@@ -60,15 +60,30 @@ def _done_tasks(url: str) -> int:
     return int(count or 0)
 
 
-def _second_pass(deploy: Deployment) -> subprocess.CompletedProcess[str]:
-    """``syncd sync --once`` as soon as the run lock is free (the server may take a moment)."""
+def _token(url: str) -> int:
+    database = Database.open(url)
+    try:
+        with database.sessions() as session:
+            return session.get_one(RunLockState, 1).token
+    finally:
+        database.close()
+
+
+def _second_pass(deploy: Deployment, taken: int) -> subprocess.CompletedProcess[str]:
+    """``syncd sync --once`` as soon as the run lock is free (the server may take a moment);
+    once it holds the lock (the token moved past ``taken``) the sandbox runs at full speed."""
+    url = deploy.config.state.url
     deadline = time.monotonic() + WAIT
     while True:
-        second = deploy.syncd("sync", "--once")
-        if second.returncode != 3 or "holds the run lock" not in second.stderr:
-            return second
+        second = _start(deploy, "sync", "--once")
+        _wait(lambda p=second: _token(url) > taken or p.poll() is not None, "the second pass")
+        if _token(url) > taken:
+            deploy.admin("POST", "faults", {})
+        out, errors = second.communicate(timeout=WAIT)
+        if second.returncode != 3 or "holds the run lock" not in errors:
+            return subprocess.CompletedProcess(second.args, second.returncode, out, errors)
         if time.monotonic() > deadline:
-            pytest.fail(f"the run lock was never freed: {second.stderr}")
+            pytest.fail(f"the run lock was never freed: {errors}")
         time.sleep(0.2)
 
 
@@ -96,33 +111,49 @@ def _assert_provisioned_once(deploy: Deployment, url: str) -> None:
         assert identity is not None and identity["primaryKeyPairId"] == enabled[0]["keyPairId"]
 
 
-def _lose_the_lock_mid_pass(deploy: Deployment, lose: Callable[[int], None]) -> None:
+def _while_a_pass_runs(
+    deploy: Deployment, meanwhile: Callable[[int], subprocess.CompletedProcess[str]]
+) -> tuple[subprocess.CompletedProcess[str], int, str]:
+    """Start a pass; once it has done a first user, slow the sandbox down (every Google call
+    of the rest of the pass takes 1.5 s) and call ``meanwhile(its pid)``, which sets the
+    sandbox back to full speed. Returns what ``meanwhile`` returned, and the first pass's exit
+    code and stderr."""
     url = deploy.config.state.url
     deploy.set_users(USERS)
     deploy.update_config(pipeline={"workers": 2})
-    deploy.admin("POST", "faults", {"latency_ms": 500})
+    deploy.admin("POST", "faults", {"latency_ms": 300})
     first = _start(deploy, "sync", "--once")
     try:
         _wait(lambda: _done_tasks(url) >= 1 or first.poll() is not None, "a first user done")
-        assert first.poll() is None, "the first pass ended before its lock was lost"
-        lose(first.pid)
-        second = _second_pass(deploy)
+        deploy.admin("POST", "faults", {"latency_ms": 1500})
+        assert first.poll() is None, "the first pass ended too soon: slow the sandbox more"
+        second = meanwhile(first.pid)
         _, errors = first.communicate(timeout=WAIT)
     finally:
         if first.poll() is None:
             first.kill()
             first.communicate(timeout=10)
+    deploy.admin("POST", "faults", {})
+    return second, first.returncode, errors
+
+
+def _lose_the_lock_mid_pass(deploy: Deployment, lose: Callable[[int], None]) -> None:
+    def lose_then_start_another(pid: int) -> subprocess.CompletedProcess[str]:
+        taken = _token(deploy.config.state.url)
+        lose(pid)
+        return _second_pass(deploy, taken)
+
+    second, code, errors = _while_a_pass_runs(deploy, lose_then_start_another)
     assert second.returncode == 0, second.stderr
     assert "Traceback" not in errors, errors
-    assert first.returncode == 3, errors
+    assert code == 3, errors
     [line] = [line for line in errors.splitlines() if line.startswith("syncd:")]
     assert line.startswith(LOST_LINE) and " was lost (" in line, errors
     assert line.endswith("): this pass stops at its checkpoint"), line
 
-    deploy.admin("POST", "faults", {})
     final = deploy.syncd("sync", "--once")
     assert final.returncode == 0, final.stderr
-    _assert_provisioned_once(deploy, url)
+    _assert_provisioned_once(deploy, deploy.config.state.url)
 
 
 @pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)
@@ -174,22 +205,15 @@ def test_postgresql_idle_session_timeout_does_not_end_the_run_lock(
                 sql.Identifier(database)
             )
         )
-    deployment.set_users(USERS)
-    deployment.update_config(pipeline={"workers": 2})
-    deployment.admin("POST", "faults", {"latency_ms": 800})
-    first = _start(deployment, "sync", "--once")
-    try:
-        _wait(lambda: _done_tasks(url) >= 1 or first.poll() is not None, "a first user done")
+
+    def wait_then_start_another(_pid: int) -> subprocess.CompletedProcess[str]:
         time.sleep(1.2)  # the server has ended every session idle for a second by now
-        assert first.poll() is None, "the first pass ended too soon: slow the sandbox more"
         second = deployment.syncd("sync", "--once")
-        _, errors = first.communicate(timeout=WAIT)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate(timeout=10)
+        deployment.admin("POST", "faults", {})
+        return second
+
+    second, code, errors = _while_a_pass_runs(deployment, wait_then_start_another)
     assert second.returncode == 3 and "holds the run lock" in second.stderr, second.stderr
-    assert first.returncode == 0, errors
+    assert code == 0, errors
     assert "Traceback" not in errors, errors
-    deployment.admin("POST", "faults", {})
     _assert_provisioned_once(deployment, url)
