@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from syncd.state.db import Database
-from syncd.state.models import KeyPair, KmsKey, RunLockState, Task, TaskStatus
+from syncd.state.models import KeyPair, KmsKey, Run, Task, TaskStatus
 
 from .conftest import Deployment, gmail_state, sandbox_users
 
@@ -60,24 +60,24 @@ def _done_tasks(url: str) -> int:
     return int(count or 0)
 
 
-def _token(url: str) -> int:
+def _passes(url: str) -> int:
     database = Database.open(url)
     try:
         with database.sessions() as session:
-            return session.get_one(RunLockState, 1).token
+            return int(session.scalar(select(func.count()).select_from(Run)) or 0)
     finally:
         database.close()
 
 
 def _second_pass(deploy: Deployment, taken: int) -> subprocess.CompletedProcess[str]:
     """``syncd sync --once`` as soon as the run lock is free (the server may take a moment);
-    once it holds the lock (the token moved past ``taken``) the sandbox runs at full speed."""
+    once it holds the lock (a pass more than ``taken`` began) the sandbox runs at full speed."""
     url = deploy.config.state.url
     deadline = time.monotonic() + WAIT
     while True:
         second = _start(deploy, "sync", "--once")
-        _wait(lambda p=second: _token(url) > taken or p.poll() is not None, "the second pass")
-        if _token(url) > taken:
+        _wait(lambda p=second: _passes(url) > taken or p.poll() is not None, "the second pass")
+        if _passes(url) > taken:
             deploy.admin("POST", "faults", {})
         out, errors = second.communicate(timeout=WAIT)
         if second.returncode != 3 or "holds the run lock" not in errors:
@@ -139,7 +139,7 @@ def _while_a_pass_runs(
 
 def _lose_the_lock_mid_pass(deploy: Deployment, lose: Callable[[int], None]) -> None:
     def lose_then_start_another(pid: int) -> subprocess.CompletedProcess[str]:
-        taken = _token(deploy.config.state.url)
+        taken = _passes(deploy.config.state.url)
         lose(pid)
         return _second_pass(deploy, taken)
 
