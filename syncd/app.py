@@ -10,15 +10,18 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from syncd.config import Config
-from syncd.errors import ConfigError
+from syncd.errors import ConfigError, SyncdError
 from syncd.google.gmail import GmailCSE
 from syncd.issuers import load_issuer
 from syncd.kms import KeyManager, open_key_manager
 from syncd.pipeline.steps import Services
 from syncd.pki.profile import LeafProfile
-from syncd.state import audit
-from syncd.state.db import Database
+from syncd.state import audit, fencing
+from syncd.state.db import Database, driver_message
+from syncd.state.fencing import Fence
 from syncd.state.lock import acquire
 
 
@@ -38,10 +41,23 @@ class App:
         )
 
     @contextmanager
-    def run_lock(self) -> Iterator[None]:
-        """Hold the run lock: no other syncd process acts on this state meanwhile."""
-        with acquire(self.config.state.url, lock_file=self.config.state.lock_file):
-            yield
+    def run_lock(self) -> Iterator[Fence]:
+        """Hold the run lock: no other syncd process acts on this state meanwhile.
+
+        Taking it increments the fencing token in the state store; the Fence yielded carries
+        the token that this holder's checkpoints prove (see syncd.state.fencing).
+        """
+        database = self.database
+        with acquire(self.config.state.url, lock_file=self.config.state.lock_file) as lock:
+            try:
+                with database.engine.begin() as connection:
+                    token = fencing.take(connection, datetime.now(UTC))
+            except DBAPIError as error:
+                raise SyncdError(
+                    f"cannot record the run lock in the state store at "
+                    f"{database.display_url}: {driver_message(error)}"
+                ) from None
+            yield Fence(token, database.display_url, lock)
 
     def services(self) -> Services:
         """What the pipeline steps act on: KMS, Gmail, the issuing CA and the leaf profile."""

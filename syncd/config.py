@@ -375,8 +375,13 @@ class PipelineConfig(_Section):
     """No retry wait starts that would end later than this after the step began."""
     retry_initial: Duration = 60.0
     retry_max: Duration = 6 * 3600.0
+    claim_lease: Duration = 600.0
+    """How long a running task stays claimed by its pass after its last checkpoint: another
+    process leaves it alone until then. Longer than any one attempt of a step can take."""
 
-    _durations = field_validator("step_time_limit", "retry_initial", "retry_max", mode="before")(
+    _durations = field_validator(
+        "step_time_limit", "retry_initial", "retry_max", "claim_lease", mode="before"
+    )(
         classmethod(lambda cls, v: parse_duration(v))
     )
 

@@ -38,7 +38,14 @@ from syncd.app import App
 from syncd.budget import RetryBudget, StopRequested, spending
 from syncd.config import Config, load_config, read_secret
 from syncd.directory.base import SourceError
-from syncd.errors import EXIT_FAILURES, EXIT_OK, ConfigError, LockHeldError, SyncdError
+from syncd.errors import (
+    EXIT_FAILURES,
+    EXIT_OK,
+    ConfigError,
+    LockHeldError,
+    LockLostError,
+    SyncdError,
+)
 from syncd.logs import log_context, register_secret, setup_logging
 from syncd.metrics import Metrics
 from syncd.pipeline.runner import TaskResult
@@ -325,6 +332,9 @@ class Daemon:
         except LockHeldError as error:
             outcome, described = "locked", f"pass skipped: {error}"
             log.warning("%s", described)
+        except LockLostError as error:
+            outcome, described = "lock_lost", f"pass stopped: {error}"
+            log.error("%s", described)
         except SourceError as error:
             outcome, described = "source_failed", f"pass failed: cannot read the directory: {error}"
             log.error("%s", described)

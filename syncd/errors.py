@@ -40,6 +40,12 @@ class LockHeldError(SyncdError):
     exit_code = EXIT_LOCKED
 
 
+class LockLostError(SyncdError):
+    """This process lost the run lock during a pass: the pass stops at its next checkpoint."""
+
+    exit_code = EXIT_LOCKED
+
+
 class KMSError(SyncdError):
     """A key management operation failed or was refused."""
 

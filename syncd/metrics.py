@@ -24,7 +24,16 @@ from syncd.state.queries import user_status
 
 log = logging.getLogger("syncd.metrics")
 
-PASS_OUTCOMES = ("ok", "failures", "blocked", "stopped", "source_failed", "error", "locked")
+PASS_OUTCOMES = (
+    "ok",
+    "failures",
+    "blocked",
+    "stopped",
+    "source_failed",
+    "error",
+    "locked",
+    "lock_lost",
+)
 USER_STATES = ("active", "failed", "deprovisioned", "not provisioned", "out of scope")
 _STEP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _PASS_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)

@@ -7,6 +7,11 @@ shared with the Google client's own retries); a task that keeps failing, or fail
 reason retrying won't fix, is marked failed with its error and left for a later pass (its
 backoff). One user's failure never stops the others. Every retry wait wakes on the stop event:
 the task then stays at its checkpoint.
+
+Each task is claimed under the pass's run-lock token, and every checkpoint proves the token is
+still the store's. Once the lock is lost (seen locally, or a checkpoint's proof fails) no task
+starts and no step begins: each task stays at its checkpoint, its claim released, and
+``lock_lost`` holds the error the pass ends with.
 """
 
 from __future__ import annotations
@@ -18,15 +23,19 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from syncd.budget import RetryBudget, StopRequested, spending
 from syncd.config import PipelineConfig
+from syncd.errors import LockLostError
 from syncd.google.errors import GoogleAPIError
 from syncd.logs import bind, log_context
 from syncd.pipeline import tasks
+from syncd.pipeline.claims import Claim
 from syncd.pipeline.crashpoints import crash_point
 from syncd.pipeline.steps import STEPS, Outcome, Services, Work
 from syncd.state.db import Database
+from syncd.state.fencing import Fence
 
 log = logging.getLogger("syncd.pipeline")
 
@@ -68,6 +77,7 @@ class Runner:
         config: PipelineConfig,
         run_id: int | None,
         *,
+        fence: Fence,
         sleep: Callable[[float], None] = time.sleep,
         on_done: Callable[[TaskResult], None] | None = None,
         stop: threading.Event | None = None,
@@ -82,12 +92,28 @@ class Runner:
         self.stop = stop
         """When set, no task starts and no step begins: each task stays at its checkpoint."""
         self.on_step = on_step
+        self.fence = fence
+        self.claim = Claim(fence.token, timedelta(seconds=config.claim_lease))
+        self.lock_lost: LockLostError | None = None
+        """Set once this pass lost the run lock: the error the pass ends with."""
+        self._lost_mutex = threading.Lock()
+
+    def _lose(self, error: LockLostError) -> None:
+        with self._lost_mutex:
+            if self.lock_lost is None:
+                self.lock_lost = error
+                log.error("%s", error)
 
     def _stopping(self) -> bool:
-        return self.stop is not None and self.stop.is_set()
+        if self.lock_lost is None and (lost := self.fence.lost()) is not None:
+            self._lose(lost)
+        return self.lock_lost is not None or (self.stop is not None and self.stop.is_set())
 
     def _stopped(self, task_id: int, step: str | None) -> TaskResult:
-        with self.database.engine.connect() as connection:
+        with self.database.engine.begin() as connection:
+            if step is not None:
+                # Nothing of this task is in flight: another pass may take it at once.
+                tasks.release(connection, task_id, self.claim.token)
             work, _ = tasks.load_work(connection, task_id)
         where = f"at its checkpoint {step}" if step else "pending"
         log.info("stopping: %s %s left %s", work.kind, work.email, where)
@@ -111,8 +137,12 @@ class Runner:
         if self._stopping():
             return self._stopped(task_id, None)
         now = self.services.clock
-        with self.database.engine.begin() as connection:
-            work, step = tasks.start(connection, task_id, self.run_id)
+        try:
+            with self.database.engine.begin() as connection:
+                work, step = tasks.start(connection, task_id, self.run_id, self.claim, now())
+        except LockLostError as error:
+            self._lose(error)
+            return self._stopped(task_id, None)
         bind(user=work.email)
         while step is not None:
             if self._stopping():
@@ -121,18 +151,26 @@ class Runner:
                 outcome = self._attempt_step(work, step)
             except StopRequested:
                 return self._stopped(task_id, step)
+            except LockLostError as error:
+                self._lose(error)
+                return self._stopped(task_id, step)
             except Exception as error:  # any failure stays with this user's task
                 message = f"{step}: {error}" if str(error) else f"{step}: {error!r}"
-                with self.database.transaction() as session:
-                    retry_at = tasks.fail(
-                        session,
-                        task_id,
-                        message,
-                        now(),
-                        self.run_id,
-                        self.config.retry_initial,
-                        self.config.retry_max,
-                    )
+                try:
+                    with self.database.transaction() as session:
+                        retry_at = tasks.fail(
+                            session,
+                            task_id,
+                            message,
+                            now(),
+                            self.run_id,
+                            self.config.retry_initial,
+                            self.config.retry_max,
+                            self.claim,
+                        )
+                except LockLostError as lost:
+                    self._lose(lost)
+                    return self._stopped(task_id, step)
                 log.warning(
                     "%s %s failed at %s (retry after %s): %s",
                     work.kind,
@@ -143,8 +181,16 @@ class Runner:
                 )
                 return TaskResult(task_id, work.email, work.kind, False, step, message)
             crash_point(f"after:{step}")
-            with self.database.engine.begin() as connection:
-                following = tasks.record_step(connection, work, step, outcome, now(), self.run_id)
+            try:
+                with self.database.engine.begin() as connection:
+                    following = tasks.record_step(
+                        connection, work, step, outcome, now(), self.run_id, self.claim
+                    )
+            except LockLostError as error:
+                # The step's effect is not recorded: whoever resumes the task finds it (each
+                # step looks before acting).
+                self._lose(error)
+                return self._stopped(task_id, step)
             crash_point(f"committed:{step}")
             work, step = work.after(outcome), following
         log.info("%s %s done", work.kind, work.email)
@@ -162,6 +208,8 @@ class Runner:
         attempts = self.config.step_attempts
         with spending(self._budget()) as budget:
             for attempt in range(1, attempts + 1):
+                if attempt > 1:
+                    self._renew(work.task_id)
                 crash_point(f"before:{step}")
                 started = time.monotonic()
                 try:
@@ -193,6 +241,14 @@ class Runner:
                 self._observe(step, started, None)
                 return outcome
         raise AssertionError("unreachable")
+
+    def _renew(self, task_id: int) -> None:
+        """Before a step is attempted again: the lock must still be ours, and the claim is
+        extended so the attempt runs inside it (raises LockLostError)."""
+        if (lost := self.fence.lost()) is not None:
+            raise lost
+        with self.database.engine.begin() as connection:
+            tasks.renew(connection, task_id, self.claim, self.services.clock())
 
     def _observe(self, step: str, started: float, error: BaseException | None) -> None:
         if self.on_step is not None:

@@ -1,7 +1,9 @@
 """One pass: read the directory, plan against the state store, run the tasks, record the run.
 
 Also the on-demand variants: ``resync`` (repair or replace named users) and the dry run that
-``syncd plan`` prints. The run lock is held for the whole pass.
+``syncd plan`` prints. The run lock is held for the whole pass, and every checkpoint proves
+its fencing token: a pass that lost the lock ends with outcome ``lock_lost`` and raises
+LockLostError. Users whose task another pass still claims are held.
 """
 
 from __future__ import annotations
@@ -13,15 +15,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from syncd.app import App
 from syncd.budget import StopRequested
 from syncd.directory import open_source
 from syncd.directory.base import SourceError
+from syncd.errors import LockLostError
 from syncd.logs import bind, redact
 from syncd.pipeline import skipped, tasks
+from syncd.pipeline.claims import hold_claimed
 from syncd.pipeline.runner import Runner, StepObserver, TaskResult
 from syncd.plan import Action, Plan, Policy, on_demand, plan
-from syncd.state import audit
+from syncd.state import audit, fencing
+from syncd.state.fencing import Fence
 from syncd.state.runs import finish_run, start_run
 
 log = logging.getLogger("syncd.pass")
@@ -85,43 +92,73 @@ def dry_run(app: App, *, allow_mass_deprovision: bool = False) -> PassResult:
     with app.database.sessions() as session:
         views = tasks.load_views(session)
         skipped.log_changes(skipped.compare(session, snapshot))
-    return PassResult(plan(snapshot, views, policy_for(app, allow_mass_deprovision), now))
+        held = tasks.held_by_others(session, None, now)
+    the_plan = plan(snapshot, views, policy_for(app, allow_mass_deprovision), now)
+    return PassResult(hold_claimed(the_plan, held))
 
 
 def _execute(
     app: App,
     actions: Sequence[Action],
     run_id: int,
+    fence: Fence,
     on_done: Callable[[TaskResult], None] | None,
     stop: threading.Event | None = None,
     on_step: StepObserver | None = None,
-) -> list[TaskResult]:
-    with app.database.transaction() as session:
-        task_ids = tasks.enqueue(session, actions, run_id, utcnow())
+) -> tuple[list[TaskResult], LockLostError | None]:
+    """Enqueue and run the actions; the results, and the error if the lock was lost."""
+    try:
+        with app.database.transaction() as session:
+            fencing.prove(session.connection(), fence.token)
+            task_ids = tasks.enqueue(session, actions, run_id, utcnow())
+    except LockLostError as error:
+        return [], error
     if not task_ids:
-        return []
+        return [], None
     runner = Runner(
         app.database,
         app.services(),
         app.config.pipeline,
         run_id,
+        fence=fence,
         on_done=on_done,
         stop=stop,
         on_step=on_step,
     )
-    return runner.run(task_ids)
+    return runner.run(task_ids), runner.lock_lost
 
 
-def _finish(app: App, result: PassResult) -> PassResult:
+def _finish(
+    app: App, result: PassResult, fence: Fence, lost: LockLostError | None = None
+) -> PassResult:
+    """Record the pass's outcome (proving the token); raise LockLostError if it was lost."""
     assert result.run_id is not None
     outcome = "ok" if result.clean else "failures"
     if result.plan.blocked_reason:
         outcome = "blocked"
     if result.stopped:
         outcome = "stopped"
-    with app.database.transaction() as session:
-        finish_run(session, result.run_id, outcome, utcnow(), result.summary())
-    return result
+    if lost is None:
+        try:
+            with app.database.transaction() as session:
+                fencing.prove(session.connection(), fence.token)
+                finish_run(session, result.run_id, outcome, utcnow(), result.summary())
+            return result
+        except LockLostError as error:
+            lost = error
+    _record_lock_lost(app, result, lost)
+    raise lost
+
+
+def _record_lock_lost(app: App, result: PassResult, lost: LockLostError) -> None:
+    """Close this pass's own run row as ``lock_lost`` (no proof: no other pass writes it)."""
+    assert result.run_id is not None
+    try:
+        with app.database.transaction() as session:
+            audit.record(session, "pass.lock_lost", run_id=result.run_id, error=str(lost))
+            finish_run(session, result.run_id, "lock_lost", utcnow(), result.summary())
+    except SQLAlchemyError as error:
+        log.warning("cannot record the end of pass %s: %s", result.run_id, error)
 
 
 def describe_crash(error: BaseException) -> str:
@@ -134,13 +171,14 @@ def describe_crash(error: BaseException) -> str:
 def crash_recorded(app: App, run_id: int) -> Iterator[None]:
     """Finish the run of a pass that raises: ``stopped`` for a stop, else ``error``.
 
-    A pass that raised must not look like one still running. A SourceError is recorded by
-    the pass itself (``source_failed``). If the state store cannot be written either, the run
-    stays open and ``syncd health`` reports it as never finished.
+    A pass that raised must not look like one still running. A SourceError and a lost lock
+    are recorded by the pass itself (``source_failed``, ``lock_lost``). If the state store
+    cannot be written either, the run stays open and ``syncd health`` reports it as never
+    finished.
     """
     try:
         yield
-    except SourceError:
+    except (SourceError, LockLostError):
         raise
     except BaseException as error:
         stopped = isinstance(error, StopRequested | KeyboardInterrupt)
@@ -168,7 +206,7 @@ def sync_pass(
     at its checkpoint for the next pass); ``on_step`` observes every step attempt.
     """
     source = open_source(app.config.directory, app.config.google)
-    with app.run_lock():
+    with app.run_lock() as fence:
         now = utcnow()
         with app.database.transaction() as session:
             run_id = start_run(session, "sync", now)
@@ -178,30 +216,38 @@ def sync_pass(
                 snapshot = source.read(now)
                 with app.database.sessions() as session:
                     views = tasks.load_views(session)
+                    held = tasks.held_by_others(session, fence.token, now)
                 the_plan = plan(snapshot, views, policy_for(app, allow_mass_deprovision), now)
+                the_plan = hold_claimed(the_plan, held)
             except SourceError as error:
                 with app.database.transaction() as session:
                     audit.record(session, "pass.source_failed", run_id=run_id, error=str(error))
                     finish_run(session, run_id, "source_failed", utcnow(), {"error": str(error)})
                 raise
-            with app.database.transaction() as session:
-                changes = tasks.record_snapshot(
-                    session, snapshot, now, run_id, the_plan.kept_in_scope
-                )
-                if the_plan.blocked_reason:
-                    audit.record(
-                        session,
-                        "pass.deprovision_blocked",
-                        run_id=run_id,
-                        reason=the_plan.blocked_reason,
-                        users=[a.email for a in the_plan.blocked_deprovisions],
+            try:
+                with app.database.transaction() as session:
+                    fencing.prove(session.connection(), fence.token)
+                    changes = tasks.record_snapshot(
+                        session, snapshot, now, run_id, the_plan.kept_in_scope
                     )
+                    if the_plan.blocked_reason:
+                        audit.record(
+                            session,
+                            "pass.deprovision_blocked",
+                            run_id=run_id,
+                            reason=the_plan.blocked_reason,
+                            users=[a.email for a in the_plan.blocked_deprovisions],
+                        )
+            except LockLostError as error:
+                return _finish(app, PassResult(the_plan, run_id=run_id), fence, error)
             skipped.log_changes(changes)
             if on_plan is not None:
                 on_plan(the_plan)
             result = PassResult(the_plan, run_id=run_id)
-            result.results = _execute(app, the_plan.actions, run_id, on_done, stop, on_step)
-            return _finish(app, result)
+            result.results, lost = _execute(
+                app, the_plan.actions, run_id, fence, on_done, stop, on_step
+            )
+            return _finish(app, result, fence, lost)
 
 
 def resync(
@@ -212,7 +258,7 @@ def resync(
     on_done: Callable[[TaskResult], None] | None = None,
 ) -> PassResult:
     """Re-run the pipeline for named users (all managed users when ``emails`` is None)."""
-    with app.run_lock():
+    with app.run_lock() as fence:
         now = utcnow()
         with app.database.transaction() as session:
             run_id = start_run(session, "resync", now)
@@ -220,12 +266,14 @@ def resync(
         with crash_recorded(app, run_id):
             with app.database.sessions() as session:
                 views = tasks.load_views(session)
+                held = tasks.held_by_others(session, fence.token, now)
             wanted = (
                 [e.strip().lower() for e in emails]
                 if emails is not None
                 else [v.email for v in views if v.in_scope and v.active is not None]
             )
             actions, unknown = on_demand(wanted, views, force=force)
-            result = PassResult(Plan(tuple(actions)), run_id=run_id, unknown_users=unknown)
-            result.results = _execute(app, actions, run_id, on_done)
-            return _finish(app, result)
+            the_plan = hold_claimed(Plan(tuple(actions)), held)
+            result = PassResult(the_plan, run_id=run_id, unknown_users=unknown)
+            result.results, lost = _execute(app, the_plan.actions, run_id, fence, on_done)
+            return _finish(app, result, fence, lost)

@@ -8,6 +8,8 @@ leaves committing to it, so one transaction covers one change.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -19,10 +21,12 @@ from sqlalchemy.orm import Session
 
 from syncd.directory.base import Snapshot
 from syncd.pipeline import skipped
+from syncd.pipeline.claims import Claim, ForeignClaim, claim_holds, hold_reason
 from syncd.pipeline.steps import PIPELINES, KeyPairView, Outcome, Work, next_step
 from syncd.plan import Action, ActionKind, CredentialView, TaskView, UserView
-from syncd.state import audit
-from syncd.state.models import KeyPair, KeyPairStatus, Task, TaskKind, TaskStatus, User
+from syncd.state import audit, fencing
+from syncd.state.lock import describe_holder
+from syncd.state.models import KeyPair, KeyPairStatus, Run, Task, TaskKind, TaskStatus, User
 
 OPEN = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.FAILED)
 HOLDING = (KeyPairStatus.PENDING, KeyPairStatus.ACTIVE, KeyPairStatus.SUPERSEDED)
@@ -254,10 +258,17 @@ def _new_task(session: Session, user: User, action: Action, now: datetime, known
 
 # The per-step path runs these for every step of every user. They are built once, with bind
 # parameters: building and hashing a statement costs several times more than running it.
+# Each carries the fencing proof (the run-lock token is still ours) in its WHERE clause and
+# renews the task's claim: a changed token shows as no row changed.
 _START = (
     update(Task)
-    .where(Task.id == bindparam("task_id"))
-    .values(status=TaskStatus.RUNNING, run_id=bindparam("run"))
+    .where(Task.id == bindparam("task_id"), fencing.still_ours())
+    .values(
+        status=TaskStatus.RUNNING,
+        run_id=bindparam("run"),
+        claimed_by=bindparam("token"),
+        lease_until=bindparam("lease_until"),
+    )
 )
 _KEY_PAIR_VIEW = (
     KeyPair.id,
@@ -286,22 +297,54 @@ _WORK = (
     .order_by(KeyPair.generation)
 )
 """The task, its user and each of the user's key pairs (a row each; one row with none)."""
-_RUNNING_AT = (Task.id == bindparam("task_id"), Task.next_step == bindparam("step"))
+_OURS = (
+    Task.id == bindparam("task_id"),
+    Task.status == TaskStatus.RUNNING,
+    Task.claimed_by == bindparam("token"),
+    fencing.still_ours(),
+)
 _ADVANCE = (
     update(Task)
-    .where(*_RUNNING_AT, Task.status == TaskStatus.RUNNING)
-    .values(next_step=bindparam("following"), updated_at=bindparam("now"))
+    .where(*_OURS, Task.next_step == bindparam("step"))
+    .values(
+        next_step=bindparam("following"),
+        updated_at=bindparam("now"),
+        lease_until=bindparam("lease_until"),
+    )
 )
 _FINISH = (
     update(Task)
-    .where(*_RUNNING_AT, Task.status == TaskStatus.RUNNING)
+    .where(*_OURS, Task.next_step == bindparam("step"))
     .values(
         next_step=None,
         updated_at=bindparam("now"),
         status=TaskStatus.DONE,
         finished_at=bindparam("now"),
         last_error=None,
+        lease_until=None,
     )
+)
+_RENEW = update(Task).where(*_OURS).values(lease_until=bindparam("lease_until"))
+_FAIL = (
+    update(Task)
+    .where(*_OURS)
+    .values(
+        status=TaskStatus.FAILED,
+        attempts=bindparam("attempts"),
+        last_error=bindparam("error"),
+        next_attempt_at=bindparam("retry_at"),
+        updated_at=bindparam("now"),
+        lease_until=None,
+    )
+)
+_RELEASE = (
+    update(Task)
+    .where(
+        Task.id == bindparam("task_id"),
+        Task.status == TaskStatus.RUNNING,
+        Task.claimed_by == bindparam("token"),
+    )
+    .values(lease_until=None)
 )
 _UPDATE_KEY_PAIR = update(KeyPair).where(KeyPair.id == bindparam("key_pair"))
 """SET holds the columns given at execution."""
@@ -310,10 +353,41 @@ _USER_DEPROVISIONED = (
 )
 
 
-def start(connection: Connection, task_id: int, run_id: int | None) -> tuple[Work, str | None]:
-    """Mark the task running; return what its steps work on and the step to run next."""
-    connection.execute(_START, {"task_id": task_id, "run": run_id})
+def start(
+    connection: Connection, task_id: int, run_id: int | None, claim: Claim, now: datetime
+) -> tuple[Work, str | None]:
+    """Claim the task and mark it running; return what its steps work on and the next step.
+
+    Raises LockLostError if the run-lock token is no longer ``claim.token``.
+    """
+    values = {
+        "task_id": task_id,
+        "run": run_id,
+        "token": claim.token,
+        "lease_until": claim.until(now),
+    }
+    if connection.execute(_START, values).rowcount != 1:
+        fencing.check(connection, claim.token)
+        raise NoResultFound(f"no task {task_id}")
     return load_work(connection, task_id)
+
+
+def _moved(connection: Connection, claim: Claim, what: str) -> RuntimeError:
+    """A fenced statement changed nothing: LockLostError if the token moved, else ``what``."""
+    fencing.check(connection, claim.token)
+    return RuntimeError(what)
+
+
+def renew(connection: Connection, task_id: int, claim: Claim, now: datetime) -> None:
+    """Extend the task's claim (before a step is attempted again); proves the token."""
+    values = {"task_id": task_id, "token": claim.token, "lease_until": claim.until(now)}
+    if connection.execute(_RENEW, values).rowcount != 1:
+        raise _moved(connection, claim, f"task {task_id} is no longer claimed by this pass")
+
+
+def release(connection: Connection, task_id: int, token: int) -> None:
+    """End this pass's claim on a task it leaves at its checkpoint (nothing is in flight)."""
+    connection.execute(_RELEASE, {"task_id": task_id, "token": token})
 
 
 def load_work(connection: Connection, task_id: int) -> tuple[Work, str | None]:
@@ -346,20 +420,24 @@ def record_step(
     outcome: Outcome,
     now: datetime,
     run_id: int | None,
+    claim: Claim,
 ) -> str | None:
     """Write a step's outcome and advance the checkpoint; returns the next step (None: done).
 
     Plain Core statements on a connection: this runs for every step of every user, and an
-    ORM session costs more than the statements themselves.
+    ORM session costs more than the statements themselves. Raises LockLostError (nothing
+    written) if the run-lock token is no longer ``claim.token``.
     """
     following = next_step(work.kind, step)
-    at_step = {"task_id": work.task_id, "step": step, "now": now}
+    at_step = {"task_id": work.task_id, "step": step, "now": now, "token": claim.token}
     moved = connection.execute(
         _FINISH if following is None else _ADVANCE,
-        at_step if following is None else {**at_step, "following": following},
+        at_step
+        if following is None
+        else {**at_step, "following": following, "lease_until": claim.until(now)},
     )
     if moved.rowcount != 1:
-        raise RuntimeError(f"task {work.task_id} moved on from {step} while it ran")
+        raise _moved(connection, claim, f"task {work.task_id} moved on from {step} while it ran")
     for key_pair_id, columns in outcome.key_pairs.items():
         connection.execute(
             _UPDATE_KEY_PAIR, {**columns, "updated_at": now, "key_pair": key_pair_id}
@@ -396,14 +474,26 @@ def fail(
     run_id: int | None,
     initial: float,
     maximum: float,
+    claim: Claim,
 ) -> datetime:
-    """Mark the task failed; a later pass retries it after the returned time."""
+    """Mark the task failed; a later pass retries it after the returned time.
+
+    Raises LockLostError (nothing written) if the run-lock token is no longer ``claim.token``.
+    """
     task = session.get_one(Task, task_id)
-    task.status = TaskStatus.FAILED
-    task.attempts += 1
-    task.last_error = error[:2000]
-    task.next_attempt_at = now + retry_delay(task.attempts, initial, maximum)
-    task.updated_at = now
+    attempts = task.attempts + 1
+    retry_at = now + retry_delay(attempts, initial, maximum)
+    values = {
+        "task_id": task_id,
+        "token": claim.token,
+        "attempts": attempts,
+        "error": error[:2000],
+        "retry_at": retry_at,
+        "now": now,
+    }
+    connection = session.connection()
+    if connection.execute(_FAIL, values).rowcount != 1:
+        raise _moved(connection, claim, f"task {task_id} is no longer claimed by this pass")
     audit.record(
         session,
         f"{task.kind.value}.failed",
@@ -411,9 +501,9 @@ def fail(
         run_id=run_id,
         step=task.next_step,
         error=error[:500],
-        attempts=task.attempts,
+        attempts=attempts,
     )
-    return task.next_attempt_at
+    return retry_at
 
 
 def open_task_ids(session: Session, emails: Iterable[str] | None = None) -> list[int]:
@@ -421,3 +511,53 @@ def open_task_ids(session: Session, emails: Iterable[str] | None = None) -> list
     if emails is not None:
         query = query.where(User.email.in_(list(emails)))
     return list(session.scalars(query.order_by(Task.id)))
+
+
+def foreign_claims(session: Session, now: datetime) -> list[ForeignClaim]:
+    """The claims other passes hold on running tasks whose lease has not ended."""
+    rows = session.execute(
+        select(User.email, Task.claimed_by, Task.lease_until, Task.run_id, Run.host, Run.pid)
+        .join(User, User.id == Task.user_id)
+        .outerjoin(Run, Run.id == Task.run_id)
+        .where(Task.status == TaskStatus.RUNNING, Task.claimed_by.is_not(None))
+    )
+    here = socket.gethostname()
+    return [
+        ForeignClaim(
+            email=row.email,
+            token=row.claimed_by,
+            lease_until=row.lease_until,
+            run_id=row.run_id,
+            holder=describe_holder(f"pid={row.pid} host={row.host}")
+            if row.host is not None
+            else "holder unknown",
+            holder_gone=row.host == here and not pid_alive(row.pid),
+        )
+        for row in rows
+        if row.lease_until is not None and row.lease_until > now
+    ]
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True if a process ``pid`` exists on this host (or cannot be told)."""
+    if not pid or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def held_by_others(session: Session, token: int | None, now: datetime) -> dict[str, str]:
+    """Users whose running task another pass's live claim covers, with the reason to hold them.
+
+    ``token``: this pass's run-lock token (None for a dry run, which holds no claim).
+    """
+    return {
+        claim.email: hold_reason(claim)
+        for claim in foreign_claims(session, now)
+        if claim_holds(claim, token, now)
+    }

@@ -3,15 +3,24 @@
 PostgreSQL: a session advisory lock held on a dedicated connection for the lock's lifetime.
 SQLite: an exclusive ``flock`` on a lock file (by default the database file plus ``.lock``)
 that names its holder. Either way the lock dies with its holder, however the holder dies.
+
+A held lock can still be lost under a running process: its lock file removed or replaced, its
+PostgreSQL session ended (``pg_terminate_backend``, a restart, a network cut). ``lost_reason``
+says so (the lock file's inode is compared with the path's; a heartbeat thread runs
+``SELECT 1`` on the lock's session, which is also exempted from ``idle_session_timeout``).
+Detecting it here only stops a pass early: the fencing token (syncd.state.fencing) is what
+keeps a pass that lost the lock from recording anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +29,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from syncd.errors import ConfigError, LockHeldError, SyncdError
@@ -34,14 +43,25 @@ from syncd.state.db import (
 
 RUN_LOCK_KEY = advisory_lock_key("syncd-run")
 _POLL_SECONDS = 0.2
+HEARTBEAT_SECONDS = 5.0
+"""How often the PostgreSQL lock's session is checked (and kept busy)."""
+# TCP keepalives on the lock's connection: a silent network cut is noticed in about a minute.
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 _HOLDER_RE = re.compile(r"pid=(\d+) host=(\S*)")
 
 
-def _this_holder() -> str:
+def this_holder() -> str:
+    """How this process names itself as a holder: ``pid=<pid> host=<host>``."""
     return f"pid={os.getpid()} host={socket.gethostname()}"
 
 
-def _describe_holder(raw: str) -> str:
+def describe_holder(raw: str) -> str:
+    """``pid X on host Y`` for a holder named by this_holder (or "holder unknown")."""
     match = _HOLDER_RE.search(raw)
     if match is None:
         return "holder unknown"
@@ -56,6 +76,8 @@ class _Backend(Protocol):
     def holder(self) -> str: ...
 
     def is_held(self) -> bool: ...
+
+    def lost_reason(self) -> str | None: ...
 
     def release(self) -> None: ...
 
@@ -77,6 +99,7 @@ class _FileLock:
         self.path = lock_file
         self.where = f"{display_url(url)} (lock file {lock_file})"
         self._fd: int | None = None
+        self._inode: tuple[int, int] | None = None
 
     def try_acquire(self) -> bool:
         try:
@@ -92,18 +115,33 @@ class _FileLock:
             os.close(fd)
             return False
         os.ftruncate(fd, 0)
-        os.write(fd, f"{_this_holder()}\n".encode())
+        os.write(fd, f"{this_holder()}\n".encode())
         self._fd = fd
+        held = os.fstat(fd)
+        self._inode = (held.st_dev, held.st_ino)
         return True
 
     def holder(self) -> str:
         try:
-            return _describe_holder(self.path.read_text(errors="replace"))
+            return describe_holder(self.path.read_text(errors="replace"))
         except OSError:
             return "holder unknown"
 
     def is_held(self) -> bool:
-        return self._fd is not None
+        return self._fd is not None and self.lost_reason() is None
+
+    def lost_reason(self) -> str | None:
+        if self._fd is None:
+            return None
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            return f"its lock file {self.path} was removed"
+        except OSError as error:
+            return f"its lock file {self.path} cannot be read: {error.strerror}"
+        if (current.st_dev, current.st_ino) != self._inode:
+            return f"its lock file {self.path} was replaced"
+        return None
 
     def release(self) -> None:
         if self._fd is not None:
@@ -111,6 +149,7 @@ class _FileLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+            self._inode = None
         if self._temporary:
             self.path.unlink(missing_ok=True)
 
@@ -124,6 +163,11 @@ class _AdvisoryLock:
         self._engine: Engine | None = None
         self._connection: Connection | None = None
         self._held = False
+        self._lost: str | None = None
+        self._mutex = threading.Lock()
+        """Serialises the heartbeat thread's use of the connection with the owner's."""
+        self._stop_heartbeat = threading.Event()
+        self._heartbeat: threading.Thread | None = None
 
     def _connect(self) -> Connection:
         if self._connection is None:
@@ -132,15 +176,45 @@ class _AdvisoryLock:
                 self._url,
                 poolclass=NullPool,
                 isolation_level="AUTOCOMMIT",
-                connect_args={"application_name": f"syncd-run {_this_holder()}"[:63]},
+                connect_args={
+                    "application_name": f"syncd-run {this_holder()}"[:63],
+                    **_KEEPALIVES,
+                },
             )
             self._connection = self._engine.connect()
+            exempt_from_idle_timeout(self._connection)
         return self._connection
 
     def try_acquire(self) -> bool:
         statement = text("SELECT pg_try_advisory_lock(:key)")
-        self._held = bool(self._connect().execute(statement, {"key": RUN_LOCK_KEY}).scalar_one())
+        with self._mutex:
+            result = self._connect().execute(statement, {"key": RUN_LOCK_KEY}).scalar_one()
+        self._held = bool(result)
+        if self._held:
+            self._lost = None
+            self._stop_heartbeat.clear()
+            self._heartbeat = threading.Thread(
+                target=self._beat, name="syncd-run-lock-heartbeat", daemon=True
+            )
+            self._heartbeat.start()
         return self._held
+
+    def _beat(self) -> None:
+        while not self._stop_heartbeat.wait(HEARTBEAT_SECONDS):
+            if not self._alive():
+                return
+
+    def _alive(self) -> bool:
+        """Run SELECT 1 on the lock's session; False (and the reason kept) once it is gone."""
+        with self._mutex:
+            if self._lost is not None or self._connection is None:
+                return False
+            try:
+                self._connection.execute(text("SELECT 1"))
+            except DBAPIError as error:
+                self._lost = f"the PostgreSQL session holding it ended: {driver_message(error)}"
+                return False
+        return True
 
     def holder(self) -> str:
         unsigned = RUN_LOCK_KEY & 0xFFFF_FFFF_FFFF_FFFF
@@ -163,34 +237,44 @@ class _AdvisoryLock:
             return "holder unknown"
         name, backend_pid = str(row[0] or ""), row[1]
         if _HOLDER_RE.search(name):
-            return _describe_holder(name)
+            return describe_holder(name)
         return f"PostgreSQL backend pid {backend_pid}, application {name!r}"
 
     def is_held(self) -> bool:
-        if not self._held or self._connection is None:
-            return False
-        try:
-            self._connection.execute(text("SELECT 1"))
-        except DBAPIError:
-            return False
-        return True
+        return self._held and self._alive()
+
+    def lost_reason(self) -> str | None:
+        return self._lost if self._held else None
 
     def release(self) -> None:
+        self._stop_heartbeat.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=HEARTBEAT_SECONDS)
+            self._heartbeat = None
         try:
-            if self._held and self._connection is not None:
+            if self._held and self._lost is None and self._connection is not None:
                 self._connection.execute(
                     text("SELECT pg_advisory_unlock(:key)"), {"key": RUN_LOCK_KEY}
                 )
-        except DBAPIError:
+        except SQLAlchemyError:
             pass  # the connection is gone, and the server released the lock with it
         finally:
             self._held = False
             if self._connection is not None:
-                self._connection.close()
+                with contextlib.suppress(SQLAlchemyError):
+                    self._connection.close()
                 self._connection = None
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
+
+
+def exempt_from_idle_timeout(connection: Connection) -> None:
+    """Turn ``idle_session_timeout`` (PostgreSQL 14+) off for this session only: the lock's
+    session is idle by design, and the server ending it would end the lock."""
+    version = connection.execute(text("SHOW server_version_num")).scalar_one()
+    if int(version) >= 140000:
+        connection.execute(text("SET idle_session_timeout = 0"))
 
 
 class RunLock:
@@ -221,6 +305,10 @@ class RunLock:
     def is_held(self) -> bool:
         """True while this process holds the lock (checks the PostgreSQL session is alive)."""
         return self._backend.is_held()
+
+    def lost_reason(self) -> str | None:
+        """Why a lock this process acquired is no longer held, or None; cheap (no query)."""
+        return self._backend.lost_reason()
 
     def acquire(self) -> RunLock:
         """Take the lock, waiting for it when ``wait``; raise LockHeldError if it stays taken."""

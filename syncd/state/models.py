@@ -221,9 +221,29 @@ class Task(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[int | None] = mapped_column(Integer)
+    """The run-lock token of the pass running the task (see RunLockState)."""
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """While running, no other pass touches the task before this time (renewed at each step)."""
 
     user: Mapped[User] = relationship(back_populates="tasks")
     key_pair: Mapped[KeyPair | None] = relationship()
+
+
+class RunLockState(Base):
+    """The run lock's fencing token: one row, incremented by every acquisition of the lock.
+
+    Each checkpoint proves in its own transaction that the token is still the one its pass
+    took, so a pass that lost the lock to another cannot record anything more.
+    """
+
+    __tablename__ = "run_lock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token: Mapped[int] = mapped_column(Integer, default=0)
+    holder: Mapped[str] = mapped_column(String(255), default="")
+    """``pid=<pid> host=<host>`` of the process that took the token."""
+    acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AuditEvent(Base):

@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from syncd.directory.base import DirectoryUser, Snapshot
 from syncd.pipeline import tasks
+from syncd.pipeline.claims import Claim
 from syncd.pipeline.steps import Outcome
 from syncd.plan import Action, ActionKind
 from syncd.state.db import Database
@@ -91,6 +92,8 @@ class Filler:
 
     database: Database
     run_id: int
+    claim: Claim = field(default_factory=lambda: Claim(0, timedelta(minutes=10)))
+    """Token 0: the store's own until a run lock is taken, which these fixtures never do."""
 
     def enqueue(self, name: str, action: ActionKind, task_kind: str) -> int:
         with self.database.transaction() as session:
@@ -111,16 +114,22 @@ class Filler:
         error: str = "",
     ) -> None:
         with self.database.engine.begin() as connection:
-            work, step = tasks.start(connection, task_id, self.run_id)
+            work, step = tasks.start(
+                connection, task_id, self.run_id, self.claim, datetime.now(UTC)
+            )
         while step is not None:
             now = datetime.now(UTC)
             if step == fail_at:
                 with self.database.transaction() as session:
-                    tasks.fail(session, task_id, error, now, self.run_id, 60.0, 3600.0)
+                    tasks.fail(
+                        session, task_id, error, now, self.run_id, 60.0, 3600.0, self.claim
+                    )
                 return
             outcome = _outcome(work.kind, step, work, not_after, now)
             with self.database.engine.begin() as connection:
-                step = tasks.record_step(connection, work, step, outcome, now, self.run_id)
+                step = tasks.record_step(
+                    connection, work, step, outcome, now, self.run_id, self.claim
+                )
             work = work.after(outcome)
 
     def retry(self, task_id: int, fail_at: str, error: str) -> None:

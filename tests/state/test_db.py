@@ -13,6 +13,9 @@ from syncd.errors import ConfigError, SchemaOutdatedError, SyncdError
 from syncd.state.db import Database, create_engine_for, parse_url, session_factory, upgrade
 from syncd.state.models import KeyPair, User
 
+# Every revision of migrations/versions, oldest first.
+REVISIONS = ["0001_initial", "0002_scope", "0003_fencing"]
+
 
 def _user(email: str = "alice@example.com") -> User:
     return User(email=email, directory_id=f"id-{email}", source="static")
@@ -35,7 +38,7 @@ def test_sqlite_engine_settings(tmp_path: Path) -> None:
 def test_sqlite_in_memory_is_one_database(tmp_path: Path) -> None:
     engine = create_engine_for("sqlite://")
     try:
-        assert upgrade(engine) == ["0001_initial", "0002_scope"]
+        assert upgrade(engine) == REVISIONS
         sessions = session_factory(engine)
         with sessions() as session:
             session.add(_user())
@@ -114,7 +117,7 @@ def test_open_refuses_an_unmigrated_store(db_url: str) -> None:
         Database.open(db_url)
     database = Database.open(db_url, require_current=False)
     try:
-        assert database.upgrade() == ["0001_initial", "0002_scope"]
+        assert database.upgrade() == REVISIONS
         with database.engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
     finally:

@@ -11,7 +11,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from syncd.errors import EXIT_LOCKED, LockHeldError, SyncdError
 from syncd.state.lock import RunLock, acquire
@@ -153,3 +156,82 @@ def test_in_memory_sqlite_uses_a_private_temporary_lock_file() -> None:
 def test_unreachable_postgresql_is_a_syncd_error() -> None:
     with pytest.raises(SyncdError, match=r"cannot take the run lock .*:\*\*\*@127\.0\.0\.1:1/"):
         acquire("postgresql://syncd:hunter2@127.0.0.1:1/state")
+
+
+def test_sqlite_lock_file_removed_or_replaced_is_no_longer_held(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    path = tmp_path / "state.db.lock"
+    lock = acquire(url)
+    try:
+        assert lock.is_held() and lock.lost_reason() is None
+        path.unlink()
+        assert not lock.is_held()
+        assert lock.lost_reason() == f"its lock file {path} was removed"
+        # What made it a lost lock: another process can take it now.
+        other = acquire(url)
+        assert not lock.is_held()
+        assert lock.lost_reason() == f"its lock file {path} was replaced"
+        other.release()
+    finally:
+        lock.release()
+    assert lock.lost_reason() is None and not lock.is_held()
+
+
+def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
+    parsed = make_url(url)
+    return psycopg.connect(
+        host=parsed.host, port=parsed.port, user=parsed.username, dbname=parsed.database,
+        autocommit=True,
+    )
+
+
+def _terminate_lock_session(url: str) -> None:
+    with _admin(url) as admin:
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+            (f"syncd-run pid={os.getpid()} %",),
+        ).fetchall()
+    assert ended == [(True,)]
+
+
+@pytest.mark.postgres
+def test_postgresql_lock_session_ended_is_seen_by_the_heartbeat(
+    postgres_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncd.state import lock as lock_module
+
+    monkeypatch.setattr(lock_module, "HEARTBEAT_SECONDS", 0.05)
+    lock = acquire(postgres_db_url)
+    try:
+        assert lock.lost_reason() is None
+        _terminate_lock_session(postgres_db_url)
+        deadline = time.monotonic() + 10
+        while lock.lost_reason() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        reason = lock.lost_reason()
+        assert reason is not None
+        assert reason.startswith("the PostgreSQL session holding it ended: ")
+        assert "administrator command" in reason
+        assert not lock.is_held()
+        acquire(postgres_db_url).release()  # the server released it with the session
+    finally:
+        lock.release()  # quietly, on the dead session
+
+
+@pytest.mark.postgres
+def test_postgresql_idle_session_timeout_does_not_end_the_lock(postgres_db_url: str) -> None:
+    name = make_url(postgres_db_url).database
+    with _admin(postgres_db_url) as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} SET idle_session_timeout = '300ms'").format(
+                sql.Identifier(str(name))
+            )
+        )
+    lock = acquire(postgres_db_url)
+    try:
+        time.sleep(1.0)  # the lock's session is idle: the heartbeat runs every 5 s
+        assert lock.is_held(), lock.lost_reason()
+        with pytest.raises(LockHeldError):
+            acquire(postgres_db_url)
+    finally:
+        lock.release()

@@ -26,6 +26,10 @@ from syncd.state.db import (
 )
 from syncd.state.models import Base
 
+# Every revision of migrations/versions, oldest first.
+REVISIONS = ["0001_initial", "0002_scope", "0003_fencing"]
+
+
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
@@ -35,10 +39,10 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 def test_upgrade_applies_initial_revision_once(engine: Engine) -> None:
-    assert schema_status(engine) == (None, "0002_scope")
-    assert upgrade(engine) == ["0001_initial", "0002_scope"]
+    assert schema_status(engine) == (None, REVISIONS[-1])
+    assert upgrade(engine) == REVISIONS
     assert upgrade(engine) == []
-    assert schema_status(engine) == ("0002_scope", head_revision())
+    assert schema_status(engine) == (REVISIONS[-1], head_revision())
 
 
 def test_migrated_schema_equals_models(engine: Engine) -> None:
@@ -114,7 +118,7 @@ def test_require_current_schema_on_empty_database(engine: Engine) -> None:
         require_current_schema(engine)
     message = str(raised.value)
     assert "is at revision none (empty database)" in message
-    assert "this syncd needs 0002_scope: run `syncd db upgrade`" in message
+    assert f"this syncd needs {REVISIONS[-1]}: run `syncd db upgrade`" in message
     assert engine.url.database is not None and engine.url.database in message
     upgrade(engine)
     require_current_schema(engine)
@@ -128,7 +132,7 @@ def test_downgrade_to_base_removes_everything(engine: Engine) -> None:
         config.attributes["connection"] = connection
         command.downgrade(config, "base")
     assert set(inspect(engine).get_table_names()) == {"alembic_version"}
-    assert upgrade(engine) == ["0001_initial", "0002_scope"]
+    assert upgrade(engine) == REVISIONS
 
 
 def test_require_current_schema_on_newer_database(engine: Engine) -> None:
@@ -142,6 +146,7 @@ def test_require_current_schema_on_newer_database(engine: Engine) -> None:
 UPGRADER = """
 import sys
 from syncd.state.db import create_engine_for, upgrade
+
 print(",".join(upgrade(create_engine_for(sys.argv[1]))))
 """
 
@@ -156,7 +161,7 @@ def test_concurrent_upgrades_apply_each_revision_once(db_url: str) -> None:
     ]
     results = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0], results
-    assert sorted(out.strip() for out, _ in results) == ["", "", "0001_initial,0002_scope"]
+    assert sorted(out.strip() for out, _ in results) == ["", "", ",".join(REVISIONS)]
 
 
 def test_0002_puts_users_of_blocked_passes_back_in_scope(engine: Engine) -> None:
@@ -194,7 +199,7 @@ def test_0002_puts_users_of_blocked_passes_back_in_scope(engine: Engine) -> None
             ),
             {"at": at},
         )
-    assert upgrade(engine) == ["0002_scope"]
+    assert upgrade(engine) == REVISIONS[1:]
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT email, in_scope FROM users ORDER BY id")).all()
     assert [(email, bool(in_scope)) for email, in_scope in rows] == [
