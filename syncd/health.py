@@ -76,6 +76,14 @@ def judge_finished(run: Run, age: float, limit: float) -> Check:
     if run.outcome == "error":
         error = summary.get("error", "unknown error")
         return Check("last pass", False, f"{described}: the pass crashed: {error}")
+    if run.outcome == "lock_lost":
+        return Check(
+            "last pass",
+            False,
+            f"{described}: it lost the run lock to another syncd process and stopped; check "
+            "that only one syncd runs against this state store and that its database "
+            "connection stays up",
+        )
     if run.outcome == "blocked":
         count = summary.get("blocked_deprovisions", "some")
         return Check(

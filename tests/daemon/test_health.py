@@ -109,3 +109,13 @@ def test_health_fails_when_the_last_pass_crashed_or_its_process_died(
 
     assert sync_pass(deployment.app()).clean
     assert _healthy(deployment).ok
+
+
+def test_a_pass_that_lost_the_run_lock_is_unhealthy() -> None:
+    from syncd.health import judge_finished
+    from syncd.state.models import Run
+
+    run = Run(id=7, kind="sync", outcome="lock_lost", summary={"done": 3})
+    check = judge_finished(run, age=10.0, limit=3600.0)
+    assert not check.ok
+    assert "lost the run lock to another syncd process" in check.detail
