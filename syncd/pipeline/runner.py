@@ -2,7 +2,8 @@
 
 Each task walks its steps from its checkpoint. A transient failure (Google 429/5xx, a dropped
 connection) is retried inside the task with backoff; a task that keeps failing, or fails for
-a reason retrying won't fix, is marked failed with its error and left for a later pass. One
+a reason retrying won't fix, is marked failed with its error and left for a later pass. A
+PermanentError marks it failed permanently: no later pass retries it until a resync. One
 user's failure never stops the others.
 """
 
@@ -17,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from syncd.config import PipelineConfig
+from syncd.errors import PermanentError
 from syncd.google.errors import GoogleAPIError
 from syncd.logs import bind, log_context
 from syncd.pipeline import tasks
@@ -122,6 +124,7 @@ class Runner:
                 return self._stopped(task_id, step)
             except Exception as error:  # any failure stays with this user's task
                 message = f"{step}: {error}" if str(error) else f"{step}: {error!r}"
+                permanent = isinstance(error, PermanentError)
                 with self.database.transaction() as session:
                     retry_at = tasks.fail(
                         session,
@@ -131,13 +134,17 @@ class Runner:
                         self.run_id,
                         self.config.retry_initial,
                         self.config.retry_max,
+                        permanent=permanent,
                     )
                 log.warning(
-                    "%s %s failed at %s (retry after %s): %s",
+                    "%s %s failed%s at %s (%s): %s",
                     work.kind,
                     work.email,
+                    " permanently" if permanent else "",
                     step,
-                    f"{retry_at:%Y-%m-%d %H:%M:%S}Z",
+                    f"not retried; fix the cause, then syncd resync --user {work.email}"
+                    if retry_at is None
+                    else f"retry after {retry_at:%Y-%m-%d %H:%M:%S}Z",
                     error,
                 )
                 return TaskResult(task_id, work.email, work.kind, False, step, message)

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.exc import NoResultFound
@@ -55,6 +56,7 @@ def load_views(session: Session) -> list[UserView]:
                     task.attempts,
                     task.next_attempt_at,
                     task.last_error,
+                    task.permanent,
                 )
                 if task
                 else None,
@@ -178,6 +180,7 @@ def _enqueue_chunk(
         if action.kind in (ActionKind.RESUME, ActionKind.RETRY) and task is not None:
             task.status = TaskStatus.PENDING
             task.next_attempt_at = None
+            task.permanent = False
         else:
             if task is not None:
                 task.status = TaskStatus.CANCELLED
@@ -383,14 +386,21 @@ def fail(
     run_id: int | None,
     initial: float,
     maximum: float,
-) -> datetime:
-    """Mark the task failed; a later pass retries it after the returned time."""
+    *,
+    permanent: bool = False,
+) -> datetime | None:
+    """Mark the task failed; a later pass retries it after the returned time.
+
+    A permanent failure gets no next attempt (None): the plan holds the user until a resync.
+    """
     task = session.get_one(Task, task_id)
     task.status = TaskStatus.FAILED
     task.attempts += 1
     task.last_error = error[:2000]
-    task.next_attempt_at = now + retry_delay(task.attempts, initial, maximum)
+    task.permanent = permanent
+    task.next_attempt_at = None if permanent else now + retry_delay(task.attempts, initial, maximum)
     task.updated_at = now
+    detail: dict[str, Any] = {"permanent": True} if permanent else {}
     audit.record(
         session,
         f"{task.kind.value}.failed",
@@ -399,6 +409,7 @@ def fail(
         step=task.next_step,
         error=error[:500],
         attempts=task.attempts,
+        **detail,
     )
     return task.next_attempt_at
 

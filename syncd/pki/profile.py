@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -97,7 +97,7 @@ def check_certifiable(email: str) -> None:
     rfc822Name: it must be ASCII (see the module docstring)."""
     if email.isascii():
         return
-    local_part, _, domain = email.rpartition("@")
+    local_part = email.rpartition("@")[0]
     part = "local part" if not local_part.isascii() else "domain"
     raise UncertifiableAddressError(
         f"{email}: internationalised {part} (not ASCII); an S/MIME certificate names its user "
@@ -133,7 +133,9 @@ def fit_common_name(value: str, fields: dict[str, str]) -> str:
     return shorter if len(shorter) <= MAX_COMMON_NAME else shorter[:MAX_COMMON_NAME]
 
 
-def _attribute(attribute: x509.NameAttribute, fields: dict[str, str]) -> x509.NameAttribute:
+def _attribute(
+    attribute: x509.NameAttribute[Any], fields: dict[str, str]
+) -> x509.NameAttribute[Any]:
     value = attribute.value
     if not isinstance(value, str) or not any(token in value for token in _TOKENS.values()):
         return attribute

@@ -35,7 +35,7 @@ def test_sqlite_engine_settings(tmp_path: Path) -> None:
 def test_sqlite_in_memory_is_one_database(tmp_path: Path) -> None:
     engine = create_engine_for("sqlite://")
     try:
-        assert upgrade(engine) == ["0001_initial"]
+        assert upgrade(engine) == ["0001_initial", "0006_permanent"]
         sessions = session_factory(engine)
         with sessions() as session:
             session.add(_user())
@@ -114,7 +114,7 @@ def test_open_refuses_an_unmigrated_store(db_url: str) -> None:
         Database.open(db_url)
     database = Database.open(db_url, require_current=False)
     try:
-        assert database.upgrade() == ["0001_initial"]
+        assert database.upgrade() == ["0001_initial", "0006_permanent"]
         with database.engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
     finally:

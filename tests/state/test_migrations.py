@@ -35,10 +35,10 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 def test_upgrade_applies_initial_revision_once(engine: Engine) -> None:
-    assert schema_status(engine) == (None, "0001_initial")
-    assert upgrade(engine) == ["0001_initial"]
+    assert schema_status(engine) == (None, "0006_permanent")
+    assert upgrade(engine) == ["0001_initial", "0006_permanent"]
     assert upgrade(engine) == []
-    assert schema_status(engine) == ("0001_initial", head_revision())
+    assert schema_status(engine) == ("0006_permanent", head_revision())
 
 
 def test_migrated_schema_equals_models(engine: Engine) -> None:
@@ -114,7 +114,7 @@ def test_require_current_schema_on_empty_database(engine: Engine) -> None:
         require_current_schema(engine)
     message = str(raised.value)
     assert "is at revision none (empty database)" in message
-    assert "this syncd needs 0001_initial: run `syncd db upgrade`" in message
+    assert "this syncd needs 0006_permanent: run `syncd db upgrade`" in message
     assert engine.url.database is not None and engine.url.database in message
     upgrade(engine)
     require_current_schema(engine)
@@ -128,7 +128,7 @@ def test_downgrade_to_base_removes_everything(engine: Engine) -> None:
         config.attributes["connection"] = connection
         command.downgrade(config, "base")
     assert set(inspect(engine).get_table_names()) == {"alembic_version"}
-    assert upgrade(engine) == ["0001_initial"]
+    assert upgrade(engine) == ["0001_initial", "0006_permanent"]
 
 
 def test_require_current_schema_on_newer_database(engine: Engine) -> None:
@@ -156,4 +156,4 @@ def test_concurrent_upgrades_apply_each_revision_once(db_url: str) -> None:
     ]
     results = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0], results
-    assert sorted(out.strip() for out, _ in results) == ["", "", "0001_initial"]
+    assert sorted(out.strip() for out, _ in results) == ["", "", "0001_initial,0006_permanent"]
