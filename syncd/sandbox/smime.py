@@ -127,7 +127,8 @@ def _readable_extensions(role: str, cert: x509.Certificate, now: datetime) -> li
         return [f"{role}: extension {exc.oid.dotted_string} appears twice (extensions must not "
                 "contradict each other)"]
     except ValueError as exc:
-        return [f"{role}: extensions cannot be parsed ({exc})"]
+        return [f"{role}: extensions cannot be parsed ({exc}): they are malformed or "
+                "contradict each other"]
     return [
         f"{role}: unhandled critical extension {e.oid.dotted_string}"
         for e in extensions
@@ -201,9 +202,8 @@ def _empty_subject(role: str, cert: x509.Certificate, now: datetime) -> list[str
     return [f"{role}: empty subject without a critical subjectAltName (RFC 5280)"]
 
 
-EVERY_CERT: tuple[Rule, ...] = (
-    _readable_extensions, _version, _serial, _signature_hash, _key, _validity, _empty_subject,
-)
+NO_EXTENSIONS_NEEDED: tuple[Rule, ...] = (_version, _serial, _signature_hash, _key, _validity)
+EVERY_CERT: tuple[Rule, ...] = (_readable_extensions, *NO_EXTENSIONS_NEEDED, _empty_subject)
 
 
 # --- rules for the intermediates --------------------------------------------------------------
@@ -299,7 +299,13 @@ LEAF: tuple[Rule, ...] = (*EVERY_CERT, _leaf_not_ca, _leaf_eku, _leaf_key_usage)
 
 
 def _run(rules: Iterable[Rule], role: str, cert: x509.Certificate, now: datetime) -> list[str]:
-    return [sentence for rule in rules for sentence in rule(role, cert, now)]
+    """The rules' findings; when the extensions cannot be read, that and the rules that do not
+    read extensions (a list of every absent extension would only confuse)."""
+    unreadable = _readable_extensions(role, cert, now)
+    if unreadable and any(s.startswith(f"{role}: extensions cannot") for s in unreadable):
+        rules = [r for r in rules if r in NO_EXTENSIONS_NEEDED]
+    chosen = [r for r in rules if r is not _readable_extensions]
+    return [*unreadable, *(sentence for rule in chosen for sentence in rule(role, cert, now))]
 
 
 def find_leaf(certs: Sequence[x509.Certificate]) -> x509.Certificate:
