@@ -224,7 +224,19 @@ def _ca_key_usage(role: str, cert: x509.Certificate, now: datetime) -> list[str]
     return []
 
 
-INTERMEDIATE: tuple[Rule, ...] = (*EVERY_CERT, _ca_flag, _ca_key_usage)
+def _ca_purpose(role: str, cert: x509.Certificate, now: datetime) -> list[str]:
+    """OpenSSL's S/MIME purpose applies to the CAs too: an extendedKeyUsage, when present,
+    must allow emailProtection (``openssl verify -purpose smimesign`` fails otherwise)."""
+    found = _ext(cert, ExtensionOID.EXTENDED_KEY_USAGE)
+    if found is None or not isinstance(found.value, x509.ExtendedKeyUsage):
+        return []
+    if ExtendedKeyUsageOID.EMAIL_PROTECTION in list(found.value):
+        return []
+    return [f"{role}: extendedKeyUsage lacks emailProtection, so the certificates it issues "
+            "cannot be used for S/MIME"]
+
+
+INTERMEDIATE: tuple[Rule, ...] = (*EVERY_CERT, _ca_flag, _ca_key_usage, _ca_purpose)
 
 
 # --- rules for the leaf -----------------------------------------------------------------------

@@ -209,6 +209,11 @@ def _leaf(s: Setting, **changes: str | None) -> Path:
 
 def test_openssl_made_rsa_and_ec_leaves_are_accepted(setting: Setting) -> None:
     rsa_leaf = _leaf(setting)
+    verified = setting.ca.run(
+        "verify", "-purpose", "smimesign", "-CAfile", setting.root, "-untrusted", setting.inter,
+        rsa_leaf,
+    )
+    assert verified.strip() == f"{rsa_leaf}: OK"
     created = setting.upload(setting.ca.pkcs7(rsa_leaf, setting.inter))
     assert created["subjectEmailAddresses"] == [ALICE]
     ec_leaf = setting.ca.issue(
@@ -339,6 +344,13 @@ def test_intermediate_rules(setting: Setting) -> None:
     leaf = ca.issue(f"/CN={ALICE}", no_sign)
     assert "intermediate CN=No CertSign CA: keyUsage lacks keyCertSign" in setting.refusal(
         ca.pkcs7(leaf, no_sign)
+    )
+    server_ca = ca.issue(
+        "/CN=Server CA", root, ca=True, extensions={"extendedKeyUsage": "serverAuth"}
+    )
+    leaf = ca.issue(f"/CN={ALICE}", server_ca)
+    assert "intermediate CN=Server CA: extendedKeyUsage lacks emailProtection" in (
+        setting.refusal(ca.pkcs7(leaf, server_ca))
     )
     sub = ca.issue("/CN=Sub CA", setting.inter, ca=True)  # under a pathlen:0 CA
     leaf = ca.issue(f"/CN={ALICE}", sub)
