@@ -69,3 +69,13 @@ class CertificateError(SyncdError):
 
 class CANotImportedError(SyncdError):
     """No issuing CA has been imported yet."""
+
+
+class PermanentError(SyncdError):
+    """A failure that retrying will not fix: only a change of its input (the directory entry,
+    the configuration) will. The runner records the task as failed permanently, without a next
+    attempt, and the plan holds the user until a ``syncd resync``."""
+
+
+class UncertifiableAddressError(CertificateError, PermanentError):
+    """A user's address cannot go into an S/MIME certificate Gmail would match to the user."""

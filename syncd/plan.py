@@ -48,6 +48,8 @@ class TaskView:
     attempts: int
     next_attempt_at: datetime | None
     last_error: str | None
+    permanent: bool = False
+    """Failed for a reason retrying will not fix (no next attempt)."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,23 @@ def named_by_unusable_entry(s: Subject) -> Decision:
     )
 
 
+def permanent_failure(s: Subject) -> Decision:
+    """A task that failed permanently is not retried: the user is held until a resync (which
+    replaces the task). A user who leaves scope is still deprovisioned."""
+    task = s.known.open_task if s.known else None
+    if task is None or not task.permanent or task.status != "failed":
+        return None
+    if task.kind != "deprovision" and not s.wanted:
+        return None
+    step = task.next_step or "start"
+    cause = (task.last_error or "").removeprefix(f"{step}: ")
+    return Hold(
+        s.email,
+        f"permanent failure at {step}: {cause}; fix the cause, then "
+        f"syncd resync --user {s.email}",
+    )
+
+
 def left_or_disabled(s: Subject) -> Decision:
     if s.wanted or s.known is None:
         return None
@@ -246,6 +265,7 @@ def _task_decision(s: Subject, task: TaskView) -> Decision:
 
 
 RULES: tuple[Rule, ...] = (
+    permanent_failure,
     unfinished_deprovision,
     named_by_unusable_entry,
     left_or_disabled,

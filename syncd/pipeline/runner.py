@@ -5,7 +5,8 @@ connection) is retried inside the task with backoff, within one retry budget per
 (:mod:`syncd.budget`: ``pipeline.step_retries`` retries and ``pipeline.step_time_limit``,
 shared with the Google client's own retries); a task that keeps failing, or fails for a
 reason retrying won't fix, is marked failed with its error and left for a later pass (its
-backoff). One user's failure never stops the others. Every retry wait wakes on the stop event:
+backoff); a PermanentError marks it failed permanently: no later pass retries it until a
+resync. One user's failure never stops the others. Every retry wait wakes on the stop event:
 the task then stays at its checkpoint.
 
 Each task is claimed under the pass's run-lock token, and every checkpoint proves the token is
@@ -27,7 +28,7 @@ from datetime import timedelta
 
 from syncd.budget import RetryBudget, StopRequested, spending
 from syncd.config import PipelineConfig
-from syncd.errors import LockLostError
+from syncd.errors import LockLostError, PermanentError
 from syncd.google.errors import GoogleAPIError
 from syncd.logs import bind, log_context
 from syncd.pipeline import tasks
@@ -156,6 +157,7 @@ class Runner:
                 return self._stopped(task_id, step)
             except Exception as error:  # any failure stays with this user's task
                 message = f"{step}: {error}" if str(error) else f"{step}: {error!r}"
+                permanent = isinstance(error, PermanentError)
                 try:
                     with self.database.transaction() as session:
                         retry_at = tasks.fail(
@@ -167,16 +169,20 @@ class Runner:
                             self.config.retry_initial,
                             self.config.retry_max,
                             self.claim,
+                            permanent=permanent,
                         )
                 except LockLostError as lost:
                     self._lose(lost)
                     return self._stopped(task_id, step)
                 log.warning(
-                    "%s %s failed at %s (retry after %s): %s",
+                    "%s %s failed%s at %s (%s): %s",
                     work.kind,
                     work.email,
+                    " permanently" if permanent else "",
                     step,
-                    f"{retry_at:%Y-%m-%d %H:%M:%S}Z",
+                    f"not retried; fix the cause, then syncd resync --user {work.email}"
+                    if retry_at is None
+                    else f"retry after {retry_at:%Y-%m-%d %H:%M:%S}Z",
                     error,
                 )
                 return TaskResult(task_id, work.email, work.kind, False, step, message)

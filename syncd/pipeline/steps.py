@@ -26,7 +26,7 @@ from syncd.google.gmail import keypair_fingerprint
 from syncd.issuers import IssuingCA
 from syncd.kms.base import KeyManager, KeyRef
 from syncd.pki.chain import fingerprint, pkcs7_pem
-from syncd.pki.profile import LeafProfile
+from syncd.pki.profile import LeafProfile, check_certifiable
 from syncd.state.models import KeyPairStatus
 
 
@@ -162,6 +162,7 @@ def create_key(work: Work, services: Services) -> Outcome:
     target = _target(work)
     if target.kms_private_key_id:
         return Outcome()
+    check_certifiable(work.email)  # permanent: no KMS key for a certificate that cannot be
     found = [ref for ref in services.kms.locate(target.kms_label) if ref.state == "active"]
     ref: KeyRef = (
         found[0] if found else services.kms.create_key_pair(target.kms_label, services.key_bits)

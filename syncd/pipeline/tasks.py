@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.exc import NoResultFound
@@ -60,6 +61,7 @@ def load_views(session: Session) -> list[UserView]:
                     task.attempts,
                     task.next_attempt_at,
                     task.last_error,
+                    task.permanent,
                 )
                 if task
                 else None,
@@ -195,6 +197,7 @@ def _enqueue_chunk(
         if action.kind in (ActionKind.RESUME, ActionKind.RETRY) and task is not None:
             task.status = TaskStatus.PENDING
             task.next_attempt_at = None
+            task.permanent = False
         else:
             if task is not None:
                 task.status = TaskStatus.CANCELLED
@@ -333,6 +336,7 @@ _FAIL = (
         attempts=bindparam("attempts"),
         last_error=bindparam("error"),
         next_attempt_at=bindparam("retry_at"),
+        permanent=bindparam("permanent"),
         updated_at=bindparam("now"),
         lease_until=None,
     )
@@ -475,25 +479,30 @@ def fail(
     initial: float,
     maximum: float,
     claim: Claim,
-) -> datetime:
+    *,
+    permanent: bool = False,
+) -> datetime | None:
     """Mark the task failed; a later pass retries it after the returned time.
 
+    A permanent failure gets no next attempt (None): the plan holds the user until a resync.
     Raises LockLostError (nothing written) if the run-lock token is no longer ``claim.token``.
     """
     task = session.get_one(Task, task_id)
     attempts = task.attempts + 1
-    retry_at = now + retry_delay(attempts, initial, maximum)
+    retry_at = None if permanent else now + retry_delay(attempts, initial, maximum)
     values = {
         "task_id": task_id,
         "token": claim.token,
         "attempts": attempts,
         "error": error[:2000],
         "retry_at": retry_at,
+        "permanent": permanent,
         "now": now,
     }
     connection = session.connection()
     if connection.execute(_FAIL, values).rowcount != 1:
         raise _moved(connection, claim, f"task {task_id} is no longer claimed by this pass")
+    detail: dict[str, Any] = {"permanent": True} if permanent else {}
     audit.record(
         session,
         f"{task.kind.value}.failed",
@@ -502,6 +511,7 @@ def fail(
         step=task.next_step,
         error=error[:500],
         attempts=attempts,
+        **detail,
     )
     return retry_at
 

@@ -22,7 +22,7 @@ from syncd.errors import CertificateError
 from syncd.pki import der
 from syncd.pki.chain import describe, issued_by
 from syncd.pki.extensions import LeafContext, authority_key_identifier, build_extensions
-from syncd.pki.profile import LeafProfile, subject_for
+from syncd.pki.profile import LeafProfile, check_certifiable, subject_for
 
 Signer = Callable[[bytes], bytes]
 ExtensionList = list[tuple[x509.ExtensionType, bool]]
@@ -164,8 +164,10 @@ def issue_leaf(
     """The leaf certificate for ``email``, its TBS bytes signed by ``sign`` (the KMS).
 
     ``sign`` must sign with the issuer's private key: RSA PKCS#1 v1.5 or ECDSA (DER) with the
-    profile's hash. Raises CertificateError if the result does not verify against the issuer.
+    profile's hash. Raises CertificateError if the result does not verify against the issuer,
+    and UncertifiableAddressError (permanent) for an address no certificate can carry.
     """
+    check_certifiable(email)
     not_before, not_after = _validity(now, profile, issuer_cert, email)
     ctx = LeafContext(email, subject_public_key, issuer_cert)
     builder = (

@@ -1,19 +1,31 @@
 """The leaf certificate profile: subject template, hash, validity and extensions from config.
 
-``subject_for`` fills an RFC 4514 template with a user's address, escaping each value so an
-address such as ``a+b@example.com`` cannot change the name's structure.
+``subject_for`` fills an RFC 4514 template with a user's address; the template is parsed
+before the address goes in, so an address such as ``a+b@example.com`` cannot change the name's
+structure.
+
+A common name is at most 64 characters (X.520 ub-common-name). When the address makes it
+longer (``CN={email}`` with a long address), the common name falls back to the template filled
+with the local part instead of the address, and failing that to its first 64 characters; the
+subjectAltName carries the full address, and that is what Gmail and S/MIME clients match.
+
+``check_certifiable`` refuses an address with characters outside ASCII (an internationalised
+local part such as ``josé@``): an rfc822Name must be ASCII, the RFC 8398 alternative
+(SmtpUTF8Mailbox) is not an address Gmail matches against a user's primary address, and Google
+Workspace primary addresses are ASCII. The refusal is permanent: retrying cannot fix it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from syncd.config import CertificateConfig
-from syncd.errors import ConfigError
+from syncd.errors import ConfigError, UncertifiableAddressError
 from syncd.pki.extensions import ExtensionRule, load_extensions_file
 
 HashName = Literal["sha256", "sha384", "sha512"]
@@ -21,6 +33,10 @@ HashName = Literal["sha256", "sha384", "sha512"]
 TEMPLATE_KEY = "certificate.subject_template"
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _SPECIAL = frozenset(',+"\\<>;=')
+MAX_COMMON_NAME = 64
+# Each placeholder stands as one private-use character while the template is parsed, so the
+# parser sees the template's own structure and length, never the address's.
+_TOKENS = {"email": "\ue000", "local_part": "\ue001", "domain": "\ue002"}
 
 
 @dataclass(frozen=True)
@@ -76,22 +92,70 @@ def _fields(email: str) -> dict[str, str]:
     return {"email": email, "local_part": local_part, "domain": domain}
 
 
+def check_certifiable(email: str) -> None:
+    """Raise UncertifiableAddressError (permanent) when ``email`` cannot be a certificate's
+    rfc822Name: it must be ASCII (see the module docstring)."""
+    if email.isascii():
+        return
+    local_part = email.rpartition("@")[0]
+    part = "local part" if not local_part.isascii() else "domain"
+    raise UncertifiableAddressError(
+        f"{email}: internationalised {part} (not ASCII); an S/MIME certificate names its user "
+        "with an ASCII rfc822Name, and Gmail matches it to the user's primary address, which "
+        "Google Workspace keeps ASCII. Give the user an ASCII primary address in the directory"
+    )
+
+
+def _template_with_tokens(template: str) -> str:
+    def token(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in _TOKENS:
+            raise ConfigError(TEMPLATE_KEY, f"unknown placeholder {{{key}}}; use {{email}}, "
+                                            "{local_part} or {domain}")
+        return _TOKENS[key]
+
+    return _PLACEHOLDER.sub(token, template)
+
+
+def _fill(value: str, fields: dict[str, str]) -> str:
+    for key, token in _TOKENS.items():
+        value = value.replace(token, fields[key])
+    return value
+
+
+def fit_common_name(value: str, fields: dict[str, str]) -> str:
+    """A common name from ``value`` (the template's, placeholders as tokens) of at most 64
+    characters: the address, else the local part in its place, else the first 64 characters."""
+    filled = _fill(value, fields)
+    if len(filled) <= MAX_COMMON_NAME:
+        return filled
+    shorter = _fill(value, {**fields, "email": fields["local_part"]})
+    return shorter if len(shorter) <= MAX_COMMON_NAME else shorter[:MAX_COMMON_NAME]
+
+
+def _attribute(
+    attribute: x509.NameAttribute[Any], fields: dict[str, str]
+) -> x509.NameAttribute[Any]:
+    value = attribute.value
+    if not isinstance(value, str) or not any(token in value for token in _TOKENS.values()):
+        return attribute
+    if attribute.oid == NameOID.COMMON_NAME:
+        return x509.NameAttribute(attribute.oid, fit_common_name(value, fields))
+    return x509.NameAttribute(attribute.oid, _fill(value, fields))
+
+
 def subject_for(email: str, template: str) -> x509.Name:
     """The subject name for ``email`` from an RFC 4514 ``template`` such as "CN={email},O=X"."""
     fields = _fields(email)
-
-    def fill(match: re.Match[str]) -> str:
-        key = match.group(1)
-        if key not in fields:
-            raise ConfigError(TEMPLATE_KEY, f"unknown placeholder {{{key}}}; use {{email}}, "
-                                            "{local_part} or {domain}")
-        return escape_rfc4514(fields[key])
-
-    text = _PLACEHOLDER.sub(fill, template)
+    text = _template_with_tokens(template)
     if not text.strip():
         raise ConfigError(TEMPLATE_KEY, "the subject template is empty")
     try:
-        return x509.Name.from_rfc4514_string(text)
+        parsed = x509.Name.from_rfc4514_string(text)
+        return x509.Name([
+            x509.RelativeDistinguishedName([_attribute(a, fields) for a in rdn])
+            for rdn in parsed.rdns
+        ])
     except ValueError as exc:
         detail = str(exc) or "not attribute=value pairs separated by commas"
         raise ConfigError(TEMPLATE_KEY, f"{template!r} gives no valid RFC 4514 name for "

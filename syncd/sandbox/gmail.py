@@ -134,8 +134,8 @@ def _not_uploaded_before(up: Upload, chain: UploadedChain) -> ApiError | None:
 
 
 UPLOAD_CHAIN_RULES: list[Callable[[Upload, UploadedChain], ApiError | None]] = [
-    _leaf_names_user,
-    _chain_and_profile,
+    _chain_and_profile,  # names every broken rule, the user's address among them
+    _leaf_names_user,  # also with chainValidation=none
     _not_uploaded_before,
 ]
 

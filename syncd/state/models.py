@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -97,7 +98,7 @@ class TaskKind(enum.StrEnum):
 class TaskStatus(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
-    FAILED = "failed"  # gave up for this pass; retried after next_attempt_at
+    FAILED = "failed"  # gave up for this pass; retried after next_attempt_at (unless permanent)
     DONE = "done"
     CANCELLED = "cancelled"
 
@@ -217,6 +218,8 @@ class Task(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
+    permanent: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """Failed for a reason retrying will not fix: no next attempt; held until a resync."""
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

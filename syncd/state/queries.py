@@ -63,6 +63,7 @@ def user_status(session: Session, email: str | None = None) -> list[dict[str, An
                 "attempts": task.attempts if task else 0,
                 "next_attempt": task.next_attempt_at if task else None,
                 "last_error": task.last_error if task else None,
+                "permanent": bool(task and task.permanent),
                 "last_seen": user.last_seen,
             }
         )

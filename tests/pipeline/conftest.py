@@ -30,6 +30,8 @@ from syncd.state.models import KmsKey
 
 DOMAIN = "example.com"
 P12_PASSWORD = b"pipeline-test"
+LONG_USER = "first.middle.lastname.department" + ".x" * 12 + f"@subsidiary.{DOMAIN}"
+"""A mailbox whose address is longer than a common name may be (64 characters)."""
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +119,7 @@ def deployment(
     """Forty sandbox users; the static directory lists the first six."""
     data_dir = tmp_path / "sandbox"
     root_pem = pipeline_ca.root_cert.public_bytes(serialization.Encoding.PEM)
-    everyone = [*sandbox_users(40), f"admin@{DOMAIN}"]
+    everyone = [*sandbox_users(40), f"admin@{DOMAIN}", LONG_USER]
     init_sandbox_data(data_dir, DOMAIN, everyone, root_pem)
     server = SandboxServer(data_dir).start()
     key_info = create_service_account(

@@ -371,3 +371,51 @@ def test_issuing_from_many_threads(hierarchy: TestHierarchy, now: dt.datetime) -
     for index, cert in enumerate(certs):
         assert validate.leaf_violations(cert, f"user{index}@example.com", now) == []
     assert len({c.serial_number for c in certs}) == 64
+
+
+LONG_EMAIL = "first.middle.lastname.department.team" + ".x" * 12 + "@subsidiary.example.com"
+
+
+def test_long_address_gets_a_short_common_name_and_the_full_address_in_san(
+    hierarchy: TestHierarchy,
+    leaf_key: rsa.RSAPrivateKey,
+    now: dt.datetime,
+    openssl: OpenSSL,
+    work: Workdir,
+) -> None:
+    """X.520 caps a CN at 64 characters: CN={email} falls back to the local part, and the
+    subjectAltName (what S/MIME matches) keeps the whole address."""
+    assert len(LONG_EMAIL) > 64
+    profile = LeafProfile(subject_template="CN={email},O=Example")
+    leaf = issue_leaf(
+        LONG_EMAIL, leaf_key.public_key(), hierarchy.intermediate_cert, hierarchy.signer(),
+        profile, now,
+    )
+    local_part = LONG_EMAIL.split("@")[0]
+    assert leaf.subject.rfc4514_string() == f"CN={local_part},O=Example"
+    san = _ext(leaf, x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.RFC822Name) == [LONG_EMAIL]
+    leaf_file = work.pem("leaf.pem", leaf)
+    inter = work.pem("inter.pem", hierarchy.intermediate_cert)
+    verified = openssl(
+        "verify", "-purpose", "smimesign", "-CAfile", hierarchy.root_pem, "-untrusted", inter,
+        leaf_file,
+    )
+    assert verified.stdout.strip() == f"{leaf_file}: OK"
+    text = openssl("x509", "-in", leaf_file, "-noout", "-text").stdout
+    assert f"CN = {local_part}\n" in text
+    assert f"email:{LONG_EMAIL}" in text
+
+
+def test_international_local_part_is_refused_permanently(
+    hierarchy: TestHierarchy, leaf_key: rsa.RSAPrivateKey, profile: LeafProfile, now: dt.datetime
+) -> None:
+    from syncd.errors import PermanentError, UncertifiableAddressError
+
+    with pytest.raises(UncertifiableAddressError, match="internationalised local part") as caught:
+        issue_leaf(
+            "josé@example.com", leaf_key.public_key(), hierarchy.intermediate_cert,
+            hierarchy.signer(), profile, now,
+        )
+    assert isinstance(caught.value, PermanentError)
+    assert isinstance(caught.value, CertificateError)

@@ -52,7 +52,7 @@ def test_escape_rfc4514() -> None:
         ("CN={mail}", "unknown placeholder {mail}"),
         ("", "the subject template is empty"),
         ("XX={email}", "gives no valid RFC 4514 name"),
-        ("CN=" + "x" * 60 + "{email}", "length must be"),
+        ("CN=" + "x" * 64 + "{email}", "length must be"),
     ],
 )
 def test_bad_templates(template: str, problem: str) -> None:
@@ -96,3 +96,29 @@ def test_from_config_reports_bad_template_and_extensions(tmp_path: Path) -> None
     ext.write_text("[v3_ca]\n\nkeyUsage=digitalSignature,teleport\n")
     with pytest.raises(ConfigError, match=rf"^{ext}:3: keyUsage: unknown keyUsage 'teleport'"):
         LeafProfile.from_config(CertificateConfig(extensions_file=ext))
+
+
+@pytest.mark.parametrize(
+    ("email", "template", "common_name"),
+    [
+        ("a" * 40 + "@" + "b" * 30 + ".example", "CN={email}", "a" * 40),
+        ("a" * 40 + "@" + "b" * 30 + ".example", "CN=Staff {email}", "Staff " + "a" * 40),
+        ("a" * 70 + "@example.com", "CN={email},O=Example", "a" * 64),
+        ("a" * 70 + "@example.com", "CN={local_part} at {domain}", "a" * 64),
+        ("alice@example.com", "CN={email}", "alice@example.com"),
+    ],
+)
+def test_common_name_is_cut_to_64_characters(email: str, template: str, common_name: str) -> None:
+    name = subject_for(email, template)
+    assert name.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == common_name
+
+
+def test_check_certifiable() -> None:
+    from syncd.errors import UncertifiableAddressError
+    from syncd.pki.profile import check_certifiable
+
+    check_certifiable("jose@example.com")
+    with pytest.raises(UncertifiableAddressError, match="josé@example.com: internationalised"):
+        check_certifiable("josé@example.com")
+    with pytest.raises(UncertifiableAddressError, match="internationalised domain"):
+        check_certifiable("jose@exämple.com")

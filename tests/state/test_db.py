@@ -14,7 +14,7 @@ from syncd.state.db import Database, create_engine_for, parse_url, session_facto
 from syncd.state.models import KeyPair, User
 
 # Every revision of migrations/versions, oldest first.
-REVISIONS = ["0001_initial", "0002_scope", "0003_fencing"]
+REVISIONS = ["0001_initial", "0002_scope", "0003_fencing", "0006_permanent"]
 
 
 def _user(email: str = "alice@example.com") -> User:

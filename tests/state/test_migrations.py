@@ -27,7 +27,7 @@ from syncd.state.db import (
 from syncd.state.models import Base
 
 # Every revision of migrations/versions, oldest first.
-REVISIONS = ["0001_initial", "0002_scope", "0003_fencing"]
+REVISIONS = ["0001_initial", "0002_scope", "0003_fencing", "0006_permanent"]
 
 
 
