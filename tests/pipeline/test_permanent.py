@@ -105,7 +105,7 @@ def test_plan_holds_a_permanent_failure_but_deprovisions_a_user_who_left() -> No
     now = datetime.now(UTC)
     task = TaskView("provision", "failed", "create_key", 1, None, "create_key: not ASCII", True)
     known = UserView(JOSE, "d1", True, open_task=task, holds_credentials=True)
-    policy = Policy(timedelta(days=30), "10%")
+    policy = Policy(timedelta(days=30), "10%", deprovision_after=timedelta(0))
     listed = DirectoryUser(email=JOSE, directory_id="d1", enabled=True)
     held = decide(Subject(JOSE, listed, known, policy, now))
     assert held == Hold(
