@@ -35,10 +35,12 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 def test_upgrade_applies_initial_revision_once(engine: Engine) -> None:
-    assert schema_status(engine) == (None, "0001_initial")
-    assert upgrade(engine) == ["0001_initial"]
+    assert schema_status(engine) == (None, head_revision())
+    applied = upgrade(engine)
+    assert applied[0] == "0001_initial" and applied[-1] == head_revision()
+    assert len(applied) == len(set(applied))
     assert upgrade(engine) == []
-    assert schema_status(engine) == ("0001_initial", head_revision())
+    assert schema_status(engine) == (head_revision(), head_revision())
 
 
 def test_migrated_schema_equals_models(engine: Engine) -> None:
@@ -114,7 +116,7 @@ def test_require_current_schema_on_empty_database(engine: Engine) -> None:
         require_current_schema(engine)
     message = str(raised.value)
     assert "is at revision none (empty database)" in message
-    assert "this syncd needs 0001_initial: run `syncd db upgrade`" in message
+    assert f"this syncd needs {head_revision()}: run `syncd db upgrade`" in message
     assert engine.url.database is not None and engine.url.database in message
     upgrade(engine)
     require_current_schema(engine)
@@ -128,7 +130,7 @@ def test_downgrade_to_base_removes_everything(engine: Engine) -> None:
         config.attributes["connection"] = connection
         command.downgrade(config, "base")
     assert set(inspect(engine).get_table_names()) == {"alembic_version"}
-    assert upgrade(engine) == ["0001_initial"]
+    assert upgrade(engine)[-1] == head_revision()
 
 
 def test_require_current_schema_on_newer_database(engine: Engine) -> None:
@@ -156,4 +158,38 @@ def test_concurrent_upgrades_apply_each_revision_once(db_url: str) -> None:
     ]
     results = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0], results
-    assert sorted(out.strip() for out, _ in results) == ["", "", "0001_initial"]
+    outputs = sorted(out.strip() for out, _ in results)
+    assert outputs[:2] == ["", ""]
+    applied = outputs[2].split(",")
+    assert applied[0] == "0001_initial" and applied[-1] == head_revision()
+
+
+def test_key_format_revision_marks_existing_key_pairs_pkcs8(engine: Engine) -> None:
+    # Rows written before revision 0005 hold PKCS#8 kaclsData (all syncd wrote then).
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001_initial")
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (id, email, directory_id, source, in_scope, enabled, "
+                "first_seen, last_seen) VALUES (1, 'a@example.com', 'a', 'static', true, true, "
+                ":now, :now)"
+            ),
+            {"now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO key_pairs (id, user_id, generation, status, kms_label, "
+                "gmail_key_pair_id, created_at, updated_at) "
+                "VALUES (1, 1, 1, 'active', 'l', 'kp-1', :now, :now)"
+            ),
+            {"now": now},
+        )
+    assert "0005_key_format" in upgrade(engine)
+    with engine.connect() as connection:
+        found = connection.execute(text("SELECT private_key_format FROM key_pairs")).scalar_one()
+    assert found == "pkcs8"
