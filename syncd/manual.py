@@ -35,7 +35,7 @@ from syncd.pki.chain import (
 from syncd.pki.extensions import load_extensions_file
 from syncd.pki.pkcs12 import PrivateKey, key_matches_certificate, load_pkcs12
 from syncd.pki.profile import LeafProfile, subject_for
-from syncd.pki.validate import check_for_upload
+from syncd.pki.validate import check_for_upload, kacls_violations
 
 Source = Literal["issued", "pkcs12"]
 
@@ -111,7 +111,8 @@ def read_pkcs12_leaf(data: bytes, password: bytes | None, where: str) -> Externa
     """The leaf, its own private key (checked to match) and its chain from a PKCS#12 file.
 
     ``roots`` are the self-signed certificates the file carries: they stand in for the roots
-    Google trusts when the chain is checked before upload (Gmail checks it again).
+    Google trusts when the chain is checked before upload (Gmail checks it again). A leaf the
+    KACLS cannot use (an EC key, no keyUsage) is refused here, before anything is made.
     """
     try:
         key, certificate, others = load_pkcs12(data, password, where)
@@ -122,6 +123,9 @@ def read_pkcs12_leaf(data: bytes, password: bytes | None, where: str) -> Externa
                 f"{where}: the private key does not match the certificate {describe(leaf)}"
             ) from None
         raise
+    refused = kacls_violations(certificate)
+    if refused:
+        raise CertificateError(f"{where}: leaf refused", refused)
     path = order_chain(certificate, others)
     intermediates = [cert for cert in path[1:] if not is_self_signed(cert)]
     roots = [cert for cert in others if is_self_signed(cert)]

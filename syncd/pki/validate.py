@@ -427,6 +427,27 @@ def issuer_warnings(issuer_cert: x509.Certificate) -> list[str]:
     return found
 
 
+def kacls_violations(leaf: x509.Certificate) -> list[str]:
+    """What the KACLS needs of a leaf beyond Google's rules, one sentence per problem.
+
+    Gmail hands the private key to the KACLS to decrypt and sign, and the KACLS does both
+    with RSA only: an EC leaf uploads but can never be used. A leaf without keyUsage allows
+    every use (RFC 5280), which is not what an S/MIME key pair must state.
+    """
+    found = []
+    key = leaf.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        found.append(f"leaf: EC key on curve {key.curve.name}; the KACLS decrypts and signs "
+                     "with RSA keys only: use an RSA 2048, 3072 or 4096 key")
+    elif not isinstance(key, rsa.RSAPublicKey):
+        found.append(f"leaf: {type(key).__name__} key; the KACLS decrypts and signs with RSA "
+                     "keys only")
+    if _extension(leaf, x509.KeyUsage) is None:
+        found.append("leaf: no keyUsage extension; an S/MIME leaf needs one with "
+                     "digitalSignature and keyEncipherment")
+    return found
+
+
 def check_for_upload(
     leaf: x509.Certificate,
     intermediates: Sequence[x509.Certificate],
@@ -436,6 +457,7 @@ def check_for_upload(
 ) -> None:
     """Raise CertificateError listing every violation if Google would reject the chain."""
     found = leaf_violations(leaf, email, now)
+    found.extend(kacls_violations(leaf))
     found.extend(chain_violations(leaf, intermediates, trusted_roots, now))
     if found:
         raise CertificateError(f"certificate for {email} rejected", found)
