@@ -80,20 +80,33 @@ def cmd_init(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _configuration_warnings(config: Config) -> list[str]:
+    """Advice that does not make the configuration invalid (``config check`` exits 0)."""
+    from syncd.pki.profile import LeafProfile, crl_warnings
+
+    try:
+        profile = LeafProfile.from_config(config.certificate)
+    except SyncdError:
+        return []  # an unreadable extensions file is the first pass's error to report
+    return crl_warnings(profile, config.certificate.extensions_file)
+
+
 def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
     from syncd.setup import check_configuration
 
     problems = check_configuration(config)
+    warnings = _configuration_warnings(config)
     summary = redacted_summary(config)
     if args.format == "json":
-        emit_record(
-            "config", {"valid": not problems, "problems": problems, "settings": summary}, "json"
-        )
+        record = {"valid": not problems, "problems": problems, "warnings": warnings}
+        emit_record("config", {**record, "settings": summary}, "json")
     else:
         print(f"configuration: {config.source_path}")
         print(json.dumps(summary, indent=2))
         for problem in problems:
             print(f"problem: {problem}", file=sys.stderr)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         print("configuration is valid" if not problems else f"{len(problems)} problem(s) found")
     return EXIT_OK if not problems else EXIT_USAGE
 

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.pki.testca import TestHierarchy
-
-from .conftest import Installation, base_config
+from .conftest import Installation
 
 PASSWORD = "issuer p12 secret"
 
@@ -90,17 +88,6 @@ def issuers(tmp_path_factory: pytest.TempPathFactory) -> Issuers:
     (folder / "pw").write_text(PASSWORD)
     (folder / "pw").chmod(0o600)
     return Issuers(folder)
-
-
-@pytest.fixture
-def sqlite_installation(
-    tmp_path: Path, hierarchy_dir: tuple[Path, TestHierarchy]
-) -> Installation:
-    """A CLI installation on SQLite only: the verdict does not depend on the store."""
-    installation = Installation(tmp_path, tmp_path / "syncd.yaml", hierarchy_dir[1])
-    installation.write_config(**base_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}"))
-    installation.ok("init", "--generate-kacls-key")
-    return installation
 
 
 def _import(inst: Installation, issuers: Issuers, name: str, *chain: str) -> tuple[int, list[str]]:
