@@ -304,9 +304,26 @@ _STATUS_COLUMNS = [
 ]
 
 
-def cmd_status(args: argparse.Namespace, config: Config) -> int:
-    from syncd.state.queries import user_status
+_KEY_FORMAT_COLUMNS = [
+    ("email", "user"),
+    ("generation", "generation"),
+    ("status", "status"),
+    ("key_pair_id", "key pair"),
+    ("private_key_format", "kaclsData format"),
+    ("certificate_expires", "expires"),
+]
 
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    from syncd.state.queries import key_pairs_in_other_format, user_status
+
+    if args.other_key_format:
+        with App(config).database.sessions() as session:
+            pairs = key_pairs_in_other_format(session, config.kacls.private_key_format)
+        if args.user:
+            pairs = [row for row in pairs if row["email"] == args.user.strip().lower()]
+        emit_listing("key_pairs", pairs, _KEY_FORMAT_COLUMNS, args.format)
+        return EXIT_OK
     with App(config).database.sessions() as session:
         rows = user_status(session, args.user)
     if args.user and not rows:
@@ -791,6 +808,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     status_cmd = commands.add_parser("status", help="per-user state")
     status_cmd.add_argument("--user", metavar="EMAIL")
+    status_cmd.add_argument(
+        "--other-key-format",
+        action="store_true",
+        help="list the key pairs in Gmail whose kaclsData is not in kacls.private_key_format",
+    )
     _format_option(status_cmd)
     status_cmd.set_defaults(handler=cmd_status)
 

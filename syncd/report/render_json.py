@@ -30,6 +30,10 @@ def to_document(report: Report) -> dict[str, Any]:
             "passes": [asdict(p) for p in report.passes],
             "expiry_by_month": [asdict(m) for m in report.expiry_by_month],
             "coverage_history": [asdict(p) for p in report.coverage_history],
+            "key_format": {
+                "configured": report.key_format,
+                "other": [asdict(k) for k in report.other_key_format],
+            },
         }
     }
 

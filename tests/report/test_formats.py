@@ -36,6 +36,7 @@ TOP_KEYS = [
     "passes",
     "expiry_by_month",
     "coverage_history",
+    "key_format",
 ]
 
 
