@@ -85,6 +85,9 @@ def issuers(tmp_path_factory: pytest.TempPathFactory) -> Issuers:
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
              str(folder / "stranger.key"), "-subj", "/O=Stranger/CN=Stranger Root", "-days", "60",
              "-addext", "basicConstraints=critical,CA:TRUE", "-out", str(folder / "stranger.pem"))
+    _openssl("pkcs12", "-export", "-inkey", str(folder / "good.key"), "-in",
+             str(folder / "good.pem"), "-certfile", str(folder / "stranger.pem"),
+             "-passout", f"pass:{PASSWORD}", "-out", str(folder / "good-with-stranger.p12"))
     (folder / "pw").write_text(PASSWORD)
     (folder / "pw").chmod(0o600)
     return Issuers(folder)
@@ -148,4 +151,11 @@ def test_openssl_made_issuers_are_judged_as_openssl_judges_their_leaves(
     assert lines == [
         f"syncd: --chain {stranger_root}: CN=Stranger Root,O=Stranger does not link to the "
         "issuer CN=Issuer good,O=OpenSSL Made (neither its issuer nor above it); refused"
+    ]
+    # The same stranger carried by the PKCS#12 file itself: left out, and said so.
+    code, lines = _import(inst, issuers, "good-with-stranger", root)
+    assert code == 0
+    assert lines == [
+        f"warning: {issuers.p12('good-with-stranger')}: CN=Stranger Root,O=Stranger does not "
+        "link to the issuer; left out"
     ]
