@@ -72,6 +72,7 @@ class App:
             kacls_uri=config.kacls.uri,
             key_bits=config.certificate.key_bits,
             clock=lambda: datetime.now(UTC),
+            private_key_format=config.kacls.private_key_format,
         )
 
     def audit(self, action: str, *, email: str | None = None, **detail: Any) -> None:

@@ -80,20 +80,33 @@ def cmd_init(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _configuration_warnings(config: Config) -> list[str]:
+    """Advice that does not make the configuration invalid (``config check`` exits 0)."""
+    from syncd.pki.profile import LeafProfile, crl_warnings
+
+    try:
+        profile = LeafProfile.from_config(config.certificate)
+    except SyncdError:
+        return []  # an unreadable extensions file is the first pass's error to report
+    return crl_warnings(profile, config.certificate.extensions_file)
+
+
 def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
     from syncd.setup import check_configuration
 
     problems = check_configuration(config)
+    warnings = _configuration_warnings(config)
     summary = redacted_summary(config)
     if args.format == "json":
-        emit_record(
-            "config", {"valid": not problems, "problems": problems, "settings": summary}, "json"
-        )
+        record = {"valid": not problems, "problems": problems, "warnings": warnings}
+        emit_record("config", {**record, "settings": summary}, "json")
     else:
         print(f"configuration: {config.source_path}")
         print(json.dumps(summary, indent=2))
         for problem in problems:
             print(f"problem: {problem}", file=sys.stderr)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         print("configuration is valid" if not problems else f"{len(problems)} problem(s) found")
     return EXIT_OK if not problems else EXIT_USAGE
 
@@ -139,6 +152,7 @@ def cmd_ca_import(args: argparse.Namespace, config: Config) -> int:
             now=_now(),
             where=args.pkcs12,
             replace=args.replace,
+            chain_where=f"--chain {args.chain}",
         )
         app.audit("ca.imported", label=issuer.label, sha256=issuer.describe()["sha256_fingerprint"])
     for warning in warnings:
@@ -290,9 +304,26 @@ _STATUS_COLUMNS = [
 ]
 
 
-def cmd_status(args: argparse.Namespace, config: Config) -> int:
-    from syncd.state.queries import user_status
+_KEY_FORMAT_COLUMNS = [
+    ("email", "user"),
+    ("generation", "generation"),
+    ("status", "status"),
+    ("key_pair_id", "key pair"),
+    ("private_key_format", "kaclsData format"),
+    ("certificate_expires", "expires"),
+]
 
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    from syncd.state.queries import key_pairs_in_other_format, user_status
+
+    if args.other_key_format:
+        with App(config).database.sessions() as session:
+            pairs = key_pairs_in_other_format(session, config.kacls.private_key_format)
+        if args.user:
+            pairs = [row for row in pairs if row["email"] == args.user.strip().lower()]
+        emit_listing("key_pairs", pairs, _KEY_FORMAT_COLUMNS, args.format)
+        return EXIT_OK
     with App(config).database.sessions() as session:
         rows = user_status(session, args.user)
     if args.user and not rows:
@@ -786,6 +817,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     status_cmd = commands.add_parser("status", help="per-user state")
     status_cmd.add_argument("--user", metavar="EMAIL")
+    status_cmd.add_argument(
+        "--other-key-format",
+        action="store_true",
+        help="list the key pairs in Gmail whose kaclsData is not in kacls.private_key_format",
+    )
     _format_option(status_cmd)
     status_cmd.set_defaults(handler=cmd_status)
 

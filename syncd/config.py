@@ -301,6 +301,9 @@ class KACLSConfig(_Section):
     wrapping_key_file: ConfigPath | None = None
     wrapping_key_env: str | None = None
     """The AES-256 key that wraps private keys for the KACLS: 32 raw bytes or their base64."""
+    private_key_format: Literal["pkcs1", "pkcs8"] = "pkcs1"
+    """What kaclsData holds once unwrapped: a PKCS#1 RSAPrivateKey (what Cosmian's KACLS
+    parses on every route) or a PKCS#8 PrivateKeyInfo (syncd before issue 12)."""
 
     _one = model_validator(mode="before")(lambda v: _check_one_source(v, "wrapping_key"))
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from cryptography import x509
 
 from syncd.issuers import IssuingCA
-from syncd.kms.base import KeyManager, KeyRef
+from syncd.kms.base import KeyManager, KeyRef, PrivateKeyFormat
 from syncd.pki.chain import pkcs7_pem
 from syncd.pki.issue import issue_leaf
 from syncd.pki.profile import LeafProfile
@@ -61,13 +61,14 @@ def make_credential(
     bits: int,
     label: str,
     now: datetime,
-    wrap: bool,
+    wrap: PrivateKeyFormat | None,
 ) -> Credential:
-    """Create a key pair, certify it and (with ``wrap``) wrap the private key for the KACLS."""
+    """Create a key pair, certify it and (with ``wrap``, the format kaclsData holds the key in)
+    wrap the private key for the KACLS."""
     key = kms.create_key_pair(label, bits)
     try:
         certificate, chain = certify(email, key, kms, issuer, profile, now)
-        kacls_data = kms.wrapped_private_key(key.private_key_id) if wrap else None
+        kacls_data = kms.wrapped_private_key(key.private_key_id, wrap) if wrap else None
     except Exception:
         kms.revoke(key.private_key_id, "credential not completed")
         raise

@@ -41,7 +41,7 @@ def write_debug_credential(
         bits=bits or config.certificate.key_bits,
         label=f"debug:{email}:{now:%Y%m%dT%H%M%S}",
         now=now,
-        wrap=True,
+        wrap=config.kacls.private_key_format,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     chain_path = out_dir / f"{email}.p7pem"
@@ -54,5 +54,6 @@ def write_debug_credential(
         email=email,
         kms_key_id=credential.key.private_key_id,
         serial=format(credential.certificate.serial_number, "x"),
+        key_format=config.kacls.private_key_format,
     )
     return [chain_path, wrap_path]

@@ -21,7 +21,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.errors import CANotImportedError, CertificateError
 from syncd.kms.base import HashName, KeyManager, KeyRef
-from syncd.pki.chain import fingerprint, is_self_signed, load_pem_chain, order_chain
+from syncd.pki.chain import (
+    describe,
+    fingerprint,
+    is_self_signed,
+    load_pem_chain,
+    order_chain,
+)
 from syncd.pki.pkcs12 import key_matches_certificate, load_pkcs12
 from syncd.pki.validate import issuer_violations, issuer_warnings
 from syncd.state.models import Issuer
@@ -135,10 +141,13 @@ def import_issuer(
     now: datetime,
     where: str,
     replace: bool = False,
+    chain_where: str = "--chain",
 ) -> tuple[IssuingCA, list[str]]:
     """Validate and import an issuer from PKCS#12; returns it and any warnings.
 
-    ``where`` names the PKCS#12 file in error messages.
+    ``where`` names the PKCS#12 file in messages, ``chain_where`` the extra chain file: a
+    certificate of that chain which is not on the issuer's path is refused (it was given to be
+    used); one the PKCS#12 file merely carries is left out with a warning.
     """
     key, certificate, bundled = load_pkcs12(pkcs12_data, password, where)
     if not key_matches_certificate(key, certificate):
@@ -149,6 +158,16 @@ def import_issuer(
     violations = issuer_violations(certificate, chain_above, now)
     if violations:
         raise CertificateError(f"{where}: issuer refused", violations)
+    strays = off_chain(ordered, extra)
+    if strays:
+        raise CertificateError(
+            f"{chain_where}: {strays[0]} does not link to the issuer "
+            f"{describe(certificate)} (neither its issuer nor above it); refused"
+        )
+    warnings = [
+        f"{where}: {stray} does not link to the issuer; left out"
+        for stray in off_chain(ordered, bundled)
+    ]
 
     with sessions() as session:
         existing = session.scalar(select(Issuer).where(Issuer.label == label))
@@ -177,7 +196,12 @@ def import_issuer(
         row.imported_at = now
         session.flush()
         issuer = _from_row(row)
-    return issuer, issuer_warnings(certificate)
+    return issuer, [*warnings, *issuer_warnings(certificate)]
+
+
+def off_chain(path: list[x509.Certificate], given: list[x509.Certificate]) -> list[str]:
+    """The subjects of the ``given`` certificates that are not on ``path`` (the issuer's)."""
+    return [describe(cert) for cert in given if cert not in path]
 
 
 def _issuer_key(key: object) -> CertificateIssuerPrivateKeyTypes:

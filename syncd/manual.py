@@ -23,7 +23,7 @@ from syncd.errors import CANotImportedError, CertificateError, ConfigError
 from syncd.google.errors import GoogleAPIError
 from syncd.google.gmail import GmailCSE, keypair_leaf
 from syncd.issuers import IssuingCA, load_issuer
-from syncd.kms.base import KeyManager
+from syncd.kms.base import KeyManager, PrivateKeyFormat
 from syncd.pki.chain import (
     describe,
     fingerprint,
@@ -35,7 +35,7 @@ from syncd.pki.chain import (
 from syncd.pki.extensions import load_extensions_file
 from syncd.pki.pkcs12 import PrivateKey, key_matches_certificate, load_pkcs12
 from syncd.pki.profile import LeafProfile, subject_for
-from syncd.pki.validate import check_for_upload
+from syncd.pki.validate import check_for_upload, kacls_violations
 
 Source = Literal["issued", "pkcs12"]
 
@@ -111,7 +111,8 @@ def read_pkcs12_leaf(data: bytes, password: bytes | None, where: str) -> Externa
     """The leaf, its own private key (checked to match) and its chain from a PKCS#12 file.
 
     ``roots`` are the self-signed certificates the file carries: they stand in for the roots
-    Google trusts when the chain is checked before upload (Gmail checks it again).
+    Google trusts when the chain is checked before upload (Gmail checks it again). A leaf the
+    KACLS cannot use (an EC key, no keyUsage) is refused here, before anything is made.
     """
     try:
         key, certificate, others = load_pkcs12(data, password, where)
@@ -122,6 +123,9 @@ def read_pkcs12_leaf(data: bytes, password: bytes | None, where: str) -> Externa
                 f"{where}: the private key does not match the certificate {describe(leaf)}"
             ) from None
         raise
+    refused = kacls_violations(certificate)
+    if refused:
+        raise CertificateError(f"{where}: leaf refused", refused)
     path = order_chain(certificate, others)
     intermediates = [cert for cert in path[1:] if not is_self_signed(cert)]
     roots = [cert for cert in others if is_self_signed(cert)]
@@ -167,11 +171,18 @@ def _external_chain(
 
 
 def _upload(
-    gmail: GmailCSE, kms: KeyManager, user: str, key_id: str, pkcs7: str, kacls_uri: str
+    gmail: GmailCSE,
+    kms: KeyManager,
+    user: str,
+    key_id: str,
+    pkcs7: str,
+    kacls_uri: str,
+    key_format: PrivateKeyFormat,
 ) -> dict[str, Any]:
     """Upload the key pair; on a refusal (not a lost answer) the KMS key is revoked."""
     try:
-        return gmail.create_keypair(user, pkcs7, kacls_uri, kms.wrapped_private_key(key_id))
+        kacls_data = kms.wrapped_private_key(key_id, key_format)
+        return gmail.create_keypair(user, pkcs7, kacls_uri, kacls_data)
     except GoogleAPIError as error:
         if not error.outcome_unknown:
             kms.revoke(key_id, f"Gmail refused the key pair for {user}")
@@ -214,7 +225,7 @@ def create_keypair(
                 bits=rsa_bits or config.certificate.key_bits,
                 label=label,
                 now=now,
-                wrap=False,
+                wrap=None,
             )
             certificate, pkcs7, key_id = (
                 credential.certificate,
@@ -229,13 +240,15 @@ def create_keypair(
             pkcs7 = pkcs7_pem([certificate, *intermediates])
             key_id = kms.import_private_key(label, external.key).private_key_id
             source = "pkcs12"
-        keypair = _upload(gmail, kms, user, key_id, pkcs7, kacls_uri)
+        key_format = config.kacls.private_key_format
+        keypair = _upload(gmail, kms, user, key_id, pkcs7, kacls_uri, key_format)
         app.audit(
             "google.keypair.created",
             email=user,
             key_pair_id=str(keypair.get("keyPairId")),
             kms_key_id=key_id,
             source=source,
+            key_format=key_format,
             serial=format(certificate.serial_number, "x"),
             sha256=fingerprint(certificate),
         )

@@ -227,3 +227,44 @@ def _restore_root_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@dataclass(frozen=True)
+class KaclsView:
+    """kaclsData as a KACLS sees it, read with AES-GCM and the ``openssl`` command only."""
+
+    der: bytes
+    """The unwrapped private key, as DER."""
+    traditional_pem: str
+    """``openssl rsa -inform DER -traditional``: BEGIN RSA PRIVATE KEY for an RSA key."""
+    is_pkcs1: bool
+    """The DER is an RSAPrivateKey (version, modulus, ...), not a PKCS#8 PrivateKeyInfo."""
+    public_pem: str
+    """``openssl pkey -pubout`` of the key."""
+
+
+def _openssl_text(args: list[str], stdin: bytes) -> str:
+    done = subprocess.run(["openssl", *args], input=stdin, capture_output=True, timeout=60)
+    assert done.returncode == 0, f"openssl {' '.join(args)}: {done.stderr.decode()}"
+    return done.stdout.decode()
+
+
+def kacls_view(kacls_data: str, wrapping_key: bytes) -> KaclsView:
+    """Unwrap kaclsData as Cosmian's KACLS does (standard base64 of nonce 12 || ciphertext ||
+    tag 16, AES-256-GCM, no associated data) and parse it with openssl, not with syncd."""
+    import base64
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    sealed = base64.b64decode(kacls_data, validate=True)
+    der = AESGCM(wrapping_key).decrypt(sealed[:12], sealed[12:], None)
+    structure = _openssl_text(["asn1parse", "-inform", "DER"], der).splitlines()
+    # PKCS#1: SEQUENCE { INTEGER 0, INTEGER modulus, ... }; PKCS#8: SEQUENCE { INTEGER 0,
+    # SEQUENCE { rsaEncryption ... }, OCTET STRING }.
+    is_pkcs1 = "INTEGER" in structure[2] and not any("rsaEncryption" in s for s in structure)
+    return KaclsView(
+        der=der,
+        traditional_pem=_openssl_text(["rsa", "-inform", "DER", "-traditional"], der),
+        is_pkcs1=is_pkcs1,
+        public_pem=_openssl_text(["pkey", "-inform", "DER", "-pubout"], der),
+    )

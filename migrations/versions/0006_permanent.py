@@ -3,7 +3,7 @@ will not fix (a PermanentError); it has no next attempt and the plan holds its u
 resync.
 
 Revision ID: 0006_permanent
-Revises: 0003_fencing
+Revises: 0005_key_format
 Create Date: 2026-12-02
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_permanent"
-down_revision: str | None = "0003_fencing"
+down_revision: str | None = "0005_key_format"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

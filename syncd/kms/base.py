@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 
 HashName = Literal["sha256", "sha384", "sha512"]
+PrivateKeyFormat = Literal["pkcs1", "pkcs8"]
+"""What kaclsData holds once unwrapped (``kacls.private_key_format``)."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,9 @@ class KeyManager(abc.ABC):
         """Sign ``data`` (RSA PKCS#1 v1.5, or ECDSA DER) with an active stored key."""
 
     @abc.abstractmethod
-    def wrapped_private_key(self, private_key_id: str) -> str:
-        """kaclsData: the PKCS#8 private key wrapped for the KACLS (see syncd.kms.kacls)."""
+    def wrapped_private_key(self, private_key_id: str, key_format: PrivateKeyFormat) -> str:
+        """kaclsData: the private key, as PKCS#1 or PKCS#8 DER, wrapped for the KACLS (see
+        syncd.kms.kacls)."""
 
     @abc.abstractmethod
     def locate(self, label: str) -> list[KeyRef]:

@@ -3,7 +3,9 @@
 Gmail stores kaclsData opaquely and sends it back to the KACLS, which unwraps it to decrypt
 or sign. The format is the one Cosmian KMS's ``google_cse`` endpoint unwraps: standard base64
 of ``nonce (12 bytes) || AES-256-GCM ciphertext || tag (16 bytes)``, empty associated data,
-over the PKCS#8 DER private key.
+over the DER private key in the format ``kacls.private_key_format`` names: a PKCS#1
+RSAPrivateKey by default (Cosmian's privileged decrypt route, and its releases before 5.9 on
+every route, parse only that), or PKCS#8 PrivateKeyInfo.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import contextlib
 import os
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from syncd.config import KACLSConfig, read_secret
 from syncd.errors import ConfigError, KMSError
+from syncd.kms.base import PrivateKeyFormat
 
 NONCE_BYTES = 12
 KEY_BYTES = 32
@@ -56,10 +61,37 @@ def load_wrapping_key(config: KACLSConfig) -> bytes:
     return parse_aes256_key(material, where)
 
 
-def wrap_private_key(pkcs8_der: bytes, wrapping_key: bytes) -> str:
-    """kaclsData for a PKCS#8 DER private key."""
+def kacls_private_key(pkcs8_der: bytes, key_format: PrivateKeyFormat) -> bytes:
+    """The DER private key the KACLS gets, in ``key_format``, from a PKCS#8 DER key.
+
+    PKCS#1 exists for RSA keys only: any other key is refused (the KACLS decrypts and signs
+    with RSA only).
+    """
+    if key_format == "pkcs8":
+        return pkcs8_der
+    if key_format != "pkcs1":
+        raise KMSError(f"unknown private key format {key_format!r}; use pkcs1 or pkcs8")
+    # The key was sealed by syncd's own KMS: skip the RSA consistency check (costly, and the
+    # blob is authenticated).
+    key = serialization.load_der_private_key(
+        pkcs8_der, password=None, unsafe_skip_rsa_key_validation=True
+    )
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise KMSError(
+            f"a {type(key).__name__} cannot be written as PKCS#1 (RSA only); "
+            "the KACLS decrypts and signs with RSA keys only"
+        )
+    return key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def wrap_private_key(der: bytes, wrapping_key: bytes) -> str:
+    """kaclsData for a DER private key (already in the format the KACLS expects)."""
     nonce = os.urandom(NONCE_BYTES)
-    sealed = nonce + AESGCM(wrapping_key).encrypt(nonce, pkcs8_der, None)
+    sealed = nonce + AESGCM(wrapping_key).encrypt(nonce, der, None)
     data = base64.b64encode(sealed).decode("ascii")
     if len(data) > MAX_KACLS_DATA:
         raise KMSError(f"wrapped private key is {len(data)} bytes; Gmail accepts at most 8 KiB")
@@ -67,7 +99,7 @@ def wrap_private_key(pkcs8_der: bytes, wrapping_key: bytes) -> str:
 
 
 def unwrap_private_key(kacls_data: str, wrapping_key: bytes) -> bytes:
-    """The PKCS#8 DER inside kaclsData, as the KACLS recovers it."""
+    """The DER private key inside kaclsData, as the KACLS recovers it."""
     try:
         sealed = base64.b64decode(kacls_data, validate=True)
     except binascii.Error:

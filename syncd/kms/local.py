@@ -26,8 +26,8 @@ from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, updat
 
 from syncd.config import read_private_file
 from syncd.errors import ConfigError, KeyNotFoundError, KMSError
-from syncd.kms.base import HashName, KeyManager, KeyRef
-from syncd.kms.kacls import wrap_private_key
+from syncd.kms.base import HashName, KeyManager, KeyRef, PrivateKeyFormat
+from syncd.kms.kacls import kacls_private_key, wrap_private_key
 from syncd.state.models import KmsKey, KmsKeyState, utcnow
 
 MASTER_KEY_BYTES = 32
@@ -218,13 +218,14 @@ class LocalKeyManager(KeyManager):
             return key.sign(data, ec.ECDSA(algorithm))
         raise KMSError(f"key {private_key_id} cannot sign")
 
-    def wrapped_private_key(self, private_key_id: str) -> str:
+    def wrapped_private_key(self, private_key_id: str, key_format: PrivateKeyFormat) -> str:
         if self._wrapping_key is None:
             raise ConfigError(
                 "kacls.wrapping_key_file", "required to wrap private keys for the KACLS"
             )
-        # Sealed as PKCS#8 DER, which is what the KACLS wraps: no need to load the key.
-        return wrap_private_key(self._unsealed_pkcs8(private_key_id, "wrap"), self._wrapping_key)
+        # Sealed as PKCS#8 DER: kept as is for pkcs8, rewritten as RSAPrivateKey for pkcs1.
+        der = kacls_private_key(self._unsealed_pkcs8(private_key_id, "wrap"), key_format)
+        return wrap_private_key(der, self._wrapping_key)
 
     def locate(self, label: str) -> list[KeyRef]:
         with self._engine.connect() as connection:

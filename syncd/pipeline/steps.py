@@ -24,7 +24,7 @@ from syncd.errors import SyncdError
 from syncd.google.errors import GoogleAPIError
 from syncd.google.gmail import keypair_fingerprint
 from syncd.issuers import IssuingCA
-from syncd.kms.base import KeyManager, KeyRef
+from syncd.kms.base import KeyManager, KeyRef, PrivateKeyFormat
 from syncd.pki.chain import fingerprint, pkcs7_pem
 from syncd.pki.profile import LeafProfile, check_certifiable
 from syncd.state.models import KeyPairStatus
@@ -62,6 +62,8 @@ class Services:
     kacls_uri: str
     key_bits: int
     clock: Callable[[], datetime]
+    private_key_format: PrivateKeyFormat = "pkcs1"
+    """How kaclsData holds the private key (``kacls.private_key_format``)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class KeyPairView:
     certificate_pem: str | None
     fingerprint_sha256: str | None
     gmail_key_pair_id: str | None
+    private_key_format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,18 +219,25 @@ def upload_keypair(work: Work, services: Services) -> Outcome:
         if work.fresh_certificate
         else services.gmail.find_keypair(work.email, target.fingerprint_sha256)
     )
+    # The format kaclsData is written in: this pass's when it writes it; when it finds the key
+    # pair already in Gmail, what was recorded before (rows from before the column: pkcs8).
+    key_format: str = services.private_key_format
     if existing is None:
-        kacls_data = services.kms.wrapped_private_key(target.kms_private_key_id)
+        kacls_data = services.kms.wrapped_private_key(
+            target.kms_private_key_id, services.private_key_format
+        )
         created = services.gmail.create_keypair(
             work.email, _chain(target.certificate_pem, services), services.kacls_uri, kacls_data
         )
         key_pair_id = str(created["keyPairId"])
     else:
         key_pair_id = str(existing["keyPairId"])
+        key_format = target.private_key_format or key_format
         if existing.get("enablementState") == "disabled":
             services.gmail.enable_keypair(work.email, key_pair_id)
-    return Outcome(audit={"key_pair_id": key_pair_id, "found": existing is not None}).update(
-        target.id, gmail_key_pair_id=key_pair_id
+    audit = {"key_pair_id": key_pair_id, "found": existing is not None, "key_format": key_format}
+    return Outcome(audit=audit).update(
+        target.id, gmail_key_pair_id=key_pair_id, private_key_format=key_format
     )
 
 

@@ -283,6 +283,7 @@ _KEY_PAIR_VIEW = (
     KeyPair.certificate_pem,
     KeyPair.fingerprint_sha256,
     KeyPair.gmail_key_pair_id,
+    KeyPair.private_key_format,
 )  # in KeyPairView's field order
 _TASK_VIEW = (
     Task.kind,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from cryptography import x509
@@ -160,3 +161,26 @@ def subject_for(email: str, template: str) -> x509.Name:
         detail = str(exc) or "not attribute=value pairs separated by commas"
         raise ConfigError(TEMPLATE_KEY, f"{template!r} gives no valid RFC 4514 name for "
                                         f"{email} ({detail})") from exc
+
+
+_CRL_ADVICE = (
+    "Google requires a public HTTP CRL distribution point on the issuing intermediate, and "
+    "leaves carry one in practice"
+)
+
+
+def crl_warnings(profile: LeafProfile, extensions_file: Path | None = None) -> list[str]:
+    """Advice on the CRL distribution point the leaves will carry (``syncd config check``)."""
+    if profile.extensions is not None:
+        if any(rule.name == "crlDistributionPoints" for rule in profile.extensions):
+            return []
+        return [f"certificate.extensions_file: {extensions_file} has no crlDistributionPoints; "
+                f"leaves are issued without a CRL distribution point ({_CRL_ADVICE})"]
+    if not profile.crl_distribution_points:
+        return ["certificate.crl_distribution_points: empty; leaves are issued without a CRL "
+                f"distribution point ({_CRL_ADVICE}); set it, for example to "
+                "[http://crl.example.com/issuing.crl]"]
+    return [f"certificate.crl_distribution_points: {uri} is not an http:// URL; CRLs are "
+            "fetched over plain HTTP" for uri in profile.crl_distribution_points
+            if not uri.lower().startswith("http://")]
+

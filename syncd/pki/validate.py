@@ -256,6 +256,35 @@ def _ca_cert_sign(role: str, cert: x509.Certificate, now: datetime) -> list[str]
 CA_RULES: tuple[CertRule, ...] = (*COMMON_RULES, _ca_key, _ca_flag, _ca_cert_sign)
 
 
+def _ca_flag_critical(role: str, cert: x509.Certificate, now: datetime) -> list[str]:
+    bc = _extension(cert, x509.BasicConstraints)
+    if bc is not None and bc.value.ca and not bc.critical:
+        return [f"{role}: basicConstraints is not marked critical; RFC 5280 requires it on a CA "
+                "and OpenSSL's strict verification (-x509_strict) refuses the chain"]
+    return []
+
+
+def _oid_name(oid: x509.ObjectIdentifier) -> str:
+    if oid == ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE:
+        return "anyExtendedKeyUsage"
+    name = str(getattr(oid, "_name", ""))
+    return oid.dotted_string if name in ("", "Unknown OID") else name
+
+
+def _ca_email_protection(role: str, cert: x509.Certificate, now: datetime) -> list[str]:
+    eku = _extension(cert, x509.ExtendedKeyUsage)
+    if eku is None or ExtendedKeyUsageOID.EMAIL_PROTECTION in eku.value:
+        return []
+    names = ", ".join(_oid_name(oid) for oid in eku.value)
+    return [f"{role}: extendedKeyUsage ({names}) lacks emailProtection; OpenSSL refuses every "
+            "leaf it issues for S/MIME (verify -purpose smimesign, cms -verify)"]
+
+
+ISSUER_RULES: tuple[CertRule, ...] = (*CA_RULES, _ca_flag_critical, _ca_email_protection)
+"""What a CA must be to be imported as an issuer (or to stand above one): Google's rules, and
+what OpenSSL needs to verify the S/MIME leaves it issues."""
+
+
 def _run(rules: Sequence[CertRule], role: str, cert: x509.Certificate,
          now: datetime) -> list[str]:
     return [sentence for rule in rules for sentence in rule(role, cert, now)]
@@ -381,7 +410,7 @@ def issuer_violations(
 ) -> list[str]:
     """Whether a CA certificate may be imported as the issuer of user certificates."""
     now = _utc(now)
-    found = _run(CA_RULES, "issuer", issuer_cert, now)
+    found = _run(ISSUER_RULES, "issuer", issuer_cert, now)
     if is_self_signed(issuer_cert):
         found.append(f"issuer: {describe(issuer_cert)} is a self-signed root; roots must not "
                      "issue end-entity certificates, import an intermediate instead")
@@ -395,7 +424,7 @@ def issuer_violations(
     for stray in pool:
         found.append(f"issuer chain: {describe(stray)} does not link to the issuer")
     for cert in path[1:]:
-        found.extend(_run(CA_RULES, f"issuer chain {describe(cert)}", cert, now))
+        found.extend(_run(ISSUER_RULES, f"issuer chain {describe(cert)}", cert, now))
     for child, parent in pairwise(path):
         found.extend(_key_id_mismatch(child, parent))
     return found
@@ -421,9 +450,34 @@ def issuer_warnings(issuer_cert: x509.Certificate) -> list[str]:
         shown = "absent" if bc.value.path_length is None else str(bc.value.path_length)
         found.append(f"issuer: pathLenConstraint is {shown}; 0 is recommended for a CA that "
                      "issues users")
+    ku = _extension(issuer_cert, x509.KeyUsage)
+    if ku is not None and not ku.critical:
+        found.append("issuer: keyUsage is not marked critical; RFC 5280 recommends it (OpenSSL "
+                     "and Google accept it)")
     if _extension(issuer_cert, x509.SubjectKeyIdentifier) is None:
         found.append("issuer: no subjectKeyIdentifier; leaf authorityKeyIdentifiers will be "
                      "computed from its public key")
+    return found
+
+
+def kacls_violations(leaf: x509.Certificate) -> list[str]:
+    """What the KACLS needs of a leaf beyond Google's rules, one sentence per problem.
+
+    Gmail hands the private key to the KACLS to decrypt and sign, and the KACLS does both
+    with RSA only: an EC leaf uploads but can never be used. A leaf without keyUsage allows
+    every use (RFC 5280), which is not what an S/MIME key pair must state.
+    """
+    found = []
+    key = leaf.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        found.append(f"leaf: EC key on curve {key.curve.name}; the KACLS decrypts and signs "
+                     "with RSA keys only: use an RSA 2048, 3072 or 4096 key")
+    elif not isinstance(key, rsa.RSAPublicKey):
+        found.append(f"leaf: {type(key).__name__} key; the KACLS decrypts and signs with RSA "
+                     "keys only")
+    if _extension(leaf, x509.KeyUsage) is None:
+        found.append("leaf: no keyUsage extension; an S/MIME leaf needs one with "
+                     "digitalSignature and keyEncipherment")
     return found
 
 
@@ -436,6 +490,7 @@ def check_for_upload(
 ) -> None:
     """Raise CertificateError listing every violation if Google would reject the chain."""
     found = leaf_violations(leaf, email, now)
+    found.extend(kacls_violations(leaf))
     found.extend(chain_violations(leaf, intermediates, trusted_roots, now))
     if found:
         raise CertificateError(f"certificate for {email} rejected", found)

@@ -15,7 +15,9 @@ Definitions (docs/cli.md, "syncd report"):
 - *expiring*: active certificates whose ``not_after`` falls before now + ``expiring_days``
   (already expired ones included, with a negative ``days_left``);
 - *changes*: ``provision.done``, ``renew.done``/``replace.done`` and ``deprovision.done`` audit
-  events after ``changes_since``.
+  events after ``changes_since``;
+- *other key format*: key pairs still in Gmail whose kaclsData holds the private key in another
+  format than ``kacls.private_key_format`` (PKCS#8 ones from before syncd wrote PKCS#1).
 
 Nothing here does I/O: :func:`build_report` is a function of its inputs and ``now``.
 """
@@ -23,7 +25,7 @@ Nothing here does I/O: :func:`build_report` is a function of its inputs and ``no
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -90,6 +92,18 @@ class BlockedRow:
 
 
 @dataclass(frozen=True)
+class KeyFormatRow:
+    """A key pair in Gmail whose kaclsData is in another format than the configured one."""
+
+    email: str
+    generation: int
+    status: str
+    key_pair_id: str | None
+    private_key_format: str
+    certificate_expires: datetime | None
+
+
+@dataclass(frozen=True)
 class Inputs:
     """Everything a report is built from."""
 
@@ -102,6 +116,10 @@ class Inputs:
     """Earlier report runs, oldest first (their summaries hold the coverage of the day)."""
     blocked: BlockedRow | None = None
     """Set when the last sync pass that planned blocked deprovisions."""
+    key_format: str = "pkcs1"
+    """``kacls.private_key_format``."""
+    other_key_format: Sequence[KeyFormatRow] = ()
+    """Key pairs in Gmail written in another format than ``key_format``."""
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -194,6 +212,8 @@ class Report:
     expiry_by_month: list[MonthCount]
     coverage_history: list[CoveragePoint]
     blocked: Blocked = Blocked([])
+    key_format: str = "pkcs1"
+    other_key_format: list[KeyFormatRow] = field(default_factory=list)
 
     def metrics(self) -> dict[str, float]:
         """The values ``--fail-on`` conditions test."""
@@ -375,6 +395,10 @@ def build_report(
         expiry_by_month=expiry_by_month(inputs.users, now),
         coverage_history=coverage_history(inputs.previous_reports, now, covered),
         blocked=refused,
+        key_format=inputs.key_format,
+        other_key_format=sorted(
+            inputs.other_key_format, key=lambda row: (row.email, row.generation)
+        ),
     )
 
 
@@ -388,4 +412,5 @@ def run_summary(report: Report) -> dict[str, Any]:
         "expiring": len(report.expiring),
         "pending": report.coverage.pending,
         "blocked": report.coverage.blocked,
+        "other_key_format": len(report.other_key_format),
     }

@@ -13,9 +13,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from syncd.report.model import BlockedRow, EventRow, Inputs, RunRow, UserRow
+from syncd.report.model import BlockedRow, EventRow, Inputs, KeyFormatRow, RunRow, UserRow
 from syncd.state.models import AuditEvent, Run, Task, TaskStatus, User
-from syncd.state.queries import user_status
+from syncd.state.queries import key_pairs_in_other_format, user_status
 
 REPORT_RUN_KIND = "report"
 PASS_KINDS = ("sync", "resync")
@@ -106,7 +106,7 @@ def _blocked(session: Session) -> BlockedRow | None:
     )
 
 
-def read_inputs(session: Session, changes_since: datetime) -> Inputs:
+def read_inputs(session: Session, changes_since: datetime, key_format: str = "pkcs1") -> Inputs:
     events = session.execute(
         select(AuditEvent.email, AuditEvent.action, AuditEvent.at)
         .where(
@@ -134,4 +134,8 @@ def read_inputs(session: Session, changes_since: datetime) -> Inputs:
         passes=[_run_row(run) for run in runs],
         previous_reports=[_run_row(run) for run in reversed(list(reports))],
         blocked=_blocked(session),
+        key_format=key_format,
+        other_key_format=[
+            KeyFormatRow(**row) for row in key_pairs_in_other_format(session, key_format)
+        ],
     )

@@ -31,6 +31,10 @@ def to_document(report: Report) -> dict[str, Any]:
             "expiry_by_month": [asdict(m) for m in report.expiry_by_month],
             "coverage_history": [asdict(p) for p in report.coverage_history],
             "blocked_deprovisions": asdict(report.blocked),
+            "key_format": {
+                "configured": report.key_format,
+                "other": [asdict(k) for k in report.other_key_format],
+            },
         }
     }
 

@@ -29,6 +29,13 @@ _FAILURE_COLUMNS = [
 ]
 _EXPIRING_COLUMNS = [("expires", "expires"), ("days_left", "days left"), ("email", "user")]
 _CHANGE_COLUMNS = [("at", "at"), ("change", "change"), ("email", "user")]
+_KEY_FORMAT_COLUMNS = [
+    ("email", "user"),
+    ("generation", "generation"),
+    ("status", "status"),
+    ("key_pair_id", "key pair"),
+    ("private_key_format", "format"),
+]
 _PASS_COLUMNS = [
     ("id", "run"),
     ("kind", "kind"),
@@ -89,4 +96,13 @@ def render_text(report: Report) -> str:
         _title("Last passes"),
         render_table([asdict(p) for p in report.passes], _PASS_COLUMNS),
     ]
+    if report.other_key_format:
+        parts += [
+            "",
+            _title(
+                f"Key pairs whose kaclsData is not {report.key_format} "
+                f"({len(report.other_key_format)})"
+            ),
+            render_table([asdict(k) for k in report.other_key_format], _KEY_FORMAT_COLUMNS),
+        ]
     return "\n".join(parts) + "\n"

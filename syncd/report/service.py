@@ -87,11 +87,15 @@ def choose_format(fmt: ReportFormat | None, output: Path | None) -> ReportFormat
 
 
 def make_report(
-    database: Database, now: datetime, expiring_days: int, since_days: int | None
+    database: Database,
+    now: datetime,
+    expiring_days: int,
+    since_days: int | None,
+    key_format: str = "pkcs1",
 ) -> Report:
     with database.sessions() as session:
         since, source = changes_window(now, since_days, previous_report_at(session))
-        inputs = read_inputs(session, since)
+        inputs = read_inputs(session, since, key_format)
     return build_report(
         inputs,
         now=now,
@@ -131,7 +135,9 @@ def produce_report(
     """Build, write (file or stdout), record and mail one report; test the --fail-on rules."""
     fmt = choose_format(options.fmt, options.output)
     days = options.expiring_days or config.report.expiring_days
-    report = make_report(database, now, days, options.since_days)
+    report = make_report(
+        database, now, days, options.since_days, config.kacls.private_key_format
+    )
     result = ReportResult(report, fmt, checks=evaluate(options.fail_on, report.metrics()))
     text = RENDERERS[fmt](report)
     if options.output is None:

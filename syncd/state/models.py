@@ -170,6 +170,9 @@ class KeyPair(Base):
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
     not_after: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     gmail_key_pair_id: Mapped[str | None] = mapped_column(String(255))
+    private_key_format: Mapped[str | None] = mapped_column(String(16))
+    """pkcs1 or pkcs8: how the kaclsData uploaded to Gmail holds the private key (None until
+    uploaded; rows from before revision 0005 are pkcs8)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

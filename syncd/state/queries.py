@@ -58,6 +58,7 @@ def user_status(session: Session, email: str | None = None) -> list[dict[str, An
                 "generation": kp.generation if kp else None,
                 "key_pair_id": kp.gmail_key_pair_id if kp else None,
                 "certificate_expires": kp.not_after if kp else None,
+                "private_key_format": kp.private_key_format if kp else None,
                 "task": task.kind.value if task else None,
                 "step": task.next_step if task else None,
                 "attempts": task.attempts if task else 0,
@@ -68,6 +69,40 @@ def user_status(session: Session, email: str | None = None) -> list[dict[str, An
             }
         )
     return rows
+
+
+_IN_GMAIL = (KeyPairStatus.OBLITERATED, KeyPairStatus.ABANDONED)
+
+
+def key_pairs_in_other_format(session: Session, configured: str) -> list[dict[str, Any]]:
+    """Key pairs still in Gmail whose kaclsData holds the private key in another format than
+    ``configured`` (``kacls.private_key_format``), by user and generation.
+
+    Gmail keeps every enabled or disabled key pair's kaclsData and sends it to the KACLS to
+    decrypt old mail, so superseded and disabled generations count as well as active ones.
+    """
+    rows = session.execute(
+        select(User.email, KeyPair)
+        .join(User, User.id == KeyPair.user_id)
+        .where(
+            KeyPair.gmail_key_pair_id.is_not(None),
+            KeyPair.status.not_in(_IN_GMAIL),
+            KeyPair.private_key_format.is_not(None),
+            KeyPair.private_key_format != configured,
+        )
+        .order_by(User.email, KeyPair.generation)
+    )
+    return [
+        {
+            "email": email,
+            "generation": kp.generation,
+            "status": kp.status.value,
+            "key_pair_id": kp.gmail_key_pair_id,
+            "private_key_format": kp.private_key_format,
+            "certificate_expires": kp.not_after,
+        }
+        for email, kp in rows
+    ]
 
 
 def history(session: Session, email: str) -> list[dict[str, Any]]:

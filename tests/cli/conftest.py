@@ -104,3 +104,14 @@ def installation(
     install = Installation(tmp_path, tmp_path / "syncd.yaml", hierarchy)
     install.write_config(**base_config(tmp_path, db_url))
     return install
+
+
+@pytest.fixture
+def sqlite_installation(
+    tmp_path: Path, hierarchy_dir: tuple[Path, TestHierarchy]
+) -> Installation:
+    """An initialised installation on SQLite only, for checks that do not depend on the store."""
+    installation = Installation(tmp_path, tmp_path / "syncd.yaml", hierarchy_dir[1])
+    installation.write_config(**base_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}"))
+    installation.ok("init", "--generate-kacls-key")
+    return installation

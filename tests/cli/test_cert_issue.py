@@ -9,9 +9,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from syncd.kms.kacls import unwrap_private_key
 from syncd.pki.chain import parse_pkcs7
 
+from ..conftest import kacls_view
 from .conftest import Installation
 
 
@@ -57,16 +57,13 @@ def test_issued_credential_signs_encrypts_and_verifies(installation: Installatio
         str(leaf_pem),
     )
 
-    # The KACLS's view: unwrap kaclsData with the wrapping key to get the private key.
-    pkcs8 = unwrap_private_key(wrapped["wrapped_private_key"], bytes(range(32)))
+    # The KACLS's view: unwrap kaclsData with the wrapping key; OpenSSL reads a PKCS#1
+    # RSAPrivateKey (what Cosmian's KACLS parses), and that key signs and decrypts below.
+    view = kacls_view(wrapped["wrapped_private_key"], bytes(range(32)))
+    assert view.is_pkcs1
+    assert view.traditional_pem.startswith("-----BEGIN RSA PRIVATE KEY-----\n")
     key_file = inst.root / "leaf.key"
-    key_file.write_bytes(
-        serialization.load_der_private_key(pkcs8, None).private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    key_file.write_text(view.traditional_pem)
     message = b"Subject: test\r\n\r\nclient-side encrypted hello\r\n"
     signed = _openssl(
         "cms",

@@ -121,7 +121,7 @@ def test_redacted_summary_hides_inline_secrets_and_url_passwords() -> None:
     text = str(redacted_summary(config))
     assert "hunter2" not in text
     assert "c2VjcmV0" not in text
-    assert "private_key" not in text
+    assert '"private_key"' not in text and "'private_key'" not in text
     assert "<redacted>" in text
 
 

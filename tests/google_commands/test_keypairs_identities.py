@@ -6,9 +6,9 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from syncd.kms.kacls import unwrap_private_key
 from syncd.pki.chain import fingerprint
 
+from ..conftest import kacls_view
 from .conftest import (
     Deployment,
     audit_events,
@@ -59,13 +59,12 @@ def test_create_then_insert_leaves_an_identity_on_an_enabled_key_pair(
     assert metadata["kaclsUri"] == deployment.config.kacls.uri
     wrapping_key = deployment.config.kacls.wrapping_key_file
     assert wrapping_key is not None
-    pkcs8 = unwrap_private_key(metadata["kaclsData"], wrapping_key.read_bytes())
-    private_key = serialization.load_der_private_key(pkcs8, None)
+    view = kacls_view(metadata["kaclsData"], wrapping_key.read_bytes())
+    assert view.is_pkcs1  # kacls.private_key_format defaults to pkcs1, what Cosmian parses
+    assert view.traditional_pem.startswith("-----BEGIN RSA PRIVATE KEY-----\n")
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    der = serialization.Encoding.DER
-    assert private_key.public_key().public_bytes(der, spki) == leaf.public_key().public_bytes(
-        der, spki
-    )
+    public = leaf.public_key().public_bytes(serialization.Encoding.PEM, spki)
+    assert view.public_pem == public.decode()
     assert manual_kms_keys(deployment, user) == ["active"]
 
     events = [(e["action"], e["detail"]) for e in audit_events(deployment, user)]

@@ -3,15 +3,16 @@ uploaded with its own private key (imported into the KMS, wrapped for the KACLS)
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from syncd.kms.kacls import unwrap_private_key
 from syncd.pki.chain import fingerprint
 from syncd.pki.testca import make_test_hierarchy, new_key
 from syncd.pki.testcerts import LeafSpec, build_leaf
 
+from ..conftest import kacls_view
 from .conftest import (
     Deployment,
     audit_events,
@@ -63,11 +64,10 @@ def test_pkcs12_leaf_is_uploaded_with_its_own_key(deployment: Deployment, tmp_pa
     metadata = keypairs[0]["privateKeyMetadata"][0]["kaclsKeyMetadata"]
     wrapping_key = deployment.config.kacls.wrapping_key_file
     assert wrapping_key is not None
-    pkcs8 = unwrap_private_key(metadata["kaclsData"], wrapping_key.read_bytes())
-    unwrapped = serialization.load_der_private_key(pkcs8, None)
-    assert unwrapped.public_key().public_bytes(_DER, _SPKI) == key.public_key().public_bytes(
-        _DER, _SPKI
-    )
+    view = kacls_view(metadata["kaclsData"], wrapping_key.read_bytes())
+    assert view.is_pkcs1
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, _SPKI)
+    assert view.public_pem == public.decode()
     assert manual_kms_keys(deployment, user) == ["active"]
 
     ok(deployment, "google", "identities", "insert", user, created["key_pair_id"])
@@ -149,3 +149,95 @@ def test_a_leaf_gmail_refuses_leaves_its_kms_key_revoked(
     assert manual_kms_keys(deployment, user) == ["revoked"]
     assert gmail_state(deployment, user) == ([], None)
     assert audit_events(deployment, user) == []
+
+
+# --- leaves the KACLS cannot use, made with plain openssl -----------------------------------
+
+_LEAF_EXTENSIONS = """[v3]
+basicConstraints = critical, CA:FALSE
+{key_usage}extendedKeyUsage = emailProtection
+subjectAltName = email:{user}
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+def _openssl(*args: str) -> None:
+    done = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"openssl {' '.join(args)}: {done.stderr}"
+
+
+def _openssl_pkcs12(
+    deploy: Deployment, folder: Path, user: str, *, key_algorithm: str, key_usage: str | None
+) -> tuple[Path, Path]:
+    """A leaf for ``user`` signed by the deployment's intermediate with ``openssl x509``, put
+    into a PKCS#12 file with ``openssl pkcs12 -export`` (with the intermediate and the root)."""
+    hierarchy = deploy.hierarchy
+    inter_key = folder / "intermediate.key"
+    inter_key.write_bytes(
+        hierarchy.intermediate_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    inter_pem, chain_pem = folder / "intermediate.pem", folder / "chain.pem"
+    inter_pem.write_bytes(hierarchy.intermediate_cert.public_bytes(serialization.Encoding.PEM))
+    chain_pem.write_bytes(
+        inter_pem.read_bytes() + hierarchy.root_cert.public_bytes(serialization.Encoding.PEM)
+    )
+    key, csr, leaf = folder / "leaf.key", folder / "leaf.csr", folder / "leaf.pem"
+    if key_algorithm == "ec":
+        _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                 "-out", str(key))
+    else:
+        _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                 "-out", str(key))
+    _openssl("req", "-new", "-key", str(key), "-subj", f"/CN={user}", "-out", str(csr))
+    extfile = folder / "leaf.cnf"
+    usage_line = f"keyUsage = critical, {key_usage}\n" if key_usage else ""
+    extfile.write_text(_LEAF_EXTENSIONS.format(key_usage=usage_line, user=user))
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(inter_pem), "-CAkey", str(inter_key),
+             "-set_serial", "4242", "-days", "30", "-sha256", "-extfile", str(extfile),
+             "-extensions", "v3", "-out", str(leaf))
+    p12, password = folder / "leaf.p12", folder / "leaf.pass"
+    password.write_text("p12 secret\n")
+    password.chmod(0o600)
+    _openssl("pkcs12", "-export", "-inkey", str(key), "-in", str(leaf), "-certfile",
+             str(chain_pem), "-passout", "pass:p12 secret", "-out", str(p12))
+    return p12, password
+
+
+def _refused_before_upload(deploy: Deployment, user: str, p12: Path, password: Path) -> str:
+    keys_before = deploy.kms_key_count()
+    message = error_line(deploy, 2, *_create_args(user, p12, password))
+    assert gmail_state(deploy, user) == ([], None)  # nothing in the sandbox
+    assert _uploads(deploy) == 0
+    assert deploy.kms_key_count() == keys_before and manual_kms_keys(deploy, user) == []
+    assert audit_events(deploy, user) == []
+    return message
+
+
+def test_pkcs12_leaf_with_an_ec_key_is_refused(deployment: Deployment, tmp_path: Path) -> None:
+    user = "user16@example.com"
+    p12, password = _openssl_pkcs12(
+        deployment, tmp_path, user, key_algorithm="ec",
+        key_usage="digitalSignature, keyAgreement",
+    )
+    message = _refused_before_upload(deployment, user, p12, password)
+    assert message == (
+        f"{p12}: leaf refused: leaf: EC key on curve secp256r1; the KACLS decrypts and signs "
+        "with RSA keys only: use an RSA 2048, 3072 or 4096 key"
+    )
+
+
+def test_pkcs12_leaf_without_key_usage_is_refused(deployment: Deployment, tmp_path: Path) -> None:
+    user = "user17@example.com"
+    p12, password = _openssl_pkcs12(
+        deployment, tmp_path, user, key_algorithm="rsa", key_usage=None
+    )
+    message = _refused_before_upload(deployment, user, p12, password)
+    assert message == (
+        f"{p12}: leaf refused: leaf: no keyUsage extension; an S/MIME leaf needs one with "
+        "digitalSignature and keyEncipherment"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -80,25 +81,62 @@ def test_imported_ec_key_signs_ecdsa(kms: LocalKeyManager) -> None:
     key.public_key().verify(signature, b"tbs", ec.ECDSA(hashes.SHA384()))
 
 
-def test_kacls_data_is_cosmian_compatible(kms: LocalKeyManager, wrapping_key: bytes) -> None:
-    ref = kms.create_key_pair("user:bob@example.com:g1", 2048)
-    kacls_data = kms.wrapped_private_key(ref.private_key_id)
-    # Decrypt exactly as Cosmian's google_cse endpoint does: base64, nonce 12 || ct || tag 16.
+def _openssl(*args: str, stdin: bytes) -> str:
+    done = subprocess.run(["openssl", *args], input=stdin, capture_output=True, timeout=60)
+    assert done.returncode == 0, f"openssl {' '.join(args)}: {done.stderr.decode()}"
+    return done.stdout.decode()
+
+
+def _cosmian_unwrap(kacls_data: str, wrapping_key: bytes) -> bytes:
+    """Decrypt exactly as Cosmian's google_cse endpoint does: base64 of nonce 12 || ct || tag 16,
+    AES-256-GCM, no associated data (not with syncd's own unwrap)."""
     raw = base64.b64decode(kacls_data, validate=True)
-    pkcs8 = AESGCM(wrapping_key).decrypt(raw[:12], raw[12:], None)
-    private = serialization.load_der_private_key(pkcs8, password=None)
-    assert isinstance(private, rsa.RSAPrivateKey)
-    assert _spki(private.public_key()) == _spki(kms.public_key(ref.public_key_id))  # type: ignore[arg-type]
-    assert unwrap_private_key(kacls_data, wrapping_key) == pkcs8
+    return AESGCM(wrapping_key).decrypt(raw[:12], raw[12:], None)
+
+
+def _openssl_public_der(private_der: bytes) -> bytes:
+    pem = _openssl("pkey", "-inform", "DER", "-pubout", stdin=private_der)
+    return base64.b64decode("".join(pem.strip().splitlines()[1:-1]))
+
+
+def test_kacls_data_is_pkcs1_for_cosmian(kms: LocalKeyManager, wrapping_key: bytes) -> None:
+    ref = kms.create_key_pair("user:bob@example.com:g1", 4096)
+    kacls_data = kms.wrapped_private_key(ref.private_key_id, "pkcs1")
+    der = _cosmian_unwrap(kacls_data, wrapping_key)
+    # What Cosmian's KACLS parses (Rsa::private_key_from_der): a PKCS#1 RSAPrivateKey, whose
+    # SEQUENCE opens with version 0 and the modulus (PKCS#8 has an AlgorithmIdentifier there).
+    pem = _openssl("rsa", "-inform", "DER", "-traditional", stdin=der)
+    assert pem.startswith("-----BEGIN RSA PRIVATE KEY-----\n")
+    structure = _openssl("asn1parse", "-inform", "DER", stdin=der).splitlines()
+    assert "INTEGER" in structure[1] and ":00" in structure[1]
+    assert "INTEGER" in structure[2] and "rsaEncryption" not in "".join(structure)
+    assert 2340 <= len(der) <= 2352  # Cosmian's published RSA 4096 sample: 2348 bytes
+    assert _openssl_public_der(der) == _spki(kms.public_key(ref.public_key_id))  # type: ignore[arg-type]
+    assert unwrap_private_key(kacls_data, wrapping_key) == der
     with pytest.raises(KMSError, match="does not decrypt"):
         unwrap_private_key(kacls_data, os.urandom(32))
+
+
+def test_kacls_data_as_pkcs8_when_configured(kms: LocalKeyManager, wrapping_key: bytes) -> None:
+    ref = kms.create_key_pair("user:bob@example.com:g1", 2048)
+    der = _cosmian_unwrap(kms.wrapped_private_key(ref.private_key_id, "pkcs8"), wrapping_key)
+    assert "rsaEncryption" in _openssl("asn1parse", "-inform", "DER", stdin=der)
+    pem = _openssl("pkey", "-inform", "DER", stdin=der)
+    assert pem.startswith("-----BEGIN PRIVATE KEY-----\n")
+    assert _openssl_public_der(der) == _spki(kms.public_key(ref.public_key_id))  # type: ignore[arg-type]
+
+
+def test_ec_key_cannot_be_written_as_pkcs1(kms: LocalKeyManager) -> None:
+    ref = kms.import_private_key("user:ec", ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(KMSError, match="cannot be written as PKCS#1"):
+        kms.wrapped_private_key(ref.private_key_id, "pkcs1")
 
 
 def test_private_keys_are_only_stored_sealed(
     kms: LocalKeyManager, database: Database, wrapping_key: bytes
 ) -> None:
     ref = kms.create_key_pair("user:carol@example.com:g1", 2048)
-    pkcs8 = unwrap_private_key(kms.wrapped_private_key(ref.private_key_id), wrapping_key)
+    pkcs8 = unwrap_private_key(kms.wrapped_private_key(ref.private_key_id, "pkcs8"), wrapping_key)
     with database.sessions() as session:
         row = session.scalars(select(KmsKey).where(KmsKey.id == ref.private_key_id)).one()
         sealed = row.sealed_private_key
@@ -119,7 +157,7 @@ def test_wrong_master_key_and_moved_rows_are_detected(
     with pytest.raises(KMSError, match="does not decrypt with this master key"):
         other.sign(first.private_key_id, b"x", "sha256")
     with pytest.raises(ConfigError, match="kacls.wrapping_key_file"):
-        other.wrapped_private_key(first.private_key_id)
+        other.wrapped_private_key(first.private_key_id, "pkcs1")
 
     # Copying one key's sealed blob onto another row must not yield a usable key.
     with database.transaction() as session:

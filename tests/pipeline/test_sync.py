@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..conftest import kacls_view
 from .conftest import Deployment, gmail_state, sandbox_users
 
 
@@ -35,6 +36,13 @@ def test_first_pass_provisions_everyone_and_second_pass_writes_nothing(
     status = json.loads(deployment.syncd("status", "--format", "json").stdout)["users"]
     assert {row["state"] for row in status} == {"active"}
     assert all(row["certificate_expires"] and row["key_pair_id"] for row in status)
+    # The pass wrote kaclsData as PKCS#1 (kacls.private_key_format's default) and recorded it.
+    assert {row["private_key_format"] for row in status} == {"pkcs1"}
+    keypairs, _ = gmail_state(deployment, "user00@example.com")
+    wrapping_key = deployment.config.kacls.wrapping_key_file
+    assert wrapping_key is not None
+    metadata = keypairs[0]["privateKeyMetadata"][0]["kaclsKeyMetadata"]
+    assert kacls_view(metadata["kaclsData"], wrapping_key.read_bytes()).is_pkcs1
 
     writes, keys = deployment.writes(), deployment.kms_key_count()
     again = deployment.syncd("sync", "--once")

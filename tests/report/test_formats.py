@@ -38,6 +38,7 @@ TOP_KEYS = [
     "expiry_by_month",
     "coverage_history",
     "blocked_deprovisions",
+    "key_format",
 ]
 
 

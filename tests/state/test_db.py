@@ -10,11 +10,20 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from syncd.errors import ConfigError, SchemaOutdatedError, SyncdError
-from syncd.state.db import Database, create_engine_for, parse_url, session_factory, upgrade
+from syncd.state.db import (
+    Database,
+    create_engine_for,
+    parse_url,
+    session_factory,
+    upgrade,
+)
 from syncd.state.models import KeyPair, User
 
 # Every revision of migrations/versions, oldest first.
-REVISIONS = ["0001_initial", "0002_scope", "0003_fencing", "0006_permanent"]
+REVISIONS = [
+    "0001_initial", "0002_scope", "0003_fencing", "0005_key_format",
+    "0006_permanent",
+]
 
 
 def _user(email: str = "alice@example.com") -> User:

@@ -27,7 +27,10 @@ from syncd.state.db import (
 from syncd.state.models import Base
 
 # Every revision of migrations/versions, oldest first.
-REVISIONS = ["0001_initial", "0002_scope", "0003_fencing", "0006_permanent"]
+REVISIONS = [
+    "0001_initial", "0002_scope", "0003_fencing", "0005_key_format",
+    "0006_permanent",
+]
 
 
 
@@ -208,3 +211,34 @@ def test_0002_puts_users_of_blocked_passes_back_in_scope(engine: Engine) -> None
         ("leaving@x.com", False),
         ("listed@x.com", True),
     ]
+
+
+def test_key_format_revision_marks_existing_key_pairs_pkcs8(engine: Engine) -> None:
+    # Rows written before revision 0005 hold PKCS#8 kaclsData (all syncd wrote then).
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001_initial")
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (id, email, directory_id, source, in_scope, enabled, "
+                "first_seen, last_seen) VALUES (1, 'a@example.com', 'a', 'static', true, true, "
+                ":now, :now)"
+            ),
+            {"now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO key_pairs (id, user_id, generation, status, kms_label, "
+                "gmail_key_pair_id, created_at, updated_at) "
+                "VALUES (1, 1, 1, 'active', 'l', 'kp-1', :now, :now)"
+            ),
+            {"now": now},
+        )
+    assert "0005_key_format" in upgrade(engine)
+    with engine.connect() as connection:
+        found = connection.execute(text("SELECT private_key_format FROM key_pairs")).scalar_one()
+    assert found == "pkcs8"
