@@ -15,6 +15,7 @@ from syncd.errors import ConfigError
 from syncd.google.gmail import GmailCSE
 from syncd.issuers import load_issuer
 from syncd.kms import KeyManager, open_key_manager
+from syncd.kms.local import load_master_key, verify_master_key
 from syncd.pipeline.steps import Services
 from syncd.pki.profile import LeafProfile
 from syncd.state import audit
@@ -37,9 +38,21 @@ class App:
             self.config, self.database.engine, need_wrapping_key=need_wrapping_key
         )
 
+    def check_master_key(self) -> None:
+        """Refuse (ConfigError) a master key other than the one the store's keys are sealed
+        under, and record its check value if the store has none yet."""
+        if self.config.kms.backend == "local":
+            path = self.config.kms.local.master_key_file
+            verify_master_key(self.database.engine, load_master_key(path), path)
+
     @contextmanager
     def run_lock(self) -> Iterator[None]:
-        """Hold the run lock: no other syncd process acts on this state meanwhile."""
+        """Hold the run lock: no other syncd process acts on this state meanwhile.
+
+        Every pass and every command that changes state takes it, so the master key is checked
+        here first, before anything is touched.
+        """
+        self.check_master_key()
         with acquire(self.config.state.url, lock_file=self.config.state.lock_file):
             yield
 

@@ -252,6 +252,17 @@ class DirectoryConfig(_Section):
     google: GoogleSourceConfig | None = None
     ldap: LdapSourceConfig | None = None
 
+    @model_validator(mode="after")
+    def _source_has_section(self) -> DirectoryConfig:
+        # Only a source named explicitly: an installation without a directory section (one
+        # that only issues certificates by hand) stays valid.
+        if "source" in self.model_fields_set and getattr(self, self.source) is None:
+            raise ValueError(
+                f"source is {self.source}, but there is no directory.{self.source} section "
+                "to read it from"
+            )
+        return self
+
 
 class LocalKMSConfig(_Section):
     master_key_file: ConfigPath = Path("/var/lib/syncd/master.key")
@@ -592,6 +603,25 @@ def read_private_file(path: Path, where: str, *, strict_mode: bool) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ConfigError(where, f"cannot read {path}: {exc.strerror}") from None
+
+
+def write_new_key_file(path: Path, data: bytes, where: str) -> None:
+    """Create ``path`` (mode 0600) holding ``data``; never overwrites, never leaves a part."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(where, f"{path} already exists; not overwritten") from None
+    except OSError as error:
+        raise ConfigError(where, f"cannot create {path}: {error.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        path.unlink(missing_ok=True)
+        raise ConfigError(where, f"cannot write {path}: {error.strerror}") from None
 
 
 _SECRET_KEYS = {"wrapping_key", "service_account_key", "password", "bind_password"}

@@ -6,6 +6,10 @@ passes at once (a pass due while one runs is skipped, and the log says so), and 
 keeps a hand-run ``syncd sync``/``resync`` and the daemon apart (the loser says so). Report jobs
 run on ``report.cron``.
 
+At start, a database (or other dependency) that is not available yet is waited for with
+backoff (logged, STATUS= says so, SIGTERM ends the wait): after a reboot PostgreSQL may start
+later than syncd. A configuration that is wrong exits 2 at once.
+
 systemd (``Type=notify``): READY=1 once the configuration and database checks pass, STATUS=
 with the last pass's outcome, WATCHDOG=1 every half ``$WATCHDOG_USEC`` while the scheduler is
 alive. SIGHUP reloads the configuration (a bad one is refused, logged, and the running one
@@ -35,7 +39,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 from syncd.app import App
 from syncd.config import Config, load_config, read_secret
 from syncd.directory.base import SourceError
-from syncd.errors import EXIT_FAILURES, EXIT_OK, ConfigError, LockHeldError, SyncdError
+from syncd.errors import (
+    EXIT_FAILURES,
+    EXIT_OK,
+    ConfigError,
+    LockHeldError,
+    SyncdError,
+    UnavailableError,
+)
 from syncd.logs import log_context, register_secret, setup_logging
 from syncd.metrics import Metrics
 from syncd.pipeline.sync import PassResult, sync_pass
@@ -46,6 +57,14 @@ log = logging.getLogger("syncd.daemon")
 
 DEFAULT_REPORT_OUTPUT = Path("/var/lib/syncd/report.html")
 _IDLE_TICK = 1.0
+WAIT_FIRST = 1.0
+WAIT_MAX = 30.0
+"""Backoff between start-up attempts while a dependency is unavailable (seconds)."""
+
+
+def next_wait(previous: float | None) -> float:
+    """The pause before the next start-up attempt: doubling from WAIT_FIRST up to WAIT_MAX."""
+    return WAIT_FIRST if previous is None else min(previous * 2, WAIT_MAX)
 
 
 def _stamp(moment: datetime) -> str:
@@ -62,20 +81,23 @@ def outcome_of(result: PassResult) -> str:
 
 
 def startup_checks(config: Config) -> None:
-    """Raise ConfigError unless what the configuration points at is usable."""
+    """Raise unless what the configuration points at is usable: UnavailableError when only
+    dependencies are unavailable (try again later), else ConfigError."""
     problems = check_configuration(config)
     if not problems:
         app = App(config)
         try:
             app.services()
         except SyncdError as error:
-            problems.append(str(error))
+            problems.append(error)
         finally:
             if "database" in app.__dict__:
                 app.database.close()
     if problems:
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        raise ConfigError("", problems[0] + more)
+        if all(isinstance(problem, UnavailableError) for problem in problems):
+            raise UnavailableError(f"{problems[0]}{more}")
+        raise ConfigError("", f"{problems[0]}{more}")
 
 
 def register_config_secrets(config: Config) -> None:
@@ -141,7 +163,9 @@ class Daemon:
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_signal)
         register_config_secrets(self.config)
-        startup_checks(self.config)
+        if not self._wait_until_usable():
+            log.info("stopped while waiting for the dependencies")
+            return EXIT_OK
         self.metrics.serve(self.config.metrics.listen)
         self._schedule(self.config, first_pass_now=True)
         self._scheduler.start()
@@ -150,6 +174,41 @@ class Daemon:
         notify("READY=1", f"STATUS={self._status}", f"MAINPID={os.getpid()}")
         log.info("syncd run started (configuration %s)", self.config_path)
         return self._main_loop()
+
+    def _wait_until_usable(self) -> bool:
+        """Run the start-up checks until they pass; False if SIGTERM/SIGINT came first.
+
+        A configuration error is raised at once (exit 2); an unavailable dependency is logged
+        and tried again with backoff, and systemd is told (STATUS=, a longer start timeout, the
+        watchdog). SIGHUP re-reads the configuration file before the next attempt.
+        """
+        wait: float | None = None
+        while True:
+            try:
+                startup_checks(self.config)
+                return True
+            except UnavailableError as error:
+                wait = next_wait(wait)
+                log.warning("waiting %.0fs before trying again: %s", wait, error)
+                notify(
+                    f"STATUS=waiting for a dependency (next try in {wait:.0f}s): {error}",
+                    f"EXTEND_TIMEOUT_USEC={int((wait + WAIT_MAX) * 1_000_000)}",
+                    "WATCHDOG=1",
+                )
+            deadline = time.monotonic() + wait
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    number = self._signals.get(timeout=min(left, _IDLE_TICK))
+                except queue.Empty:
+                    notify("WATCHDOG=1")
+                    continue
+                if number in (signal.SIGTERM, signal.SIGINT):
+                    notify("STOPPING=1", "STATUS=stopped while waiting for a dependency")
+                    return False
+                if number == signal.SIGHUP:
+                    self.config = load_config(self.config_path)
+                    register_config_secrets(self.config)
+                    break
 
     def _on_signal(self, number: int, _frame: object) -> None:
         self._signals.put(number)  # SimpleQueue.put is safe in a signal handler
