@@ -152,6 +152,7 @@ def cmd_ca_import(args: argparse.Namespace, config: Config) -> int:
             now=_now(),
             where=args.pkcs12,
             replace=args.replace,
+            chain_where=f"--chain {args.chain}",
         )
         app.audit("ca.imported", label=issuer.label, sha256=issuer.describe()["sha256_fingerprint"])
     for warning in warnings:

@@ -86,6 +86,23 @@ def _check_one_source(values: Any, name: str) -> Any:
 # --- sections -----------------------------------------------------------------------------
 
 
+def _check_port(url: str) -> None:
+    """ValueError (never echoing the URL, which may hold a password) for a port that is not
+    a number or not a TCP port."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        port = make_url(url).port
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            "cannot parse the database URL (is the port a number?); expected "
+            "sqlite:///path.db or postgresql://user@host[:port]/dbname"
+        ) from None
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"port {port} is not a TCP port (1-65535)")
+
+
 class StateConfig(_Section):
     url: str = "sqlite:////var/lib/syncd/state.db"
     """SQLAlchemy URL: sqlite:///relative.db, sqlite:////absolute.db or postgresql+psycopg://..."""
@@ -97,6 +114,7 @@ class StateConfig(_Section):
     def _known_dialect(cls, url: str, info: ValidationInfo) -> str:
         if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        _check_port(url)
         relative_file = url.removeprefix("sqlite:///")
         if (
             url.startswith("sqlite:///")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -203,6 +204,16 @@ def is_unavailable(error: DBAPIError) -> bool:
     return any(text in message for text in _SQLITE_UNAVAILABLE)
 
 
+def _no_space_left(path: Path) -> bool:
+    """True when the file system holding ``path`` has no free block left for syncd.
+
+    SQLite reports a full disk as "disk I/O error" when it cannot even create its -shm file."""
+    try:
+        return os.statvfs(path.parent).f_bavail == 0
+    except OSError:
+        return False
+
+
 def database_error(error: DBAPIError, url: str | URL) -> SyncdError:
     """The one-line error for a database driver failure on the store at ``url``.
 
@@ -217,10 +228,10 @@ def database_error(error: DBAPIError, url: str | URL) -> SyncdError:
         where = str(path)
     lowered = message.lower()
     if is_unavailable(error):
-        if "full" in lowered:
+        if "full" in lowered or (path is not None and _no_space_left(path)):
             return UnavailableError(
                 f"{_URL_WHERE}: {where}: {message}: no space left for the state store; "
-                "free space on its file system (nothing was committed by the failed step)"
+                "free space on its file system (the failed transaction was rolled back)"
             )
         return UnavailableError(f"{_URL_WHERE}: the database {where} is unavailable: {message}")
     if any(text in lowered for text in _SQLITE_NOT_A_DATABASE):
