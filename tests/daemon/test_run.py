@@ -246,3 +246,15 @@ def test_run_waits_for_a_database_that_starts_late(
     assert len(lines) == 1 and lines[0].startswith("syncd: "), lines
     assert "kms.local.master_key_file" in lines[0] and "is not the master key" in lines[0]
     master.write_bytes(right)
+
+
+def test_unit_restarts_when_a_dependency_is_unavailable() -> None:
+    """Exit 2 (fix the configuration) stops restarts; exit 4 (database down) does not, and no
+    ExecStartPre check fails the start while the database is still coming up."""
+    unit = (Path(__file__).resolve().parents[2] / "systemd" / "syncd.service").read_text()
+    settings = [line for line in unit.splitlines() if line and not line.startswith("#")]
+    assert "Restart=on-failure" in settings
+    assert [s for s in settings if s.startswith("RestartPreventExitStatus=")] == [
+        "RestartPreventExitStatus=2"
+    ]
+    assert not [s for s in settings if s.startswith("ExecStartPre=") and "config check" in s]
