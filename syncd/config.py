@@ -270,16 +270,16 @@ class DirectoryConfig(_Section):
     google: GoogleSourceConfig | None = None
     ldap: LdapSourceConfig | None = None
 
-    @model_validator(mode="after")
-    def _source_has_section(self) -> DirectoryConfig:
-        # Only a source named explicitly: an installation without a directory section (one
-        # that only issues certificates by hand) stays valid.
+    def missing_section(self) -> ConfigError | None:
+        """The error for a ``source`` named explicitly without its section (``source: ldap``
+        and no ``ldap:``); None otherwise. A file without a directory section at all (an
+        installation that only issues certificates by hand) is not refused here."""
         if "source" in self.model_fields_set and getattr(self, self.source) is None:
-            raise ValueError(
-                f"source is {self.source}, but there is no directory.{self.source} section "
-                "to read it from"
+            return ConfigError(
+                f"directory.{self.source}",
+                f"required when directory.source is {self.source}; the section is missing",
             )
-        return self
+        return None
 
 
 class LocalKMSConfig(_Section):
@@ -553,6 +553,9 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         where, problem = _describe(errors[0])
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(where, problem + more) from None
+    missing = config.directory.missing_section()
+    if missing is not None:
+        raise missing
     return config.model_copy(update={"source_path": source})
 
 

@@ -282,8 +282,8 @@ def test_config_check_reads_the_service_account_key_and_the_directory(
         result = cli(config, "config", "check")
         assert result.returncode == 2
         assert _one_line_error(result.stderr) == (
-            f"syncd: directory: source is {source}, but there is no directory.{source} "
-            "section to read it from"
+            f"syncd: directory.{source}: required when directory.source is {source}; "
+            "the section is missing"
         )
 
 
