@@ -35,6 +35,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import DBAPIError
 
 from syncd.app import App
 from syncd.config import Config, load_config, read_secret
@@ -52,6 +53,7 @@ from syncd.metrics import Metrics
 from syncd.pipeline.sync import PassResult, sync_pass
 from syncd.sdnotify import notify, watchdog_period
 from syncd.setup import check_configuration
+from syncd.state.db import database_error
 
 log = logging.getLogger("syncd.daemon")
 
@@ -355,6 +357,9 @@ class Daemon:
             log.error("%s", described)
         except SyncdError as error:
             described = f"pass failed: {error}"
+            log.error("%s", described)
+        except DBAPIError as error:  # the database went away or filled up mid-pass: one line
+            described = f"pass failed: {database_error(error, config.state.url)}"
             log.error("%s", described)
         except Exception:
             described = "pass failed unexpectedly (see the log)"

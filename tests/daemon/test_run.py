@@ -231,6 +231,15 @@ def test_run_waits_for_a_database_that_starts_late(
     own_postgres.start()
     daemon.wait_for_notification("READY=1")
 
+    # The database goes away while the service runs: each pass fails with one line, no
+    # traceback, and the service stays up.
+    own_postgres.stop()
+    daemon.wait_until(
+        lambda: "pass failed: state.url: the database" in daemon.log(), "a pass failing"
+    )
+    assert "Traceback" not in daemon.log()
+    own_postgres.start()
+
     # A master key other than the store's: a reload is refused and passes refuse to run.
     master = Path(str(deploy.config.kms.local.master_key_file))
     right = master.read_bytes()
