@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from syncd.errors import ConfigError, SchemaOutdatedError, SyncdError
+from syncd.errors import ConfigError, SchemaOutdatedError, UnavailableError
 from syncd.state.db import (
     Database,
     all_revisions,
@@ -140,8 +140,8 @@ def test_messages_never_show_the_password(postgres_db_url: str) -> None:
 
 
 def test_unreachable_store_is_a_syncd_error(tmp_path: Path) -> None:
-    with pytest.raises(SyncdError, match=r"cannot read the state store at postgresql\+psycopg://"
-                       r"syncd:\*\*\*@127\.0\.0\.1:1/state: .*refused"):
+    with pytest.raises(UnavailableError, match=r"^state\.url: the database postgresql\+psycopg://"
+                       r"syncd:\*\*\*@127\.0\.0\.1:1/state is unavailable: .*refused"):
         Database.open("postgresql://syncd:hunter2@127.0.0.1:1/state")
     blocked = tmp_path / "file"
     blocked.write_text("")
