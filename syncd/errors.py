@@ -42,6 +42,13 @@ class UnavailableError(SyncdError):
     exit_code = EXIT_UNAVAILABLE
 
 
+class StateStoreError(SyncdError):
+    """The state store refused an operation for a reason that is neither the configuration nor
+    an outage (a constraint, a value it cannot hold): the command failed."""
+
+    exit_code = EXIT_FAILURES
+
+
 class LockHeldError(SyncdError):
     """Another syncd process holds the run lock."""
 

@@ -27,7 +27,13 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from syncd.errors import ConfigError, SchemaOutdatedError, SyncdError, UnavailableError
+from syncd.errors import (
+    ConfigError,
+    SchemaOutdatedError,
+    StateStoreError,
+    SyncdError,
+    UnavailableError,
+)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _URL_WHERE = "state.url"
@@ -182,8 +188,9 @@ def driver_message(error: DBAPIError) -> str:
 
 # PostgreSQL SQLSTATEs of a server that is there but cannot serve now: class 08 (connection
 # exception), 53 (insufficient resources: disk full, out of memory, too many connections),
-# 57P01-57P03 (shut down, starting up), 58 (system error: I/O).
-_PG_UNAVAILABLE_CLASSES = ("08", "53", "57P01", "57P02", "57P03", "58")
+# 57014 (statement timeout), 57P01-57P03 and 57P05 (shut down, starting up, idle session
+# timeout), 55P03 (lock timeout), 58 (system error: I/O).
+_PG_UNAVAILABLE = ("08", "53", "57014", "57P01", "57P02", "57P03", "57P05", "55P03", "58")
 _SQLITE_UNAVAILABLE = ("database or disk is full", "database is locked", "disk i/o error")
 _SQLITE_NOT_A_DATABASE = ("file is not a database", "database disk image is malformed")
 
@@ -197,9 +204,10 @@ def is_unavailable(error: DBAPIError) -> bool:
     sqlstate = getattr(original, "sqlstate", None)
     if type(original).__module__.startswith("psycopg"):
         if sqlstate is None:
-            # Raised before any server answered: refused, timed out, host not found.
-            return type(original).__name__ == "OperationalError"
-        return str(sqlstate).startswith(_PG_UNAVAILABLE_CLASSES)
+            # Raised before any server answered (refused, timed out, host not found) or on a
+            # connection already lost.
+            return type(original).__name__ in ("OperationalError", "InterfaceError")
+        return str(sqlstate).startswith(_PG_UNAVAILABLE)
     message = str(original).lower()
     return any(text in message for text in _SQLITE_UNAVAILABLE)
 
@@ -219,7 +227,8 @@ def database_error(error: DBAPIError, url: str | URL) -> SyncdError:
 
     UnavailableError (exit 4) when the database is down, unreachable or out of space, so a
     service manager tries again later; ConfigError naming state.url when the setting points
-    at something that is not a usable syncd database (exit 2).
+    at something that is not a usable syncd database (exit 2); StateStoreError for anything
+    else the database refused (exit 1).
     """
     where = display_url(url)
     message = driver_message(error)
@@ -240,7 +249,7 @@ def database_error(error: DBAPIError, url: str | URL) -> SyncdError:
         return ConfigError(
             _URL_WHERE, f"cannot open or write {where} ({message}): check the folder's permissions"
         )
-    return ConfigError(_URL_WHERE, f"the database {where} refused the operation: {message}")
+    return StateStoreError(f"the state store {where} refused an operation: {message}")
 
 
 def require_current_schema(engine: Engine) -> None:

@@ -9,11 +9,12 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from syncd.errors import ConfigError, SchemaOutdatedError, UnavailableError
+from syncd.errors import ConfigError, SchemaOutdatedError, StateStoreError, UnavailableError
 from syncd.state.db import (
     Database,
     all_revisions,
     create_engine_for,
+    database_error,
     parse_url,
     session_factory,
     upgrade,
@@ -147,3 +148,16 @@ def test_unreachable_store_is_a_syncd_error(tmp_path: Path) -> None:
     blocked.write_text("")
     with pytest.raises(ConfigError, match=f"cannot create the folder {blocked}"):
         create_engine_for(f"sqlite:///{blocked}/state.db")
+
+
+def test_other_database_refusals_are_a_failed_command(migrated_db_url: str) -> None:
+    """Neither an outage (4) nor the configuration (2): a refused write fails the command (1)."""
+    database = Database.open(migrated_db_url)
+    try:
+        with pytest.raises(IntegrityError) as raised, database.transaction() as session:
+            session.add(KeyPair(user_id=4242, generation=1, kms_label="x"))
+    finally:
+        database.close()
+    error = database_error(raised.value, migrated_db_url)
+    assert isinstance(error, StateStoreError) and error.exit_code == 1
+    assert str(error).startswith("the state store ") and "refused an operation" in str(error)
