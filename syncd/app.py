@@ -17,6 +17,7 @@ from syncd.errors import ConfigError, SyncdError
 from syncd.google.gmail import GmailCSE
 from syncd.issuers import load_issuer
 from syncd.kms import KeyManager, open_key_manager
+from syncd.kms.local import load_master_key, verify_master_key
 from syncd.pipeline.steps import Services
 from syncd.pki.profile import LeafProfile
 from syncd.state import audit, fencing
@@ -40,13 +41,23 @@ class App:
             self.config, self.database.engine, need_wrapping_key=need_wrapping_key
         )
 
+    def check_master_key(self) -> None:
+        """Refuse (ConfigError) a master key other than the one the store's keys are sealed
+        under, and record its check value if the store has none yet."""
+        if self.config.kms.backend == "local":
+            path = self.config.kms.local.master_key_file
+            verify_master_key(self.database.engine, load_master_key(path), path)
+
     @contextmanager
     def run_lock(self) -> Iterator[Fence]:
         """Hold the run lock: no other syncd process acts on this state meanwhile.
 
         Taking it increments the fencing token in the state store; the Fence yielded carries
-        the token that this holder's checkpoints prove (see syncd.state.fencing).
+        the token that this holder's checkpoints prove (see syncd.state.fencing). Every pass
+        and every command that changes state takes it, so the master key is checked here
+        first, before anything is touched.
         """
+        self.check_master_key()
         database = self.database
         with acquire(self.config.state.url, lock_file=self.config.state.lock_file) as lock:
             try:

@@ -2,12 +2,17 @@
 
 No business logic lives here: each command opens what it needs through :class:`syncd.app.App`
 and calls the module that owns the work. Exit codes (docs/cli.md): 0 success, 1 finished with
-per-user failures, 2 usage or configuration error, 3 another run holds the lock.
+per-user failures, 2 usage or configuration error, 3 another run holds the lock, 4 a dependency
+is unavailable (database down or unreachable, disk full): try again later.
+
+:func:`main` is the one place where errors become exit codes: syncd's own errors carry theirs,
+and database driver errors and full disks are mapped here once, for every command.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -20,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 from syncd import __version__
 from syncd.app import App
 from syncd.config import Config, default_config_path, load_config, redacted_summary
-from syncd.errors import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, ConfigError, SyncdError
+from syncd.errors import (
+    EXIT_FAILURES,
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfigError,
+    SyncdError,
+    UnavailableError,
+)
 from syncd.logs import setup_logging
 from syncd.output import Format, emit_listing, emit_record, render_table, to_json
 
@@ -92,9 +104,10 @@ def _configuration_warnings(config: Config) -> list[str]:
 
 
 def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
-    from syncd.setup import check_configuration
+    from syncd.setup import check_configuration, problems_exit_code
 
-    problems = check_configuration(config)
+    found = check_configuration(config)
+    problems = [str(problem) for problem in found]
     warnings = _configuration_warnings(config)
     summary = redacted_summary(config)
     if args.format == "json":
@@ -108,7 +121,7 @@ def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
         print("configuration is valid" if not problems else f"{len(problems)} problem(s) found")
-    return EXIT_OK if not problems else EXIT_USAGE
+    return EXIT_OK if not problems else problems_exit_code(found)
 
 
 def cmd_db_upgrade(args: argparse.Namespace, config: Config) -> int:
@@ -906,17 +919,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def os_error(error: OSError) -> SyncdError:
+    """The one-line error for a file operation that failed outside syncd's own checks."""
+    where = f"{error.filename}: " if error.filename else ""
+    reason = error.strerror or str(error)
+    if error.errno in _NO_SPACE:
+        return UnavailableError(f"{where}{reason}: free space on that file system")
+    return ConfigError("", f"{where}{reason}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from sqlalchemy.exc import DBAPIError
+
+    from syncd.state.db import database_error
+
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging("WARNING", "auto")
+    config: Config | None = None
     try:
-        if not getattr(args, "needs_config", True):
-            return int(args.handler(args, None))
-        config = load_config(args.config or default_config_path())
-        setup_logging(config.logging.level, config.logging.format)
-        handler: Handler = args.handler
-        return handler(args, config)
+        try:
+            if not getattr(args, "needs_config", True):
+                return int(args.handler(args, None))
+            config = load_config(args.config or default_config_path())
+            setup_logging(config.logging.level, config.logging.format)
+            handler: Handler = args.handler
+            return handler(args, config)
+        except DBAPIError as error:
+            url = config.state.url if config is not None else "sqlite://"
+            raise database_error(error, url) from None
+        except OSError as error:
+            raise os_error(error) from None
     except SyncdError as exc:
         print(f"syncd: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -86,6 +86,23 @@ def _check_one_source(values: Any, name: str) -> Any:
 # --- sections -----------------------------------------------------------------------------
 
 
+def _check_port(url: str) -> None:
+    """ValueError (never echoing the URL, which may hold a password) for a port that is not
+    a number or not a TCP port."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        port = make_url(url).port
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            "cannot parse the database URL (is the port a number?); expected "
+            "sqlite:///path.db or postgresql://user@host[:port]/dbname"
+        ) from None
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"port {port} is not a TCP port (1-65535)")
+
+
 class StateConfig(_Section):
     url: str = "sqlite:////var/lib/syncd/state.db"
     """SQLAlchemy URL: sqlite:///relative.db, sqlite:////absolute.db or postgresql+psycopg://..."""
@@ -97,6 +114,7 @@ class StateConfig(_Section):
     def _known_dialect(cls, url: str, info: ValidationInfo) -> str:
         if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        _check_port(url)
         relative_file = url.removeprefix("sqlite:///")
         if (
             url.startswith("sqlite:///")
@@ -282,6 +300,17 @@ class DirectoryConfig(_Section):
     static: StaticSourceConfig | None = None
     google: GoogleSourceConfig | None = None
     ldap: LdapSourceConfig | None = None
+
+    def missing_section(self) -> ConfigError | None:
+        """The error for a ``source`` named explicitly without its section (``source: ldap``
+        and no ``ldap:``); None otherwise. A file without a directory section at all (an
+        installation that only issues certificates by hand) is not refused here."""
+        if "source" in self.model_fields_set and getattr(self, self.source) is None:
+            return ConfigError(
+                f"directory.{self.source}",
+                f"required when directory.source is {self.source}; the section is missing",
+            )
+        return None
 
 
 class LocalKMSConfig(_Section):
@@ -604,6 +633,9 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         where, problem = _describe(errors[0])
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(where, problem + more) from None
+    missing = config.directory.missing_section()
+    if missing is not None:
+        raise missing
     return config.model_copy(update={"source_path": source})
 
 
@@ -672,6 +704,25 @@ def read_private_file(path: Path, where: str, *, strict_mode: bool) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ConfigError(where, f"cannot read {path}: {exc.strerror}") from None
+
+
+def write_new_key_file(path: Path, data: bytes, where: str) -> None:
+    """Create ``path`` (mode 0600) holding ``data``; never overwrites, never leaves a part."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(where, f"{path} already exists; not overwritten") from None
+    except OSError as error:
+        raise ConfigError(where, f"cannot create {path}: {error.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        path.unlink(missing_ok=True)
+        raise ConfigError(where, f"cannot write {path}: {error.strerror}") from None
 
 
 _SECRET_KEYS = {"wrapping_key", "service_account_key", "password", "bind_password"}

@@ -6,6 +6,10 @@ passes at once (a pass due while one runs is skipped, and the log says so), and 
 keeps a hand-run ``syncd sync``/``resync`` and the daemon apart (the loser says so). Reports
 are not scheduled here: ``systemd/syncd-report.timer`` runs ``syncd report``.
 
+At start, a database (or other dependency) that is not available yet is waited for with
+backoff (logged, STATUS= says so, SIGTERM ends the wait): after a reboot PostgreSQL may start
+later than syncd. A configuration that is wrong exits 2 at once.
+
 systemd (``Type=notify``): READY=1 once the configuration and database checks pass, STATUS=
 with the last pass's outcome, WATCHDOG=1 every half ``$WATCHDOG_USEC`` while the scheduler is
 alive and passes make progress: no pass is running, or the running one finished a step or a
@@ -33,6 +37,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import DBAPIError
 
 from syncd.app import App
 from syncd.budget import RetryBudget, StopRequested, spending
@@ -45,6 +50,7 @@ from syncd.errors import (
     LockHeldError,
     LockLostError,
     SyncdError,
+    UnavailableError,
 )
 from syncd.logs import log_context, register_secret, setup_logging
 from syncd.metrics import Metrics
@@ -52,10 +58,19 @@ from syncd.pipeline.runner import TaskResult
 from syncd.pipeline.sync import PassResult, sync_pass
 from syncd.sdnotify import notify, watchdog_period
 from syncd.setup import check_configuration
+from syncd.state.db import database_error
 
 log = logging.getLogger("syncd.daemon")
 
 _IDLE_TICK = 1.0
+WAIT_FIRST = 1.0
+WAIT_MAX = 30.0
+"""Backoff between start-up attempts while a dependency is unavailable (seconds)."""
+
+
+def next_wait(previous: float | None) -> float:
+    """The pause before the next start-up attempt: doubling from WAIT_FIRST up to WAIT_MAX."""
+    return WAIT_FIRST if previous is None else min(previous * 2, WAIT_MAX)
 
 
 def _stamp(moment: datetime) -> str:
@@ -72,20 +87,23 @@ def outcome_of(result: PassResult) -> str:
 
 
 def startup_checks(config: Config) -> None:
-    """Raise ConfigError unless what the configuration points at is usable."""
+    """Raise unless what the configuration points at is usable: UnavailableError when only
+    dependencies are unavailable (try again later), else ConfigError."""
     problems = check_configuration(config)
     if not problems:
         app = App(config)
         try:
             app.services()
         except SyncdError as error:
-            problems.append(str(error))
+            problems.append(error)
         finally:
             if "database" in app.__dict__:
                 app.database.close()
     if problems:
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        raise ConfigError("", problems[0] + more)
+        if all(isinstance(problem, UnavailableError) for problem in problems):
+            raise UnavailableError(f"{problems[0]}{more}")
+        raise ConfigError("", f"{problems[0]}{more}")
 
 
 def register_config_secrets(config: Config) -> None:
@@ -167,7 +185,9 @@ class Daemon:
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_signal)
         register_config_secrets(self.config)
-        startup_checks(self.config)
+        if not self._wait_until_usable():
+            log.info("stopped while waiting for the dependencies")
+            return EXIT_OK
         self.metrics.serve(self.config.metrics.listen)
         self._schedule(self.config, first_pass_now=True)
         self._scheduler.start()
@@ -176,6 +196,41 @@ class Daemon:
         notify("READY=1", f"STATUS={self._status}", f"MAINPID={os.getpid()}")
         log.info("syncd run started (configuration %s)", self.config_path)
         return self._main_loop()
+
+    def _wait_until_usable(self) -> bool:
+        """Run the start-up checks until they pass; False if SIGTERM/SIGINT came first.
+
+        A configuration error is raised at once (exit 2); an unavailable dependency is logged
+        and tried again with backoff, and systemd is told (STATUS=, a longer start timeout, the
+        watchdog). SIGHUP re-reads the configuration file before the next attempt.
+        """
+        wait: float | None = None
+        while True:
+            try:
+                startup_checks(self.config)
+                return True
+            except UnavailableError as error:
+                wait = next_wait(wait)
+                log.warning("waiting %.0fs before trying again: %s", wait, error)
+                notify(
+                    f"STATUS=waiting for a dependency (next try in {wait:.0f}s): {error}",
+                    f"EXTEND_TIMEOUT_USEC={int((wait + WAIT_MAX) * 1_000_000)}",
+                    "WATCHDOG=1",
+                )
+            deadline = time.monotonic() + wait
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    number = self._signals.get(timeout=min(left, _IDLE_TICK))
+                except queue.Empty:
+                    notify("WATCHDOG=1")
+                    continue
+                if number in (signal.SIGTERM, signal.SIGINT):
+                    notify("STOPPING=1", "STATUS=stopped while waiting for a dependency")
+                    return False
+                if number == signal.SIGHUP:
+                    self.config = load_config(self.config_path)
+                    register_config_secrets(self.config)
+                    break
 
     def _on_signal(self, number: int, _frame: object) -> None:
         self._signals.put(number)  # SimpleQueue.put is safe in a signal handler
@@ -340,6 +395,9 @@ class Daemon:
             log.error("%s", described)
         except SyncdError as error:
             described = f"pass failed: {error}"
+            log.error("%s", described)
+        except DBAPIError as error:  # the database went away or filled up mid-pass: one line
+            described = f"pass failed: {database_error(error, config.state.url)}"
             log.error("%s", described)
         except Exception:
             described = "pass failed unexpectedly (see the log)"

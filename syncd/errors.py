@@ -10,6 +10,7 @@ EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_USAGE = 2
 EXIT_LOCKED = 3
+EXIT_UNAVAILABLE = 4
 
 
 class SyncdError(Exception):
@@ -32,6 +33,20 @@ class ConfigError(SyncdError):
 
 class SchemaOutdatedError(SyncdError):
     """The state store's schema is older (or newer) than this syncd's migrations."""
+
+
+class UnavailableError(SyncdError):
+    """Something syncd depends on is unavailable for now (the database is down or unreachable,
+    the disk is full): nothing to fix in the configuration, trying again later may succeed."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class StateStoreError(SyncdError):
+    """The state store refused an operation for a reason that is neither the configuration nor
+    an outage (a constraint, a value it cannot hold): the command failed."""
+
+    exit_code = EXIT_FAILURES
 
 
 class LockHeldError(SyncdError):

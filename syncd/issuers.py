@@ -130,6 +130,17 @@ def _existing_key(kms: KeyManager, kms_label: str, certificate: x509.Certificate
     return None
 
 
+def _extra_chain(pem: bytes, where: str) -> list[x509.Certificate]:
+    """The certificates of the --chain file; CertificateError naming ``where`` otherwise."""
+    try:
+        certificates = load_pem_chain(pem)
+    except CertificateError as error:
+        raise CertificateError(f"{where}: {error}") from None
+    if not certificates:
+        raise CertificateError(f"{where}: holds no PEM certificate")
+    return certificates
+
+
 def import_issuer(
     sessions: sessionmaker[Session],
     kms: KeyManager,
@@ -145,14 +156,15 @@ def import_issuer(
 ) -> tuple[IssuingCA, list[str]]:
     """Validate and import an issuer from PKCS#12; returns it and any warnings.
 
-    ``where`` names the PKCS#12 file in messages, ``chain_where`` the extra chain file: a
-    certificate of that chain which is not on the issuer's path is refused (it was given to be
-    used); one the PKCS#12 file merely carries is left out with a warning.
+    ``where`` names the PKCS#12 file in messages, ``chain_where`` the extra chain's option and
+    file (``--chain FILE``): a certificate of that chain which is not on the issuer's path is
+    refused (it was given to be used); one the PKCS#12 file merely carries is left out with a
+    warning.
     """
     key, certificate, bundled = load_pkcs12(pkcs12_data, password, where)
     if not key_matches_certificate(key, certificate):
         raise CertificateError(f"{where}: the private key does not match the certificate")
-    extra = load_pem_chain(extra_chain_pem) if extra_chain_pem else []
+    extra = _extra_chain(extra_chain_pem, chain_where) if extra_chain_pem is not None else []
     ordered = order_chain(certificate, [*bundled, *extra])
     chain_above = ordered[1:]
     violations = issuer_violations(certificate, chain_above, now)

@@ -1,14 +1,19 @@
-"""First-time set-up (``syncd init``) and the deeper checks of ``syncd config check``."""
+"""First-time set-up (``syncd init``) and the deeper checks of ``syncd config check``.
+
+``config check`` reads what the configuration points at, as the first pass would: the master
+key (and that it is the one the state store's keys are sealed under), the KACLS wrapping key,
+the database and its schema, the service account key, and the directory file.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 
-from syncd.config import Config
-from syncd.errors import ConfigError, SyncdError
+from syncd.config import Config, write_new_key_file
+from syncd.errors import EXIT_UNAVAILABLE, EXIT_USAGE, ConfigError, SyncdError, UnavailableError
 from syncd.kms.kacls import KEY_BYTES, load_wrapping_key
-from syncd.kms.local import create_master_key, load_master_key
+from syncd.kms.local import create_master_key, load_master_key, verify_master_key
 from syncd.state.db import Database
 
 
@@ -20,15 +25,16 @@ def _create_wrapping_key(config: Config) -> str:
         )
     if path.exists():
         return f"KACLS wrapping key {path} exists; kept"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(os.urandom(KEY_BYTES))
+    write_new_key_file(path, os.urandom(KEY_BYTES), "kacls.wrapping_key_file")
     return f"created KACLS wrapping key {path} (mode 0600)"
 
 
 def initialise(config: Config, *, generate_kacls_key: bool) -> list[str]:
-    """Create what a new installation needs; never overwrites an existing key."""
+    """Create what a new installation needs; never overwrites an existing key.
+
+    The state store records the master key's check value, so a later run with another master
+    key is refused before it makes keys the right one could never open.
+    """
     done = []
     master = config.kms.local.master_key_file
     if config.kms.backend == "local":
@@ -41,27 +47,88 @@ def initialise(config: Config, *, generate_kacls_key: bool) -> list[str]:
     if generate_kacls_key:
         done.append(_create_wrapping_key(config))
     database = Database.open(config.state.url, require_current=False)
-    applied = database.upgrade()
-    done.append(
-        f"state store {database.display_url}: "
-        + (f"applied {', '.join(applied)}" if applied else "schema up to date")
-    )
+    try:
+        applied = database.upgrade()
+        done.append(
+            f"state store {database.display_url}: "
+            + (f"applied {', '.join(applied)}" if applied else "schema up to date")
+        )
+        if config.kms.backend == "local":
+            how = verify_master_key(database.engine, load_master_key(master), master)
+            done.append(f"master key check: {how}")
+    finally:
+        database.close()
     return done
 
 
-def check_configuration(config: Config) -> list[str]:
-    """Problems found by reading what the configuration points at (keys, secrets, database)."""
+def _check_database(config: Config, master_key: bytes | None) -> None:
+    """The store is reachable and current, and (when it loaded) the master key is its own."""
+    database = Database.open(config.state.url, require_current=True)
+    try:
+        if master_key is not None:
+            path = config.kms.local.master_key_file
+            verify_master_key(database.engine, master_key, path, record=False)
+    finally:
+        database.close()
+
+
+def _check_service_account(config: Config) -> None:
+    from syncd.google.credentials import DelegatedCredentials, key_source, load_key_info
+
+    google = config.google
+    configured = (
+        google.service_account_key
+        or google.service_account_key_file
+        or google.service_account_key_env
+    )
+    if not configured and config.directory.source != "google":
+        return  # nothing reads it until the pipeline talks to Gmail
+    DelegatedCredentials(load_key_info(google), [], where=key_source(google))
+
+
+def _check_directory_file(config: Config) -> None:
+    static = config.directory.static
+    if config.directory.source != "static" or static is None:
+        return
+    where = "directory.static.path"
+    try:
+        with static.path.open("rb") as handle:
+            handle.read(1)
+    except FileNotFoundError:
+        raise ConfigError(where, f"file not found: {static.path}") from None
+    except IsADirectoryError:
+        raise ConfigError(where, f"{static.path} is a folder, not a file") from None
+    except OSError as error:
+        raise ConfigError(where, f"cannot read {static.path}: {error.strerror}") from None
+
+
+def check_configuration(config: Config) -> list[SyncdError]:
+    """Problems found by reading what the configuration points at (keys, secrets, database,
+    service account key, directory file)."""
+    problems: list[SyncdError] = []
+    master_key = None
+    try:
+        master_key = load_master_key(config.kms.local.master_key_file)
+    except SyncdError as exc:
+        problems.append(exc)
     checks: list[Callable[[], object]] = [
-        lambda: load_master_key(config.kms.local.master_key_file),
         lambda: load_wrapping_key(config.kacls),
-        lambda: Database.open(config.state.url, require_current=True),
+        lambda: _check_database(config, master_key),
+        lambda: _check_service_account(config),
+        lambda: _check_directory_file(config),
     ]
-    problems = []
     for check in checks:
         try:
             check()
         except SyncdError as exc:
-            problems.append(str(exc))
+            problems.append(exc)
     if config.kacls.uri is None:
-        problems.append("kacls.uri: not set; Gmail needs it to reach the KACLS")
+        problems.append(ConfigError("kacls.uri", "not set; Gmail needs it to reach the KACLS"))
     return problems
+
+
+def problems_exit_code(problems: list[SyncdError]) -> int:
+    """4 when every problem is an unavailable dependency (try again later), else 2."""
+    if problems and all(isinstance(problem, UnavailableError) for problem in problems):
+        return EXIT_UNAVAILABLE
+    return EXIT_USAGE

@@ -5,7 +5,7 @@ Every existing row is marked pkcs8: those already in Gmail were uploaded that wa
 yet uploaded is given the format actually written when its upload step runs.
 
 Revision ID: 0005_key_format
-Revises: 0003_fencing
+Revises: 0004_key_check
 Create Date: 2026-12-02
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_key_format"
-down_revision: str | None = "0003_fencing"
+down_revision: str | None = "0004_key_check"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -37,22 +37,37 @@ _REQUIRED_FIELDS = ("client_email", "private_key", "token_uri")
 _WHERE = "google.service_account_key"
 
 
+def key_source(cfg: GoogleConfig) -> str:
+    """Where the key comes from, for messages: the setting and its file or variable."""
+    if cfg.service_account_key_file is not None:
+        return f"google.service_account_key_file: {cfg.service_account_key_file}"
+    if cfg.service_account_key_env:
+        return f"google.service_account_key_env: ${cfg.service_account_key_env}"
+    return _WHERE
+
+
 def load_key_info(cfg: GoogleConfig) -> dict[str, Any]:
-    """The service account key file's fields; ConfigError if missing or unusable."""
+    """The service account key file's fields; ConfigError if missing or unusable.
+
+    Messages name the setting and the file, never any of the file's content.
+    """
     raw = read_secret(cfg, "service_account_key", "google")
     if raw is None:
         raise ConfigError(
             _WHERE, "no service account key: set google.service_account_key_file (mode 0600)"
         )
+    where = key_source(cfg)
     try:
         info = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise ConfigError(_WHERE, "the service account key is not JSON") from None
+        raise ConfigError(
+            where, "not JSON; expected the key file Google Cloud gives for a service account"
+        ) from None
     if not isinstance(info, dict) or info.get("type") != "service_account":
-        raise ConfigError(_WHERE, 'not a service account key file (no "type": "service_account")')
+        raise ConfigError(where, 'not a service account key file (no "type": "service_account")')
     missing = [name for name in _REQUIRED_FIELDS if not info.get(name)]
     if missing:
-        raise ConfigError(_WHERE, f"the key file lacks {', '.join(missing)}")
+        raise ConfigError(where, f"the key file lacks {', '.join(missing)}")
     return info
 
 
@@ -96,14 +111,20 @@ class DelegatedCredentials:
     only cost one extra token request.
     """
 
-    def __init__(self, info: dict[str, Any], scopes: Sequence[str], cache_size: int = 1024):
+    def __init__(
+        self,
+        info: dict[str, Any],
+        scopes: Sequence[str],
+        cache_size: int = 1024,
+        where: str = _WHERE,
+    ):
         try:
             self._base = _OneTryCredentials.from_service_account_info(  # type: ignore[no-untyped-call]
                 info, scopes=list(scopes)
             )
         except (ValueError, KeyError, TypeError):
             raise ConfigError(
-                _WHERE, "the key file's private_key cannot be read as an RSA private key"
+                where, "the key file's private_key cannot be read as an RSA private key"
             ) from None
         self.client_email: str = info["client_email"]
         self.token_uri: str = info["token_uri"]

@@ -17,10 +17,14 @@ def open_key_manager(
     """The backend ``kms.backend`` names, ready to use.
 
     The KACLS wrapping key is loaded when configured (and required with ``need_wrapping_key``).
+    A master key that does not match the store's key check value is refused (ConfigError).
     """
     kacls = config.kacls
     configured = bool(kacls.wrapping_key or kacls.wrapping_key_file or kacls.wrapping_key_env)
     wrapping_key = load_wrapping_key(kacls) if configured or need_wrapping_key else None
-    from syncd.kms.local import LocalKeyManager, load_master_key
+    from syncd.kms.local import LocalKeyManager, load_master_key, verify_master_key
 
-    return LocalKeyManager(engine, load_master_key(config.kms.local.master_key_file), wrapping_key)
+    path = config.kms.local.master_key_file
+    master_key = load_master_key(path)
+    verify_master_key(engine, master_key, path)
+    return LocalKeyManager(engine, master_key, wrapping_key)

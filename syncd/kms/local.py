@@ -4,10 +4,16 @@ key (a 32-byte file, mode 0600, created by ``syncd init``).
 
 Each private key is sealed as ``nonce (12) || ciphertext || tag (16)`` of its PKCS#8 DER with
 the key id as associated data, so a sealed blob cannot be moved to another row unnoticed.
+
+The store also keeps a key check value of the master key (HMAC-SHA256 of a fixed label, in
+``key_checks``): a master key that does not match is refused before any key is made with it,
+since keys sealed under the wrong key could never be opened by the right one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import threading
 import uuid
@@ -23,13 +29,15 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-from syncd.config import read_private_file
+from syncd.config import read_private_file, write_new_key_file
 from syncd.errors import ConfigError, KeyNotFoundError, KMSError
 from syncd.kms.base import HashName, KeyManager, KeyRef, PrivateKeyFormat
 from syncd.kms.kacls import kacls_private_key, wrap_private_key
-from syncd.state.models import KmsKey, KmsKeyState, utcnow
+from syncd.state.models import KeyCheck, KmsKey, KmsKeyState, utcnow
 
+MASTER_KEY_WHERE = "kms.local.master_key_file"
 MASTER_KEY_BYTES = 32
 RSA_SIZES = (2048, 3072, 4096)
 RECENT_PUBLIC_KEYS = 256
@@ -55,20 +63,83 @@ _LOCATE = (
 
 def create_master_key(path: Path) -> None:
     """Write 32 random bytes to ``path`` with mode 0600; refuses to overwrite."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    write_new_key_file(path, os.urandom(MASTER_KEY_BYTES), MASTER_KEY_WHERE)
+
+
+# --- key check value --------------------------------------------------------------------------
+
+CHECK_ALGORITHM = "hmac-sha256"
+_CHECK_LABEL = b"syncd local KMS master key check v1"
+
+
+def master_key_check_value(master_key: bytes) -> bytes:
+    """The key check value of ``master_key``: it identifies the key and reveals nothing of it."""
+    return hmac.new(master_key, _CHECK_LABEL, hashlib.sha256).digest()
+
+
+def _opens(master_key: bytes, key_id: str, sealed: bytes) -> bool:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigError(
-            "kms.local.master_key_file", f"{path} already exists; not overwritten"
-        ) from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(os.urandom(MASTER_KEY_BYTES))
+        AESGCM(master_key).decrypt(sealed[:12], sealed[12:], key_id.encode())
+    except InvalidTag:
+        return False
+    return True
+
+
+def _mismatch(path: Path, how: str) -> ConfigError:
+    return ConfigError(
+        MASTER_KEY_WHERE,
+        f"{path} is not the master key of this state store ({how}); refused before any key "
+        "is made or opened: restore the original master key file",
+    )
+
+
+def verify_master_key(
+    engine: Engine, master_key: bytes, path: Path, *, record: bool = True
+) -> str:
+    """Refuse (ConfigError naming kms.local.master_key_file) a master key the store's keys were
+    not sealed under; return how it was checked.
+
+    The store's key check value decides. A store from before key check values has none: one
+    sealed key is opened instead, and (with ``record``) the value is stored from then on, as
+    it is for a store that holds no key yet.
+    """
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(KeyCheck.check_value).where(KeyCheck.name == MASTER_KEY_WHERE)
+        ).scalar_one_or_none()
+        if stored is not None:
+            if not hmac.compare_digest(stored, master_key_check_value(master_key)):
+                raise _mismatch(path, "its key check value differs from the one recorded")
+            return "matches the recorded key check value"
+        sample = connection.execute(
+            select(KmsKey.id, KmsKey.sealed_private_key)
+            .where(KmsKey.sealed_private_key.is_not(None))
+            .order_by(KmsKey.created_at, KmsKey.id)
+            .limit(1)
+        ).one_or_none()
+    if sample is not None and not _opens(master_key, sample.id, bytes(sample.sealed_private_key)):
+        raise _mismatch(path, f"it does not open the sealed key {sample.id}")
+    how = f"opens the sealed key {sample.id}" if sample is not None else "no key sealed yet"
+    if not record:
+        return how
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(KeyCheck).values(
+                    name=MASTER_KEY_WHERE,
+                    algorithm=CHECK_ALGORITHM,
+                    check_value=master_key_check_value(master_key),
+                    created_at=utcnow(),
+                )
+            )
+    except IntegrityError:  # another process recorded it first: compare with that one
+        return verify_master_key(engine, master_key, path, record=False)
+    return f"{how}; key check value recorded"
 
 
 def load_master_key(path: Path) -> bytes:
     """The master key, refused if missing, the wrong size, or readable by group or others."""
-    where = "kms.local.master_key_file"
+    where = MASTER_KEY_WHERE
     key = read_private_file(path, where, strict_mode=True)
     if len(key) != MASTER_KEY_BYTES:
         raise ConfigError(where, f"{path} holds {len(key)} bytes; a master key is exactly 32")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,13 +20,20 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from syncd.errors import ConfigError, SchemaOutdatedError, SyncdError
+from syncd.errors import (
+    ConfigError,
+    SchemaOutdatedError,
+    StateStoreError,
+    SyncdError,
+    UnavailableError,
+)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _URL_WHERE = "state.url"
@@ -44,15 +52,17 @@ def parse_url(url: str) -> URL:
     """The SQLAlchemy URL for ``url``, with ``postgresql://`` mapped to the psycopg 3 driver."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         # The text may hold a password: never echo it.
         raise ConfigError(
             _URL_WHERE,
-            "cannot parse the database URL; expected sqlite:///path.db or "
-            "postgresql://user@host/dbname",
+            "cannot parse the database URL (is the port a number?); expected "
+            "sqlite:///path.db or postgresql://user@host[:port]/dbname",
         ) from None
     backend, _, driver = parsed.drivername.partition("+")
     if backend == "postgresql":
+        if parsed.port is not None and not 0 < parsed.port < 65536:
+            raise ConfigError(_URL_WHERE, f"port {parsed.port} is not a TCP port (1-65535)")
         if driver not in ("", "psycopg"):
             raise ConfigError(
                 _URL_WHERE,
@@ -156,15 +166,18 @@ def head_revision() -> str:
     return head
 
 
+def all_revisions() -> list[str]:
+    """Every revision this syncd ships, oldest first."""
+    return [script.revision for script in reversed(list(_script().walk_revisions()))]
+
+
 def schema_status(engine: Engine) -> tuple[str | None, str]:
     """``(current, head)``: the store's revision (None when it has none) and this syncd's."""
     try:
         with engine.connect() as connection:
             current = _current_revision(connection)
-    except OperationalError as error:
-        raise SyncdError(
-            f"cannot read the state store at {display_url(engine.url)}: {driver_message(error)}"
-        ) from None
+    except DBAPIError as error:
+        raise database_error(error, engine.url) from None
     return current, head_revision()
 
 
@@ -173,18 +186,79 @@ def driver_message(error: DBAPIError) -> str:
     return " ".join(str(error.orig or error).split()) or type(error).__name__
 
 
+# PostgreSQL SQLSTATEs of a server that is there but cannot serve now: class 08 (connection
+# exception), 53 (insufficient resources: disk full, out of memory, too many connections),
+# 57014 (statement timeout), 57P01-57P03 and 57P05 (shut down, starting up, idle session
+# timeout), 55P03 (lock timeout), 58 (system error: I/O).
+_PG_UNAVAILABLE = ("08", "53", "57014", "57P01", "57P02", "57P03", "57P05", "55P03", "58")
+_SQLITE_UNAVAILABLE = ("database or disk is full", "database is locked", "disk i/o error")
+_SQLITE_NOT_A_DATABASE = ("file is not a database", "database disk image is malformed")
+
+
+def is_unavailable(error: DBAPIError) -> bool:
+    """True when ``error`` means the database cannot be reached or cannot serve for now
+    (down, refusing connections, timing out, starting up, disk full), not that it is wrong."""
+    if error.connection_invalidated:
+        return True
+    original = error.orig
+    sqlstate = getattr(original, "sqlstate", None)
+    if type(original).__module__.startswith("psycopg"):
+        if sqlstate is None:
+            # Raised before any server answered (refused, timed out, host not found) or on a
+            # connection already lost.
+            return type(original).__name__ in ("OperationalError", "InterfaceError")
+        return str(sqlstate).startswith(_PG_UNAVAILABLE)
+    message = str(original).lower()
+    return any(text in message for text in _SQLITE_UNAVAILABLE)
+
+
+def _no_space_left(path: Path) -> bool:
+    """True when the file system holding ``path`` has no free block left for syncd.
+
+    SQLite reports a full disk as "disk I/O error" when it cannot even create its -shm file."""
+    try:
+        return os.statvfs(path.parent).f_bavail == 0
+    except OSError:
+        return False
+
+
+def database_error(error: DBAPIError, url: str | URL) -> SyncdError:
+    """The one-line error for a database driver failure on the store at ``url``.
+
+    UnavailableError (exit 4) when the database is down, unreachable or out of space, so a
+    service manager tries again later; ConfigError naming state.url when the setting points
+    at something that is not a usable syncd database (exit 2); StateStoreError for anything
+    else the database refused (exit 1).
+    """
+    where = display_url(url)
+    message = driver_message(error)
+    path = sqlite_path(url) if make_url(str(url)).get_backend_name() == "sqlite" else None
+    if path is not None:
+        where = str(path)
+    lowered = message.lower()
+    if is_unavailable(error):
+        if "full" in lowered or (path is not None and _no_space_left(path)):
+            return UnavailableError(
+                f"{_URL_WHERE}: {where}: {message}: no space left for the state store; "
+                "free space on its file system (the failed transaction was rolled back)"
+            )
+        return UnavailableError(f"{_URL_WHERE}: the database {where} is unavailable: {message}")
+    if any(text in lowered for text in _SQLITE_NOT_A_DATABASE):
+        return ConfigError(_URL_WHERE, f"{where} is not a SQLite database ({message})")
+    if "unable to open database file" in lowered or "readonly database" in lowered:
+        return ConfigError(
+            _URL_WHERE, f"cannot open or write {where} ({message}): check the folder's permissions"
+        )
+    return StateStoreError(f"the state store {where} refused an operation: {message}")
+
+
 def require_current_schema(engine: Engine) -> None:
     """Raise SchemaOutdatedError unless the store is exactly at this syncd's head revision."""
     current, head = schema_status(engine)
     if current == head:
         return
+    _refuse_unknown_revision(engine)
     where = display_url(engine.url)
-    known = {script.revision for script in _script().walk_revisions()}
-    if current is not None and current not in known:
-        raise SchemaOutdatedError(
-            f"the state store at {where} is at revision {current}, which this syncd does not "
-            f"know (a newer syncd upgraded it); this syncd needs {head}: upgrade syncd"
-        )
     shown = current if current is not None else "none (empty database)"
     raise SchemaOutdatedError(
         f"the state store at {where} is at revision {shown}, this syncd needs {head}: "
@@ -192,8 +266,21 @@ def require_current_schema(engine: Engine) -> None:
     )
 
 
+def _refuse_unknown_revision(engine: Engine) -> None:
+    """SchemaOutdatedError when the store is at a revision this syncd does not ship."""
+    current, head = schema_status(engine)
+    known = {script.revision for script in _script().walk_revisions()}
+    if current is not None and current not in known:
+        raise SchemaOutdatedError(
+            f"the state store at {display_url(engine.url)} is at revision {current}, which "
+            f"this syncd does not know (a newer syncd upgraded it); this syncd needs {head}: "
+            "upgrade syncd; nothing was changed"
+        )
+
+
 def upgrade(engine: Engine) -> list[str]:
     """Apply every pending migration in one transaction; return the revisions applied, in order."""
+    _refuse_unknown_revision(engine)
     script = _script()
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as connection:
@@ -210,7 +297,13 @@ def upgrade(engine: Engine) -> list[str]:
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK_KEY}
                 )
             before = _current_revision(connection)
-            command.upgrade(_alembic_config(connection), "head")
+            try:
+                command.upgrade(_alembic_config(connection), "head")
+            except CommandError as error:
+                raise SchemaOutdatedError(
+                    f"cannot upgrade the state store at {display_url(engine.url)}: {error}; "
+                    "nothing was changed"
+                ) from None
             after = _current_revision(connection)
             if sqlite:
                 _check_foreign_keys(connection)

@@ -15,6 +15,7 @@ keeps a pass that lost the lock from recording anything.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -32,7 +33,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from syncd.errors import ConfigError, LockHeldError, SyncdError
+from syncd.errors import ConfigError, LockHeldError, SyncdError, UnavailableError
 from syncd.state.db import (
     advisory_lock_key,
     display_url,
@@ -66,6 +67,13 @@ def describe_holder(raw: str) -> str:
     if match is None:
         return "holder unknown"
     return f"pid {match.group(1)} on host {match.group(2) or 'unknown'}"
+
+
+def _unwritable(path: Path, error: OSError) -> SyncdError:
+    problem = f"cannot write the run-lock file {path}: {error.strerror}"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UnavailableError(f"state.lock_file: {problem}; free space on its file system")
+    return ConfigError("state.lock_file", problem)
 
 
 class _Backend(Protocol):
@@ -114,8 +122,13 @@ class _FileLock:
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{this_holder()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{this_holder()}\n".encode())
+        except OSError as error:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise _unwritable(self.path, error) from None
         self._fd = fd
         held = os.fstat(fd)
         self._inode = (held.st_dev, held.st_ino)

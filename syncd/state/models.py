@@ -301,3 +301,17 @@ class KmsKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revocation_reason: Mapped[str | None] = mapped_column(Text)
     destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class KeyCheck(Base):
+    """A key check value: proof of which key a secret was sealed under, never the key itself.
+
+    ``name`` is the configuration key of the secret (``kms.local.master_key_file``).
+    """
+
+    __tablename__ = "key_checks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(32))
+    check_value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

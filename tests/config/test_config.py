@@ -46,6 +46,11 @@ def test_example_and_demo_configurations_are_valid() -> None:
             "name",
         ),
         ({"kacls": {"wrapping_key": "a", "wrapping_key_env": "B"}}, "kacls", "only one of"),
+        ({"state": {"url": "postgresql://u@h:99999/d"}}, "state.url", "port 99999 is not"),
+        ({"state": {"url": "postgresql://u:pw@h:port/d"}}, "state.url", "is the port a number"),
+        ({"directory": {"source": "ldap"}}, "directory.ldap", "required when"),
+        ({"directory": {"source": "google"}}, "directory.google", "required when"),
+        ({"directory": {"source": "static"}}, "directory.static", "required when"),
     ],
 )
 def test_bad_values_name_the_key_path(data: dict[str, object], where: str, problem: str) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
 import signal
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -154,3 +157,144 @@ def test_watchdog_pings_only_while_the_pass_makes_progress(
     )
     assert "the pass makes progress again" in daemon.log()
     assert daemon.stop() == 0
+
+
+# --- start-up: a database that is not there yet, a master key that is not the store's -------
+
+
+class OwnPostgres:
+    """A PostgreSQL server of this test's own, to stop and start (the session's is shared)."""
+
+    def __init__(self, base: Path) -> None:
+        from ..conftest import _free_port, _postgres_bindir, _Runner
+
+        bindir = _postgres_bindir()
+        assert bindir is not None, "PostgreSQL server binaries not found"
+        self.runner = _Runner(bindir)
+        self.data, self.log, self.sockets = base / "data", base / "server.log", base / "sockets"
+        self.sockets.mkdir(parents=True)
+        for path in (base, self.sockets):
+            self.runner.give(path)
+        done = self.runner.run(
+            "initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync"
+        )
+        assert done.returncode == 0, done.stderr
+        self.port = _free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            f"-c unix_socket_directories={self.sockets} -c fsync=off"
+        )
+        done = self.runner.run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"
+        )
+        assert done.returncode == 0, done.stderr + self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.runner.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    base = Path(tempfile.mkdtemp(prefix="syncd-own-pg-"))
+    server = OwnPostgres(base)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _move_state_to(deploy: Deployment, url: str) -> None:
+    """Point the deployment at an empty PostgreSQL database: schema, issuing CA, master key."""
+    from datetime import UTC, datetime
+
+    from syncd.issuers import import_issuer
+    from syncd.state.db import Database
+
+    from ..pipeline.conftest import P12_PASSWORD
+
+    Database.open(url, require_current=False).upgrade()
+    deploy.update_config(state={"url": url})
+    app = deploy.app()
+    assert deploy.hierarchy.issuer_p12 is not None and deploy.hierarchy.root_pem is not None
+    import_issuer(
+        app.database.sessions,
+        app.key_manager(),
+        label="pipeline",
+        pkcs12_data=deploy.hierarchy.issuer_p12.read_bytes(),
+        password=P12_PASSWORD,
+        extra_chain_pem=deploy.hierarchy.root_pem.read_bytes(),
+        now=datetime.now(UTC),
+        where="issuer.p12",
+    )
+    app.database.close()
+
+
+def _waiting(daemon: RunningDaemon) -> bool:
+    return any(s.startswith("waiting for a dependency") for s in daemon.notify.statuses())
+
+
+@pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)
+def test_run_waits_for_a_database_that_starts_late(
+    daemon_deployment: Deployment,
+    start_daemon: Callable[..., RunningDaemon],
+    own_postgres: OwnPostgres,
+) -> None:
+    deploy = daemon_deployment
+    own_postgres.start()
+    _move_state_to(deploy, own_postgres.url)
+    own_postgres.stop()
+
+    # Stopped while waiting: exit 0 at once, no pass.
+    daemon = start_daemon()
+    daemon.wait_until(lambda: _waiting(daemon), "STATUS=waiting for a dependency")
+    assert "EXTEND_TIMEOUT_USEC" in "\n".join(daemon.notify.lines())
+    assert daemon.stop(timeout=10) == 0
+    assert "READY=1" not in daemon.notify.lines()
+
+    # The database starts while syncd run waits: it carries on.
+    daemon = start_daemon()
+    daemon.wait_until(lambda: "waiting" in daemon.log() and _waiting(daemon), "a second wait")
+    assert "the database" in daemon.log() and "is unavailable" in daemon.log()
+    own_postgres.start()
+    daemon.wait_for_notification("READY=1")
+
+    # The database goes away while the service runs: each pass fails with one line, no
+    # traceback, and the service stays up.
+    own_postgres.stop()
+    daemon.wait_until(
+        lambda: "pass failed: state.url: the database" in daemon.log(), "a pass failing"
+    )
+    assert "Traceback" not in daemon.log()
+    own_postgres.start()
+
+    # A master key other than the store's: a reload is refused and passes refuse to run.
+    master = Path(str(deploy.config.kms.local.master_key_file))
+    right = master.read_bytes()
+    master.write_bytes(os.urandom(32))
+    daemon.send(signal.SIGHUP)
+    daemon.wait_until(lambda: "reload refused" in daemon.log(), "the reload refused")
+    assert "kms.local.master_key_file" in daemon.log().split("reload refused", 1)[1]
+    assert daemon.stop() == 0
+
+    refused = start_daemon()
+    assert refused.process.wait(timeout=90) == 2, refused.log()
+    lines = [line for line in refused.log().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("syncd: "), lines
+    assert "kms.local.master_key_file" in lines[0] and "is not the master key" in lines[0]
+    master.write_bytes(right)
+
+
+def test_unit_restarts_when_a_dependency_is_unavailable() -> None:
+    """Exit 2 (fix the configuration) stops restarts; exit 4 (database down) does not, and no
+    ExecStartPre check fails the start while the database is still coming up."""
+    unit = (Path(__file__).resolve().parents[2] / "systemd" / "syncd.service").read_text()
+    settings = [line for line in unit.splitlines() if line and not line.startswith("#")]
+    assert "Restart=on-failure" in settings
+    assert [s for s in settings if s.startswith("RestartPreventExitStatus=")] == [
+        "RestartPreventExitStatus=2"
+    ]
+    assert not [s for s in settings if s.startswith("ExecStartPre=") and "config check" in s]

@@ -9,10 +9,16 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from syncd.errors import ConfigError, SchemaOutdatedError, SyncdError
+from syncd.errors import (
+    ConfigError,
+    SchemaOutdatedError,
+    StateStoreError,
+    UnavailableError,
+)
 from syncd.state.db import (
     Database,
     create_engine_for,
+    database_error,
     parse_url,
     session_factory,
     upgrade,
@@ -21,7 +27,11 @@ from syncd.state.models import KeyPair, User
 
 # Every revision of migrations/versions, oldest first.
 REVISIONS = [
-    "0001_initial", "0002_scope", "0003_fencing", "0005_key_format",
+    "0001_initial",
+    "0002_scope",
+    "0003_fencing",
+    "0004_key_check",
+    "0005_key_format",
     "0006_permanent",
 ]
 
@@ -145,10 +155,23 @@ def test_messages_never_show_the_password(postgres_db_url: str) -> None:
 
 
 def test_unreachable_store_is_a_syncd_error(tmp_path: Path) -> None:
-    with pytest.raises(SyncdError, match=r"cannot read the state store at postgresql\+psycopg://"
-                       r"syncd:\*\*\*@127\.0\.0\.1:1/state: .*refused"):
+    with pytest.raises(UnavailableError, match=r"^state\.url: the database postgresql\+psycopg://"
+                       r"syncd:\*\*\*@127\.0\.0\.1:1/state is unavailable: .*refused"):
         Database.open("postgresql://syncd:hunter2@127.0.0.1:1/state")
     blocked = tmp_path / "file"
     blocked.write_text("")
     with pytest.raises(ConfigError, match=f"cannot create the folder {blocked}"):
         create_engine_for(f"sqlite:///{blocked}/state.db")
+
+
+def test_other_database_refusals_are_a_failed_command(migrated_db_url: str) -> None:
+    """Neither an outage (4) nor the configuration (2): a refused write fails the command (1)."""
+    database = Database.open(migrated_db_url)
+    try:
+        with pytest.raises(IntegrityError) as raised, database.transaction() as session:
+            session.add(KeyPair(user_id=4242, generation=1, kms_label="x"))
+    finally:
+        database.close()
+    error = database_error(raised.value, migrated_db_url)
+    assert isinstance(error, StateStoreError) and error.exit_code == 1
+    assert str(error).startswith("the state store ") and "refused an operation" in str(error)

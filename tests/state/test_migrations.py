@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from syncd.errors import SchemaOutdatedError
 from syncd.state.db import (
+    all_revisions,
     create_engine_for,
     head_revision,
     migrations_dir,
@@ -28,7 +29,11 @@ from syncd.state.models import Base
 
 # Every revision of migrations/versions, oldest first.
 REVISIONS = [
-    "0001_initial", "0002_scope", "0003_fencing", "0005_key_format",
+    "0001_initial",
+    "0002_scope",
+    "0003_fencing",
+    "0004_key_check",
+    "0005_key_format",
     "0006_permanent",
 ]
 
@@ -42,6 +47,7 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 def test_upgrade_applies_initial_revision_once(engine: Engine) -> None:
+    assert all_revisions() == REVISIONS  # one line of revisions, in this order
     assert schema_status(engine) == (None, REVISIONS[-1])
     assert upgrade(engine) == REVISIONS
     assert upgrade(engine) == []
