@@ -63,7 +63,7 @@ def test_health_fails_when_every_user_failed_or_a_deprovision_was_blocked(
     deployment: Deployment,
 ) -> None:
     deployment.set_users(sandbox_users(3))
-    deployment.update_config(pipeline={"step_retries": 0})
+    deployment.update_config(pipeline={"step_retries": 0}, policy={"deprovision_after": 0})
     deployment.admin("POST", "faults", {"error_503": 1.0})
     result = sync_pass(deployment.app())
     assert len(result.failures) == 3
