@@ -13,7 +13,6 @@ Healthy means both:
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -23,6 +22,7 @@ from sqlalchemy import select, text
 from syncd.config import Config
 from syncd.errors import SyncdError
 from syncd.state.db import Database
+from syncd.state.lock import pid_alive
 from syncd.state.models import Run
 
 CRON_ONLY_MAX_AGE = 25 * 3600.0
@@ -108,13 +108,7 @@ def process_alive(host: str, pid: int) -> bool | None:
     """Whether process ``pid`` runs on ``host``; None when that cannot be told from here."""
     if host != socket.gethostname() or pid <= 0:
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def abandoned(open_runs: list[Run], now: datetime, limit: float) -> list[Run]:

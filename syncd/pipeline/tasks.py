@@ -8,7 +8,6 @@ leaves committing to it, so one transaction covers one change.
 
 from __future__ import annotations
 
-import os
 import socket
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
@@ -26,7 +25,7 @@ from syncd.pipeline.claims import Claim, ForeignClaim, claim_holds, hold_reason
 from syncd.pipeline.steps import PIPELINES, KeyPairView, Outcome, Work, next_step
 from syncd.plan import Action, ActionKind, CredentialView, TaskView, UserView
 from syncd.state import audit, fencing
-from syncd.state.lock import describe_holder
+from syncd.state.lock import describe_holder, pid_alive
 from syncd.state.models import KeyPair, KeyPairStatus, Run, Task, TaskKind, TaskStatus, User
 
 OPEN = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.FAILED)
@@ -542,24 +541,11 @@ def foreign_claims(session: Session, now: datetime) -> list[ForeignClaim]:
             holder=describe_holder(f"pid={row.pid} host={row.host}")
             if row.host is not None
             else "holder unknown",
-            holder_gone=row.host == here and not pid_alive(row.pid),
+            holder_gone=row.host == here and not pid_alive(row.pid or 0),
         )
         for row in rows
         if row.lease_until is not None and row.lease_until > now
     ]
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True if a process ``pid`` exists on this host (or cannot be told)."""
-    if not pid or pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def held_by_others(session: Session, token: int | None, now: datetime) -> dict[str, str]:

@@ -56,6 +56,19 @@ _KEEPALIVES = {
 _HOLDER_RE = re.compile(r"pid=(\d+) host=(\S*)")
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (True when that cannot be told)."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def this_holder() -> str:
     """How this process names itself as a holder: ``pid=<pid> host=<host>``."""
     return f"pid={os.getpid()} host={socket.gethostname()}"

@@ -17,6 +17,7 @@ from syncd.errors import (
 )
 from syncd.state.db import (
     Database,
+    all_revisions,
     create_engine_for,
     database_error,
     parse_url,
@@ -24,16 +25,6 @@ from syncd.state.db import (
     upgrade,
 )
 from syncd.state.models import KeyPair, User
-
-# Every revision of migrations/versions, oldest first.
-REVISIONS = [
-    "0001_initial",
-    "0002_scope",
-    "0003_fencing",
-    "0004_key_check",
-    "0005_key_format",
-    "0006_permanent",
-]
 
 
 def _user(email: str = "alice@example.com") -> User:
@@ -57,7 +48,7 @@ def test_sqlite_engine_settings(tmp_path: Path) -> None:
 def test_sqlite_in_memory_is_one_database(tmp_path: Path) -> None:
     engine = create_engine_for("sqlite://")
     try:
-        assert upgrade(engine) == REVISIONS
+        assert upgrade(engine) == all_revisions()
         sessions = session_factory(engine)
         with sessions() as session:
             session.add(_user())
@@ -136,7 +127,7 @@ def test_open_refuses_an_unmigrated_store(db_url: str) -> None:
         Database.open(db_url)
     database = Database.open(db_url, require_current=False)
     try:
-        assert database.upgrade() == REVISIONS
+        assert database.upgrade() == all_revisions()
         with database.engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
     finally:
