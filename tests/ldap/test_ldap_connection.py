@@ -4,6 +4,7 @@ a server that goes away between two pages (the pass stops before planning)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,7 +138,11 @@ def test_a_pass_whose_read_breaks_between_pages_plans_nothing(
 ) -> None:
     section = ldap_config().model_dump(mode="json", exclude_none=True)
     url = f"sqlite:///{tmp_path / 'state.db'}"
+    master_key = tmp_path / "master.key"
+    master_key.write_bytes(os.urandom(32))
+    master_key.chmod(0o600)
     config = parse_config({"state": {"url": url},
+                           "kms": {"local": {"master_key_file": str(master_key)}},
                            "directory": {"source": "ldap", "ldap": section}})
     Database.open(url, require_current=False).upgrade()
     pages: list[int] = []
