@@ -17,8 +17,12 @@ $(VENV)/.installed: pyproject.toml
 system-deps:
 	bash .ci/system-deps
 
+# Two workers (one per core of the reference machine); a test file stays on one worker, so
+# its module and session fixtures (PostgreSQL, slapd, the sandbox) start once per worker.
+PYTEST_WORKERS ?= 2
+
 test: venv system-deps lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 lint: venv
 	$(VENV)/bin/ruff check syncd tests migrations bench

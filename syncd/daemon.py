@@ -37,7 +37,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from syncd.app import App
 from syncd.budget import RetryBudget, StopRequested, spending
@@ -398,6 +398,10 @@ class Daemon:
             log.error("%s", described)
         except DBAPIError as error:  # the database went away or filled up mid-pass: one line
             described = f"pass failed: {database_error(error, config.state.url)}"
+            log.error("%s", described)
+        except SQLAlchemyError as error:  # a connection the lost database left unusable
+            message = " ".join(str(error).split())[:300]
+            described = f"pass failed: state.url: {type(error).__name__}: {message}"
             log.error("%s", described)
         except Exception:
             described = "pass failed unexpectedly (see the log)"

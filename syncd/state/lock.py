@@ -240,6 +240,9 @@ class _AdvisoryLock:
             except DBAPIError as error:
                 self._lost = f"the PostgreSQL session holding it ended: {driver_message(error)}"
                 return False
+            except SQLAlchemyError as error:  # the connection was invalidated meanwhile
+                self._lost = f"the PostgreSQL session holding it ended: {error}"
+                return False
         return True
 
     def holder(self) -> str:
