@@ -1,6 +1,6 @@
 """Reports for cron and for people: coverage, failures, expiring certificates, changes, passes.
 
-``syncd report`` (and the daemon's ``report.cron`` jobs, which run it) go through
+``syncd report`` (scheduled by ``systemd/syncd-report.timer``) goes through
 :func:`syncd.report.service.produce_report`. The parts:
 
 - :mod:`syncd.report.queries`: rows read from the state store;
