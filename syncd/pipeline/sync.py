@@ -23,7 +23,7 @@ from syncd.directory import open_source
 from syncd.directory.base import SourceError
 from syncd.errors import LockLostError
 from syncd.logs import bind, redact
-from syncd.pipeline import skipped, tasks
+from syncd.pipeline import plan_state, skipped, tasks
 from syncd.pipeline.claims import hold_claimed
 from syncd.pipeline.runner import Runner, StepObserver, TaskResult
 from syncd.plan import Action, Plan, Policy, on_demand, plan
@@ -90,9 +90,9 @@ def dry_run(app: App, *, allow_mass_deprovision: bool = False) -> PassResult:
     now = utcnow()
     snapshot = open_source(app.config.directory, app.config.google).read(now)
     with app.database.sessions() as session:
-        views = tasks.load_views(session)
+        views = plan_state.load_views(session)
         skipped.log_changes(skipped.compare(session, snapshot))
-        held = tasks.held_by_others(session, None, now)
+        held = plan_state.held_by_others(session, None, now)
     the_plan = plan(snapshot, views, policy_for(app, allow_mass_deprovision), now)
     return PassResult(hold_claimed(the_plan, held))
 
@@ -217,8 +217,8 @@ def sync_pass(
             try:
                 snapshot = source.read(now)
                 with app.database.sessions() as session:
-                    views = tasks.load_views(session)
-                    held = tasks.held_by_others(session, fence.token, now)
+                    views = plan_state.load_views(session)
+                    held = plan_state.held_by_others(session, fence.token, now)
                 the_plan = plan(snapshot, views, policy_for(app, allow_mass_deprovision), now)
                 the_plan = hold_claimed(the_plan, held)
             except SourceError as error:
@@ -229,7 +229,7 @@ def sync_pass(
             try:
                 with app.database.transaction() as session:
                     fencing.prove(session.connection(), fence.token)
-                    changes = tasks.record_snapshot(
+                    changes = plan_state.record_snapshot(
                         session, snapshot, now, run_id, the_plan.kept_in_scope
                     )
                     if the_plan.blocked_reason:
@@ -267,8 +267,8 @@ def resync(
         bind(pass_id=run_id)
         with crash_recorded(app, run_id):
             with app.database.sessions() as session:
-                views = tasks.load_views(session)
-                held = tasks.held_by_others(session, fence.token, now)
+                views = plan_state.load_views(session)
+                held = plan_state.held_by_others(session, fence.token, now)
             wanted = (
                 [e.strip().lower() for e in emails]
                 if emails is not None

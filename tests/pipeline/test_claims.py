@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import update
 
 from syncd.errors import LockLostError
-from syncd.pipeline import tasks
+from syncd.pipeline import plan_state, tasks
 from syncd.pipeline.claims import Claim, ForeignClaim, claim_holds, hold_claimed
 from syncd.pipeline.steps import Outcome
 from syncd.plan import Action, ActionKind, Hold, Plan
@@ -110,7 +110,7 @@ def test_a_live_claim_of_another_pass_holds_the_user(database: Database) -> None
 
     def held(token: int | None, now: datetime = NOW) -> dict[str, str]:
         with database.sessions() as session:
-            return tasks.held_by_others(session, token, now)
+            return plan_state.held_by_others(session, token, now)
 
     # The claiming process runs on this host and is alive (it is this test).
     [(email, reason)] = held(mine).items()

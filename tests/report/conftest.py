@@ -34,7 +34,7 @@ import yaml
 from sqlalchemy.orm import Session
 
 from syncd.directory.base import DirectoryUser, Snapshot
-from syncd.pipeline import tasks
+from syncd.pipeline import plan_state, tasks
 from syncd.pipeline.claims import Claim
 from syncd.pipeline.steps import Outcome
 from syncd.plan import Action, ActionKind
@@ -190,7 +190,8 @@ def fill(database: Database) -> None:
     start = datetime.now(UTC)
     with database.transaction() as session:
         run_id = start_run(session, "sync", start)
-        tasks.record_snapshot(session, _snapshot(start, [*ENABLED, "d1", "gone"], []), start, None)
+        snapshot = _snapshot(start, [*ENABLED, "d1", "gone"], [])
+        plan_state.record_snapshot(session, snapshot, start, None)
     filler = Filler(database, run_id)
     for name in ["a1", "a2", "a3", "a4", "a5", "a6", "r1", "d1", "gone"]:
         days = EXPIRES_IN_DAYS.get(name, 365)
@@ -207,7 +208,7 @@ def fill(database: Database) -> None:
     filler.run(renew, not_after=start + timedelta(days=EXPIRES_IN_DAYS["r1"]))
     with database.transaction() as session:
         later = datetime.now(UTC)
-        tasks.record_snapshot(session, _snapshot(later, ENABLED, ["d1"]), later, run_id)
+        plan_state.record_snapshot(session, _snapshot(later, ENABLED, ["d1"]), later, run_id)
     for name in ("d1", "gone"):
         filler.run(filler.enqueue(name, ActionKind.DEPROVISION, "deprovision"))
     with database.transaction() as session:

@@ -1,0 +1,150 @@
+"""What a pass reads from the state store to plan, and what a directory snapshot writes back.
+
+The plan's views of every user, the live claims other passes hold on running tasks (those users
+are held), and the users updated from a snapshot (seen, missing since, in scope). Every function
+takes the caller's Session and leaves committing to it.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import defaultdict
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from syncd.directory.base import Snapshot
+from syncd.pipeline import skipped
+from syncd.pipeline.claims import ForeignClaim, claim_holds, hold_reason
+from syncd.pipeline.tasks import HOLDING, OPEN
+from syncd.plan import CredentialView, TaskView, UserView
+from syncd.state.lock import describe_holder, pid_alive
+from syncd.state.models import KeyPair, KeyPairStatus, Run, Task, TaskStatus, User
+
+
+def load_views(session: Session) -> list[UserView]:
+    """Every user the state store knows, as the plan sees them (three queries in all)."""
+    key_pairs: dict[int, list[KeyPair]] = defaultdict(list)
+    for kp in session.scalars(select(KeyPair).order_by(KeyPair.generation)):
+        key_pairs[kp.user_id].append(kp)
+    open_tasks = {
+        task.user_id: task for task in session.scalars(select(Task).where(Task.status.in_(OPEN)))
+    }
+    views = []
+    for user in session.scalars(select(User).order_by(User.email)):
+        mine = key_pairs.get(user.id, [])
+        active = [kp for kp in mine if kp.status is KeyPairStatus.ACTIVE]
+        task = open_tasks.get(user.id)
+        views.append(
+            UserView(
+                email=user.email,
+                directory_id=user.directory_id,
+                in_scope=user.in_scope,
+                active=CredentialView(active[-1].generation, active[-1].not_after)
+                if active
+                else None,
+                open_task=TaskView(
+                    task.kind.value,
+                    task.status.value,
+                    task.next_step,
+                    task.attempts,
+                    task.next_attempt_at,
+                    task.last_error,
+                    task.permanent,
+                )
+                if task
+                else None,
+                holds_credentials=any(kp.status in HOLDING for kp in mine),
+                missing_since=user.missing_since,
+            )
+        )
+    return views
+
+
+def record_snapshot(
+    session: Session,
+    snapshot: Snapshot,
+    now: datetime,
+    run_id: int | None,
+    kept_in_scope: Collection[str] = frozenset(),
+) -> skipped.SkippedChanges:
+    """Update users from the snapshot: new ones added, listed ones seen, absent ones out of scope
+    unless ``kept_in_scope`` (the plan decided nothing about them: held or blocked).
+
+    ``missing_since`` starts at the first read that misses a user and clears when a read lists
+    them, or has an entry naming them that it skipped (present, though unusable). Returns how
+    the skipped entries changed (recorded and audited here).
+    """
+    users = {user.email: user for user in session.scalars(select(User))}
+    listed = snapshot.by_email()
+    for email, entry in listed.items():
+        user = users.get(email)
+        if user is None:
+            session.add(
+                User(
+                    email=email,
+                    directory_id=entry.directory_id,
+                    source=snapshot.source,
+                    in_scope=True,
+                    enabled=entry.enabled,
+                    first_seen=now,
+                    last_seen=now,
+                )
+            )
+            continue
+        user.directory_id = entry.directory_id
+        user.source = snapshot.source
+        user.in_scope = True
+        user.enabled = entry.enabled
+        user.last_seen = now
+        user.missing_since = None
+    named_emails, named_ids = snapshot.skipped_identities()
+    for email, user in users.items():
+        if email in listed:
+            continue
+        if email in named_emails or user.directory_id in named_ids:
+            user.missing_since = None
+        elif user.missing_since is None:
+            user.missing_since = now
+        if user.in_scope and email not in kept_in_scope:
+            user.in_scope = False
+    return skipped.record(session, snapshot, now, run_id, users)
+
+
+def foreign_claims(session: Session, now: datetime) -> list[ForeignClaim]:
+    """The claims other passes hold on running tasks whose lease has not ended."""
+    rows = session.execute(
+        select(User.email, Task.claimed_by, Task.lease_until, Task.run_id, Run.host, Run.pid)
+        .join(User, User.id == Task.user_id)
+        .outerjoin(Run, Run.id == Task.run_id)
+        .where(Task.status == TaskStatus.RUNNING, Task.claimed_by.is_not(None))
+    )
+    here = socket.gethostname()
+    return [
+        ForeignClaim(
+            email=row.email,
+            token=row.claimed_by,
+            lease_until=row.lease_until,
+            run_id=row.run_id,
+            holder=describe_holder(f"pid={row.pid} host={row.host}")
+            if row.host is not None
+            else "holder unknown",
+            holder_gone=row.host == here and not pid_alive(row.pid or 0),
+        )
+        for row in rows
+        if row.lease_until is not None and row.lease_until > now
+    ]
+
+
+def held_by_others(session: Session, token: int | None, now: datetime) -> dict[str, str]:
+    """Users whose running task another pass's live claim covers, with the reason to hold them.
+
+    ``token``: this pass's run-lock token (None for a dry run, which holds no claim).
+    """
+    return {
+        claim.email: hold_reason(claim)
+        for claim in foreign_claims(session, now)
+        if claim_holds(claim, token, now)
+    }
