@@ -318,9 +318,56 @@ class LocalKMSConfig(_Section):
     """32 random bytes, mode 0600, created by ``syncd init``."""
 
 
+class KmipConfig(_Section):
+    """An external KMS spoken to over KMIP (``kms.backend: kmip``)."""
+
+    transport: Literal["binary", "json"] = "binary"
+    """binary: TTLV over TLS with a client certificate (any KMIP server, port 5696);
+    json: Cosmian KMS's JSON TTLV posted over HTTPS to ``<url>/kmip/2_1``."""
+    host: str | None = None
+    """binary: the KMIP server's host name (checked against its certificate)."""
+    port: int = Field(default=5696, ge=1, le=65535)
+    url: str | None = None
+    """json: the KMS's base URL, e.g. ``https://kms.example.com:9998``."""
+    client_certificate_file: ConfigPath | None = None
+    client_key_file: ConfigPath | None = None
+    """The client certificate (clientAuth) and its key, PEM: required for binary, optional for
+    json (where a bearer token may be used instead)."""
+    ca_file: ConfigPath | None = None
+    """PEM trust anchors for the server's certificate; default: the system's."""
+    verify_tls: bool = True
+    """Check the server's certificate and host name; off only when set to false (json only)."""
+    token: str | None = None
+    token_file: ConfigPath | None = None
+    token_env: str | None = None
+    """json: a bearer token for Cosmian KMS's authentication (at most one of the three)."""
+    timeout: Duration = 30.0
+    """Seconds for one KMIP operation, connection included."""
+    server_side_wrap: Literal["auto", "always", "never"] = "auto"
+    """kaclsData made by the KMS (KMIP Get with a key wrapping specification, the key
+    ``kacls.kms_key_id``, AES-GCM) or by syncd with ``kacls.wrapping_key``. auto: the KMS when
+    it can, else syncd (``syncd kms test`` says which)."""
+    signing: Literal["auto", "sign", "certify"] = "auto"
+    """How certificates are signed by the issuer key in the KMS: KMIP Sign over the
+    to-be-signed bytes, or KMIP Certify (Cosmian releases without Sign). auto: Sign when offered."""
+
+    _one = model_validator(mode="before")(lambda v: _check_one_source(v, "token"))
+    _durations = field_validator("timeout", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v))
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _base_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return url.rstrip("/") if url is not None else None
+
+
 class KMSConfig(_Section):
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "kmip"] = "local"
     local: LocalKMSConfig = LocalKMSConfig()
+    kmip: KmipConfig = KmipConfig()
 
 
 class KACLSConfig(_Section):
@@ -330,6 +377,9 @@ class KACLSConfig(_Section):
     wrapping_key_file: ConfigPath | None = None
     wrapping_key_env: str | None = None
     """The AES-256 key that wraps private keys for the KACLS: 32 raw bytes or their base64."""
+    kms_key_id: str = "google_cse"
+    """The id, in an external KMS, of the AES key the KACLS unwraps kaclsData with (Cosmian:
+    ``google_cse``): the wrapping key when the KMS wraps (``kms.kmip.server_side_wrap``)."""
     private_key_format: Literal["pkcs1", "pkcs8"] = "pkcs1"
     """What kaclsData holds once unwrapped: a PKCS#1 RSAPrivateKey (what Cosmian's KACLS
     parses on every route) or a PKCS#8 PrivateKeyInfo (syncd before issue 12)."""
@@ -725,7 +775,7 @@ def write_new_key_file(path: Path, data: bytes, where: str) -> None:
         raise ConfigError(where, f"cannot write {path}: {error.strerror}") from None
 
 
-_SECRET_KEYS = {"wrapping_key", "service_account_key", "password", "bind_password"}
+_SECRET_KEYS = {"wrapping_key", "service_account_key", "password", "bind_password", "token"}
 
 
 def redacted_summary(config: Config) -> dict[str, Any]:

@@ -94,3 +94,19 @@ class PermanentError(SyncdError):
 
 class UncertifiableAddressError(CertificateError, PermanentError):
     """A user's address cannot go into an S/MIME certificate Gmail would match to the user."""
+
+
+class KMSUnavailableError(KMSError, UnavailableError):
+    """The KMS cannot be reached now (refused connection, timeout, dropped session): the
+    pipeline retries the step; a command exits 1 (its work failed, nothing was written)."""
+
+    exit_code = EXIT_FAILURES
+
+
+class KMSRefusedError(KMSError, PermanentError):
+    """The KMS answered and refused: TLS failure, authentication refused, permission denied,
+    object not found, key not active, operation not supported. Retrying will not help; the
+    message names the KMS, the operation and the object."""
+
+    exit_code = EXIT_FAILURES
+
