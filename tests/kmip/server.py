@@ -12,6 +12,7 @@ refuse.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import shutil
 import signal
@@ -93,8 +94,7 @@ def _leaf(
     if usage == ExtendedKeyUsageOID.SERVER_AUTH:
         builder = builder.add_extension(
             x509.SubjectAlternativeName(
-                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
-                 x509.DNSName("localhost")]
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
             ),
             critical=False,
         )
@@ -140,6 +140,9 @@ class PyKmipServer:
     """A certificate the server accepts, and the CA that signed the server's certificate."""
     stranger: ClientFiles
     """A client certificate from a CA the server does not trust (the server refuses it)."""
+    colleague: ClientFiles
+    """Another administrator the server trusts: PyKMIP lets a client use only the objects it
+    created, so this one is refused the objects ``client`` made (permission denied)."""
     other_ca: Path
     """A CA that did not sign the server's certificate (a client trusting only it must refuse)."""
     process: subprocess.Popen[bytes]
@@ -207,6 +210,12 @@ def start_pykmip_server(folder: Path) -> PyKmipServer:
         _write(folder / "stranger.key", _pem_key(stranger_key)),
         ca_pem,
     )
+    colleague_cert, colleague_key = _leaf("colleague", ca, ExtendedKeyUsageOID.CLIENT_AUTH)
+    colleague = ClientFiles(
+        _write(folder / "colleague.pem", _pem_cert(colleague_cert)),
+        _write(folder / "colleague.key", _pem_key(colleague_key)),
+        ca_pem,
+    )
     port = _free_port()
     (folder / "policies").mkdir(exist_ok=True)
     (folder / "server.conf").write_text(
@@ -229,6 +238,6 @@ def start_pykmip_server(folder: Path) -> PyKmipServer:
         stderr=subprocess.STDOUT,
         cwd=folder,
     )
-    server = PyKmipServer("127.0.0.1", port, folder, client, stranger, other_pem, process)
+    server = PyKmipServer("127.0.0.1", port, folder, client, stranger, colleague, other_pem, process)
     _wait_listening(server)
     return server
