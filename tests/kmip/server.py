@@ -238,6 +238,8 @@ def start_pykmip_server(folder: Path) -> PyKmipServer:
         stderr=subprocess.STDOUT,
         cwd=folder,
     )
-    server = PyKmipServer("127.0.0.1", port, folder, client, stranger, colleague, other_pem, process)
+    server = PyKmipServer(
+        "127.0.0.1", port, folder, client, stranger, colleague, other_pem, process
+    )
     _wait_listening(server)
     return server
