@@ -2,11 +2,9 @@
 
 PyKMIP encodes and decodes every message; this module chooses the requests, holds a pool of
 connections (one per concurrent thread) and turns PyKMIP's failures into syncd's errors (see
-binary_errors). TLS is set up here, not by PyKMIP: PyKMIP's own context checks the server's
-certificate chain but not its host name, and reads /etc/pykmip/pykmip.conf when given no
-configuration file. Here: TLS 1.2 or later, the server's chain checked against ``ca_file`` (or
-the system's trust store) and its name against ``kms.kmip.host``, the client certificate and
-key presented from the configured files.
+binary_errors). TLS is syncd's (see tls.py), not PyKMIP's: PyKMIP's own context checks the
+server's certificate chain but not its host name, and PyKMIP reads /etc/pykmip/pykmip.conf
+unless given a configuration file (it gets /dev/null).
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
@@ -41,6 +38,7 @@ from syncd.kms.base import HashName, PrivateKeyFormat
 from syncd.kms.kmip.binary_errors import is_refusal, kms_error
 from syncd.kms.kmip.pairs import GONE_STATES, KmipObject, pair_halves
 from syncd.kms.kmip.pool import ConnectionPool
+from syncd.kms.kmip.tls import client_context
 from syncd.kms.kmip.transport import CertifyRequest, KmipPair, NotSupportedByServer
 
 T = TypeVar("T")
@@ -89,43 +87,6 @@ WRAP_REFUSALS = {
     enums.ResultReason.OPERATION_NOT_SUPPORTED,
     enums.ResultReason.FEATURE_NOT_SUPPORTED,
 }
-
-
-def tls_context(config: KmipConfig) -> ssl.SSLContext:
-    """The client's TLS context: server chain and host name checked, client certificate shown.
-
-    ConfigError (naming the key and the file) when a file is missing or unusable.
-    """
-    cafile = None
-    if config.ca_file is not None:
-        cafile = str(_readable(config.ca_file, "kms.kmip.ca_file"))
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    cert = config.client_certificate_file
-    key = config.client_key_file
-    if cert is None:
-        raise ConfigError(
-            "kms.kmip.client_certificate_file", "required for kms.kmip.transport: binary"
-        )
-    if key is None:
-        raise ConfigError("kms.kmip.client_key_file", "required for kms.kmip.transport: binary")
-    _readable(cert, "kms.kmip.client_certificate_file")
-    _readable(key, "kms.kmip.client_key_file")
-    try:
-        context.load_cert_chain(str(cert), str(key))
-    except ssl.SSLError as error:
-        raise ConfigError(
-            "kms.kmip.client_key_file",
-            f"{key} is not the private key of {cert}, or either is not PEM ({error.reason})",
-        ) from None
-    return context
-
-
-def _readable(path: Path, where: str) -> Path:
-    from syncd.config import read_private_file
-
-    read_private_file(path, where, strict_mode=False)
-    return path
 
 
 class _TlsProxy(KMIPProxy):  # type: ignore[misc]
@@ -188,7 +149,7 @@ class BinaryTransport:
         self._host = config.host
         self._port = config.port
         self._timeout = float(config.timeout)
-        self._context = tls_context(config)
+        self._context = client_context(config, transport="binary")
         self._pool: ConnectionPool[ProxyKmipClient] = ConnectionPool(
             self._connect, self._disconnect, self._is_stale, survives=is_refusal
         )
@@ -237,8 +198,9 @@ class BinaryTransport:
         self._pool.close()
 
     @property
-    def connections_opened(self) -> int:
-        return self._pool.opened
+    def pool(self) -> ConnectionPool[ProxyKmipClient]:
+        """The connections (their counts say how many threads ran at once)."""
+        return self._pool
 
     # --- pairs --------------------------------------------------------------------------
 

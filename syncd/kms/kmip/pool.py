@@ -39,6 +39,9 @@ class ConnectionPool(Generic[T]):
         self._closed = False
         self.opened = 0
         """How many connections were opened (for tests and ``kms test``)."""
+        self.busy = 0
+        self.peak_busy = 0
+        """Connections lent at once, now and at most: how parallel the callers really ran."""
 
     def _take_idle(self) -> T | None:
         while True:
@@ -61,10 +64,15 @@ class ConnectionPool(Generic[T]):
             conn = self._open()  # outside the lock: a slow connect must not block others
             with self._lock:
                 self.opened += 1
+        with self._lock:
+            self.busy += 1
+            self.peak_busy = max(self.peak_busy, self.busy)
         try:
             yield conn
         except BaseException as error:
             if not self._survives(error):
+                with self._lock:
+                    self.busy -= 1
                 self._safe_close(conn)
                 raise
             self._give_back(conn)
@@ -73,6 +81,7 @@ class ConnectionPool(Generic[T]):
 
     def _give_back(self, conn: T) -> None:
         with self._lock:
+            self.busy -= 1
             keep = not self._closed and len(self._idle) < self._max_idle
             if keep:
                 self._idle.append(conn)
