@@ -249,15 +249,7 @@ def test_kacls_data_client_side_in_the_configured_format(
 def _register_kacls_key_in_pykmip(server: PyKmipServer, kacls_key: bytes) -> str:
     """The KACLS key as an active AES key in PyKMIP (WrapKey usage), as an administrator
     would import it; its id is what kacls.kms_key_id names."""
-    client = ProxyKmipClient(
-        hostname=server.host,
-        port=server.port,
-        cert=str(server.client.certificate),
-        key=str(server.client.key),
-        ca=str(server.client.ca),
-        config_file="/dev/null",
-    )
-    with client:
+    with _pykmip_client(server) as client:
         uid = client.register(
             pie_objects.SymmetricKey(
                 enums.CryptographicAlgorithm.AES,
@@ -367,3 +359,53 @@ def test_threads_share_one_manager_in_parallel(manager: KmipKeyManager) -> None:
         public = manager.public_key(ref.public_key_id)
         assert isinstance(public, rsa.RSAPublicKey)
         public.verify(signature, b"x", padding.PKCS1v15(), hashes.SHA256())
+
+
+def _pykmip_client(server: PyKmipServer) -> ProxyKmipClient:
+    return ProxyKmipClient(
+        hostname=server.host,
+        port=server.port,
+        cert=str(server.client.certificate),
+        key=str(server.client.key),
+        ca=str(server.client.ca),
+        config_file="/dev/null",
+    )
+
+
+def test_locate_finishes_a_creation_interrupted_before_activation(
+    pykmip_server: PyKmipServer, manager: KmipKeyManager
+) -> None:
+    """The session dropped between CreateKeyPair and Activate: the pair is pre-active. A
+    resumed pass locates it by label and must be able to use it, not make a second one."""
+    label = _label()
+    with _pykmip_client(pykmip_server) as client:
+        public_id, private_id = client.create_key_pair(
+            enums.CryptographicAlgorithm.RSA,
+            BITS,
+            public_name=label,
+            public_usage_mask=[enums.CryptographicUsageMask.VERIFY],
+            private_name=label,
+            private_usage_mask=[enums.CryptographicUsageMask.SIGN],
+        )
+    found = manager.locate(label)
+    assert [(r.private_key_id, r.public_key_id, r.state) for r in found] == [
+        (private_id, public_id, "active")
+    ]
+    signature = manager.sign(private_id, b"resumed", "sha256")
+    public = manager.public_key(public_id)
+    assert isinstance(public, rsa.RSAPublicKey)
+    public.verify(signature, b"resumed", padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_a_revoked_key_is_not_wrapped(kmip_config: KmipConfigFactory) -> None:
+    manager = _open(kmip_config(server_side_wrap="never"))
+    try:
+        ref = manager.create_key_pair(_label(), BITS)
+        manager.revoke(ref.private_key_id, "left")
+        with pytest.raises(KMSRefusedError) as refused:
+            manager.wrapped_private_key(ref.private_key_id, "pkcs1")
+    finally:
+        manager.close()
+    assert str(refused.value).endswith(
+        f": Get private key {ref.private_key_id}: key not active (deactivated)"
+    )

@@ -160,7 +160,8 @@ class BinaryTransport:
     # --- connections ------------------------------------------------------------------
 
     def describe(self) -> str:
-        return f"KMIP server {self._host}:{self._port}"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"KMIP server {host}:{self._port}"
 
     def _connect(self) -> ProxyKmipClient:
         client = ProxyKmipClient(hostname=self._host, port=self._port, config_file=os.devnull)
@@ -340,6 +341,14 @@ class BinaryTransport:
 
     def private_key_der(self, key_id: str, key_format: PrivateKeyFormat) -> bytes:
         def get(client: ProxyKmipClient) -> bytes:
+            # PyKMIP hands out revoked keys too: syncd wraps only active ones, as the local
+            # backend does (a revoked key must not reach Gmail).
+            obj, _ = self._describe_object(client, key_id)
+            if obj.kind != "private_key" or obj.state != "active":
+                what = "not a private key" if obj.kind != "private_key" else "key not active"
+                raise KMSRefusedError(
+                    f"{self.describe()}: Get private key {key_id}: {what} ({obj.state})"
+                )
             if self._converts_formats:
                 try:
                     key = self._get_private(client, key_id, key_format, None)
@@ -432,7 +441,20 @@ class BinaryTransport:
         )
 
     def locate(self, label: str) -> list[KmipPair]:
-        return self._call(f"Locate {label!r}", lambda client: self._pairs_named(client, label))
+        def locate(client: ProxyKmipClient) -> list[KmipPair]:
+            pairs = self._pairs_named(client, label)
+            return [self._finish_creation(client, pair) for pair in pairs]
+
+        return self._call(f"Locate {label!r}", locate)
+
+    @staticmethod
+    def _finish_creation(client: ProxyKmipClient, pair: KmipPair) -> KmipPair:
+        """A pair left pre-active (the session dropped between CreateKeyPair and Activate) is
+        activated, so that a resumed pass uses it instead of making another."""
+        if pair.state != "pre_active":
+            return pair
+        client.activate(pair.private_key_id)
+        return KmipPair(pair.private_key_id, pair.public_key_id, "active")
 
     def _revoke_one(self, client: ProxyKmipClient, uid: str, reason: str) -> None:
         try:
