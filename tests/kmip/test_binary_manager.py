@@ -26,7 +26,7 @@ from kmip.pie.client import ProxyKmipClient
 
 from syncd.config import CertificateConfig
 from syncd.credentials import certify
-from syncd.errors import ConfigError, KMSRefusedError
+from syncd.errors import ConfigError, KMSError, KMSRefusedError
 from syncd.issuers import IssuingCA
 from syncd.kms import open_key_manager
 from syncd.kms.kacls import unwrap_private_key
@@ -409,3 +409,11 @@ def test_a_revoked_key_is_not_wrapped(kmip_config: KmipConfigFactory) -> None:
     assert str(refused.value).endswith(
         f": Get private key {ref.private_key_id}: key not active (deactivated)"
     )
+
+
+def test_an_ec_issuer_key_is_refused_in_one_line(manager: KmipKeyManager) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    with pytest.raises(KMSError) as refused:
+        manager.import_private_key(_label(), ec.generate_private_key(ec.SECP256R1()))
+    assert "RSA issuer keys only" in str(refused.value)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from kmip.core import enums
 from kmip.core import exceptions as kmip_exceptions
 from kmip.core.misc import KeyFormatType
@@ -280,25 +281,19 @@ class BinaryTransport:
 
     def register_private_key(self, label: str, pkcs8_der: bytes, public_der: bytes) -> KmipPair:
         key = serialization.load_der_private_key(pkcs8_der, password=None)
-        size = getattr(key, "key_size", 0)
-        algorithm = (
-            enums.CryptographicAlgorithm.RSA
-            if hasattr(key, "private_numbers") and hasattr(key.private_numbers(), "p")
-            else enums.CryptographicAlgorithm.EC
-        )
-        if algorithm is enums.CryptographicAlgorithm.EC:
-            size = getattr(getattr(key, "curve", None), "key_size", 0)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise KMSError(f"{self.describe()}: Register {label!r}: only RSA keys are supported")
         public = pie_objects.PublicKey(
-            algorithm,
-            size,
+            enums.CryptographicAlgorithm.RSA,
+            key.key_size,
             public_der,
             enums.KeyFormatType.X_509,
             masks=[enums.CryptographicUsageMask.VERIFY],
             name=label,
         )
         private = pie_objects.PrivateKey(
-            algorithm,
-            size,
+            enums.CryptographicAlgorithm.RSA,
+            key.key_size,
             pkcs8_der,
             enums.KeyFormatType.PKCS_8,
             masks=[enums.CryptographicUsageMask.SIGN],
