@@ -35,6 +35,7 @@ from syncd.kms.kmip.manager import KmipKeyManager
 from syncd.kms.kmip.transport import NotSupportedByServer
 from syncd.pki.profile import LeafProfile
 from syncd.pki.testca import make_test_hierarchy
+from tests.conftest import kacls_view
 from tests.kmip.conftest import KmipConfigFactory
 from tests.kmip.server import PyKmipServer
 
@@ -212,21 +213,20 @@ def test_locate_lists_pairs_oldest_first(
 # --- kaclsData --------------------------------------------------------------------------------
 
 
-def _unwrapped(kacls_data: str, kacls_key: bytes, tmp_path: Path) -> tuple[bytes, str]:
-    """The plaintext DER and the modulus ``openssl rsa -inform DER`` reads from it."""
-    der = unwrap_private_key(kacls_data, kacls_key)
-    (tmp_path / "key.der").write_bytes(der)
-    read = _openssl("rsa", "-inform", "DER", "-in", str(tmp_path / "key.der"), "-noout", "-modulus")
-    assert read.returncode == 0, read.stderr
-    return der, read.stdout.decode().strip().removeprefix("Modulus=")
-
-
-def _is_pkcs1(der: bytes) -> bool:
-    """PKCS#1 RSAPrivateKey starts SEQUENCE { INTEGER 0, INTEGER n ...}; PKCS#8 has an
-    AlgorithmIdentifier SEQUENCE after the version."""
-    parsed = _openssl("asn1parse", "-inform", "DER", "-in", "/dev/stdin", data=der)
-    lines = parsed.stdout.decode().splitlines()
-    return "INTEGER" in lines[2] and "SEQUENCE" not in lines[2]
+def _assert_kacls_data_holds(
+    kacls_data: str, kacls_key: bytes, key_format: str, server_public: rsa.RSAPublicKey
+) -> None:
+    """kaclsData unwrapped as the KACLS does and read by openssl: the format asked for, and
+    the private key of the public key the server holds."""
+    view = kacls_view(kacls_data, kacls_key)
+    assert view.is_pkcs1 is (key_format == "pkcs1")
+    assert (
+        view.public_pem
+        == server_public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+    )
+    assert unwrap_private_key(kacls_data, kacls_key) == view.der
 
 
 @pytest.mark.parametrize("key_format", ["pkcs1", "pkcs8"])
@@ -240,10 +240,9 @@ def test_kacls_data_client_side_in_the_configured_format(
         assert manager.wrapping_mode() == "client"
     finally:
         manager.close()
-    der, modulus = _unwrapped(kacls_data, kacls_key, tmp_path)
-    assert _is_pkcs1(der) is (key_format == "pkcs1")
-    public = _server_public_key(kmip_config, ref.public_key_id)
-    assert int(modulus, 16) == public.public_numbers().n
+    _assert_kacls_data_holds(
+        kacls_data, kacls_key, key_format, _server_public_key(kmip_config, ref.public_key_id)
+    )
 
 
 def _register_kacls_key_in_pykmip(server: PyKmipServer, kacls_key: bytes) -> str:
@@ -286,11 +285,11 @@ def test_server_side_wrap_auto_falls_back_to_client_side_on_pykmip(
             ref = manager.create_key_pair(_label(), BITS)
             kacls_data = manager.wrapped_private_key(ref.private_key_id, key_format)  # type: ignore[arg-type]
             assert manager.wrapping_mode() == "client"
-            der, modulus = _unwrapped(kacls_data, kacls_key, tmp_path)
-            assert _is_pkcs1(der) is (key_format == "pkcs1")
-            assert (
-                int(modulus, 16)
-                == _server_public_key(kmip_config, ref.public_key_id).public_numbers().n
+            _assert_kacls_data_holds(
+                kacls_data,
+                kacls_key,
+                key_format,
+                _server_public_key(kmip_config, ref.public_key_id),
             )
         finally:
             manager.close()
