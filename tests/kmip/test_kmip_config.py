@@ -32,6 +32,12 @@ def test_required_settings_are_named(kmip_config: KmipConfigFactory, setting: st
     assert "required for kms.kmip.transport: binary" in str(error)
 
 
+def test_binary_kmip_never_skips_server_verification(kmip_config: KmipConfigFactory) -> None:
+    error = _refusal(kmip_config(verify_tls=False))
+    assert error.where == "kms.kmip.verify_tls"
+    assert "binary KMIP always checks the server's certificate" in str(error)
+
+
 @pytest.mark.parametrize("setting", ["client_certificate_file", "client_key_file", "ca_file"])
 def test_missing_files_are_named_with_their_key(
     kmip_config: KmipConfigFactory, tmp_path: Path, setting: str

@@ -151,6 +151,12 @@ class BinaryTransport:
     def __init__(self, config: KmipConfig) -> None:
         if not config.host:
             raise ConfigError("kms.kmip.host", "required for kms.kmip.transport: binary")
+        if not config.verify_tls:
+            raise ConfigError(
+                "kms.kmip.verify_tls",
+                "applies to kms.kmip.transport: json only; binary KMIP always checks the "
+                "server's certificate (give its CA in kms.kmip.ca_file)",
+            )
         self._host = config.host
         self._port = config.port
         self._timeout = float(config.timeout)
