@@ -74,7 +74,7 @@ _KINDS = {
     enums.ObjectType.PRIVATE_KEY: "private_key",
     enums.ObjectType.PUBLIC_KEY: "public_key",
 }
-_KNOWN_PAIRS = 4096
+_KNOWN_PAIRS = 8192  # ids (two a pair) whose public key is known
 # A Get with a wrapping specification refused for one of these: the server cannot wrap so.
 WRAP_REFUSALS = {
     enums.ResultReason.INVALID_FIELD,
@@ -217,8 +217,11 @@ class BinaryTransport:
     # --- pairs --------------------------------------------------------------------------
 
     def _remember(self, pair: KmipPair) -> None:
+        """Keep which public key goes with which private key (and that a public key is one),
+        so that Get public key is one request for the keys this process made or found."""
         with self._lock:
             self._pairs[pair.private_key_id] = pair.public_key_id
+            self._pairs[pair.public_key_id] = pair.public_key_id
             while len(self._pairs) > _KNOWN_PAIRS:
                 self._pairs.popitem(last=False)
 
