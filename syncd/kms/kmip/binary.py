@@ -74,6 +74,7 @@ _KINDS = {
     enums.ObjectType.PRIVATE_KEY: "private_key",
     enums.ObjectType.PUBLIC_KEY: "public_key",
 }
+PUBLIC_SUFFIX = ".pub"
 _KNOWN_PAIRS = 8192  # ids (two a pair) whose public key is known
 # A Get with a wrapping specification refused for one of these: the server cannot wrap so.
 WRAP_REFUSALS = {
@@ -139,6 +140,12 @@ def _private_der(der: bytes, have: Any, want: PrivateKeyFormat) -> bytes:
     return key.private_bytes(
         serialization.Encoding.DER, private_format, serialization.NoEncryption()
     )
+
+
+def public_name(label: str) -> str:
+    """The Name of a pair's public key: the label, marked. Some servers (CipherTrust) want
+    names unique; the private key carries the label itself."""
+    return f"{label}{PUBLIC_SUFFIX}"
 
 
 def _name_attribute(client: ProxyKmipClient, label: str) -> Any:
@@ -247,8 +254,14 @@ class BinaryTransport:
         return KmipObject(uid, kind, state_name, created), names
 
     def _pairs_named(self, client: ProxyKmipClient, label: str) -> list[KmipPair]:
-        uids = client.locate(attributes=[_name_attribute(client, label)])
-        objects = [self._describe_object(client, str(uid))[0] for uid in uids]
+        uids: dict[str, None] = {}  # both names (and objects named otherwise by other tools)
+        for name in (label, public_name(label)):
+            uids.update(
+                dict.fromkeys(
+                    str(uid) for uid in client.locate(attributes=[_name_attribute(client, name)])
+                )
+            )
+        objects = [self._describe_object(client, uid)[0] for uid in uids]
         pairs = pair_halves(objects)
         for pair in pairs:
             self._remember(pair)
@@ -274,7 +287,7 @@ class BinaryTransport:
             public_id, private_id = client.create_key_pair(
                 enums.CryptographicAlgorithm.RSA,
                 bits,
-                public_name=label,
+                public_name=public_name(label),
                 public_usage_mask=[
                     enums.CryptographicUsageMask.VERIFY,
                     enums.CryptographicUsageMask.ENCRYPT,
@@ -302,7 +315,7 @@ class BinaryTransport:
             public_der,
             enums.KeyFormatType.X_509,
             masks=[enums.CryptographicUsageMask.VERIFY],
-            name=label,
+            name=public_name(label),
         )
         private = pie_objects.PrivateKey(
             enums.CryptographicAlgorithm.RSA,
