@@ -526,8 +526,10 @@ class BinaryTransport:
                 raise KMSRefusedError(
                     f"{self.describe()}: Destroy key {key_id}: the key is active; revoke it first"
                 )
-            self._destroy_one(client, key_id)
+            # The public key first: if this stops half-way, the private key (still there,
+            # still named) is what a retry finds and finishes.
             if public_id != key_id:
                 self._destroy_one(client, public_id)
+            self._destroy_one(client, key_id)
 
         self._call(f"Destroy key {key_id}", destroy)
