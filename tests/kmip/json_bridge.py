@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-
 from kmip.core import enums
 from kmip.core.factories import attributes as attribute_factory
 from kmip.pie import exceptions as pie_exceptions
 from kmip.pie import objects
 from kmip.pie.client import ProxyKmipClient
+
 from syncd.kms.kmip import json_ttlv as jt
 from tests.kmip.server import ClientFiles, PyKmipServer
 
