@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -23,9 +24,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from syncd.errors import KMSRefusedError, KMSUnavailableError
+from syncd.errors import ConfigError, KMSRefusedError, KMSUnavailableError
 from syncd.kms.kmip import json_ttlv as jt
-from syncd.kms.kmip.json_transport import JsonTransport
+from syncd.kms.kmip.json_transport import JsonTransport, error_for
 from syncd.kms.kmip.transport import CertifyRequest, NotSupportedByServer
 from tests.kmip.bridge_fixtures import TOKEN, json_config
 from tests.kmip.bridge_fixtures import cosmian_bridge as cosmian_bridge
@@ -291,3 +292,44 @@ def test_a_colleagues_key_is_refused(pykmip_for_json: PyKmipServer,
     finally:
         transport.close()
         bridge.stop()
+
+
+ERRORS = json.loads((Path(__file__).parent / "fixtures" / "cosmian" / "errors.json").read_text())
+
+
+@pytest.mark.parametrize(("case", "kind", "words"), [
+    ("no_authentication", KMSRefusedError, "authentication refused"),
+    ("access_denied", KMSRefusedError, "authentication refused"),
+    ("object_not_found", KMSRefusedError, "not found"),
+    ("revoke_unknown", KMSRefusedError, "not found"),
+    ("operation_unknown", NotSupportedByServer, "not supported by this server"),
+    ("internal", KMSUnavailableError, "server error HTTP 500"),
+])
+def test_cosmians_error_answers_map_to_syncd_errors(case: str, kind: type[Exception],
+                                                    words: str) -> None:
+    answer = ERRORS[case]
+    error = error_for("Cosmian KMS https://kms.example.com:9998", "Get", "of key 12",
+                      answer["status"], answer["body"] + "\n")
+    assert type(error) is kind
+    line = _one_line(error)
+    assert line.startswith("Cosmian KMS https://kms.example.com:9998: Get of key 12 ")
+    assert words in line and answer["body"].split(":")[0] in line
+
+
+def test_a_server_that_never_answers_times_out_as_unavailable(
+        cosmian_bridge: JsonBridge, pykmip_for_json: PyKmipServer) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}"
+        config = json_config(cosmian_bridge, pykmip_for_json, url=url, timeout=1)
+        with pytest.raises(KMSUnavailableError) as caught:
+            JsonTransport(config).locate("syncd:x")
+    assert "no answer within 1 s" in _one_line(caught.value)
+
+
+def test_a_token_is_never_sent_in_clear_to_another_host(cosmian_bridge: JsonBridge,
+                                                        pykmip_for_json: PyKmipServer) -> None:
+    config = json_config(cosmian_bridge, pykmip_for_json, url="http://kms.example.com:9998")
+    with pytest.raises(ConfigError, match="kms.kmip.url: a bearer token is never sent"):
+        JsonTransport(config)

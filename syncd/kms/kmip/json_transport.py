@@ -109,6 +109,10 @@ def _endpoint(url: str) -> _Endpoint:
     return _Endpoint(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
 
 
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "127.0.0.1", "::1")
+
+
 def tls_context(config: KmipConfig) -> ssl.SSLContext:
     """Verification against ca_file (or the system's), the client certificate if set."""
     try:
@@ -143,6 +147,9 @@ class JsonTransport:
         self._timeout = float(config.timeout)
         self._context = tls_context(config) if self._endpoint.scheme == "https" else None
         token = read_secret(config, "token", WHERE)
+        if token and self._endpoint.scheme == "http" and not _loopback(self._endpoint.host):
+            raise ConfigError(f"{WHERE}.url", "a bearer token is never sent over plain http to "
+                              "another host; use the KMS's https URL")
         self._authorization = f"Bearer {token.decode().strip()}" if token else None
         self._local = threading.local()
         self._connections: list[http.client.HTTPConnection] = []
@@ -385,7 +392,12 @@ class JsonTransport:
         private_ids = self._locate([label, jt.SYSTEM_TAG_PRIVATE])
         unlinked_public: list[str] | None = None
         for index, private_id in enumerate(private_ids):
-            attributes = self._attributes(private_id)
+            try:
+                attributes = self._attributes(private_id)
+            except KMSRefusedError as exc:
+                if _is_not_found(exc):  # destroyed since the Locate
+                    continue
+                raise
             state = _STATES.get(attributes.state or "Active", (attributes.state or "").lower())
             if state in _GONE:
                 continue
