@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+import socket
 import ssl
 import threading
 import urllib.parse
@@ -232,6 +233,9 @@ class JsonTransport:
         except ConnectionRefusedError:
             raise KMSUnavailableError(f"{head} failed: unreachable (connection refused)") \
                 from None
+        except socket.gaierror as exc:
+            raise KMSUnavailableError(f"{head} failed: unreachable (host name not resolved: "
+                                      f"{exc.strerror})") from None
         except (http.client.HTTPException, OSError) as exc:
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
                 type(exc).__name__)
