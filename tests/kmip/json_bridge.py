@@ -177,12 +177,10 @@ class Bridge:
         uid = self._client.register(managed)
         if attributes.child("ActivationDate") is not None:
             self._client.activate(uid)
-        for outer in attributes.children("Link"):
-            for link in outer.children("Link"):
-                if link.text("LinkType") == "PublicKeyLink":
-                    other = link.text("LinkedObjectIdentifier")
-                    self._links[uid] = ("PublicKeyLink", other)
-                    self._links[other] = ("PrivateKeyLink", uid)
+        other = jt.read_links(attributes).get("PublicKeyLink")
+        if other is not None:
+            self._links[uid] = ("PublicKeyLink", other)
+            self._links[other] = ("PrivateKeyLink", uid)
         return jt.struct("ImportResponse", jt.text("UniqueIdentifier", uid))
 
     def _get(self, request: jt.Item) -> jt.Item:
@@ -239,9 +237,7 @@ class Bridge:
                                                                    dt.UTC)),
         ]
         if uid in self._links:
-            link_type, other = self._links[uid]
-            items.append(jt.struct("Link", jt.struct(
-                "Link", jt.enum("LinkType", link_type), jt.text("LinkedObjectIdentifier", other))))
+            items += jt.links(self.dialect, [self._links[uid]])
         name = values.get("Name")
         tags = [name.name_value.value, system] if name is not None else [system]
         items += jt.vendor_attributes(self.dialect, [jt.tag_attribute(self.dialect, tags)])

@@ -328,6 +328,16 @@ def read_tags(attributes: Item) -> list[str]:
     return tags
 
 
+def links(dialect: Dialect, targets: list[tuple[str, str]]) -> list[Item]:
+    """Link attributes ``(link type, linked id)``: 4.x nests them in one ``Link`` structure,
+    5.x repeats ``Link`` (its serializer flattens every array)."""
+    items = [struct("Link", enum("LinkType", link_type), text("LinkedObjectIdentifier", uid))
+             for link_type, uid in targets]
+    if dialect.v4 and items:
+        return [struct("Link", *items)]
+    return items
+
+
 # --- requests ----------------------------------------------------------------------------------
 
 
@@ -363,17 +373,14 @@ def import_key(dialect: Dialect, label: str, object_type: Literal["PrivateKey", 
     """Import of a PKCS#8 private key or a SubjectPublicKeyInfo public key (both key format
     PKCS8 in Cosmian's terms), tagged ``label``, active from ``activation``; a private key can
     name its public key (PublicKeyLink)."""
-    links = None
-    if public_key_id is not None:
-        links = struct("Link", struct("Link", enum("LinkType", "PublicKeyLink"),
-                                      text("LinkedObjectIdentifier", public_key_id)))
+    linked = [("PublicKeyLink", public_key_id)] if public_key_id is not None else []
     return struct(
         "Import",
         text("UniqueIdentifier", ""),
         enum("ObjectType", object_type),
         boolean("ReplaceExisting", False),
-        struct("Attributes", date_time("ActivationDate", activation), links,
-               enum("ObjectType", object_type),
+        struct("Attributes", date_time("ActivationDate", activation),
+               *links(dialect, linked), enum("ObjectType", object_type),
                *vendor_attributes(dialect, [tag_attribute(dialect, [label])])),
         struct("Object", struct(
             "KeyBlock",
@@ -496,11 +503,9 @@ def certify(dialect: Dialect, public_key_id: str, issuer_private_key_id: str,
         *(text(f"CertificateSubject{name}", subject.get(name, "")) for name in SUBJECT_FIELDS),
         *(text(f"CertificateIssuer{name}", "") for name in SUBJECT_FIELDS),
     )
-    links = [struct("Link", enum("LinkType", "PrivateKeyLink"),
-                    text("LinkedObjectIdentifier", issuer_private_key_id))]
+    linked = [("PrivateKeyLink", issuer_private_key_id)]
     if issuer_certificate_id is not None:
-        links.append(struct("Link", enum("LinkType", "CertificateLink"),
-                            text("LinkedObjectIdentifier", issuer_certificate_id)))
+        linked.append(("CertificateLink", issuer_certificate_id))
     days = (byte_string("AttributeValue", str(validity_days).encode()) if dialect.v4
             else integer("AttributeValue", validity_days))
     vendor = vendor_attributes(dialect, [
@@ -511,7 +516,7 @@ def certify(dialect: Dialect, public_key_id: str, issuer_private_key_id: str,
     return struct(
         "Certify",
         text("UniqueIdentifier", public_key_id),
-        struct("Attributes", certificate_attributes, struct("Link", *links),
+        struct("Attributes", certificate_attributes, *links(dialect, linked),
                enum("ObjectType", "Certificate"), *vendor),
     )
 
@@ -608,12 +613,18 @@ class ObjectAttributes:
     initial_date: dt.datetime | None
 
 
-def read_attributes(response: Item) -> ObjectAttributes:
-    attributes = _expect(response, "GetAttributesResponse").need("Attributes")
-    links: dict[str, str] = {}
+def read_links(attributes: Item) -> dict[str, str]:
+    """The links of an Attributes structure, link type -> linked id (either dialect)."""
+    found: dict[str, str] = {}
     for outer in attributes.children("Link"):
         for link in outer.children("Link") or [outer]:
-            links[link.text("LinkType")] = link.text("LinkedObjectIdentifier")
+            found[link.text("LinkType")] = link.text("LinkedObjectIdentifier")
+    return found
+
+
+def read_attributes(response: Item) -> ObjectAttributes:
+    attributes = _expect(response, "GetAttributesResponse").need("Attributes")
+    links = read_links(attributes)
     state = attributes.child("State")
     initial = attributes.child("InitialDate")
     object_type = attributes.child("ObjectType")
