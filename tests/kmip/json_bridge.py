@@ -304,6 +304,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(error.status, error.body.encode(), "text/html; charset=utf-8")
 
     def _authenticated(self) -> bool:
+        if self.server.token is None:  # client certificates only (checked by TLS)
+            return True
         header = self.headers.get("Authorization")
         if header is None:
             self._answer(401, b"No authentication provided.", "text/plain")
@@ -344,7 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _BridgeServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, bridge: Bridge, token: str, tls: ssl.SSLContext | None) -> None:
+    def __init__(self, bridge: Bridge, token: str | None, tls: ssl.SSLContext | None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.bridge = bridge
         self.token = token
@@ -376,16 +378,21 @@ class _BridgeServer(ThreadingHTTPServer):
 
 class JsonBridge:
     """A running bridge: ``url`` is its base URL (https with the PyKMIP run's server
-    certificate, trusted by ``pykmip.client.ca``)."""
+    certificate, trusted by ``pykmip.client.ca``). ``token`` None and ``client_ca`` set: clients
+    authenticate with a certificate from that CA instead."""
 
-    def __init__(self, pykmip: PyKmipServer, token: str, *, version: str = "5.20.0 (bridge)",
-                 client: ClientFiles | None = None, tls: bool = True) -> None:
+    def __init__(self, pykmip: PyKmipServer, token: str | None, *,
+                 version: str = "5.20.0 (bridge)", client: ClientFiles | None = None,
+                 tls: bool = True, client_ca: Path | None = None) -> None:
         self.bridge = Bridge(pykmip, client or pykmip.client, version)
         context = None
         if tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(str(Path(pykmip.folder) / "server.pem"),
                                     str(Path(pykmip.folder) / "server.key"))
+            if client_ca is not None:
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(str(client_ca))
         self.server = _BridgeServer(self.bridge, token, context)
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"

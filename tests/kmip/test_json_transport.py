@@ -214,7 +214,8 @@ def test_wrong_token_is_authentication_refused(cosmian_bridge: JsonBridge,
     with pytest.raises(KMSRefusedError) as caught:
         transport.create_key_pair("syncd:x", 2048)
     line = _one_line(caught.value)
-    assert "authentication refused" in line and cosmian_bridge.url in line
+    assert line.startswith(f"Cosmian KMS {cosmian_bridge.url}: CreateKeyPair RSA 2048 for "
+                           "syncd:x refused: authentication refused (Access denied: ")
     assert "wrong" not in line and TOKEN not in line
     assert not isinstance(caught.value, KMSUnavailableError)
 
@@ -333,3 +334,26 @@ def test_a_token_is_never_sent_in_clear_to_another_host(cosmian_bridge: JsonBrid
     config = json_config(cosmian_bridge, pykmip_for_json, url="http://kms.example.com:9998")
     with pytest.raises(ConfigError, match="kms.kmip.url: a bearer token is never sent"):
         JsonTransport(config)
+
+
+def test_client_certificate_instead_of_a_token(pykmip_for_json: PyKmipServer) -> None:
+    bridge = JsonBridge(pykmip_for_json, None, client_ca=pykmip_for_json.client.ca)
+    good = JsonTransport(json_config(
+        bridge, pykmip_for_json, token=None,
+        client_certificate_file=pykmip_for_json.client.certificate,
+        client_key_file=pykmip_for_json.client.key))
+    stranger = JsonTransport(json_config(
+        bridge, pykmip_for_json, token=None,
+        client_certificate_file=pykmip_for_json.stranger.certificate,
+        client_key_file=pykmip_for_json.stranger.key))
+    try:
+        pair = good.create_key_pair("syncd:cert-auth", 2048)
+        assert good.locate("syncd:cert-auth") == [pair]
+        with pytest.raises(KMSRefusedError) as caught:
+            stranger.locate("syncd:cert-auth")
+        assert "TLS" in _one_line(caught.value)
+        assert not isinstance(caught.value, KMSUnavailableError)
+    finally:
+        good.close()
+        stranger.close()
+        bridge.stop()

@@ -241,13 +241,14 @@ class JsonTransport:
                 type(exc).__name__)
             raise KMSUnavailableError(f"{head} failed: connection lost ({detail})") from None
 
-    def dialect(self) -> jt.Dialect:
-        """The server's generation, asked once (``GET /version``); 5.x if it does not say."""
+    def dialect(self, operation: str = "version query", obj: str = "") -> jt.Dialect:
+        """The server's generation, asked once (``GET /version``); 5.x if it does not say.
+        A failure is reported as one of ``operation`` on ``obj`` (what the caller was doing)."""
         if self._dialect is not None:
             return self._dialect
-        status, body = self._call("GET", "/version", None, "version query", "")
+        status, body = self._call("GET", "/version", None, operation, obj)
         if status in (401, 403):
-            raise error_for(self.describe(), "version query", "", status,
+            raise error_for(self.describe(), operation, obj, status,
                             body.decode(errors="replace"))
         found = None
         if status == 200:
@@ -289,16 +290,16 @@ class JsonTransport:
 
     def create_key_pair(self, label: str, bits: int) -> KmipPair:
         now = dt.datetime.now(dt.UTC)
-        request = jt.create_key_pair(self.dialect(), label, bits, now)
         obj = f"RSA {bits} for {label}"
+        request = jt.create_key_pair(self.dialect("CreateKeyPair", obj), label, bits, now)
         response = self._post(request, obj)
         private_id, public_id = self._read("CreateKeyPair", obj, jt.read_key_pair, response)
         return KmipPair(private_id, public_id, "active")
 
     def register_private_key(self, label: str, pkcs8_der: bytes, public_der: bytes) -> KmipPair:
         now = dt.datetime.now(dt.UTC)
-        dialect = self.dialect()
         obj = f"public key for {label}"
+        dialect = self.dialect("Import", obj)
         response = self._post(jt.import_key(dialect, label, "PublicKey", public_der, now), obj)
         public_id = self._read("Import", obj, _import_id, response)
         obj = f"private key for {label}"
@@ -345,7 +346,7 @@ class JsonTransport:
     def wrapped_private_key(
         self, key_id: str, key_format: PrivateKeyFormat, wrapping_key_id: str
     ) -> bytes:
-        dialect = self.dialect()
+        dialect = self.dialect("Get", f"of key {key_id}")
         if key_format not in dialect.wrapped_formats():
             version = ".".join(str(part) for part in dialect.version)
             raise NotSupportedByServer(
@@ -359,7 +360,7 @@ class JsonTransport:
         return got.data
 
     def sign(self, key_id: str, data: bytes, hash_name: HashName) -> bytes:
-        if not self.dialect().has_sign:
+        if not self.dialect("Sign", f"with key {key_id}").has_sign:
             raise NotSupportedByServer(f"{self.describe()}: Sign with key {key_id}: Cosmian KMS "
                                        "4.x has no Sign; use kms.kmip.signing: certify")
         obj = f"with key {key_id}"
@@ -372,12 +373,12 @@ class JsonTransport:
         except jt.TtlvError as exc:
             raise KMSRefusedError(f"{self.describe()}: Certify of key {request.public_key_id} "
                                   f"refused: {exc}") from None
+        obj = f"of key {request.public_key_id} by {request.issuer_private_key_id}"
         certify = jt.certify(
-            self.dialect(), request.public_key_id, request.issuer_private_key_id,
+            self.dialect("Certify", obj), request.public_key_id, request.issuer_private_key_id,
             request.issuer_certificate_id, subject, request.extensions_conf,
             request.validity_days, request.label,
         )
-        obj = f"of key {request.public_key_id} by {request.issuer_private_key_id}"
         response = self._post(certify, obj)
         certificate_id = self._read("Certify", obj, _certify_id, response)
         got = self._get(jt.get(certificate_id, "x509"), certificate_id)
@@ -388,7 +389,7 @@ class JsonTransport:
 
     def _locate(self, tags: list[str]) -> list[str]:
         obj = f"of {tags_label(tags)}"
-        response = self._post(jt.locate(self.dialect(), tags), obj)
+        response = self._post(jt.locate(self.dialect("Locate", obj), tags), obj)
         return self._read("Locate", obj, jt.read_locate, response)
 
     def locate(self, label: str) -> list[KmipPair]:
@@ -445,7 +446,8 @@ class JsonTransport:
         for uid, state in halves:
             if state in _REVOKED:
                 continue
-            self._post(jt.revoke(self.dialect(), uid, reason), f"of key {uid}")
+            self._post(jt.revoke(self.dialect("Revoke", f"of key {uid}"), uid, reason),
+                       f"of key {uid}")
 
     def destroy(self, key_id: str) -> None:
         for uid, state in self._halves(key_id):
