@@ -178,6 +178,11 @@ def test_a_4x_server_gets_hex_tags_and_has_no_sign(pykmip_for_json: PyKmipServer
             bridge.requests[0].decode()
         with pytest.raises(NotSupportedByServer, match="no Sign"):
             transport.sign(pair.private_key_id, b"x", "sha256")
+        # before 5.9 Cosmian wraps the PKCS#1 form only
+        with pytest.raises(NotSupportedByServer, match="PKCS#1 only, not PKCS#8"):
+            transport.wrapped_private_key(pair.private_key_id, "pkcs8", "google_cse")
+        with pytest.raises(NotSupportedByServer, match="AES GCM"):
+            transport.wrapped_private_key(pair.private_key_id, "pkcs1", "google_cse")
     finally:
         transport.close()
         bridge.stop()

@@ -347,13 +347,15 @@ class JsonTransport:
         self, key_id: str, key_format: PrivateKeyFormat, wrapping_key_id: str
     ) -> bytes:
         dialect = self.dialect("Get", f"of key {key_id}")
-        if key_format not in dialect.wrapped_formats():
+        if key_format != dialect.wrapped_format():
             version = ".".join(str(part) for part in dialect.version)
             raise NotSupportedByServer(
                 f"{self.describe()}: Get of key {key_id} wrapped by {wrapping_key_id}: "
-                f"Cosmian KMS {version} wraps private keys as PKCS#8 only, not {key_format}"
+                f"Cosmian KMS {version} wraps private keys as "
+                f"{dialect.wrapped_format().upper().replace('PKCS', 'PKCS#')} only, "
+                f"not {key_format.upper().replace('PKCS', 'PKCS#')}"
             )
-        got = self._get(jt.get_wrapped(key_id, key_format, wrapping_key_id), key_id)
+        got = self._get(jt.get_wrapped(key_id, wrapping_key_id), key_id)
         if not got.wrapped or len(got.data) < 12 + 16 + 1:
             raise KMSRefusedError(f"{self.describe()}: Get of key {key_id} wrapped by "
                                   f"{wrapping_key_id} failed: the server returned no wrapped key")

@@ -12,8 +12,10 @@ Two generations of the server differ in a few shapes (read in Cosmian/kms, ``cra
   ByteString of the JSON list; 5.x one ``Attribute`` structure per vendor attribute, the tag
   list as a TextString (a 5.x server ignores tags sent the 4.x way);
 - Revoke's reason: 4.x a TextString, 5.x a structure with a RevocationReasonCode;
-- a private key wrapped with no encoding: up to 5.8 the key block's bytes in the requested key
-  format, from 5.9 always PKCS#8 (``crate/crypto/src/crypto/wrap/wrap_key.rs``);
+- a private key wrapped with no encoding: up to 5.8 its default format for RSA, PKCS#1, from
+  5.9 PKCS#8 (``crate/crypto/src/crypto/wrap/wrap_key.rs``); every release refuses a Get that
+  names a key format together with a wrapping specification
+  (``crate/server/src/core/operations/export_get.rs``);
 - Sign: 5.x only (4.x answers 404 "Route not supported: Operation: Sign").
 
 Everything here is pure: no I/O.
@@ -248,9 +250,10 @@ class Dialect:
     def has_sign(self) -> bool:
         return not self.v4
 
-    def wrapped_formats(self) -> tuple[PrivateKeyFormat, ...]:
-        """The private key formats the server can wrap with a key wrapping specification."""
-        return ("pkcs8",) if self.version >= (5, 9, 0) else ("pkcs1", "pkcs8")
+    def wrapped_format(self) -> PrivateKeyFormat:
+        """The format of a private key the server wraps (Get with a key wrapping
+        specification, no encoding): it cannot be chosen."""
+        return "pkcs8" if self.version >= (5, 9, 0) else "pkcs1"
 
 
 V4 = Dialect((4, 24, 0))
@@ -403,14 +406,14 @@ def get(uid: str, key_format: str | None = None) -> Item:
     )
 
 
-def get_wrapped(uid: str, key_format: PrivateKeyFormat | None, wrapping_key_id: str) -> Item:
+def get_wrapped(uid: str, wrapping_key_id: str) -> Item:
     """Get of a private key wrapped by the KMS with the AES key ``wrapping_key_id`` in GCM,
     no encoding: Cosmian's ``google key-pairs create`` export (``get_request`` with
-    ``key_wrapping_specification``); the answer's key value is nonce || ciphertext || tag."""
+    ``key_wrapping_specification``); the answer's key value is nonce || ciphertext || tag over
+    the key in :meth:`Dialect.wrapped_format` (no key format may be asked for)."""
     return struct(
         "Get",
         text("UniqueIdentifier", uid),
-        enum("KeyFormatType", KEY_FORMATS[key_format]) if key_format else None,
         struct(
             "KeyWrappingSpecification",
             enum("WrappingMethod", "Encrypt"),
