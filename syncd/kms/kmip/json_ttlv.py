@@ -11,6 +11,8 @@ Two generations of the server differ in a few shapes (read in Cosmian/kms, ``cra
 - tags: 4.x a vendor attribute ``VendorAttributes`` > ``VendorAttributes`` whose value is a
   ByteString of the JSON list; 5.x one ``Attribute`` structure per vendor attribute, the tag
   list as a TextString (a 5.x server ignores tags sent the 4.x way);
+- arrays (Links, vendor attributes): 4.x nests the items in one structure of the same tag,
+  5.x's serializer repeats the item (``crate/kmip/src/ttlv/kmip_ttlv_serializer.rs``);
 - Revoke's reason: 4.x a TextString, 5.x a structure with a RevocationReasonCode;
 - a private key wrapped with no encoding: up to 5.8 its default format for RSA, PKCS#1, from
   5.9 PKCS#8 (``crate/crypto/src/crypto/wrap/wrap_key.rs``); every release refuses a Get that
