@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificateIssuerPublicKeyTypes,
 )
+
+if TYPE_CHECKING:
+    from syncd.pki.profile import LeafProfile
 
 HashName = Literal["sha256", "sha384", "sha512"]
 PrivateKeyFormat = Literal["pkcs1", "pkcs8"]
@@ -30,6 +35,20 @@ class KeyRef:
     private_key_id: str
     public_key_id: str
     state: str = "active"
+
+
+@dataclass(frozen=True)
+class LeafRequest:
+    """A user's leaf certificate, as a KMS that certifies itself (KMIP Certify) is asked for it."""
+
+    email: str
+    public_key: CertificateIssuerPublicKeyTypes
+    public_key_id: str
+    label: str
+    issuer_certificate: x509.Certificate
+    issuer_private_key_id: str
+    profile: LeafProfile
+    now: datetime
 
 
 class KeyManager(abc.ABC):
@@ -69,3 +88,9 @@ class KeyManager(abc.ABC):
     @abc.abstractmethod
     def destroy(self, private_key_id: str) -> None:
         """Erase the private key material (only after revoke). Idempotent."""
+
+    def certify_in_kms(self, request: LeafRequest) -> x509.Certificate | None:
+        """The leaf made and signed inside the KMS (KMIP Certify), or None when syncd builds
+        the certificate and the KMS signs its to-be-signed bytes (:meth:`sign`): the usual way,
+        and the only one of backends without Certify."""
+        return None

@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 from typing import Literal
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
@@ -23,11 +24,13 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 
 from syncd.config import Config, KmipConfig
 from syncd.errors import ConfigError, KMSError
-from syncd.kms.base import HashName, KeyManager, KeyRef, PrivateKeyFormat
+from syncd.kms.base import HashName, KeyManager, KeyRef, LeafRequest, PrivateKeyFormat
 from syncd.kms.kacls import MAX_KACLS_DATA, wrap_private_key
+from syncd.kms.kmip.certify import certify_leaf
 from syncd.kms.kmip.transport import KmipPair, KmipTransport, NotSupportedByServer
 
 WrapMode = Literal["auto", "always", "never"]
+SigningMode = Literal["auto", "sign", "certify"]
 RSA_SIZES = (2048, 3072, 4096)
 RECENT_PUBLIC_KEYS = 256
 
@@ -56,8 +59,11 @@ class KmipKeyManager(KeyManager):
         server_side_wrap: WrapMode = "auto",
         kms_key_id: str = "google_cse",
         wrapping_key: bytes | None = None,
+        signing: SigningMode = "auto",
     ) -> None:
         self.transport = transport
+        self._certifies: bool | None = {"sign": False, "certify": True}.get(signing)
+        self._signing = signing
         self._mode = server_side_wrap
         self._kms_key_id = kms_key_id
         self._wrapping_key = wrapping_key
@@ -119,7 +125,38 @@ class KmipKeyManager(KeyManager):
         return key
 
     def sign(self, private_key_id: str, data: bytes, hash_name: HashName) -> bytes:
-        return self.transport.sign(private_key_id, data, hash_name)
+        try:
+            return self.transport.sign(private_key_id, data, hash_name)
+        except NotSupportedByServer:
+            if self._signing == "auto":
+                with self._lock:
+                    self._certifies = True  # the next certificate goes through Certify
+            raise
+
+    # --- certificates made by the KMS (Certify) -----------------------------------------
+
+    def signing_mode(self) -> Literal["sign", "certify"] | None:
+        """How the issuer key makes certificates: KMIP Sign over syncd's to-be-signed bytes, or
+        KMIP Certify; None while ``auto`` has not tried Sign yet."""
+        with self._lock:
+            certifies = self._certifies
+        return None if certifies is None else ("certify" if certifies else "sign")
+
+    def certify_in_kms(self, request: LeafRequest) -> x509.Certificate | None:
+        if self.signing_mode() != "certify":
+            return None
+        return certify_leaf(
+            self.transport,
+            request.email,
+            request.public_key,
+            request.public_key_id,
+            request.issuer_private_key_id,
+            None,
+            request.issuer_certificate,
+            request.profile,
+            request.label,
+            request.now,
+        )
 
     def locate(self, label: str) -> list[KeyRef]:
         return [_key_ref(label, pair) for pair in self.transport.locate(label)]
@@ -183,11 +220,9 @@ class KmipKeyManager(KeyManager):
 def open_transport(config: KmipConfig) -> KmipTransport:
     """The transport ``kms.kmip.transport`` names, with its required settings checked."""
     if config.transport == "json":
-        # Written beside this module by the JSON transport's own change; imported only here.
-        from syncd.kms.kmip.json_transport import JsonTransport  # type: ignore[import-not-found,unused-ignore]
+        from syncd.kms.kmip.json_transport import JsonTransport
 
-        transport: KmipTransport = JsonTransport(config)
-        return transport
+        return JsonTransport(config)
     from syncd.kms.kmip.binary import BinaryTransport
 
     return BinaryTransport(config)
@@ -201,4 +236,5 @@ def open_kmip_key_manager(config: Config, wrapping_key: bytes | None) -> KmipKey
         server_side_wrap=kmip.server_side_wrap,
         kms_key_id=config.kacls.kms_key_id,
         wrapping_key=wrapping_key,
+        signing=kmip.signing,
     )
