@@ -16,7 +16,7 @@ from syncd.config import Config
 from syncd.errors import ConfigError, SyncdError
 from syncd.google.gmail import GmailCSE
 from syncd.issuers import load_issuer
-from syncd.kms import KeyManager, open_key_manager
+from syncd.kms import KeyManager, Keyring, open_key_manager, open_keyring
 from syncd.kms.local import load_master_key, verify_master_key
 from syncd.pipeline.steps import Services
 from syncd.pki.profile import LeafProfile
@@ -40,6 +40,11 @@ class App:
         return open_key_manager(
             self.config, self.database.engine, need_wrapping_key=need_wrapping_key
         )
+
+    def keyring(self, *, need_wrapping_key: bool = False) -> Keyring:
+        """The configured backend (new keys) and, opened when needed, those holding older
+        keys (made before ``kms.backend`` changed)."""
+        return open_keyring(self.config, self.database.engine, need_wrapping_key=need_wrapping_key)
 
     def check_master_key(self) -> None:
         """Refuse (ConfigError) a master key other than the one the store's keys are sealed
@@ -76,7 +81,7 @@ class App:
         if not config.kacls.uri:
             raise ConfigError("kacls.uri", "required: Gmail needs it to reach the KACLS")
         return Services(
-            kms=self.key_manager(need_wrapping_key=True),
+            keys=self.keyring(need_wrapping_key=True),
             gmail=GmailCSE(config.google),
             issuer=load_issuer(self.database.sessions, config.ca.label),
             profile=LeafProfile.from_config(config.certificate),

@@ -183,6 +183,7 @@ _ISSUER_LABELS = [
     ("not_before", "valid from"),
     ("not_after", "valid until"),
     ("kms_private_key_id", "KMS key id"),
+    ("kms_backend", "KMS backend"),
     ("chain", "chain above"),
 ]
 
