@@ -13,7 +13,14 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from syncd.config import Config
-from syncd.errors import ConfigError, SyncdError
+from syncd.errors import (
+    CANotImportedError,
+    ConfigError,
+    KMSError,
+    KMSRefusedError,
+    KMSUnavailableError,
+    SyncdError,
+)
 from syncd.google.gmail import GmailCSE
 from syncd.issuers import load_issuer
 from syncd.kms import KeyManager, Keyring, open_key_manager, open_keyring
@@ -52,6 +59,25 @@ class App:
         if self.config.kms.backend == "local":
             path = self.config.kms.local.master_key_file
             verify_master_key(self.database.engine, load_master_key(path), path)
+
+    def check_kms(self) -> None:
+        """Before a pass takes the run lock: the configured KMS answers, and the issuing CA's
+        key is where the state store says (its public key is read). Raises one error naming
+        the cause: KMSUnavailableError (unreachable, timeout), KMSRefusedError (TLS,
+        authentication, permission, unknown key), ConfigError (settings)."""
+        keys = self.keyring()
+        try:
+            try:
+                issuer = load_issuer(self.database.sessions, self.config.ca.label)
+            except CANotImportedError:
+                issuer = None  # a pass that issues nothing can run without one
+            if issuer is None or issuer.kms_backend != keys.name:
+                keys.configured.locate("syncd:preflight")  # connects and authenticates
+            if issuer is not None:
+                issuer_kms = keys.holding(issuer.kms_backend)
+                _check_issuer_key(issuer_kms, issuer.label, issuer.kms_private_key_id)
+        finally:
+            keys.close()
 
     @contextmanager
     def run_lock(self) -> Iterator[Fence]:
@@ -94,3 +120,16 @@ class App:
     def audit(self, action: str, *, email: str | None = None, **detail: Any) -> None:
         with self.database.transaction() as session:
             audit.record(session, action, email=email, **detail)
+
+
+def _check_issuer_key(kms: KeyManager, label: str, key_id: str) -> None:
+    """The issuer's key is in ``kms``: its public key reads; a KMS error otherwise, naming it."""
+    try:
+        kms.public_key(key_id)
+    except (KMSUnavailableError, KMSRefusedError):
+        raise
+    except KMSError as error:  # the embedded backend: no such key
+        raise KMSRefusedError(
+            f"issuing CA {label!r} (ca.label): its key {key_id} is not usable in the "
+            f"{kms.name} KMS: {error}"
+        ) from None

@@ -2,7 +2,8 @@
 
 ``config check`` reads what the configuration points at, as the first pass would: the master
 key (and that it is the one the state store's keys are sealed under), the KACLS wrapping key,
-the database and its schema, the service account key, and the directory file.
+the KMIP settings and files (kms.backend kmip), the database and its schema, the service
+account key, and the directory file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from syncd.config import Config, write_new_key_file
 from syncd.errors import EXIT_UNAVAILABLE, EXIT_USAGE, ConfigError, SyncdError, UnavailableError
 from syncd.kms.kacls import KEY_BYTES, load_wrapping_key
 from syncd.kms.local import create_master_key, load_master_key, verify_master_key
+from syncd.kms.settings import kmip_problems
 from syncd.state.db import Database
 
 
@@ -102,17 +104,33 @@ def _check_directory_file(config: Config) -> None:
         raise ConfigError(where, f"cannot read {static.path}: {error.strerror}") from None
 
 
+def _master_key_needed(config: Config) -> bool:
+    """The local backend's master key: needed when it is the backend, or (kmip) when the file
+    is there, since it holds the keys made before kms.backend changed."""
+    return config.kms.backend == "local" or config.kms.local.master_key_file.exists()
+
+
+def _wrapping_key_needed(config: Config) -> bool:
+    """The KACLS wrapping key: syncd wraps with it unless a KMS may (kmip, server_side_wrap
+    auto or always: ``syncd kms test`` says which way the KMS goes); read whenever set."""
+    kacls = config.kacls
+    if kacls.wrapping_key or kacls.wrapping_key_file or kacls.wrapping_key_env:
+        return True
+    return config.kms.backend != "kmip" or config.kms.kmip.server_side_wrap == "never"
+
+
 def check_configuration(config: Config) -> list[SyncdError]:
     """Problems found by reading what the configuration points at (keys, secrets, database,
     service account key, directory file)."""
-    problems: list[SyncdError] = []
+    problems: list[SyncdError] = list(kmip_problems(config))
     master_key = None
     try:
-        master_key = load_master_key(config.kms.local.master_key_file)
+        if _master_key_needed(config):
+            master_key = load_master_key(config.kms.local.master_key_file)
     except SyncdError as exc:
         problems.append(exc)
     checks: list[Callable[[], object]] = [
-        lambda: load_wrapping_key(config.kacls),
+        lambda: _wrapping_key_needed(config) and load_wrapping_key(config.kacls),
         lambda: _check_database(config, master_key),
         lambda: _check_service_account(config),
         lambda: _check_directory_file(config),

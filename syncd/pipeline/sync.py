@@ -208,6 +208,7 @@ def sync_pass(
     at its checkpoint for the next pass); ``on_step`` observes every step attempt.
     """
     source = open_source(app.config.directory, app.config.google)
+    app.check_kms()  # nothing is written when the KMS cannot be used
     with app.run_lock() as fence:
         now = utcnow()
         with app.database.transaction() as session:
@@ -260,6 +261,7 @@ def resync(
     on_done: Callable[[TaskResult], None] | None = None,
 ) -> PassResult:
     """Re-run the pipeline for named users (all managed users when ``emails`` is None)."""
+    app.check_kms()
     with app.run_lock() as fence:
         now = utcnow()
         with app.database.transaction() as session:
