@@ -15,13 +15,23 @@ __all__ = ["KeyManager", "KeyRef", "Keyring", "open_key_manager", "open_keyring"
 def open_key_manager(
     config: Config, engine: Engine, *, need_wrapping_key: bool = False
 ) -> KeyManager:
-    """The backend ``kms.backend`` names, ready to use.
+    """The backend ``kms.backend`` names, ready to use (kmip: its transport's settings and
+    files checked, ConfigError naming the key; no connection is made until the first call).
 
-    The KACLS wrapping key is loaded when configured (and required with ``need_wrapping_key``).
+    The KACLS wrapping key is loaded when configured (and required with ``need_wrapping_key``,
+    unless the KMS may wrap kaclsData itself).
     A master key that does not match the store's key check value is refused (ConfigError).
     """
     kacls = config.kacls
     configured = bool(kacls.wrapping_key or kacls.wrapping_key_file or kacls.wrapping_key_env)
+    if config.kms.backend == "kmip":
+        from syncd.kms.kmip.manager import open_kmip_key_manager
+
+        # The KMS may wrap kaclsData itself: the KACLS key is then needed only if configured,
+        # or if it never does (kms.kmip.server_side_wrap: never).
+        server_may_wrap = config.kms.kmip.server_side_wrap != "never"
+        needed = configured or (need_wrapping_key and not server_may_wrap)
+        return open_kmip_key_manager(config, load_wrapping_key(kacls) if needed else None)
     wrapping_key = load_wrapping_key(kacls) if configured or need_wrapping_key else None
     from syncd.kms.local import LocalKeyManager, load_master_key, verify_master_key
 
