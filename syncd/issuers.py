@@ -8,13 +8,16 @@ is refused here, before anything is stored.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificateIssuerPublicKeyTypes,
@@ -22,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.errors import CANotImportedError, CertificateError
+from syncd.errors import CANotImportedError, CertificateError, KMSError, KMSUnavailableError
 from syncd.kms.base import HashName, KeyManager, KeyRef
 from syncd.pki.chain import (
     describe,
@@ -267,6 +270,51 @@ def certificate_of_key(
     return None
 
 
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+def signature_verifies(
+    public_key: object, signature: bytes, data: bytes, hash_name: str = "sha256"
+) -> bool:
+    """``signature`` over ``data`` checks out with ``public_key`` (RSA PKCS#1 v1.5, ECDSA)."""
+    algorithm = _HASHES[hash_name]()
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, data, padding.PKCS1v15(), algorithm)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, data, ec.ECDSA(algorithm))
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _key_certificate(
+    kms: KeyManager, key_id: str, certificates: list[x509.Certificate]
+) -> x509.Certificate | None:
+    """The certificate of the KMS key ``key_id``: the one holding its public key; or, when the
+    KMS keeps no public key object beside it (a PKCS#12 imported with the KMS's own tool may
+    leave only the private key and the certificate), the one whose key verifies a signature
+    the KMS key makes over a random challenge."""
+    try:
+        public = kms.public_key(key_id)
+    except KMSUnavailableError:
+        raise
+    except KMSError:
+        challenge = b"syncd ca import: proof of possession " + os.urandom(32)
+        signature = kms.sign(key_id, challenge, "sha256")
+        return next(
+            (c for c in certificates if signature_verifies(c.public_key(), signature, challenge)),
+            None,
+        )
+    return certificate_of_key(public, certificates)
+
+
 def adopt_issuer(
     sessions: sessionmaker[Session],
     kms: KeyManager,
@@ -283,7 +331,7 @@ def adopt_issuer(
     the one holding the KMS key's public key; a chain with none is refused before anything
     is stored."""
     certificates = _extra_chain(chain_pem, chain_where)
-    certificate = certificate_of_key(kms.public_key(private_key_id), certificates)
+    certificate = _key_certificate(kms, private_key_id, certificates)
     if certificate is None:
         raise CertificateError(
             f"{chain_where}: no certificate in it holds the public key of the {kms.name} KMS "
@@ -302,8 +350,6 @@ def off_chain(path: list[x509.Certificate], given: list[x509.Certificate]) -> li
 
 
 def _issuer_key(key: object) -> CertificateIssuerPrivateKeyTypes:
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
     if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         return key
     raise CertificateError(f"issuer key type {type(key).__name__} is not supported; use RSA or EC")
