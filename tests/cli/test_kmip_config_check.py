@@ -13,6 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from syncd.config import load_config
+from syncd.setup import check_configuration
+
 from .conftest import Installation
 
 
@@ -51,10 +54,10 @@ def _with_kmip(inst: Installation, **kmip: object) -> None:
 
 
 def _problems(inst: Installation) -> list[str]:
-    result = inst.syncd("config", "check", "--format", "json")
-    document = json.loads(result.stdout)["config"]
-    assert result.code == (0 if document["valid"] else 2), result.stderr
-    return [p for p in document["problems"] if p.startswith("kms.")]
+    """What ``config check`` reports of kms.*, run in this process (the exit codes are
+    checked through the command below)."""
+    found = check_configuration(load_config(inst.config_path))
+    return [str(p) for p in found if str(p).startswith("kms.")]
 
 
 def test_binary_settings_that_work_pass(sqlite_installation: Installation) -> None:
@@ -67,6 +70,8 @@ def test_binary_settings_that_work_pass(sqlite_installation: Installation) -> No
     )  # fmt: skip
     assert inst.syncd("config", "check").code == 0
     assert _problems(inst) == []
+    document = json.loads(inst.ok("config", "check", "--format", "json"))["config"]
+    assert document["valid"] is True
 
 
 def test_binary_without_its_required_keys(sqlite_installation: Installation) -> None:
