@@ -23,6 +23,7 @@ from syncd.kms.kacls import load_wrapping_key
 from syncd.kms.local import LocalKeyManager
 from syncd.pipeline.sync import resync, sync_pass
 from syncd.state.models import Base, KeyPair, KmsKey, KmsKeyState, User
+from syncd.state.queries import user_status
 
 from .conftest import P12_PASSWORD, Deployment, gmail_state, sandbox_users
 
@@ -134,6 +135,9 @@ def test_switching_backend_keeps_old_users_until_renewal(deployment: Deployment)
     assert sync_pass(app).clean
     renewed = _rows(app, users[2])
     assert [row.kms_backend for row in renewed] == ["local", "kmip"]
+    with app.database.sessions() as session:
+        status = {row["email"]: row["kms_backend"] for row in user_status(session)}
+    assert status == {users[0]: "kmip", **dict.fromkeys(users[2:], "kmip"), users[1]: None}
     assert other.locate(renewed[-1].kms_label)[0].private_key_id == renewed[-1].kms_private_key_id
     assert open_key_manager(deploy.config, deploy.app().database.engine).locate(
         renewed[-1].kms_label
