@@ -115,9 +115,10 @@ def _execute(
         return [], error
     if not task_ids:
         return [], None
+    services = app.services()
     runner = Runner(
         app.database,
-        app.services(),
+        services,
         app.config.pipeline,
         run_id,
         fence=fence,
@@ -125,7 +126,10 @@ def _execute(
         stop=stop,
         on_step=on_step,
     )
-    return runner.run(task_ids), runner.lock_lost
+    try:
+        return runner.run(task_ids), runner.lock_lost
+    finally:
+        services.keys.close()  # a KMS's connections end with the pass
 
 
 def _finish(
