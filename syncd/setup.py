@@ -1,9 +1,9 @@
 """First-time set-up (``syncd init``) and the deeper checks of ``syncd config check``.
 
 ``config check`` reads what the configuration points at, as the first pass would: the master
-key (and that it is the one the state store's keys are sealed under), the KACLS wrapping key,
-the KMIP settings and files (kms.backend kmip), the database and its schema, the service
-account key, and the directory file.
+key (and that it is the one the state store's keys are sealed under), the KMIP server's
+settings and certificate files (``kms.backend: kmip``), the KACLS wrapping key, the database
+and its schema, the service account key, and the directory file.
 """
 
 from __future__ import annotations
@@ -104,33 +104,44 @@ def _check_directory_file(config: Config) -> None:
         raise ConfigError(where, f"cannot read {static.path}: {error.strerror}") from None
 
 
-def _master_key_needed(config: Config) -> bool:
-    """The local backend's master key: needed when it is the backend, or (kmip) when the file
-    is there, since it holds the keys made before kms.backend changed."""
-    return config.kms.backend == "local" or config.kms.local.master_key_file.exists()
+def _check_kmip(config: Config, found: list[ConfigError]) -> None:
+    """The KMIP transport's settings and files (no connection: ``syncd kms test`` does that):
+    every missing key and unusable file is in ``found`` (kmip_problems); when there is none,
+    the transport is opened as a pass would open it (its own checks of the TLS files)."""
+    if found or config.kms.kmip.transport != "binary":
+        return
+    from syncd.kms.kmip.manager import open_transport
+
+    open_transport(config.kms.kmip).close()
 
 
-def _wrapping_key_needed(config: Config) -> bool:
-    """The KACLS wrapping key: syncd wraps with it unless a KMS may (kmip, server_side_wrap
-    auto or always: ``syncd kms test`` says which way the KMS goes); read whenever set."""
+def _check_wrapping_key(config: Config) -> None:
+    """The KACLS key, unless the KMS may wrap kaclsData itself and none is configured."""
     kacls = config.kacls
-    if kacls.wrapping_key or kacls.wrapping_key_file or kacls.wrapping_key_env:
-        return True
-    return config.kms.backend != "kmip" or config.kms.kmip.server_side_wrap == "never"
+    configured = kacls.wrapping_key or kacls.wrapping_key_file or kacls.wrapping_key_env
+    server_may_wrap = config.kms.backend == "kmip" and config.kms.kmip.server_side_wrap != "never"
+    if configured or not server_may_wrap:
+        load_wrapping_key(kacls)
 
 
 def check_configuration(config: Config) -> list[SyncdError]:
     """Problems found by reading what the configuration points at (keys, secrets, database,
     service account key, directory file)."""
-    problems: list[SyncdError] = list(kmip_problems(config))
+    found = kmip_problems(config)
+    problems: list[SyncdError] = list(found)
     master_key = None
+    kmip = config.kms.backend == "kmip"
+    master = config.kms.local.master_key_file
     try:
-        if _master_key_needed(config):
-            master_key = load_master_key(config.kms.local.master_key_file)
+        # With kms.backend: kmip the embedded store matters only if it was used before the
+        # switch (its keys serve their users until renewal): checked when the file exists.
+        if not kmip or master.exists():
+            master_key = load_master_key(master)
     except SyncdError as exc:
         problems.append(exc)
     checks: list[Callable[[], object]] = [
-        lambda: _wrapping_key_needed(config) and load_wrapping_key(config.kacls),
+        lambda: _check_kmip(config, found) if kmip else None,
+        lambda: _check_wrapping_key(config),
         lambda: _check_database(config, master_key),
         lambda: _check_service_account(config),
         lambda: _check_directory_file(config),

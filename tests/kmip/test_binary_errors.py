@@ -151,6 +151,25 @@ def test_server_certificate_from_another_ca_is_refused(
     )
 
 
+def test_server_certificate_for_another_name_is_refused(
+    pykmip_server: PyKmipServer, kmip_config: KmipConfigFactory
+) -> None:
+    """The server's certificate names 127.0.0.1 and localhost; reached as 127.0.0.2 (through
+    a relay: the whole loopback network is local) it is the wrong server. PyKMIP's own TLS
+    set-up would accept it (it checks the chain only)."""
+    relay = Relay(pykmip_server.host, pykmip_server.port, listen_host="127.0.0.2")
+    try:
+        manager = _open(kmip_config(host="127.0.0.2", port=relay.port))
+        error = _failure(lambda: manager.locate("alice"))
+    finally:
+        relay.close()
+    assert isinstance(error, KMSRefusedError)
+    message = str(error)
+    assert message.startswith(f"KMIP server 127.0.0.2:{relay.port}: Locate 'alice': "), message
+    assert "TLS: server certificate not trusted (" in message
+    assert "127.0.0.2" in message.split("(", 1)[1]
+
+
 def test_client_certificate_the_server_refuses(
     pykmip_server: PyKmipServer, kmip_config: KmipConfigFactory
 ) -> None:
@@ -236,4 +255,3 @@ def test_signing_with_a_revoked_key_is_refused_as_not_active(
         manager.close()
     assert isinstance(error, KMSRefusedError)
     _assert_one_line(error, pykmip_server.port, f"Sign with key {owned_key}", "^key not active")
-

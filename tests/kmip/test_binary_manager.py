@@ -26,7 +26,7 @@ from kmip.pie.client import ProxyKmipClient
 
 from syncd.config import CertificateConfig
 from syncd.credentials import certify
-from syncd.errors import ConfigError, KMSRefusedError
+from syncd.errors import ConfigError, KMSError, KMSRefusedError
 from syncd.issuers import IssuingCA
 from syncd.kms import open_key_manager
 from syncd.kms.kacls import unwrap_private_key
@@ -35,6 +35,7 @@ from syncd.kms.kmip.manager import KmipKeyManager
 from syncd.kms.kmip.transport import NotSupportedByServer
 from syncd.pki.profile import LeafProfile
 from syncd.pki.testca import make_test_hierarchy
+from tests.conftest import kacls_view
 from tests.kmip.conftest import KmipConfigFactory
 from tests.kmip.server import PyKmipServer
 
@@ -212,21 +213,20 @@ def test_locate_lists_pairs_oldest_first(
 # --- kaclsData --------------------------------------------------------------------------------
 
 
-def _unwrapped(kacls_data: str, kacls_key: bytes, tmp_path: Path) -> tuple[bytes, str]:
-    """The plaintext DER and the modulus ``openssl rsa -inform DER`` reads from it."""
-    der = unwrap_private_key(kacls_data, kacls_key)
-    (tmp_path / "key.der").write_bytes(der)
-    read = _openssl("rsa", "-inform", "DER", "-in", str(tmp_path / "key.der"), "-noout", "-modulus")
-    assert read.returncode == 0, read.stderr
-    return der, read.stdout.decode().strip().removeprefix("Modulus=")
-
-
-def _is_pkcs1(der: bytes) -> bool:
-    """PKCS#1 RSAPrivateKey starts SEQUENCE { INTEGER 0, INTEGER n ...}; PKCS#8 has an
-    AlgorithmIdentifier SEQUENCE after the version."""
-    parsed = _openssl("asn1parse", "-inform", "DER", "-in", "/dev/stdin", data=der)
-    lines = parsed.stdout.decode().splitlines()
-    return "INTEGER" in lines[2] and "SEQUENCE" not in lines[2]
+def _assert_kacls_data_holds(
+    kacls_data: str, kacls_key: bytes, key_format: str, server_public: rsa.RSAPublicKey
+) -> None:
+    """kaclsData unwrapped as the KACLS does and read by openssl: the format asked for, and
+    the private key of the public key the server holds."""
+    view = kacls_view(kacls_data, kacls_key)
+    assert view.is_pkcs1 is (key_format == "pkcs1")
+    assert (
+        view.public_pem
+        == server_public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+    )
+    assert unwrap_private_key(kacls_data, kacls_key) == view.der
 
 
 @pytest.mark.parametrize("key_format", ["pkcs1", "pkcs8"])
@@ -240,24 +240,15 @@ def test_kacls_data_client_side_in_the_configured_format(
         assert manager.wrapping_mode() == "client"
     finally:
         manager.close()
-    der, modulus = _unwrapped(kacls_data, kacls_key, tmp_path)
-    assert _is_pkcs1(der) is (key_format == "pkcs1")
-    public = _server_public_key(kmip_config, ref.public_key_id)
-    assert int(modulus, 16) == public.public_numbers().n
+    _assert_kacls_data_holds(
+        kacls_data, kacls_key, key_format, _server_public_key(kmip_config, ref.public_key_id)
+    )
 
 
 def _register_kacls_key_in_pykmip(server: PyKmipServer, kacls_key: bytes) -> str:
     """The KACLS key as an active AES key in PyKMIP (WrapKey usage), as an administrator
     would import it; its id is what kacls.kms_key_id names."""
-    client = ProxyKmipClient(
-        hostname=server.host,
-        port=server.port,
-        cert=str(server.client.certificate),
-        key=str(server.client.key),
-        ca=str(server.client.ca),
-        config_file="/dev/null",
-    )
-    with client:
+    with _pykmip_client(server) as client:
         uid = client.register(
             pie_objects.SymmetricKey(
                 enums.CryptographicAlgorithm.AES,
@@ -294,11 +285,11 @@ def test_server_side_wrap_auto_falls_back_to_client_side_on_pykmip(
             ref = manager.create_key_pair(_label(), BITS)
             kacls_data = manager.wrapped_private_key(ref.private_key_id, key_format)  # type: ignore[arg-type]
             assert manager.wrapping_mode() == "client"
-            der, modulus = _unwrapped(kacls_data, kacls_key, tmp_path)
-            assert _is_pkcs1(der) is (key_format == "pkcs1")
-            assert (
-                int(modulus, 16)
-                == _server_public_key(kmip_config, ref.public_key_id).public_numbers().n
+            _assert_kacls_data_holds(
+                kacls_data,
+                kacls_key,
+                key_format,
+                _server_public_key(kmip_config, ref.public_key_id),
             )
         finally:
             manager.close()
@@ -367,3 +358,61 @@ def test_threads_share_one_manager_in_parallel(manager: KmipKeyManager) -> None:
         public = manager.public_key(ref.public_key_id)
         assert isinstance(public, rsa.RSAPublicKey)
         public.verify(signature, b"x", padding.PKCS1v15(), hashes.SHA256())
+
+
+def _pykmip_client(server: PyKmipServer) -> ProxyKmipClient:
+    return ProxyKmipClient(
+        hostname=server.host,
+        port=server.port,
+        cert=str(server.client.certificate),
+        key=str(server.client.key),
+        ca=str(server.client.ca),
+        config_file="/dev/null",
+    )
+
+
+def test_locate_finishes_a_creation_interrupted_before_activation(
+    pykmip_server: PyKmipServer, manager: KmipKeyManager
+) -> None:
+    """The session dropped between CreateKeyPair and Activate: the pair is pre-active. A
+    resumed pass locates it by label and must be able to use it, not make a second one."""
+    label = _label()
+    with _pykmip_client(pykmip_server) as client:
+        public_id, private_id = client.create_key_pair(
+            enums.CryptographicAlgorithm.RSA,
+            BITS,
+            public_name=label,
+            public_usage_mask=[enums.CryptographicUsageMask.VERIFY],
+            private_name=label,
+            private_usage_mask=[enums.CryptographicUsageMask.SIGN],
+        )
+    found = manager.locate(label)
+    assert [(r.private_key_id, r.public_key_id, r.state) for r in found] == [
+        (private_id, public_id, "active")
+    ]
+    signature = manager.sign(private_id, b"resumed", "sha256")
+    public = manager.public_key(public_id)
+    assert isinstance(public, rsa.RSAPublicKey)
+    public.verify(signature, b"resumed", padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_a_revoked_key_is_not_wrapped(kmip_config: KmipConfigFactory) -> None:
+    manager = _open(kmip_config(server_side_wrap="never"))
+    try:
+        ref = manager.create_key_pair(_label(), BITS)
+        manager.revoke(ref.private_key_id, "left")
+        with pytest.raises(KMSRefusedError) as refused:
+            manager.wrapped_private_key(ref.private_key_id, "pkcs1")
+    finally:
+        manager.close()
+    assert str(refused.value).endswith(
+        f": Get private key {ref.private_key_id}: key not active (deactivated)"
+    )
+
+
+def test_an_ec_issuer_key_is_refused_in_one_line(manager: KmipKeyManager) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    with pytest.raises(KMSError) as refused:
+        manager.import_private_key(_label(), ec.generate_private_key(ec.SECP256R1()))
+    assert "RSA issuer keys only" in str(refused.value)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from kmip.core import enums
 from kmip.core import exceptions as kmip_exceptions
 from kmip.core.misc import KeyFormatType
@@ -73,7 +74,7 @@ _KINDS = {
     enums.ObjectType.PRIVATE_KEY: "private_key",
     enums.ObjectType.PUBLIC_KEY: "public_key",
 }
-_KNOWN_PAIRS = 4096
+_KNOWN_PAIRS = 8192  # ids (two a pair) whose public key is known
 # A Get with a wrapping specification refused for one of these: the server cannot wrap so.
 WRAP_REFUSALS = {
     enums.ResultReason.INVALID_FIELD,
@@ -125,7 +126,11 @@ def _private_der(der: bytes, have: Any, want: PrivateKeyFormat) -> bytes:
     """``der`` (in KMIP format ``have``) rewritten as ``want``, in memory."""
     if have == _FORMATS[want]:
         return der
-    key = serialization.load_der_private_key(der, password=None)
+    # Only re-encoded, never used here, and it came from the KMS over the mutually
+    # authenticated channel: skip the RSA consistency check (40 ms a key, more than the Get).
+    key = serialization.load_der_private_key(
+        der, password=None, unsafe_skip_rsa_key_validation=True
+    )
     private_format = (
         serialization.PrivateFormat.TraditionalOpenSSL
         if want == "pkcs1"
@@ -146,6 +151,12 @@ class BinaryTransport:
     def __init__(self, config: KmipConfig) -> None:
         if not config.host:
             raise ConfigError("kms.kmip.host", "required for kms.kmip.transport: binary")
+        if not config.verify_tls:
+            raise ConfigError(
+                "kms.kmip.verify_tls",
+                "applies to kms.kmip.transport: json only; binary KMIP always checks the "
+                "server's certificate (give its CA in kms.kmip.ca_file)",
+            )
         self._host = config.host
         self._port = config.port
         self._timeout = float(config.timeout)
@@ -160,7 +171,8 @@ class BinaryTransport:
     # --- connections ------------------------------------------------------------------
 
     def describe(self) -> str:
-        return f"KMIP server {self._host}:{self._port}"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"KMIP server {host}:{self._port}"
 
     def _connect(self) -> ProxyKmipClient:
         client = ProxyKmipClient(hostname=self._host, port=self._port, config_file=os.devnull)
@@ -205,8 +217,11 @@ class BinaryTransport:
     # --- pairs --------------------------------------------------------------------------
 
     def _remember(self, pair: KmipPair) -> None:
+        """Keep which public key goes with which private key (and that a public key is one),
+        so that Get public key is one request for the keys this process made or found."""
         with self._lock:
             self._pairs[pair.private_key_id] = pair.public_key_id
+            self._pairs[pair.public_key_id] = pair.public_key_id
             while len(self._pairs) > _KNOWN_PAIRS:
                 self._pairs.popitem(last=False)
 
@@ -279,25 +294,19 @@ class BinaryTransport:
 
     def register_private_key(self, label: str, pkcs8_der: bytes, public_der: bytes) -> KmipPair:
         key = serialization.load_der_private_key(pkcs8_der, password=None)
-        size = getattr(key, "key_size", 0)
-        algorithm = (
-            enums.CryptographicAlgorithm.RSA
-            if hasattr(key, "private_numbers") and hasattr(key.private_numbers(), "p")
-            else enums.CryptographicAlgorithm.EC
-        )
-        if algorithm is enums.CryptographicAlgorithm.EC:
-            size = getattr(getattr(key, "curve", None), "key_size", 0)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise KMSError(f"{self.describe()}: Register {label!r}: only RSA keys are supported")
         public = pie_objects.PublicKey(
-            algorithm,
-            size,
+            enums.CryptographicAlgorithm.RSA,
+            key.key_size,
             public_der,
             enums.KeyFormatType.X_509,
             masks=[enums.CryptographicUsageMask.VERIFY],
             name=label,
         )
         private = pie_objects.PrivateKey(
-            algorithm,
-            size,
+            enums.CryptographicAlgorithm.RSA,
+            key.key_size,
             pkcs8_der,
             enums.KeyFormatType.PKCS_8,
             masks=[enums.CryptographicUsageMask.SIGN],
@@ -340,6 +349,14 @@ class BinaryTransport:
 
     def private_key_der(self, key_id: str, key_format: PrivateKeyFormat) -> bytes:
         def get(client: ProxyKmipClient) -> bytes:
+            # PyKMIP hands out revoked keys too: syncd wraps only active ones, as the local
+            # backend does (a revoked key must not reach Gmail).
+            obj, _ = self._describe_object(client, key_id)
+            if obj.kind != "private_key" or obj.state != "active":
+                what = "not a private key" if obj.kind != "private_key" else "key not active"
+                raise KMSRefusedError(
+                    f"{self.describe()}: Get private key {key_id}: {what} ({obj.state})"
+                )
             if self._converts_formats:
                 try:
                     key = self._get_private(client, key_id, key_format, None)
@@ -432,7 +449,20 @@ class BinaryTransport:
         )
 
     def locate(self, label: str) -> list[KmipPair]:
-        return self._call(f"Locate {label!r}", lambda client: self._pairs_named(client, label))
+        def locate(client: ProxyKmipClient) -> list[KmipPair]:
+            pairs = self._pairs_named(client, label)
+            return [self._finish_creation(client, pair) for pair in pairs]
+
+        return self._call(f"Locate {label!r}", locate)
+
+    @staticmethod
+    def _finish_creation(client: ProxyKmipClient, pair: KmipPair) -> KmipPair:
+        """A pair left pre-active (the session dropped between CreateKeyPair and Activate) is
+        activated, so that a resumed pass uses it instead of making another."""
+        if pair.state != "pre_active":
+            return pair
+        client.activate(pair.private_key_id)
+        return KmipPair(pair.private_key_id, pair.public_key_id, "active")
 
     def _revoke_one(self, client: ProxyKmipClient, uid: str, reason: str) -> None:
         try:

@@ -83,8 +83,13 @@ class KmipKeyManager(KeyManager):
         return _key_ref(label, self.transport.create_key_pair(label, bits))
 
     def import_private_key(self, label: str, key: CertificateIssuerPrivateKeyTypes) -> KeyRef:
-        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-            raise KMSError(f"unsupported key type {type(key).__name__}; use RSA or EC")
+        if not isinstance(key, rsa.RSAPrivateKey):
+            # KMIP Sign is asked for RSA PKCS#1 v1.5 (the transport contract): an EC issuer
+            # would need other signature parameters, which syncd does not send.
+            raise KMSError(
+                f"{self.transport.describe()}: cannot import a {type(key).__name__}: "
+                "kms.backend kmip takes RSA issuer keys only"
+            )
         pkcs8 = key.private_bytes(
             serialization.Encoding.DER,
             serialization.PrivateFormat.PKCS8,
