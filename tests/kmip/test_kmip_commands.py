@@ -1,6 +1,6 @@
 """The commands against the real PyKMIP server (``kms.backend: kmip``, binary transport):
-``syncd kms test``, the pass's KMS check, ``syncd ca import`` (PKCS#12 into the KMS, and
-adopting a key already there) and ``syncd cert issue``.
+``syncd kms test``, the pass's KMS check, and ``syncd ca import --kms-private-key-id``
+(adopting an issuer key already in the KMS; the PKCS#12 import is in test_kmip_cli.py).
 
 Bad settings (a wrong port, a server certificate from another CA, a client certificate the
 server refuses, an unknown issuer key) exit 1 from ``kms test`` and from a pass, with one line
@@ -223,21 +223,6 @@ def test_bad_settings_exit_1_from_kms_test_and_from_a_pass(
         [line] = done.stderr.splitlines()
         assert line.startswith("syncd: ") and expected in line.lower(), line
         assert install.row_counts() == before  # no run, no user, no task, no lock token
-
-
-def test_ca_import_puts_the_issuer_key_into_the_kms(install: KmipInstall) -> None:
-    install.import_ca()
-    key_id = install.issuer_key_id()
-    with pykmip_client(install.server) as client:
-        held = client.get(key_id)
-    assert held.object_type == enums.ObjectType.PRIVATE_KEY
-    private = serialization.load_der_private_key(held.value, password=None)
-    intermediate = install.hierarchy.intermediate_cert
-    spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    der = serialization.Encoding.DER
-    assert private.public_key().public_bytes(der, spki) == intermediate.public_key().public_bytes(
-        der, spki
-    )
 
 
 def test_ca_import_adopts_an_issuer_already_in_the_kms(install: KmipInstall) -> None:
