@@ -29,7 +29,7 @@ from kmip.pie.exceptions import KmipOperationFailure
 from sqlalchemy import create_engine, func, select, update
 
 from syncd.pki.testca import TestHierarchy, make_test_hierarchy, write_private_file
-from syncd.state.models import Base, Issuer
+from syncd.state.models import Base, Issuer, RunLockState
 from tests.cli.test_cert_issue_pkcs1 import assert_pkcs1_of_leaf
 from tests.kmip.server import ClientFiles, PyKmipServer
 
@@ -128,12 +128,16 @@ class KmipInstall:
         return str(issuer["kms_private_key_id"])
 
     def row_counts(self) -> dict[str, int]:
+        """Rows per table, and the run lock's fencing token (taken: incremented)."""
         engine = create_engine(self.db_url)
         with engine.connect() as connection:
             counts = {
                 name: int(connection.scalar(select(func.count()).select_from(table)) or 0)
                 for name, table in Base.metadata.tables.items()
             }
+            counts["run_lock.token"] = int(
+                connection.scalar(select(func.coalesce(func.max(RunLockState.token), 0))) or 0
+            )
         engine.dispose()
         return counts
 

@@ -16,7 +16,7 @@ from syncd.kms.base import PrivateKeyFormat
 from syncd.kms.kacls import load_wrapping_key
 from syncd.kms.local import LocalKeyManager, load_master_key
 from syncd.pipeline.sync import sync_pass
-from syncd.state.models import Base, Issuer, Task
+from syncd.state.models import Base, Issuer, RunLockState, Task
 
 from .conftest import Deployment, sandbox_users
 
@@ -28,6 +28,9 @@ def _row_counts(deploy: Deployment) -> dict[str, int]:
             name: int(session.scalar(select(func.count()).select_from(table)) or 0)
             for name, table in Base.metadata.tables.items()
         }
+        counts["run_lock.token"] = int(
+            session.scalar(select(func.coalesce(func.max(RunLockState.token), 0))) or 0
+        )
     app.database.close()
     return counts
 
@@ -35,11 +38,15 @@ def _row_counts(deploy: Deployment) -> dict[str, int]:
 def test_unknown_issuer_key_stops_the_pass_before_anything_is_written(
     deployment: Deployment,
 ) -> None:
+    assert deployment.syncd("sync", "--once").returncode == 0  # the lock has been taken once
     app = deployment.app()
     with app.database.transaction() as session:
         session.execute(update(Issuer).values(kms_private_key_id="no-such-key"))
     app.database.close()
     before = _row_counts(deployment)
+    assert before["run_lock.token"] == 1
+    writes = deployment.writes()
+    assert writes  # the first pass wrote to Gmail
     for command in (("sync", "--once"), ("resync", "--all")):
         done = deployment.syncd(*command)
         assert done.returncode == 1, done.stderr
@@ -48,7 +55,7 @@ def test_unknown_issuer_key_stops_the_pass_before_anything_is_written(
             "local KMS: no key no-such-key in the local KMS"
         ]
         assert _row_counts(deployment) == before  # no run, no user, no task, no lock token
-    assert deployment.writes() == {}
+    assert deployment.writes() == writes  # and these passes did not
 
 
 class _FlakyLocal(LocalKeyManager):
