@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -15,8 +16,18 @@ from sqlalchemy import func, select
 
 from syncd.state.db import Database
 from syncd.state.models import Run
+from tests.conftest import _migrate
 
 from .conftest import Deployment, RunningDaemon, free_port
+
+
+@pytest.fixture
+def migrated_db_url(tmp_path: Path) -> str:
+    """SQLite only: these concern the KMS, not the state store (the pipeline's other tests
+    run on both stores)."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    _migrate(url)
+    return url
 
 
 def _client_files(folder: Path) -> tuple[Path, Path]:
