@@ -13,10 +13,17 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from syncd.config import Config
-from syncd.errors import ConfigError, SyncdError
+from syncd.errors import (
+    CANotImportedError,
+    ConfigError,
+    KMSError,
+    KMSRefusedError,
+    KMSUnavailableError,
+    SyncdError,
+)
 from syncd.google.gmail import GmailCSE
 from syncd.issuers import load_issuer
-from syncd.kms import KeyManager, open_key_manager
+from syncd.kms import KeyManager, Keyring, open_key_manager, open_keyring
 from syncd.kms.local import load_master_key, verify_master_key
 from syncd.pipeline.steps import Services
 from syncd.pki.profile import LeafProfile
@@ -41,12 +48,36 @@ class App:
             self.config, self.database.engine, need_wrapping_key=need_wrapping_key
         )
 
+    def keyring(self, *, need_wrapping_key: bool = False) -> Keyring:
+        """The configured backend (new keys) and, opened when needed, those holding older
+        keys (made before ``kms.backend`` changed)."""
+        return open_keyring(self.config, self.database.engine, need_wrapping_key=need_wrapping_key)
+
     def check_master_key(self) -> None:
         """Refuse (ConfigError) a master key other than the one the store's keys are sealed
         under, and record its check value if the store has none yet."""
         if self.config.kms.backend == "local":
             path = self.config.kms.local.master_key_file
             verify_master_key(self.database.engine, load_master_key(path), path)
+
+    def check_kms(self) -> None:
+        """Before a pass takes the run lock: the configured KMS answers, and the issuing CA's
+        key is where the state store says (its public key is read). Raises one error naming
+        the cause: KMSUnavailableError (unreachable, timeout), KMSRefusedError (TLS,
+        authentication, permission, unknown key), ConfigError (settings)."""
+        keys = self.keyring()
+        try:
+            try:
+                issuer = load_issuer(self.database.sessions, self.config.ca.label)
+            except CANotImportedError:
+                issuer = None  # a pass that issues nothing can run without one
+            if issuer is None or issuer.kms_backend != keys.name:
+                keys.configured.locate("syncd:preflight")  # connects and authenticates
+            if issuer is not None:
+                issuer_kms = keys.holding(issuer.kms_backend)
+                _check_issuer_key(issuer_kms, issuer.label, issuer.kms_private_key_id)
+        finally:
+            keys.close()
 
     @contextmanager
     def run_lock(self) -> Iterator[Fence]:
@@ -76,7 +107,7 @@ class App:
         if not config.kacls.uri:
             raise ConfigError("kacls.uri", "required: Gmail needs it to reach the KACLS")
         return Services(
-            kms=self.key_manager(need_wrapping_key=True),
+            keys=self.keyring(need_wrapping_key=True),
             gmail=GmailCSE(config.google),
             issuer=load_issuer(self.database.sessions, config.ca.label),
             profile=LeafProfile.from_config(config.certificate),
@@ -89,3 +120,16 @@ class App:
     def audit(self, action: str, *, email: str | None = None, **detail: Any) -> None:
         with self.database.transaction() as session:
             audit.record(session, action, email=email, **detail)
+
+
+def _check_issuer_key(kms: KeyManager, label: str, key_id: str) -> None:
+    """The issuer's key is in ``kms``: its public key reads; a KMS error otherwise, naming it."""
+    try:
+        kms.public_key(key_id)
+    except (KMSUnavailableError, KMSRefusedError):
+        raise
+    except KMSError as error:  # the embedded backend: no such key
+        raise KMSRefusedError(
+            f"issuing CA {label!r} (ca.label): its key {key_id} is not usable in the "
+            f"{kms.name} KMS: {error}"
+        ) from None

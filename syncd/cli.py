@@ -150,27 +150,77 @@ def cmd_db_status(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK if current == head else EXIT_USAGE
 
 
-def cmd_ca_import(args: argparse.Namespace, config: Config) -> int:
-    from syncd.issuers import import_issuer
-
-    app = App(config)
-    with app.run_lock():
-        issuer, warnings = import_issuer(
-            app.database.sessions,
-            app.key_manager(),
-            label=args.label or config.ca.label,
-            pkcs12_data=_read_input_file(args.pkcs12, "PKCS12"),
-            password=_read_password(args),
-            extra_chain_pem=_read_input_file(args.chain, "--chain") if args.chain else None,
-            now=_now(),
-            where=args.pkcs12,
-            replace=args.replace,
-            chain_where=f"--chain {args.chain}",
+def _ca_import_source(args: argparse.Namespace) -> None:
+    """A PKCS#12 file, or --kms-private-key-id with --chain: exactly one of the two."""
+    if args.kms_private_key_id is None:
+        if args.pkcs12 is None:
+            raise ConfigError(
+                "ca import",
+                "give the issuer's PKCS12 file, or --kms-private-key-id ID --chain PEM for an "
+                "issuer whose key is already in the KMS",
+            )
+        return
+    if args.pkcs12 is not None:
+        raise ConfigError(
+            "--kms-private-key-id",
+            f"cannot be used with a PKCS12 file ({args.pkcs12}): the key is either imported "
+            "from the file or already in the KMS",
         )
-        app.audit("ca.imported", label=issuer.label, sha256=issuer.describe()["sha256_fingerprint"])
+    if args.chain is None:
+        raise ConfigError(
+            "--kms-private-key-id", "needs --chain PEM: the issuer certificate and its chain"
+        )
+    if args.password_file or args.password_env:
+        raise ConfigError("--kms-private-key-id", "takes no PKCS#12 password")
+
+
+def cmd_ca_import(args: argparse.Namespace, config: Config) -> int:
+    from syncd.issuers import adopt_issuer, import_issuer
+
+    _ca_import_source(args)
+    app = App(config)
+    label = args.label or config.ca.label
+    with app.run_lock():
+        kms = app.key_manager()
+        if args.kms_private_key_id is not None:
+            issuer, warnings = adopt_issuer(
+                app.database.sessions,
+                kms,
+                label=label,
+                private_key_id=args.kms_private_key_id,
+                chain_pem=_read_input_file(args.chain, "--chain"),
+                now=_now(),
+                chain_where=f"--chain {args.chain}",
+                replace=args.replace,
+            )
+        else:
+            issuer, warnings = import_issuer(
+                app.database.sessions,
+                kms,
+                label=label,
+                pkcs12_data=_read_input_file(args.pkcs12, "PKCS12"),
+                password=_read_password(args),
+                extra_chain_pem=_read_input_file(args.chain, "--chain") if args.chain else None,
+                now=_now(),
+                where=args.pkcs12,
+                replace=args.replace,
+                chain_where=f"--chain {args.chain}",
+            )
+        app.audit(
+            "ca.imported",
+            label=issuer.label,
+            sha256=issuer.describe()["sha256_fingerprint"],
+            kms_backend=issuer.kms_backend,
+            kms_key_id=issuer.kms_private_key_id,
+            adopted=args.kms_private_key_id is not None,
+        )
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"imported issuing CA {issuer.label!r}: {issuer.certificate.subject.rfc4514_string()}")
+    how = "adopted" if args.kms_private_key_id is not None else "imported"
+    print(
+        f"{how} issuing CA {issuer.label!r}: {issuer.certificate.subject.rfc4514_string()} "
+        f"(key {issuer.kms_private_key_id} in the {issuer.kms_backend} KMS)"
+    )
     return EXIT_OK
 
 
@@ -183,6 +233,7 @@ _ISSUER_LABELS = [
     ("not_before", "valid from"),
     ("not_after", "valid until"),
     ("kms_private_key_id", "KMS key id"),
+    ("kms_backend", "KMS backend"),
     ("chain", "chain above"),
 ]
 
@@ -707,6 +758,77 @@ def cmd_directory_test(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+# --- kms test -------------------------------------------------------------------------------
+
+_KMS_TEST_COLUMNS = [
+    ("operation", "operation"),
+    ("result", "result"),
+    ("milliseconds", "ms"),
+    ("detail", "detail"),
+]
+
+
+def cmd_kms_test(args: argparse.Namespace, config: Config) -> int:
+    """Prove each KMS capability on a throwaway key; a table of operation, result, time."""
+    from syncd.errors import CANotImportedError
+    from syncd.issuers import IssuingCA, load_issuer
+    from syncd.kms import KeyManager, Keyring
+    from syncd.kms.kacls import load_wrapping_key
+    from syncd.kms.probe import ProbeSettings, describe_wrapping, run_probe
+
+    app = App(config)
+    kacls = config.kacls
+    configured = bool(kacls.wrapping_key or kacls.wrapping_key_file or kacls.wrapping_key_env)
+    wrapping_key = load_wrapping_key(kacls) if configured else None
+    issuer: IssuingCA | None
+    try:
+        issuer = load_issuer(app.database.sessions, config.ca.label)
+    except CANotImportedError:
+        issuer = None
+    keyrings: list[Keyring] = []
+
+    def connect() -> KeyManager:
+        keyrings.append(app.keyring())
+        return keyrings[0].configured
+
+    settings = ProbeSettings(
+        key_format=kacls.private_key_format,
+        kms_key_id=kacls.kms_key_id,
+        wrapping_key=wrapping_key,
+        issuer=issuer,
+        issuer_label=config.ca.label,
+        hash_name=config.certificate.hash,
+    )
+    try:
+        report = run_probe(connect, lambda name: keyrings[0].holding(name), settings)
+    finally:
+        for keyring in keyrings:
+            keyring.close()
+    rows = [row.as_dict() for row in report.rows]
+    if args.format == "json":
+        document = {
+            "backend": report.backend,
+            "kms": report.kms,
+            "ok": report.ok,
+            "wrapping": report.wrapping,
+            "signing": report.signing,
+            "operations": rows,
+        }
+        print(to_json({"kms_test": document}))
+    else:
+        print(f"backend {config.kms.backend}: {report.kms}")
+        print(render_table(rows, _KMS_TEST_COLUMNS))
+        if report.wrapping is not None:
+            wrapping = describe_wrapping(report.wrapping, kacls.kms_key_id)
+            signing = "Sign over the to-be-signed bytes"
+            if report.signing == "certify":
+                signing = "KMIP Certify"
+            print(f"kaclsData: {wrapping}; certificates: {signing}")
+    for row in report.failures:
+        print(f"syncd: kms test: {row.operation}: {row.detail}", file=sys.stderr)
+    return EXIT_OK if report.ok else EXIT_FAILURES
+
+
 # --- report -------------------------------------------------------------------------------
 
 
@@ -782,12 +904,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     ca = commands.add_parser("ca", help="issuing CA commands")
     ca_sub = ca.add_subparsers(dest="ca_command", metavar="ACTION", required=True)
-    ca_import = ca_sub.add_parser("import", help="import the issuing CA from PKCS#12")
-    ca_import.add_argument("pkcs12", metavar="PKCS12", help="issuer key and certificate (.p12)")
+    ca_import = ca_sub.add_parser(
+        "import",
+        help="import the issuing CA from PKCS#12 (its key into the KMS), or adopt one whose "
+        "key is already in the KMS",
+    )
+    ca_import.add_argument(
+        "pkcs12", metavar="PKCS12", nargs="?", help="issuer key and certificate (.p12)"
+    )
+    ca_import.add_argument(
+        "--kms-private-key-id",
+        metavar="ID",
+        help="adopt the issuer whose private key is already in the KMS under this id "
+        "(with --chain: the issuer certificate and its chain)",
+    )
     secret = ca_import.add_mutually_exclusive_group()
     secret.add_argument("--password-file", help="file holding the PKCS#12 password")
     secret.add_argument("--password-env", help="environment variable holding the password")
-    ca_import.add_argument("--chain", help="PEM file of certificates above the issuer")
+    ca_import.add_argument(
+        "--chain",
+        help="PEM file of certificates above the issuer (with --kms-private-key-id: the issuer "
+        "certificate too)",
+    )
     ca_import.add_argument("--label", help="name of this CA (default: ca.label)")
     ca_import.add_argument("--replace", action="store_true", help="replace a CA of that label")
     ca_import.set_defaults(handler=cmd_ca_import)
@@ -914,6 +1052,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report_cmd.add_argument("--no-email", action="store_true", help="do not send report.email")
     report_cmd.set_defaults(handler=cmd_report)
+
+    kms_cmd = commands.add_parser("kms", help="KMS commands")
+    kms_sub = kms_cmd.add_subparsers(dest="kms_command", metavar="ACTION", required=True)
+    kms_test = kms_sub.add_parser(
+        "test",
+        help="connect to the KMS and prove each operation on a throwaway key (create, sign, "
+        "wrap, unwrap, the issuer key, revoke, destroy)",
+    )
+    _format_option(kms_test)
+    kms_test.set_defaults(handler=cmd_kms_test)
 
     # New command groups go above this line.
     return parser

@@ -37,13 +37,16 @@ def certify(
     issuer: IssuingCA,
     profile: LeafProfile,
     now: datetime,
+    *,
+    issuer_kms: KeyManager | None = None,
 ) -> tuple[x509.Certificate, str]:
-    """Issue and validate the leaf for ``key``; returns it and its PKCS#7 chain."""
+    """Issue and validate the leaf for ``key`` (held by ``kms``); returns it and its PKCS#7
+    chain. The issuer signs in ``issuer_kms``, the backend holding its key (default ``kms``)."""
     certificate = issue_leaf(
         email,
         kms.public_key(key.public_key_id),
         issuer.certificate,
-        issuer.signer(kms, profile.hash),
+        issuer.signer(issuer_kms or kms, profile.hash),
         profile,
         now,
     )
@@ -62,12 +65,16 @@ def make_credential(
     label: str,
     now: datetime,
     wrap: PrivateKeyFormat | None,
+    issuer_kms: KeyManager | None = None,
 ) -> Credential:
-    """Create a key pair, certify it and (with ``wrap``, the format kaclsData holds the key in)
-    wrap the private key for the KACLS."""
+    """Create a key pair in ``kms``, certify it (the issuer signs in ``issuer_kms``, default
+    ``kms``) and (with ``wrap``, the format kaclsData holds the key in) wrap the private key
+    for the KACLS."""
     key = kms.create_key_pair(label, bits)
     try:
-        certificate, chain = certify(email, key, kms, issuer, profile, now)
+        certificate, chain = certify(
+            email, key, kms, issuer, profile, now, issuer_kms=issuer_kms
+        )
         kacls_data = kms.wrapped_private_key(key.private_key_id, wrap) if wrap else None
     except Exception:
         kms.revoke(key.private_key_id, "credential not completed")

@@ -31,17 +31,18 @@ def write_debug_credential(
     if not config.kacls.uri:
         raise ConfigError("kacls.uri", "required: it goes into EMAIL.wrap as kacls_url")
     email = email.strip().lower()
-    kms = app.key_manager(need_wrapping_key=True)
+    keys = app.keyring(need_wrapping_key=True)
     issuer = load_issuer(app.database.sessions, config.ca.label)
     credential = make_credential(
         email,
-        kms,
+        keys.configured,
         issuer,
         LeafProfile.from_config(config.certificate),
         bits=bits or config.certificate.key_bits,
         label=f"debug:{email}:{now:%Y%m%dT%H%M%S}",
         now=now,
         wrap=config.kacls.private_key_format,
+        issuer_kms=keys.holding(issuer.kms_backend),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     chain_path = out_dir / f"{email}.p7pem"
@@ -53,6 +54,7 @@ def write_debug_credential(
         "cert.issued_debug",
         email=email,
         kms_key_id=credential.key.private_key_id,
+        kms_backend=keys.name,
         serial=format(credential.certificate.serial_number, "x"),
         key_format=config.kacls.private_key_format,
     )

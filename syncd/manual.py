@@ -209,7 +209,8 @@ def create_keypair(
     config = app.config
     label = f"manual:{user}:{now:%Y%m%dT%H%M%S%f}"
     with app.run_lock():
-        kms = app.key_manager(need_wrapping_key=True)
+        keys = app.keyring(need_wrapping_key=True)
+        kms = keys.configured  # the new key is made (or imported) in the configured backend
         gmail = GmailCSE(config.google)
         if external is None:
             profile = leaf_profile(
@@ -217,15 +218,17 @@ def create_keypair(
                 subject_name=subject_name,
                 extensions_file=extensions_file,
             )
+            issuer = load_issuer(app.database.sessions, config.ca.label)
             credential = make_credential(
                 user,
                 kms,
-                load_issuer(app.database.sessions, config.ca.label),
+                issuer,
                 profile,
                 bits=rsa_bits or config.certificate.key_bits,
                 label=label,
                 now=now,
                 wrap=None,
+                issuer_kms=keys.holding(issuer.kms_backend),
             )
             certificate, pkcs7, key_id = (
                 credential.certificate,
@@ -247,6 +250,7 @@ def create_keypair(
             email=user,
             key_pair_id=str(keypair.get("keyPairId")),
             kms_key_id=key_id,
+            kms_backend=kms.name,
             source=source,
             key_format=key_format,
             serial=format(certificate.serial_number, "x"),

@@ -15,6 +15,7 @@ from syncd.config import Config, write_new_key_file
 from syncd.errors import EXIT_UNAVAILABLE, EXIT_USAGE, ConfigError, SyncdError, UnavailableError
 from syncd.kms.kacls import KEY_BYTES, load_wrapping_key
 from syncd.kms.local import create_master_key, load_master_key, verify_master_key
+from syncd.kms.settings import kmip_problems
 from syncd.state.db import Database
 
 
@@ -103,8 +104,12 @@ def _check_directory_file(config: Config) -> None:
         raise ConfigError(where, f"cannot read {static.path}: {error.strerror}") from None
 
 
-def _check_kmip(config: Config) -> None:
-    """The KMIP transport's settings and files (no connection: ``syncd kms test`` does that)."""
+def _check_kmip(config: Config, found: list[ConfigError]) -> None:
+    """The KMIP transport's settings and files (no connection: ``syncd kms test`` does that):
+    every missing key and unusable file is in ``found`` (kmip_problems); when there is none,
+    the transport is opened as a pass would open it (its own checks of the TLS files)."""
+    if found or config.kms.kmip.transport != "binary":
+        return
     from syncd.kms.kmip.manager import open_transport
 
     open_transport(config.kms.kmip).close()
@@ -122,7 +127,8 @@ def _check_wrapping_key(config: Config) -> None:
 def check_configuration(config: Config) -> list[SyncdError]:
     """Problems found by reading what the configuration points at (keys, secrets, database,
     service account key, directory file)."""
-    problems: list[SyncdError] = []
+    found = kmip_problems(config)
+    problems: list[SyncdError] = list(found)
     master_key = None
     kmip = config.kms.backend == "kmip"
     master = config.kms.local.master_key_file
@@ -134,7 +140,7 @@ def check_configuration(config: Config) -> list[SyncdError]:
     except SyncdError as exc:
         problems.append(exc)
     checks: list[Callable[[], object]] = [
-        lambda: _check_kmip(config) if kmip else None,
+        lambda: _check_kmip(config, found) if kmip else None,
         lambda: _check_wrapping_key(config),
         lambda: _check_database(config, master_key),
         lambda: _check_service_account(config),

@@ -7,8 +7,9 @@ from sqlalchemy import Engine
 from syncd.config import Config
 from syncd.kms.base import KeyManager, KeyRef
 from syncd.kms.kacls import load_wrapping_key
+from syncd.kms.keyring import Keyring
 
-__all__ = ["KeyManager", "KeyRef", "open_key_manager"]
+__all__ = ["KeyManager", "KeyRef", "Keyring", "open_key_manager", "open_keyring"]
 
 
 def open_key_manager(
@@ -38,3 +39,15 @@ def open_key_manager(
     master_key = load_master_key(path)
     verify_master_key(engine, master_key, path)
     return LocalKeyManager(engine, master_key, wrapping_key)
+
+
+def open_keyring(config: Config, engine: Engine, *, need_wrapping_key: bool = False) -> Keyring:
+    """The configured backend, opened now, and the others that hold older keys, opened when a
+    key of theirs is first used (as if ``kms.backend`` named them; their own settings apply)."""
+
+    def open_backend(name: str) -> KeyManager:
+        kms = config.kms.model_copy(update={"backend": name})
+        return open_key_manager(config.model_copy(update={"kms": kms}), engine)
+
+    configured = open_key_manager(config, engine, need_wrapping_key=need_wrapping_key)
+    return Keyring(configured, open_backend)

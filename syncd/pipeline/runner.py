@@ -28,7 +28,7 @@ from datetime import timedelta
 
 from syncd.budget import RetryBudget, StopRequested, spending
 from syncd.config import PipelineConfig
-from syncd.errors import LockLostError, PermanentError
+from syncd.errors import KMSUnavailableError, LockLostError, PermanentError
 from syncd.google.errors import GoogleAPIError
 from syncd.logs import bind, log_context
 from syncd.pipeline import tasks
@@ -63,7 +63,8 @@ def is_transient(error: BaseException) -> bool:
     """Worth running the step again within this pass."""
     if isinstance(error, GoogleAPIError):
         return error.retryable and not error.later
-    return isinstance(error, ConnectionError | TimeoutError)
+    # The KMS unreachable or its session dropped; a refusal (KMSRefusedError) is permanent.
+    return isinstance(error, ConnectionError | TimeoutError | KMSUnavailableError)
 
 
 def step_backoff(attempt: int) -> float:

@@ -25,6 +25,7 @@ from syncd.google.errors import GoogleAPIError
 from syncd.google.gmail import keypair_fingerprint
 from syncd.issuers import IssuingCA
 from syncd.kms.base import KeyManager, KeyRef, PrivateKeyFormat
+from syncd.kms.keyring import Keyring
 from syncd.pki.chain import fingerprint, pkcs7_pem
 from syncd.pki.profile import LeafProfile, check_certifiable
 from syncd.state.models import KeyPairStatus
@@ -55,7 +56,8 @@ class StepError(SyncdError):
 class Services:
     """What the steps act on."""
 
-    kms: KeyManager
+    keys: Keyring
+    """The configured KMS backend (new keys) and those holding older keys."""
     gmail: GmailKeyPairs
     issuer: IssuingCA
     profile: LeafProfile
@@ -64,6 +66,20 @@ class Services:
     clock: Callable[[], datetime]
     private_key_format: PrivateKeyFormat = "pkcs1"
     """How kaclsData holds the private key (``kacls.private_key_format``)."""
+
+    @property
+    def kms(self) -> KeyManager:
+        """The configured backend: every new key pair is made there."""
+        return self.keys.configured
+
+    def holding(self, view: KeyPairView) -> KeyManager:
+        """The backend holding ``view``'s key: the one recorded with it, else the configured
+        one (a key not recorded yet is made, and looked for, there)."""
+        return self.keys.holding(view.kms_backend if view.kms_private_key_id else None)
+
+    def issuer_kms(self) -> KeyManager:
+        """The backend holding the issuing CA's key."""
+        return self.keys.holding(self.issuer.kms_backend)
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,8 @@ class KeyPairView:
     fingerprint_sha256: str | None
     gmail_key_pair_id: str | None
     private_key_format: str | None = None
+    kms_backend: str = "local"
+    """The backend holding the key (meaningful once kms_private_key_id is set)."""
 
 
 @dataclass(frozen=True)
@@ -170,12 +188,19 @@ def create_key(work: Work, services: Services) -> Outcome:
     ref: KeyRef = (
         found[0] if found else services.kms.create_key_pair(target.kms_label, services.key_bits)
     )
-    detail = {"kms_key_id": ref.private_key_id, "bits": services.key_bits, "found": bool(found)}
+    backend = services.kms.name
+    detail = {
+        "kms_key_id": ref.private_key_id,
+        "kms_backend": backend,
+        "bits": services.key_bits,
+        "found": bool(found),
+    }
     return Outcome(audit=detail).update(
         target.id,
         kms_private_key_id=ref.private_key_id,
         kms_public_key_id=ref.public_key_id,
         key_bits=services.key_bits,
+        kms_backend=backend,
     )
 
 
@@ -187,7 +212,13 @@ def issue_certificate(work: Work, services: Services) -> Outcome:
         raise StepError(f"{work.email}: no KMS key recorded before issue_certificate")
     ref = KeyRef(target.kms_label, target.kms_private_key_id, target.kms_public_key_id)
     certificate, _ = certify(
-        work.email, ref, services.kms, services.issuer, services.profile, services.clock()
+        work.email,
+        ref,
+        services.holding(target),
+        services.issuer,
+        services.profile,
+        services.clock(),
+        issuer_kms=services.issuer_kms(),
     )
     serial = format(certificate.serial_number, "x")
     pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
@@ -223,7 +254,7 @@ def upload_keypair(work: Work, services: Services) -> Outcome:
     # pair already in Gmail, what was recorded before (rows from before the column: pkcs8).
     key_format: str = services.private_key_format
     if existing is None:
-        kacls_data = services.kms.wrapped_private_key(
+        kacls_data = services.holding(target).wrapped_private_key(
             target.kms_private_key_id, services.private_key_format
         )
         created = services.gmail.create_keypair(
@@ -370,10 +401,11 @@ def revoke_keys(work: Work, services: Services) -> Outcome:
             KeyPairStatus.OBLITERATED,
         ):
             continue
+        kms = services.holding(kp)
         ids = {kp.kms_private_key_id} if kp.kms_private_key_id else set()
-        ids |= {ref.private_key_id for ref in services.kms.locate(kp.kms_label)}
+        ids |= {ref.private_key_id for ref in kms.locate(kp.kms_label)}
         for key_id in sorted(ids):
-            services.kms.revoke(key_id, f"deprovisioned: {work.email}")
+            kms.revoke(key_id, f"deprovisioned: {work.email}")
             revoked.append(key_id)
         status = KeyPairStatus.DISABLED if kp.gmail_key_pair_id else KeyPairStatus.ABANDONED
         outcome.update(kp.id, status=status)

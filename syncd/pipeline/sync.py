@@ -115,9 +115,10 @@ def _execute(
         return [], error
     if not task_ids:
         return [], None
+    services = app.services()
     runner = Runner(
         app.database,
-        app.services(),
+        services,
         app.config.pipeline,
         run_id,
         fence=fence,
@@ -125,7 +126,10 @@ def _execute(
         stop=stop,
         on_step=on_step,
     )
-    return runner.run(task_ids), runner.lock_lost
+    try:
+        return runner.run(task_ids), runner.lock_lost
+    finally:
+        services.keys.close()  # a KMS's connections end with the pass
 
 
 def _finish(
@@ -208,6 +212,7 @@ def sync_pass(
     at its checkpoint for the next pass); ``on_step`` observes every step attempt.
     """
     source = open_source(app.config.directory, app.config.google)
+    app.check_kms()  # nothing is written when the KMS cannot be used
     with app.run_lock() as fence:
         now = utcnow()
         with app.database.transaction() as session:
@@ -260,6 +265,7 @@ def resync(
     on_done: Callable[[TaskResult], None] | None = None,
 ) -> PassResult:
     """Re-run the pipeline for named users (all managed users when ``emails`` is None)."""
+    app.check_kms()
     with app.run_lock() as fence:
         now = utcnow()
         with app.database.transaction() as session:

@@ -190,6 +190,7 @@ _KEY_PAIR_VIEW = (
     KeyPair.fingerprint_sha256,
     KeyPair.gmail_key_pair_id,
     KeyPair.private_key_format,
+    KeyPair.kms_backend,
 )  # in KeyPairView's field order
 _TASK_VIEW = (
     Task.kind,

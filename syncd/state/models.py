@@ -173,6 +173,9 @@ class KeyPair(Base):
     private_key_format: Mapped[str | None] = mapped_column(String(16))
     """pkcs1 or pkcs8: how the kaclsData uploaded to Gmail holds the private key (None until
     uploaded; rows from before revision 0005 are pkcs8)."""
+    kms_backend: Mapped[str] = mapped_column(String(32), default="local", server_default="local")
+    """The KMS backend (``kms.backend``) that holds the key: it wraps and revokes it, whatever
+    the configured backend is now. Set by create_key; rows from before 0007 are local."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -274,6 +277,8 @@ class Issuer(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     label: Mapped[str] = mapped_column(String(255), unique=True)
     kms_private_key_id: Mapped[str] = mapped_column(String(255))
+    kms_backend: Mapped[str] = mapped_column(String(32), default="local", server_default="local")
+    """The KMS backend holding the issuer's key: it signs there, whatever kms.backend is now."""
     certificate_pem: Mapped[str] = mapped_column(Text)
     chain_pem: Mapped[str] = mapped_column(Text, default="")
     """Certificates above the issuer (further intermediates, then the root if known), PEM."""

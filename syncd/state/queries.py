@@ -59,6 +59,7 @@ def user_status(session: Session, email: str | None = None) -> list[dict[str, An
                 "key_pair_id": kp.gmail_key_pair_id if kp else None,
                 "certificate_expires": kp.not_after if kp else None,
                 "private_key_format": kp.private_key_format if kp else None,
+                "kms_backend": kp.kms_backend if kp else None,
                 "task": task.kind.value if task else None,
                 "step": task.next_step if task else None,
                 "attempts": task.attempts if task else 0,

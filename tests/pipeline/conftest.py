@@ -97,7 +97,7 @@ class Deployment:
         return {
             name: entry.get("requests", 0)
             for name, entry in methods.items()
-            if not name.endswith((".list", ".get")) and name.startswith(("keypairs", "identities"))
+            if not name.endswith((".list", ".get")) and name.startswith(_CSE_WRITES)
         }
 
     def kms_key_count(self) -> int:
@@ -106,6 +106,10 @@ class Deployment:
             count = session.scalar(select(func.count()).select_from(KmsKey))
         database.close()
         return int(count or 0)
+
+
+_CSE_WRITES = ("gmail.users.settings.cse.keypairs.", "gmail.users.settings.cse.identities.")
+"""The sandbox's names of the Gmail CSE methods (writes are those other than list and get)."""
 
 
 def sandbox_users(count: int) -> list[str]:

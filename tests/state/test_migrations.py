@@ -35,6 +35,7 @@ REVISIONS = [
     "0004_key_check",
     "0005_key_format",
     "0006_permanent",
+    "0007_kms_backend",
 ]
 
 
