@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 
 from syncd.issuers import IssuingCA
-from syncd.kms.base import KeyManager, KeyRef, PrivateKeyFormat
+from syncd.kms.base import KeyManager, KeyRef, LeafRequest, PrivateKeyFormat
+from syncd.kms.kmip.transport import NotSupportedByServer
 from syncd.pki.chain import pkcs7_pem
 from syncd.pki.issue import issue_leaf
 from syncd.pki.profile import LeafProfile
@@ -42,17 +44,55 @@ def certify(
 ) -> tuple[x509.Certificate, str]:
     """Issue and validate the leaf for ``key`` (held by ``kms``); returns it and its PKCS#7
     chain. The issuer signs in ``issuer_kms``, the backend holding its key (default ``kms``)."""
-    certificate = issue_leaf(
-        email,
-        kms.public_key(key.public_key_id),
-        issuer.certificate,
-        issuer.signer(issuer_kms or kms, profile.hash),
-        profile,
-        now,
-    )
+    signing_kms = issuer_kms or kms
+    public_key = kms.public_key(key.public_key_id)
+    try:
+        certificate = _made_in_kms(email, key, public_key, signing_kms, kms, issuer, profile, now)
+        if certificate is None:
+            certificate = issue_leaf(
+                email,
+                public_key,
+                issuer.certificate,
+                issuer.signer(signing_kms, profile.hash),
+                profile,
+                now,
+            )
+    except NotSupportedByServer:
+        # kms.kmip.signing auto: the KMS refused Sign, so it makes the certificate (Certify)
+        certificate = _made_in_kms(email, key, public_key, signing_kms, kms, issuer, profile, now)
+        if certificate is None:
+            raise
     roots = [issuer.root] if issuer.root is not None else []
     check_for_upload(certificate, issuer.intermediates, email, roots, now)
     return certificate, pkcs7_pem([certificate, *issuer.intermediates])
+
+
+def _made_in_kms(
+    email: str,
+    key: KeyRef,
+    public_key: CertificateIssuerPublicKeyTypes,
+    signing_kms: KeyManager,
+    key_kms: KeyManager,
+    issuer: IssuingCA,
+    profile: LeafProfile,
+    now: datetime,
+) -> x509.Certificate | None:
+    """The leaf made by KMIP Certify, when the KMS holding the issuer key certifies (Cosmian
+    releases without Sign); None when syncd builds the certificate and the KMS signs it. Certify
+    needs the user's key in the same KMS as the issuer's."""
+    if signing_kms is not key_kms:
+        return None
+    request = LeafRequest(
+        email=email,
+        public_key=public_key,
+        public_key_id=key.public_key_id,
+        label=key.label,
+        issuer_certificate=issuer.certificate,
+        issuer_private_key_id=issuer.kms_private_key_id,
+        profile=profile,
+        now=now,
+    )
+    return signing_kms.certify_in_kms(request)
 
 
 def make_credential(
