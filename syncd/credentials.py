@@ -63,7 +63,10 @@ def certify(
         if certificate is None:
             raise
     roots = [issuer.root] if issuer.root is not None else []
-    check_for_upload(certificate, issuer.intermediates, email, roots, now)
+    # A KMS that certified starts the validity by its own clock, possibly a moment after
+    # ``now`` (certify_leaf has allowed it a few minutes ahead): judge from that moment.
+    checked_at = max(now, certificate.not_valid_before_utc)
+    check_for_upload(certificate, issuer.intermediates, email, roots, checked_at)
     return certificate, pkcs7_pem([certificate, *issuer.intermediates])
 
 
