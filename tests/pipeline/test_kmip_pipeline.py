@@ -86,7 +86,8 @@ def test_sync_once_with_every_key_in_the_kms(
         assert len(keypairs) == 1, email
         assert identity is not None and identity["primaryKeyPairId"] == keypairs[0]["keyPairId"]
         certificates = x509.load_pem_x509_certificates(keypairs[0]["pem"].encode())
-        [leaf] = [c for c in certificates if c.subject != deploy.hierarchy.intermediate_cert.subject]
+        issuing = deploy.hierarchy.intermediate_cert.subject
+        [leaf] = [c for c in certificates if c.subject != issuing]
         leaf_file = deploy.root / f"{email}.pem"
         leaf_file.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
         verified = _openssl(
