@@ -229,11 +229,11 @@ def deploy(
     Database.open(config.state.url, require_current=False).upgrade()
     app = App(config)
     assert hierarchy.issuer_p12 and hierarchy.root_pem
-    kms = app.key_manager()
+    keys = app.keyring()
     try:
         import_issuer(
             app.database.sessions,
-            kms,
+            keys.configured,
             label="bench",
             pkcs12_data=hierarchy.issuer_p12.read_bytes(),
             password=PASSWORD,
@@ -242,7 +242,7 @@ def deploy(
             where="issuer.p12",
         )
     finally:
-        kms.close()
+        keys.close()
     return config
 
 
