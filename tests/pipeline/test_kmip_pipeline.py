@@ -16,10 +16,17 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from syncd.app import App
+from syncd.errors import KMSUnavailableError
+from syncd.kms.kmip.binary import BinaryTransport
+from syncd.kms.kmip.transport import KmipPair
+from syncd.pipeline.sync import sync_pass
 from tests.kmip.inventory import by_name, held_objects
 from tests.kmip.server import PyKmipServer
 
@@ -111,3 +118,34 @@ def test_sync_once_with_every_key_in_the_kms(
         assert der not in db_file
         assert base64.b64encode(der)[:64].decode() not in dump
         assert der.hex()[:64] not in dump.lower()
+
+
+def test_a_key_whose_answer_was_lost_is_found_by_the_retry(
+    kmip_deployment: Deployment, kmip_server: PyKmipServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new generation skips the Locate before its first CreateKeyPair; an attempt that made
+    the key in the KMS but whose answer never came back must make the retry look for it."""
+    create = BinaryTransport.create_key_pair
+    lost: list[str] = []
+
+    def answer_lost(transport: BinaryTransport, label: str, bits: int) -> KmipPair:
+        pair = create(transport, label, bits)  # made in the KMS...
+        if not lost:  # ...but the first answer never reaches syncd
+            lost.append(label)
+            raise KMSUnavailableError(f"{transport.describe()}: CreateKeyPair {label!r}: reset")
+        return pair
+
+    monkeypatch.setattr(BinaryTransport, "create_key_pair", answer_lost)
+    users = sandbox_users(3)
+    kmip_deployment.set_users(users)
+    result = sync_pass(App(kmip_deployment.config))
+    assert result.clean, [r.error for r in result.failures]
+    assert len(lost) == 1
+
+    private_keys = by_name(held_objects(kmip_server), "private_key")
+    user_labels = [name for name in private_keys if name.startswith("syncd:")]
+    assert len(user_labels) == len(users)
+    assert len(private_keys[lost[0]]) == 1, f"{lost[0]}: created twice"
+    for email in users:
+        keypairs, identity = gmail_state(kmip_deployment, email)
+        assert len(keypairs) == 1 and identity is not None
