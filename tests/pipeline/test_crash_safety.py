@@ -3,10 +3,9 @@ the external call, after it but before the commit, after the commit), restarted,
 end every user has exactly one key pair uploaded, enabled and in their identity, and every
 KMS key is accounted for by a key pair generation.
 
-The sweep runs with the embedded KMS (accounted in its key table, on SQLite and PostgreSQL)
-and with ``kms.backend: kmip`` against a real PyKMIP server (accounted in the server itself,
-listed with PyKMIP's own client): a key created in the KMS whose id the crash kept from the
-store is found there by its label on resume, never created twice, never orphaned."""
+Here with the embedded KMS, accounted in its key table, on SQLite and PostgreSQL; the same sweep
+with an external KMS is in test_crash_safety_kmip.py (its own file, so that pytest-xdist can
+run the two on different workers)."""
 
 from __future__ import annotations
 
@@ -18,8 +17,6 @@ from sqlalchemy import select
 from syncd.pipeline.steps import PIPELINES
 from syncd.state.db import Database
 from syncd.state.models import AuditEvent, KeyPair, KmsKey, KmsKeyState
-from tests.kmip.inventory import by_name, held_objects
-from tests.kmip.server import PyKmipServer
 
 from .conftest import Deployment, gmail_state, sandbox_users
 
@@ -112,35 +109,3 @@ def test_sigkill_at_every_step_boundary_then_resume(deployment: Deployment) -> N
     assert len(swept.generations) == len(swept.listed)
     revoked = [key for key, state in user_keys.items() if state is KmsKeyState.REVOKED]
     assert len(revoked) == len(swept.leaving)
-
-
-def test_sigkill_sweep_with_an_external_kms(
-    kmip_deployment: Deployment, kmip_server: PyKmipServer
-) -> None:
-    swept = sigkill_sweep(kmip_deployment, users_per_point=1)
-
-    # Everything the server holds (it is this test's own), as PyKMIP's client lists it.
-    held = held_objects(kmip_server)
-    private_keys = by_name(held, "private_key")
-    public_keys = by_name(held, "public_key")
-    assert {name for obj in held for name in obj.names} == {
-        "issuer:pipeline",
-        *swept.generations.values(),
-    }, "objects in the KMS that neither the issuer nor a key pair generation accounts for"
-    user_labels = {name for name in private_keys if name.startswith("syncd:")}
-    assert user_labels == set(swept.generations.values())
-    for label in user_labels:  # never created twice for a label
-        assert len(private_keys[label]) == 1, f"{label}: {len(private_keys[label])} private keys"
-        assert len(public_keys[label]) == 1, f"{label}: {len(public_keys[label])} public keys"
-    # Each one is the key its generation recorded: none orphaned.
-    recorded = {private_keys[label][0].uid: label for label in user_labels}
-    assert recorded == swept.generations
-    assert len(swept.generations) == len(swept.listed)
-
-    states = {label: private_keys[label][0].state for label in user_labels}
-    leavers = {f"syncd:{email}:" for email in swept.leaving}
-    revoked = {label for label, state in states.items() if state == "deactivated"}
-    assert {label for label in revoked if not label.startswith(tuple(leavers))} == set()
-    assert len(revoked) == len(swept.leaving), states
-    staying = {label: state for label, state in states.items() if label not in revoked}
-    assert set(staying.values()) == {"active"}, states
