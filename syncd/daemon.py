@@ -93,7 +93,7 @@ def startup_checks(config: Config) -> None:
     if not problems:
         app = App(config)
         try:
-            app.services()
+            app.services().keys.close()
         except SyncdError as error:
             problems.append(error)
         finally:

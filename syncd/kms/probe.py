@@ -15,8 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -150,46 +149,37 @@ def der_format(der: bytes) -> PrivateKeyFormat | None:
     return None
 
 
-class _Stop(Exception):
-    """A row failed that the next ones depend on."""
+class _Skip(Exception):
+    """The operation does not apply here; its message says why."""
 
 
 class _Probe:
+    """The report being written, and the clock that times each operation."""
+
     def __init__(self, report: ProbeReport, clock: Callable[[], float]) -> None:
         self.report = report
         self.clock = clock
-
-    @contextmanager
-    def row(self, operation: str) -> Iterator[list[str]]:
-        """Time the block; its detail is what it appends; an exception fails the row."""
-        detail: list[str] = []
-        started = self.clock()
-        try:
-            yield detail
-        except _Skip as skip:
-            self.report.rows.append(ProbeRow(operation, "skipped", None, str(skip)))
-            return
-        except Exception as error:
-            elapsed = round((self.clock() - started) * 1000)
-            self.report.rows.append(ProbeRow(operation, "failed", elapsed, _one_line(error)))
-            raise _Stop from error
-        elapsed = round((self.clock() - started) * 1000)
-        self.report.rows.append(ProbeRow(operation, "ok", elapsed, "; ".join(detail)))
 
     def skip(self, operation: str, why: str) -> None:
         self.report.rows.append(ProbeRow(operation, "skipped", None, why))
 
 
-class _Skip(Exception):
-    """The operation does not apply here; its message says why."""
-
-
 def _attempt(probe: _Probe, operation: str, body: Callable[[list[str]], None]) -> bool:
+    """Run and time one operation; ``body`` appends its detail. False when it failed (its
+    cause is the row's detail, on one line); a ``_Skip`` records it as skipped."""
+    detail: list[str] = []
+    started = probe.clock()
     try:
-        with probe.row(operation) as detail:
-            body(detail)
-    except _Stop:
+        body(detail)
+    except _Skip as skip:
+        probe.skip(operation, str(skip))
+        return True
+    except Exception as error:
+        elapsed = round((probe.clock() - started) * 1000)
+        probe.report.rows.append(ProbeRow(operation, "failed", elapsed, _one_line(error)))
         return False
+    elapsed = round((probe.clock() - started) * 1000)
+    probe.report.rows.append(ProbeRow(operation, "ok", elapsed, "; ".join(detail)))
     return True
 
 

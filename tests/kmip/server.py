@@ -60,15 +60,9 @@ def _ca(common_name: str) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
             ),
             critical=True,
         )
@@ -238,13 +232,8 @@ def start_pykmip_server(folder: Path) -> PyKmipServer:
         "logging_level=INFO\n"
     )
     process = subprocess.Popen(
-        [
-            pykmip_server_binary(),
-            "-f",
-            str(folder / "server.conf"),
-            "-l",
-            str(folder / "server.log"),
-        ],
+        [pykmip_server_binary(), "-f", str(folder / "server.conf"), "-l",
+         str(folder / "server.log")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         cwd=folder,

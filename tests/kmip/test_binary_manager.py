@@ -77,8 +77,18 @@ def _openssl(*args: str, data: bytes | None = None) -> subprocess.CompletedProce
 # --- key pairs, signatures, certificates -----------------------------------------------------
 
 
+def _server_names(server: PyKmipServer, uid: str) -> list[str]:
+    """The KMIP Name attributes of an object, read with PyKMIP's own client."""
+    with _pykmip_client(server) as client:
+        _, attributes = client.get_attributes(uid, ["Name"])
+    return [str(a.attribute_value.name_value.value) for a in attributes]
+
+
 def test_create_locate_and_sign_verified_by_cryptography_and_openssl(
-    manager: KmipKeyManager, kmip_config: KmipConfigFactory, tmp_path: Path
+    pykmip_server: PyKmipServer,
+    manager: KmipKeyManager,
+    kmip_config: KmipConfigFactory,
+    tmp_path: Path,
 ) -> None:
     label = _label()
     ref = manager.create_key_pair(label, BITS)
@@ -88,6 +98,8 @@ def test_create_locate_and_sign_verified_by_cryptography_and_openssl(
     ]
     public = _server_public_key(kmip_config, ref.public_key_id)
     assert public.key_size == BITS
+    assert _server_names(pykmip_server, ref.private_key_id) == [label]
+    assert _server_names(pykmip_server, ref.public_key_id) == [f"{label}.pub"]
     assert _server_public_key(kmip_config, ref.private_key_id).public_numbers() == (
         public.public_numbers()
     )

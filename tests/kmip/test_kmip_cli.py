@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -147,3 +148,55 @@ def _spki(key: object) -> bytes:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return der
+
+
+def test_ca_import_with_the_kms_unreachable_exits_1_with_one_line(
+    pykmip_server: PyKmipServer, tmp_path: Path
+) -> None:
+    files = pykmip_server.client
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    write_private_file(tmp_path / "kacls.key", os.urandom(32))
+    config = tmp_path / "syncd.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+                "kms": {
+                    "backend": "kmip",
+                    "kmip": {
+                        "host": "127.0.0.1",
+                        "port": closed_port,
+                        "client_certificate_file": str(files.certificate),
+                        "client_key_file": str(files.key),
+                        "ca_file": str(files.ca),
+                    },
+                },
+                "kacls": {
+                    "uri": "https://kacls.example.test/google_cse",
+                    "wrapping_key_file": str(tmp_path / "kacls.key"),
+                },
+            }
+        )
+    )
+    assert _syncd(config, "init").returncode == 0
+    hierarchy = make_test_hierarchy(tmp_path / "ca", password=PASSWORD)
+    assert hierarchy.issuer_p12 and hierarchy.root_pem
+    write_private_file(tmp_path / "ca" / "issuer.pass", PASSWORD)
+    done = _syncd(
+        config,
+        "ca",
+        "import",
+        str(hierarchy.issuer_p12),
+        "--password-file",
+        str(tmp_path / "ca" / "issuer.pass"),
+        "--chain",
+        str(hierarchy.root_pem),
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"syncd: KMIP server 127.0.0.1:{closed_port}: Locate 'issuer:default': connection refused"
+    ], done.stderr
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert db.execute("select count(*) from issuers").fetchone() == (0,)

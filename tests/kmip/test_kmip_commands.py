@@ -272,3 +272,22 @@ def test_ca_import_adopts_an_issuer_already_in_the_kms(install: KmipInstall) -> 
     assert_pkcs1_of_leaf(out_dir, "ann@example.com", install.kacls_key)
     code, document, stderr = _kms_test(install)  # no public key object: the issuer still signs
     assert code == 0 and document["ok"], stderr
+
+
+def test_kms_test_failing_wrap_still_destroys_the_key(install: KmipInstall) -> None:
+    """PyKMIP cannot wrap with AES-GCM: with server_side_wrap always, wrap fails (one line),
+    unwrap is skipped, and the throwaway key is still revoked and destroyed on the server."""
+    install.configure(server_side_wrap="always")
+    code, document, stderr = _kms_test(install)
+    assert code == 1
+    results = {row["operation"]: row["result"] for row in document["operations"]}
+    assert results == {
+        "connect": "ok", "create": "ok", "sign": "ok", "wrap": "failed", "unwrap": "skipped",
+        "issuer": "skipped", "revoke": "ok", "destroy": "ok",
+    }  # fmt: skip
+    [line] = stderr
+    assert line.startswith(f"syncd: kms test: wrap: KMIP server {install.server.host}:")
+    assert "server_side_wrap is always" in line
+    create = next(row for row in document["operations"] if row["operation"] == "create")
+    with pykmip_client(install.server) as client, pytest.raises(KmipOperationFailure):
+        client.get(create["detail"].split()[4])

@@ -39,6 +39,38 @@ def test_destroyed_pairs_are_left_out_without_shifting_the_others() -> None:
     assert pair_halves(objects) == [KmipPair("c", "d", "active")]
 
 
+def test_a_public_key_left_by_an_interrupted_import_is_passed_over() -> None:
+    objects = [
+        KmipObject("5", "public_key", "pre_active", 10.0),  # the import stopped here
+        KmipObject("8", "public_key", "pre_active", 70.0),
+        KmipObject("9", "private_key", "active", 70.0),
+    ]
+    assert pair_halves(objects) == [KmipPair("9", "8", "active")]
+
+
+def test_pairs_made_in_the_same_second_pair_by_id() -> None:
+    objects = [
+        KmipObject(uid, kind, "active", 5.0)
+        for uid, kind in [
+            ("1", "public_key"),
+            ("2", "private_key"),
+            ("3", "public_key"),
+            ("4", "private_key"),
+        ]
+    ]
+    assert pair_halves(objects) == [KmipPair("2", "1"), KmipPair("4", "3")]
+
+
+def test_opaque_ids_made_together_pair_in_order() -> None:
+    objects = [
+        KmipObject("b-priv", "private_key", "active", 5.0),
+        KmipObject("y-pub", "public_key", "active", 5.0),
+        KmipObject("a-priv", "private_key", "active", 9.0),
+        KmipObject("z-pub", "public_key", "active", 9.0),
+    ]
+    assert pair_halves(objects) == [KmipPair("b-priv", "y-pub"), KmipPair("a-priv", "z-pub")]
+
+
 def _failure(reason: enums.ResultReason, message: str) -> KmipOperationFailure:
     return KmipOperationFailure(enums.ResultStatus.OPERATION_FAILED, reason, message)
 

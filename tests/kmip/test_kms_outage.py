@@ -119,12 +119,14 @@ def test_kms_outage_mid_pass_then_resume(
             keypairs, identity = gmail_state(deploy, email)
             assert len(keypairs) == 1 and identity is not None
             assert identity["primaryKeyPairId"] == keypairs[0]["keyPairId"] == row.gmail_key_pair_id
-            held = client.locate(
-                attributes=[
-                    client.attribute_factory.create_attribute(
-                        enums.AttributeType.NAME, row.kms_label
-                    )
-                ]
-            )
-            assert len(held) == 2, f"{email}: {len(held)} objects named {row.kms_label}"
+            held = {
+                name: client.locate(
+                    attributes=[
+                        client.attribute_factory.create_attribute(enums.AttributeType.NAME, name)
+                    ]
+                )
+                for name in (row.kms_label, f"{row.kms_label}.pub")  # the private, public half
+            }
+            assert held[row.kms_label] == [row.kms_private_key_id], f"{email}: {held}"
+            assert held[f"{row.kms_label}.pub"] == [row.kms_public_key_id], f"{email}: {held}"
     app.database.close()

@@ -4,8 +4,10 @@ is retried within the step's budget, refused fails the task permanently with tha
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, update
 
 from syncd.app import App
@@ -17,8 +19,18 @@ from syncd.kms.kacls import load_wrapping_key
 from syncd.kms.local import LocalKeyManager, load_master_key
 from syncd.pipeline.sync import sync_pass
 from syncd.state.models import Base, Issuer, RunLockState, Task
+from tests.conftest import _migrate
 
 from .conftest import Deployment, sandbox_users
+
+
+@pytest.fixture
+def migrated_db_url(tmp_path: Path) -> str:
+    """SQLite only: these concern the KMS, not the state store (the pipeline's other tests
+    run on both stores)."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    _migrate(url)
+    return url
 
 
 def _row_counts(deploy: Deployment) -> dict[str, int]:

@@ -13,6 +13,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, select
 
 from syncd.app import App
@@ -24,8 +25,18 @@ from syncd.kms.local import LocalKeyManager
 from syncd.pipeline.sync import resync, sync_pass
 from syncd.state.models import Base, KeyPair, KmsKey, KmsKeyState, User
 from syncd.state.queries import user_status
+from tests.conftest import _migrate
 
 from .conftest import P12_PASSWORD, Deployment, gmail_state, sandbox_users
+
+
+@pytest.fixture
+def migrated_db_url(tmp_path: Path) -> str:
+    """SQLite only: these concern the KMS, not the state store (the pipeline's other tests
+    run on both stores)."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    _migrate(url)
+    return url
 
 
 class OtherStore(LocalKeyManager):

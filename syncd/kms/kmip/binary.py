@@ -2,17 +2,12 @@
 
 PyKMIP encodes and decodes every message; this module chooses the requests, holds a pool of
 connections (one per concurrent thread) and turns PyKMIP's failures into syncd's errors (see
-binary_errors). TLS is syncd's (see tls.py), not PyKMIP's: PyKMIP's own context checks the
-server's certificate chain but not its host name, and PyKMIP reads /etc/pykmip/pykmip.conf
-unless given a configuration file (it gets /dev/null).
+binary_errors); pykmip_client adapts PyKMIP's client (syncd's TLS, quiet logs, encodings).
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import select
-import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,17 +16,10 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kmip.core import enums
-from kmip.core import exceptions as kmip_exceptions
 from kmip.core.misc import KeyFormatType
 from kmip.pie import objects as pie_objects
 from kmip.pie.client import ProxyKmipClient
-from kmip.pie.exceptions import (
-    ClientConnectionFailure,
-    ClientConnectionNotOpen,
-    KmipOperationFailure,
-)
-from kmip.services.kmip_client import KMIPProxy
-from kmip.services.kmip_protocol import RequestLengthMismatch
+from kmip.pie.exceptions import KmipOperationFailure
 
 from syncd.config import KmipConfig
 from syncd.errors import ConfigError, KMSError, KMSRefusedError
@@ -39,41 +27,29 @@ from syncd.kms.base import HashName, PrivateKeyFormat
 from syncd.kms.kmip.binary_errors import is_refusal, kms_error
 from syncd.kms.kmip.pairs import GONE_STATES, KmipObject, pair_halves
 from syncd.kms.kmip.pool import ConnectionPool
+from syncd.kms.kmip.pykmip_client import (
+    FORMATS,
+    TRANSPORT_ERRORS,
+    checked,
+    open_client,
+    private_der,
+    spki,
+)
 from syncd.kms.kmip.tls import client_context
 from syncd.kms.kmip.transport import CertifyRequest, KmipPair, NotSupportedByServer
 
 T = TypeVar("T")
-
-# PyKMIP logs every failure it raises (with the exception) at ERROR: syncd reports them itself.
-logging.getLogger("kmip").addHandler(logging.NullHandler())
-logging.getLogger("kmip").propagate = False
-
-# What can go wrong on the wire, besides the server refusing (KmipOperationFailure).
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    KmipOperationFailure,
-    OSError,  # socket errors, ssl.SSLError, TimeoutError
-    EOFError,  # PyKMIP: "No data read from socket"
-    ClientConnectionFailure,
-    ClientConnectionNotOpen,
-    RequestLengthMismatch,
-    kmip_exceptions.InvalidKmipEncoding,
-    kmip_exceptions.InvalidPrimitiveLength,
-    kmip_exceptions.StreamNotEmptyError,
-    kmip_exceptions.ReadValueError,
-    kmip_exceptions.ConnectionClosed,
-    kmip_exceptions.NetworkingError,
-)
 
 _HASHES = {
     "sha256": enums.HashingAlgorithm.SHA_256,
     "sha384": enums.HashingAlgorithm.SHA_384,
     "sha512": enums.HashingAlgorithm.SHA_512,
 }
-_FORMATS = {"pkcs1": enums.KeyFormatType.PKCS_1, "pkcs8": enums.KeyFormatType.PKCS_8}
 _KINDS = {
     enums.ObjectType.PRIVATE_KEY: "private_key",
     enums.ObjectType.PUBLIC_KEY: "public_key",
 }
+PUBLIC_SUFFIX = ".pub"
 _KNOWN_PAIRS = 8192  # ids (two a pair) whose public key is known
 # A Get with a wrapping specification refused for one of these: the server cannot wrap so.
 WRAP_REFUSALS = {
@@ -90,55 +66,10 @@ WRAP_REFUSALS = {
 }
 
 
-class _TlsProxy(KMIPProxy):  # type: ignore[misc]
-    """PyKMIP's connection with syncd's TLS context and a float timeout."""
-
-    def __init__(self, host: str, port: int, context: ssl.SSLContext, timeout: float) -> None:
-        super().__init__(host=host, port=port, config_file=os.devnull, timeout=max(1, int(timeout)))
-        self._context = context
-        self._timeout = timeout
-
-    def _create_socket(self, sock: Any) -> None:
-        self.socket = self._context.wrap_socket(sock, server_hostname=self.host)
-        self.socket.settimeout(self._timeout)
-
-
-def _result(result: Any) -> Any:
-    """The result of a KMIPProxy call, KmipOperationFailure if it failed."""
-    if result.result_status.value != enums.ResultStatus.SUCCESS:
-        raise KmipOperationFailure(
-            result.result_status.value,
-            result.result_reason.value,
-            result.result_message.value if result.result_message else "",
-        )
-    return result
-
-
-def _spki(key: Any) -> bytes:
-    """SubjectPublicKeyInfo DER of a PyKMIP public key object (PKCS#1 or X.509 format)."""
-    loaded = serialization.load_der_public_key(bytes(key.value))
-    return loaded.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def _private_der(der: bytes, have: Any, want: PrivateKeyFormat) -> bytes:
-    """``der`` (in KMIP format ``have``) rewritten as ``want``, in memory."""
-    if have == _FORMATS[want]:
-        return der
-    # Only re-encoded, never used here, and it came from the KMS over the mutually
-    # authenticated channel: skip the RSA consistency check (40 ms a key, more than the Get).
-    key = serialization.load_der_private_key(
-        der, password=None, unsafe_skip_rsa_key_validation=True
-    )
-    private_format = (
-        serialization.PrivateFormat.TraditionalOpenSSL
-        if want == "pkcs1"
-        else serialization.PrivateFormat.PKCS8
-    )
-    return key.private_bytes(
-        serialization.Encoding.DER, private_format, serialization.NoEncryption()
-    )
+def public_name(label: str) -> str:
+    """The Name of a pair's public key: the label, marked. Some servers (CipherTrust) want
+    names unique; the private key carries the label itself."""
+    return f"{label}{PUBLIC_SUFFIX}"
 
 
 def _name_attribute(client: ProxyKmipClient, label: str) -> Any:
@@ -175,9 +106,8 @@ class BinaryTransport:
         return f"KMIP server {host}:{self._port}"
 
     def _connect(self) -> ProxyKmipClient:
-        client = ProxyKmipClient(hostname=self._host, port=self._port, config_file=os.devnull)
-        client.proxy = _TlsProxy(self._host, self._port, self._context, self._timeout)
-        client.open()  # failures are reported by _call, for the operation that wanted it
+        # Failures are reported by _call, for the operation that wanted the connection.
+        client: ProxyKmipClient = open_client(self._host, self._port, self._context, self._timeout)
         return client
 
     @staticmethod
@@ -247,8 +177,14 @@ class BinaryTransport:
         return KmipObject(uid, kind, state_name, created), names
 
     def _pairs_named(self, client: ProxyKmipClient, label: str) -> list[KmipPair]:
-        uids = client.locate(attributes=[_name_attribute(client, label)])
-        objects = [self._describe_object(client, str(uid))[0] for uid in uids]
+        uids: dict[str, None] = {}  # both names (and objects named otherwise by other tools)
+        for name in (label, public_name(label)):
+            uids.update(
+                dict.fromkeys(
+                    str(uid) for uid in client.locate(attributes=[_name_attribute(client, name)])
+                )
+            )
+        objects = [self._describe_object(client, uid)[0] for uid in uids]
         pairs = pair_halves(objects)
         for pair in pairs:
             self._remember(pair)
@@ -274,7 +210,7 @@ class BinaryTransport:
             public_id, private_id = client.create_key_pair(
                 enums.CryptographicAlgorithm.RSA,
                 bits,
-                public_name=label,
+                public_name=public_name(label),
                 public_usage_mask=[
                     enums.CryptographicUsageMask.VERIFY,
                     enums.CryptographicUsageMask.ENCRYPT,
@@ -302,7 +238,7 @@ class BinaryTransport:
             public_der,
             enums.KeyFormatType.X_509,
             masks=[enums.CryptographicUsageMask.VERIFY],
-            name=label,
+            name=public_name(label),
         )
         private = pie_objects.PrivateKey(
             enums.CryptographicAlgorithm.RSA,
@@ -331,17 +267,17 @@ class BinaryTransport:
                 raise KMSRefusedError(
                     f"{self.describe()}: Get public key of {key_id}: no public key found"
                 )
-            return _spki(key)
+            return spki(key)
 
         return self._call(f"Get public key {key_id}", get)
 
     def _get_private(
         self, client: ProxyKmipClient, key_id: str, key_format: PrivateKeyFormat, spec: Any
     ) -> Any:
-        result = _result(
+        result = checked(
             client.proxy.get(
                 key_id,
-                key_format_type=KeyFormatType(_FORMATS[key_format]),
+                key_format_type=KeyFormatType(FORMATS[key_format]),
                 key_wrapping_specification=spec,
             )
         )
@@ -370,7 +306,7 @@ class BinaryTransport:
                 raise KMSRefusedError(
                     f"{self.describe()}: Get private key {key_id}: not a private key"
                 )
-            return _private_der(bytes(key.value), key.key_format_type, key_format)
+            return private_der(bytes(key.value), key.key_format_type, key_format)
 
         return self._call(f"Get private key {key_id}", get)
 
@@ -513,8 +449,10 @@ class BinaryTransport:
                 raise KMSRefusedError(
                     f"{self.describe()}: Destroy key {key_id}: the key is active; revoke it first"
                 )
-            self._destroy_one(client, key_id)
+            # The public key first: if this stops half-way, the private key (still there,
+            # still named) is what a retry finds and finishes.
             if public_id != key_id:
                 self._destroy_one(client, public_id)
+            self._destroy_one(client, key_id)
 
         self._call(f"Destroy key {key_id}", destroy)

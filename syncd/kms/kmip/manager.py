@@ -153,7 +153,7 @@ class KmipKeyManager(KeyManager):
             except NotSupportedByServer as refused:
                 if self._mode == "always":
                     raise NotSupportedByServer(
-                        f"{refused} (kms.kmip.server_side_wrap is always; set auto or never "
+                        f"{refused}; kms.kmip.server_side_wrap is always (set auto or never "
                         "to wrap with kacls.wrapping_key instead)"
                     ) from None
                 with self._lock:
