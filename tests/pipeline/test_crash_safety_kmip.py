@@ -24,15 +24,16 @@ def test_sigkill_sweep_with_an_external_kms(
     held = held_objects(kmip_server)
     private_keys = by_name(held, "private_key")
     public_keys = by_name(held, "public_key")
+    # syncd names a pair's private key with its label and the public key <label>.pub.
+    labels = ["issuer:pipeline", *swept.generations.values()]
     assert {name for obj in held for name in obj.names} == {
-        "issuer:pipeline",
-        *swept.generations.values(),
+        name for label in labels for name in (label, f"{label}.pub")
     }, "objects in the KMS that neither the issuer nor a key pair generation accounts for"
     user_labels = {name for name in private_keys if name.startswith("syncd:")}
     assert user_labels == set(swept.generations.values())
     for label in user_labels:  # never created twice for a label
         assert len(private_keys[label]) == 1, f"{label}: {len(private_keys[label])} private keys"
-        assert len(public_keys[label]) == 1, f"{label}: {len(public_keys[label])} public keys"
+        assert len(public_keys[f"{label}.pub"]) == 1, f"{label}: public keys"
     # Each one is the key its generation recorded: none orphaned.
     recorded = {private_keys[label][0].uid: label for label in user_labels}
     assert recorded == swept.generations
