@@ -7,12 +7,23 @@ In one run it measures
     local KMS (SQLite state store), the Gmail client and the sandbox running as a separate
     process on loopback (real HTTP, token grants, chain validation);
 and prints users/second for both, the ratio (target: pipeline >= 80% of the floor) and the
-process's peak memory. Figures are ratios against a floor measured in the same run, because
+process's peak memory.
+
+With ``--kms kmip`` the keys live in a real PyKMIP server started for each round (binary KMIP,
+TLS with client certificates; tests/kmip/server.py), and the floor becomes the same KMS
+operations called directly with the same client (syncd's KmipKeyManager over its
+BinaryTransport) on the same number of threads: per user, create a key pair, sign a
+certificate's to-be-signed bytes with the issuer key, and get the private key for wrapping
+(PyKMIP cannot wrap with AES-GCM, so syncd wraps it in memory with the KACLS key, as in the
+pipeline). The pipeline is the same ``sync_pass`` with ``kms.backend: kmip``.
+
+Figures are ratios against a floor measured in the same run, because
 the machines are shared and noisy. Key generation time varies widely from key to key (its
 standard deviation is about 60% of its mean), which moves one round's ratio by about 0.04 either
 way; the result is the median of several rounds.
 
     .venv/bin/python bench/provision.py [--users 500] [--workers 4] [--bits 2048] [--rounds 3]
+        [--kms local|kmip]
 """
 
 from __future__ import annotations
@@ -34,12 +45,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from syncd.app import App
-from syncd.config import CertificateConfig, load_config
-from syncd.issuers import import_issuer
+from syncd.config import CertificateConfig, Config, load_config
+from syncd.issuers import import_issuer, load_issuer
+from syncd.kms.kacls import load_wrapping_key
+from syncd.kms.kmip.manager import open_kmip_key_manager
 from syncd.kms.local import create_master_key
 from syncd.pipeline.sync import sync_pass
 from syncd.pki.issue import issue_leaf
@@ -47,6 +61,12 @@ from syncd.pki.profile import LeafProfile
 from syncd.pki.testca import TestHierarchy, make_test_hierarchy
 from syncd.sandbox import create_service_account, init_sandbox_data
 from syncd.state.db import Database
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # tests/kmip/server.py starts the PyKMIP server
+    sys.path.insert(0, str(REPO))
+
+from tests.kmip.server import PyKmipServer, start_pykmip_server  # noqa: E402
 
 DOMAIN = "bench.example"
 PASSWORD = b"bench"
@@ -100,9 +120,73 @@ def floor(
     return time.perf_counter() - started
 
 
-def pipeline(
-    work: Path, hierarchy: TestHierarchy, users: int, workers: int, bits: int, port: int
-) -> float:
+def kmip_floor(config: Config, tbs: bytes, users: int, workers: int, bits: int) -> float:
+    """Seconds for the KMS operations of ``users`` users, called directly with syncd's KMIP
+    client on ``workers`` threads: create a key pair, sign ``tbs`` (a certificate's
+    to-be-signed bytes) with the issuer key, get the private key for wrapping."""
+    issuer = load_issuer(Database.open(config.state.url).sessions, config.ca.label)
+    kms = open_kmip_key_manager(config, load_wrapping_key(config.kacls))
+    hash_name = LeafProfile.from_config(config.certificate).hash
+    tag = f"{time.monotonic_ns()}"
+
+    def one(number: int) -> None:
+        key = kms.create_key_pair(f"floor:{tag}:{number}", bits)
+        kms.sign(issuer.kms_private_key_id, tbs, hash_name)
+        kms.wrapped_private_key(key.private_key_id, config.kacls.private_key_format)
+
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, range(users)))
+        return time.perf_counter() - started
+    finally:
+        kms.close()
+
+
+def sample_tbs(hierarchy: TestHierarchy, profile: LeafProfile, bits: int) -> bytes:
+    """The to-be-signed bytes of a leaf like the pipeline's (what the floor has the KMS sign)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    leaf = issue_leaf(
+        f"user00000@{DOMAIN}",
+        key.public_key(),
+        hierarchy.intermediate_cert,
+        hierarchy.signer(profile.hash),
+        profile,
+        datetime.now(UTC),
+    )
+    return x509.load_pem_x509_certificate(
+        leaf.public_bytes(serialization.Encoding.PEM)
+    ).tbs_certificate_bytes
+
+
+def _kms_section(work: Path, kmip: PyKmipServer | None) -> dict[str, object]:
+    if kmip is None:
+        create_master_key(work / "master.key")
+        return {"local": {"master_key_file": str(work / "master.key")}}
+    return {
+        "backend": "kmip",
+        "kmip": {
+            "transport": "binary",
+            "host": kmip.host,
+            "port": kmip.port,
+            "client_certificate_file": str(kmip.client.certificate),
+            "client_key_file": str(kmip.client.key),
+            "ca_file": str(kmip.client.ca),
+            "server_side_wrap": "auto",
+        },
+    }
+
+
+def deploy(
+    work: Path,
+    hierarchy: TestHierarchy,
+    users: int,
+    workers: int,
+    bits: int,
+    port: int,
+    kmip: PyKmipServer | None,
+) -> Config:
+    """Configuration, state store and issuer (imported into the KMS) for a pass."""
     key_file = work / "service-account.json"
     key_file.write_text(
         json.dumps(
@@ -114,7 +198,6 @@ def pipeline(
         )
     )
     key_file.chmod(0o600)
-    create_master_key(work / "master.key")
     (work / "kacls.key").write_bytes(os.urandom(32))
     (work / "kacls.key").chmod(0o600)
     listed = [{"email": f"user{i:05d}@{DOMAIN}", "id": f"u{i}"} for i in range(users)]
@@ -125,7 +208,7 @@ def pipeline(
             {
                 "state": {"url": f"sqlite:///{work}/state.db"},
                 "directory": {"source": "static", "static": {"path": str(work / "users.yaml")}},
-                "kms": {"local": {"master_key_file": str(work / "master.key")}},
+                "kms": _kms_section(work, kmip),
                 "kacls": {
                     "uri": "https://kacls.bench.example/google_cse",
                     "wrapping_key_file": str(work / "kacls.key"),
@@ -146,18 +229,27 @@ def pipeline(
     Database.open(config.state.url, require_current=False).upgrade()
     app = App(config)
     assert hierarchy.issuer_p12 and hierarchy.root_pem
-    import_issuer(
-        app.database.sessions,
-        app.key_manager(),
-        label="bench",
-        pkcs12_data=hierarchy.issuer_p12.read_bytes(),
-        password=PASSWORD,
-        extra_chain_pem=hierarchy.root_pem.read_bytes(),
-        now=datetime.now(UTC),
-        where="issuer.p12",
-    )
+    keys = app.keyring()
+    try:
+        import_issuer(
+            app.database.sessions,
+            keys.configured,
+            label="bench",
+            pkcs12_data=hierarchy.issuer_p12.read_bytes(),
+            password=PASSWORD,
+            extra_chain_pem=hierarchy.root_pem.read_bytes(),
+            now=datetime.now(UTC),
+            where="issuer.p12",
+        )
+    finally:
+        keys.close()
+    return config
+
+
+def pipeline(config: Config, users: int) -> float:
+    """Seconds for one ``sync_pass`` provisioning ``users`` directory users."""
     started = time.perf_counter()
-    result = sync_pass(app)
+    result = sync_pass(App(config))
     elapsed = time.perf_counter() - started
     done = sum(1 for r in result.results if r.ok)
     if done != users:
@@ -179,7 +271,7 @@ class Round:
         return self.pipeline_rate / self.floor_rate
 
 
-def one_round(users: int, workers: int, bits: int) -> Round:
+def one_round(users: int, workers: int, bits: int, kms: str) -> Round:
     """One measurement: half the floor, the pipeline, the other half of the floor."""
     with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
         work = Path(tmp)
@@ -189,6 +281,7 @@ def one_round(users: int, workers: int, bits: int) -> Round:
         mailboxes = [f"user{i:05d}@{DOMAIN}" for i in range(users)] + [f"admin@{DOMAIN}"]
         init_sandbox_data(work / "sandbox", DOMAIN, mailboxes, root_pem)
         port = _free_port()
+        kmip = start_pykmip_server(work / "pykmip") if kms == "kmip" else None
         sandbox = subprocess.Popen(
             [
                 sys.executable,
@@ -206,18 +299,34 @@ def one_round(users: int, workers: int, bits: int) -> Round:
         )
         try:
             _wait_for(port, sandbox)
+            config = deploy(work, hierarchy, users, workers, bits, port, kmip)
+            tbs = sample_tbs(hierarchy, profile, bits)
+
+            def measure_floor(count: int) -> float:
+                if kmip is not None:
+                    return kmip_floor(config, tbs, count, workers, bits)
+                return floor(hierarchy, profile, count, workers, bits)
+
             # The floor is measured before and after the pipeline and averaged, so that a
             # change of load on the shared machine weighs on both sides alike.
             half = max(users // 2, 1)
-            floor_seconds = floor(hierarchy, profile, half, workers, bits)
+            floor_seconds = measure_floor(half)
             sandbox_cpu_before = _cpu_seconds(sandbox.pid)
-            pipeline_seconds = pipeline(work, hierarchy, users, workers, bits, port)
+            pipeline_seconds = pipeline(config, users)
             sandbox_cpu = _cpu_seconds(sandbox.pid) - sandbox_cpu_before
-            floor_seconds += floor(hierarchy, profile, users - half, workers, bits)
+            floor_seconds += measure_floor(users - half)
         finally:
             sandbox.send_signal(signal.SIGINT)
             sandbox.wait(timeout=30)
+            if kmip is not None:
+                kmip.stop()
     return Round(users / floor_seconds, users / pipeline_seconds, sandbox_cpu)
+
+
+FLOORS = {
+    "local": "keygen + certificate",
+    "kmip": "KMS create key pair + sign + get",
+}
 
 
 def main() -> int:
@@ -231,15 +340,24 @@ def main() -> int:
         default=3,
         help="measurements to take; the median ratio is the result (default 3)",
     )
+    parser.add_argument(
+        "--kms",
+        choices=["local", "kmip"],
+        default="local",
+        help="local: the embedded key store; kmip: a PyKMIP server started for each round",
+    )
     args = parser.parse_args()
 
-    print(f"users: {args.users}, workers: {args.workers}, RSA {args.bits}, rounds: {args.rounds}")
+    print(
+        f"users: {args.users}, workers: {args.workers}, RSA {args.bits}, rounds: {args.rounds}, "
+        f"kms: {args.kms}"
+    )
     rounds = []
     for number in range(1, args.rounds + 1):
-        measured = one_round(args.users, args.workers, args.bits)
+        measured = one_round(args.users, args.workers, args.bits, args.kms)
         rounds.append(measured)
         print(
-            f"round {number}: floor (keygen + certificate, no pipeline) "
+            f"round {number}: floor ({FLOORS[args.kms]}, no pipeline) "
             f"{measured.floor_rate:6.1f} users/s, pipeline (KMS + state + Gmail sandbox) "
             f"{measured.pipeline_rate:6.1f} users/s, ratio {measured.ratio:.2f}, sandbox CPU "
             f"{1000 * measured.sandbox_cpu / args.users:.1f} ms a user"

@@ -21,7 +21,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -84,6 +84,7 @@ class Runner:
         on_done: Callable[[TaskResult], None] | None = None,
         stop: threading.Event | None = None,
         on_step: StepObserver | None = None,
+        fresh_keys: Collection[int] = (),
     ) -> None:
         self.database = database
         self.services = services
@@ -99,6 +100,16 @@ class Runner:
         self.lock_lost: LockLostError | None = None
         """Set once this pass lost the run lock: the error the pass ends with."""
         self._lost_mutex = threading.Lock()
+        self._fresh_mutex = threading.Lock()
+        self._fresh_keys = set(fresh_keys)
+        """Tasks whose key pair generation this pass's plan made (see Work.fresh_key); a task
+        leaves the set when it starts, so only its first start counts."""
+
+    def _first_start_of_fresh_key(self, task_id: int) -> bool:
+        with self._fresh_mutex:
+            fresh = task_id in self._fresh_keys
+            self._fresh_keys.discard(task_id)
+        return fresh
 
     def _lose(self, error: LockLostError) -> None:
         with self._lost_mutex:
@@ -145,6 +156,8 @@ class Runner:
         except LockLostError as error:
             self._lose(error)
             return self._stopped(task_id, None)
+        if self._first_start_of_fresh_key(task_id) and step == "create_key":
+            work = replace(work, fresh_key=True)
         bind(user=work.email)
         while step is not None:
             if self._stopping():
@@ -232,8 +245,9 @@ class Runner:
                     if refusal is not None:
                         log.info("%s for %s: %s; not retried: %s", step, work.email, error, refusal)
                         raise
-                    # The failed attempt may have reached Gmail: look before acting again.
-                    work = replace(work, fresh_certificate=False)
+                    # The failed attempt may have reached Gmail or the KMS: look before acting
+                    # again.
+                    work = replace(work, fresh_certificate=False, fresh_key=False)
                     log.info(
                         "%s for %s: %s; attempt %d of %d in %.1fs",
                         step,

@@ -113,6 +113,10 @@ class Work:
     fresh_certificate: bool = False
     """The target's certificate was issued by this process and no upload of it has been tried
     yet, so Gmail cannot have it: upload_keypair need not look for it first."""
+    fresh_key: bool = False
+    """The target generation was made by this pass's plan and no create_key of it has been
+    tried yet, so no KMS can hold a key with its label: create_key need not look for one
+    first (a Locate scans every object on some KMS servers, PyKMIP's among them)."""
 
     def after(self, outcome: Outcome) -> Work:
         """This work as it stands once ``outcome`` is recorded."""
@@ -130,6 +134,7 @@ class Work:
             target=target,
             others=tuple(updated(v) for v in self.others),
             fresh_certificate=issued,
+            fresh_key=False,
         )
 
 
@@ -184,7 +189,11 @@ def create_key(work: Work, services: Services) -> Outcome:
     if target.kms_private_key_id:
         return Outcome()
     check_certifiable(work.email)  # permanent: no KMS key for a certificate that cannot be
-    found = [ref for ref in services.kms.locate(target.kms_label) if ref.state == "active"]
+    found = (
+        []
+        if work.fresh_key
+        else [ref for ref in services.kms.locate(target.kms_label) if ref.state == "active"]
+    )
     ref: KeyRef = (
         found[0] if found else services.kms.create_key_pair(target.kms_label, services.key_bits)
     )

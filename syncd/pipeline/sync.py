@@ -110,7 +110,8 @@ def _execute(
     try:
         with app.database.transaction() as session:
             fencing.prove(session.connection(), fence.token)
-            task_ids = tasks.enqueue(session, actions, run_id, utcnow())
+            fresh_keys: set[int] = set()
+            task_ids = tasks.enqueue(session, actions, run_id, utcnow(), fresh_keys)
     except LockLostError as error:
         return [], error
     if not task_ids:
@@ -125,6 +126,7 @@ def _execute(
         on_done=on_done,
         stop=stop,
         on_step=on_step,
+        fresh_keys=fresh_keys,
     )
     try:
         return runner.run(task_ids), runner.lock_lost

@@ -32,13 +32,23 @@ ENQUEUE_CHUNK = 500  # users looked up per query (SQLite caps bound parameters)
 
 
 def enqueue(
-    session: Session, actions: Sequence[Action], run_id: int | None, now: datetime
+    session: Session,
+    actions: Sequence[Action],
+    run_id: int | None,
+    now: datetime,
+    fresh_keys: set[int] | None = None,
 ) -> list[int]:
-    """Tasks for the actions: open tasks resumed, new ones created. Returns their ids."""
+    """Tasks for the actions: open tasks resumed, new ones created. Returns their ids, and
+    adds to ``fresh_keys`` those of the tasks that start a key pair generation made now (no
+    key can have been created for it yet)."""
     queued: list[Task] = []
+    new_generations: list[Task] = []
     for first in range(0, len(actions), ENQUEUE_CHUNK):
-        queued += _enqueue_chunk(session, actions[first : first + ENQUEUE_CHUNK], run_id, now)
+        chunk = actions[first : first + ENQUEUE_CHUNK]
+        queued += _enqueue_chunk(session, chunk, run_id, now, new_generations)
     session.flush()
+    if fresh_keys is not None:
+        fresh_keys.update(task.id for task in new_generations)
     return [task.id for task in queued]
 
 
@@ -93,7 +103,11 @@ def _known(session: Session, actions: Sequence[Action], now: datetime) -> _Known
 
 
 def _enqueue_chunk(
-    session: Session, actions: Sequence[Action], run_id: int | None, now: datetime
+    session: Session,
+    actions: Sequence[Action],
+    run_id: int | None,
+    now: datetime,
+    new_generations: list[Task],
 ) -> list[Task]:
     known = _known(session, actions, now)
     queued = []
@@ -118,6 +132,8 @@ def _enqueue_chunk(
                 )
                 session.flush()  # the old task leaves "open" before the new one arrives
             task = _new_task(session, user, action, now, known)
+            if task.kind in _NEW_GENERATION:  # its key pair generation was made just now
+                new_generations.append(task)
         task.run_id = run_id
         audit.record(
             session,
@@ -129,6 +145,10 @@ def _enqueue_chunk(
         )
         queued.append(task)
     return queued
+
+
+_NEW_GENERATION = (TaskKind.PROVISION, TaskKind.RENEW, TaskKind.REPLACE)
+"""Task kinds that work on a key pair generation of their own, made when they are."""
 
 
 def _new_generation(user: User, now: datetime, known: _Known) -> KeyPair:
@@ -150,7 +170,7 @@ def _new_task(session: Session, user: User, action: Action, now: datetime, known
         key_pair = known.active.get(user.id)
         if key_pair is None:
             kind = TaskKind.PROVISION
-    if kind in (TaskKind.PROVISION, TaskKind.RENEW, TaskKind.REPLACE):
+    if kind in _NEW_GENERATION:
         key_pair = _new_generation(user, now, known)
     task = Task(
         user_id=user.id,

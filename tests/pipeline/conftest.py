@@ -23,10 +23,12 @@ from syncd.config import Config, load_config
 from syncd.google.gmail import GmailCSE
 from syncd.issuers import import_issuer
 from syncd.kms.local import create_master_key
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy
+from syncd.pki.testca import TestHierarchy, make_test_hierarchy, write_private_file
 from syncd.sandbox import SandboxServer, create_service_account, init_sandbox_data
 from syncd.state.db import Database
 from syncd.state.models import KmsKey
+from tests.conftest import _migrate
+from tests.kmip.server import PyKmipServer, start_pykmip_server
 
 DOMAIN = "example.com"
 P12_PASSWORD = b"pipeline-test"
@@ -116,13 +118,13 @@ def sandbox_users(count: int) -> list[str]:
     return [f"user{i:02d}@{DOMAIN}" for i in range(count)]
 
 
-@pytest.fixture
-def deployment(
-    tmp_path: Path, migrated_db_url: str, pipeline_ca: TestHierarchy
-) -> Iterator[Deployment]:
-    """Forty sandbox users; the static directory lists the first six."""
+def build_deployment(
+    tmp_path: Path, state_url: str, ca: TestHierarchy, kms: dict[str, Any] | None = None
+) -> Deployment:
+    """Forty sandbox users (the sandbox started: stop it), the static directory listing the
+    first six, and a configuration with ``kms`` (default: the embedded store); no issuer yet."""
     data_dir = tmp_path / "sandbox"
-    root_pem = pipeline_ca.root_cert.public_bytes(serialization.Encoding.PEM)
+    root_pem = ca.root_cert.public_bytes(serialization.Encoding.PEM)
     everyone = [*sandbox_users(40), f"admin@{DOMAIN}", LONG_USER]
     init_sandbox_data(data_dir, DOMAIN, everyone, root_pem)
     server = SandboxServer(data_dir).start()
@@ -132,16 +134,18 @@ def deployment(
     key_file = tmp_path / "service-account.json"
     key_file.write_text(json.dumps(key_info))
     key_file.chmod(0o600)
-    master = tmp_path / "master.key"
-    create_master_key(master)
+    if kms is None:
+        master = tmp_path / "master.key"
+        create_master_key(master)
+        kms = {"local": {"master_key_file": str(master)}}
     kacls = tmp_path / "kacls.key"
     kacls.write_bytes(os.urandom(32))
     kacls.chmod(0o600)
     users_file = tmp_path / "users.yaml"
     config = {
-        "state": {"url": migrated_db_url},
+        "state": {"url": state_url},
         "directory": {"source": "static", "static": {"path": str(users_file)}},
-        "kms": {"local": {"master_key_file": str(master)}},
+        "kms": kms,
         "kacls": {"uri": "https://kacls.example.com/google_cse", "wrapping_key_file": str(kacls)},
         "ca": {"label": "pipeline"},
         "certificate": {"key_bits": 2048, "validity_days": 365},
@@ -155,24 +159,87 @@ def deployment(
     }
     config_path = tmp_path / "syncd.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    deploy = Deployment(tmp_path, config_path, users_file, server, pipeline_ca)
+    deploy = Deployment(tmp_path, config_path, users_file, server, ca)
     deploy.set_users(sandbox_users(6))
+    return deploy
 
-    app = deploy.app()
-    assert pipeline_ca.issuer_p12 is not None and pipeline_ca.root_pem is not None
-    import_issuer(
-        app.database.sessions,
-        app.key_manager(),
-        label="pipeline",
-        pkcs12_data=pipeline_ca.issuer_p12.read_bytes(),
-        password=P12_PASSWORD,
-        extra_chain_pem=pipeline_ca.root_pem.read_bytes(),
-        now=datetime.now(UTC),
-        where="issuer.p12",
-    )
-    app.database.close()
-    yield deploy
-    server.stop()
+
+@pytest.fixture
+def deployment(
+    tmp_path: Path, migrated_db_url: str, pipeline_ca: TestHierarchy
+) -> Iterator[Deployment]:
+    """Forty sandbox users; the static directory lists the first six; the embedded KMS holds
+    the issuer."""
+    deploy = build_deployment(tmp_path, migrated_db_url, pipeline_ca)
+    try:
+        app = deploy.app()
+        assert pipeline_ca.issuer_p12 is not None and pipeline_ca.root_pem is not None
+        import_issuer(
+            app.database.sessions,
+            app.key_manager(),
+            label="pipeline",
+            pkcs12_data=pipeline_ca.issuer_p12.read_bytes(),
+            password=P12_PASSWORD,
+            extra_chain_pem=pipeline_ca.root_pem.read_bytes(),
+            now=datetime.now(UTC),
+            where="issuer.p12",
+        )
+        app.database.close()
+        yield deploy
+    finally:
+        deploy.sandbox.stop()
+
+
+@pytest.fixture
+def kmip_server(tmp_path: Path) -> Iterator[PyKmipServer]:
+    """A PyKMIP server of this test's own (about 1 s to start): everything it holds was made
+    by the test, so the test can account for every object in it."""
+    server = start_pykmip_server(tmp_path / "pykmip")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def kmip_deployment(
+    tmp_path: Path, pipeline_ca: TestHierarchy, kmip_server: PyKmipServer
+) -> Iterator[Deployment]:
+    """The deployment with ``kms.backend: kmip`` against ``kmip_server`` (binary transport,
+    ``server_side_wrap: auto``: PyKMIP cannot wrap with AES-GCM, so syncd wraps client-side
+    with ``kacls.wrapping_key_file``), the issuer put into the KMS by ``syncd ca import`` of
+    the test CA's PKCS#12. SQLite only: the store's two engines are covered with the embedded
+    KMS; these tests are about the KMS."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    _migrate(url)
+    files = kmip_server.client
+    kms = {
+        "backend": "kmip",
+        "kmip": {
+            "transport": "binary",
+            "host": kmip_server.host,
+            "port": kmip_server.port,
+            "client_certificate_file": str(files.certificate),
+            "client_key_file": str(files.key),
+            "ca_file": str(files.ca),
+            "timeout": 10,
+            "server_side_wrap": "auto",
+        },
+    }
+    deploy = build_deployment(tmp_path, url, pipeline_ca, kms)
+    try:
+        hierarchy = pipeline_ca
+        assert hierarchy.issuer_p12 is not None and hierarchy.root_pem is not None
+        password = tmp_path / "issuer.pass"
+        write_private_file(password, P12_PASSWORD)
+        imported = deploy.syncd(
+            "ca", "import", str(hierarchy.issuer_p12), "--password-file", str(password),
+            "--chain", str(hierarchy.root_pem),
+        )  # fmt: skip
+        assert imported.returncode == 0, imported.stderr
+        yield deploy
+    finally:
+        deploy.sandbox.stop()
 
 
 def gmail_state(
