@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from syncd.errors import CertificateError
+from syncd.kms.base import LeafRequest
 from syncd.kms.kmip import json_ttlv as jt
 from syncd.kms.kmip.certify import (
     certify_leaf,
@@ -72,6 +73,15 @@ PROFILES = {
         "certificatePolicies=1.3.6.1.4.1.99999.1\nextendedKeyUsage=emailProtection,"
         "1.3.6.1.4.1.311.10.3.4\n", "policies")),
 }
+
+
+def _leaf(public_key: rsa.RSAPublicKey, public_key_id: str, hierarchy: TestHierarchy,
+          email: str = EMAIL) -> LeafRequest:
+    """The leaf ``email`` asks for, under the default profile, issued by the test intermediate."""
+    return LeafRequest(email=email, public_key=public_key, public_key_id=public_key_id,
+                       label=f"syncd:{email}", issuer_certificate=hierarchy.intermediate_cert,
+                       issuer_private_key_id="issuer-sk", profile=PROFILES["default"],
+                       now=dt.datetime.now(dt.UTC))
 
 
 def _expected(profile: LeafProfile, hierarchy: TestHierarchy,
@@ -167,8 +177,7 @@ def test_what_an_extensions_file_cannot_say_is_refused(extension: x509.Extension
 
 def test_certify_request_and_its_wire_shape(hierarchy: TestHierarchy,
                                             leaf_key: rsa.RSAPrivateKey) -> None:
-    request = certify_request(EMAIL, leaf_key.public_key(), "pk-1", "issuer-sk", "issuer-cert",
-                              hierarchy.intermediate_cert, PROFILES["default"], "syncd:alice")
+    request = certify_request(_leaf(leaf_key.public_key(), "pk-1", hierarchy), "issuer-cert")
     assert request.subject == f"CN={EMAIL}" and request.validity_days == 365
     item = jt.certify(jt.V5, request.public_key_id, request.issuer_private_key_id,
                       request.issuer_certificate_id, jt.subject_fields(request.subject),
@@ -204,9 +213,7 @@ class OpenSslCertify:
 def test_certify_leaf_end_to_end_with_openssl_as_the_kms(
         hierarchy: TestHierarchy, leaf_key: rsa.RSAPrivateKey, tmp_path: Path) -> None:
     kms = OpenSslCertify(tmp_path, hierarchy, leaf_key)
-    cert = certify_leaf(kms, EMAIL, leaf_key.public_key(), "pk-1",  # type: ignore[arg-type]
-                        "issuer-sk", None, hierarchy.intermediate_cert, PROFILES["default"],
-                        "syncd:alice")
+    cert = certify_leaf(kms, _leaf(leaf_key.public_key(), "pk-1", hierarchy))  # type: ignore[arg-type]
     assert cert.verify_directly_issued_by(hierarchy.intermediate_cert) is None
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.EMAIL_PROTECTION]
@@ -227,9 +234,7 @@ def test_certify_leaf_refuses_a_certificate_for_someone_else(
         hierarchy: TestHierarchy, leaf_key: rsa.RSAPrivateKey, tmp_path: Path) -> None:
     kms = OpenSslCertify(tmp_path, hierarchy, leaf_key, tamper=True)
     with pytest.raises(CertificateError, match=f"does not name {EMAIL}"):
-        certify_leaf(kms, EMAIL, leaf_key.public_key(), "pk-1",  # type: ignore[arg-type]
-                     "issuer-sk", None, hierarchy.intermediate_cert, PROFILES["default"],
-                     "syncd:alice")
+        certify_leaf(kms, _leaf(leaf_key.public_key(), "pk-1", hierarchy))  # type: ignore[arg-type]
 
 
 def test_check_certified_refuses_another_key_and_another_issuer(
@@ -252,6 +257,5 @@ def test_certify_leaf_through_the_bridge_is_not_supported(
     public = serialization.load_der_public_key(json_transport.public_key_der(pair.public_key_id))
     assert isinstance(public, rsa.RSAPublicKey)
     with pytest.raises(NotSupportedByServer, match="Certify of key"):
-        certify_leaf(json_transport, "certify@example.com", public, pair.public_key_id,
-                     "issuer-sk", None, hierarchy.intermediate_cert, PROFILES["default"],
-                     "syncd:certify@example.com:1")
+        certify_leaf(json_transport, _leaf(public, pair.public_key_id, hierarchy,
+                                           "certify@example.com"))

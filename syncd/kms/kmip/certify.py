@@ -21,11 +21,12 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from syncd.errors import CertificateError
+from syncd.kms.base import LeafRequest
 from syncd.kms.kmip.transport import CertifyRequest, KmipTransport
 from syncd.pki.chain import describe, issued_by
 from syncd.pki.extensions import SECTION, LeafContext
 from syncd.pki.issue import ExtensionList, leaf_extensions
-from syncd.pki.profile import LeafProfile, check_certifiable, subject_for
+from syncd.pki.profile import check_certifiable, subject_for
 
 _USAGE_NAMES = {
     "digital_signature": "digitalSignature", "content_commitment": "nonRepudiation",
@@ -147,27 +148,18 @@ def render_extensions_conf(extensions: ExtensionList) -> str:
     return "\n".join(lines) + "\n"
 
 
-def certify_request(
-    email: str,
-    subject_public_key: CertificatePublicKeyTypes,
-    public_key_id: str,
-    issuer_private_key_id: str,
-    issuer_certificate_id: str | None,
-    issuer_cert: x509.Certificate,
-    profile: LeafProfile,
-    label: str,
-) -> CertifyRequest:
-    """What to ask Certify for the leaf of ``email`` under ``profile``."""
-    check_certifiable(email)
-    ctx = LeafContext(email, subject_public_key, issuer_cert)
+def certify_request(leaf: LeafRequest, issuer_certificate_id: str | None = None) -> CertifyRequest:
+    """What to ask Certify for ``leaf`` (its subject and extensions rendered from its profile)."""
+    check_certifiable(leaf.email)
+    ctx = LeafContext(leaf.email, leaf.public_key, leaf.issuer_certificate)
     return CertifyRequest(
-        public_key_id=public_key_id,
-        issuer_private_key_id=issuer_private_key_id,
+        public_key_id=leaf.public_key_id,
+        issuer_private_key_id=leaf.issuer_private_key_id,
         issuer_certificate_id=issuer_certificate_id,
-        subject=subject_for(email, profile.subject_template).rfc4514_string(),
-        extensions_conf=render_extensions_conf(leaf_extensions(profile, ctx)),
-        validity_days=profile.validity_days,
-        label=label,
+        subject=subject_for(leaf.email, leaf.profile.subject_template).rfc4514_string(),
+        extensions_conf=render_extensions_conf(leaf_extensions(leaf.profile, ctx)),
+        validity_days=leaf.profile.validity_days,
+        label=leaf.label,
     )
 
 
@@ -196,31 +188,17 @@ def check_certified(cert: x509.Certificate, email: str,
         raise CertificateError(f"the certificate Certify made for {email}", problems)
 
 
-def certify_leaf(
-    transport: KmipTransport,
-    email: str,
-    subject_public_key: CertificatePublicKeyTypes,
-    public_key_id: str,
-    issuer_private_key_id: str,
-    issuer_certificate_id: str | None,
-    issuer_cert: x509.Certificate,
-    profile: LeafProfile,
-    label: str,
-    now: dt.datetime | None = None,
-) -> x509.Certificate:
-    """The leaf certificate for ``email`` made inside the KMS by Certify, checked.
+def certify_leaf(transport: KmipTransport, leaf: LeafRequest) -> x509.Certificate:
+    """The leaf certificate made inside the KMS by Certify, checked.
 
     Raises NotSupportedByServer when the KMS has no Certify, KMSRefusedError /
     KMSUnavailableError as the transport does, CertificateError when the result is not the
     certificate asked for."""
-    request = certify_request(email, subject_public_key, public_key_id, issuer_private_key_id,
-                              issuer_certificate_id, issuer_cert, profile, label)
-    der = transport.certify(request)
+    der = transport.certify(certify_request(leaf))
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
-        raise CertificateError(f"{transport.describe()}: Certify for {email} returned no "
+        raise CertificateError(f"{transport.describe()}: Certify for {leaf.email} returned no "
                                "X.509 certificate") from None
-    check_certified(cert, email, subject_public_key, issuer_cert,
-                    now or dt.datetime.now(dt.UTC))
+    check_certified(cert, leaf.email, leaf.public_key, leaf.issuer_certificate, leaf.now)
     return cert

@@ -145,18 +145,7 @@ class KmipKeyManager(KeyManager):
     def certify_in_kms(self, request: LeafRequest) -> x509.Certificate | None:
         if self.signing_mode() != "certify":
             return None
-        return certify_leaf(
-            self.transport,
-            request.email,
-            request.public_key,
-            request.public_key_id,
-            request.issuer_private_key_id,
-            None,
-            request.issuer_certificate,
-            request.profile,
-            request.label,
-            request.now,
-        )
+        return certify_leaf(self.transport, request)
 
     def locate(self, label: str) -> list[KeyRef]:
         return [_key_ref(label, pair) for pair in self.transport.locate(label)]
