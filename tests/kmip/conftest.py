@@ -41,17 +41,7 @@ def kmip_config(pykmip_server: PyKmipServer, kacls_key: bytes) -> KmipConfigFact
     def build(
         *, files: ClientFiles | None = None, kacls: dict[str, Any] | None = None, **kmip: Any
     ) -> Config:
-        who = files or pykmip_server.client
-        section: dict[str, Any] = {
-            "transport": "binary",
-            "host": pykmip_server.host,
-            "port": pykmip_server.port,
-            "client_certificate_file": str(who.certificate),
-            "client_key_file": str(who.key),
-            "ca_file": str(who.ca),
-            "timeout": 10,
-        }
-        section.update(kmip)
+        section = pykmip_server.kmip_section(files, transport="binary", timeout=10, **kmip)
         kacls_section = {"wrapping_key": base64.b64encode(kacls_key).decode()}
         if kacls is not None:
             kacls_section = kacls

@@ -147,6 +147,22 @@ class PyKmipServer:
     """A CA that did not sign the server's certificate (a client trusting only it must refuse)."""
     process: subprocess.Popen[bytes]
 
+    def kmip_section(
+        self, files: ClientFiles | None = None, **overrides: object
+    ) -> dict[str, object]:
+        """The ``kms.kmip`` settings of a client of this server, presenting ``files`` (default:
+        the accepted client), with ``overrides`` (another port, a timeout...) on top."""
+        who = files or self.client
+        section: dict[str, object] = {
+            "host": self.host,
+            "port": self.port,
+            "client_certificate_file": str(who.certificate),
+            "client_key_file": str(who.key),
+            "ca_file": str(who.ca),
+        }
+        section.update(overrides)
+        return section
+
     def log(self) -> str:
         path = self.folder / "server.log"
         return path.read_text(errors="replace") if path.exists() else ""

@@ -74,14 +74,7 @@ def test_switch_to_kmip_keeps_old_users_until_renewal(
     deploy.update_config(
         kms={
             "backend": "kmip",
-            "kmip": {
-                "host": server.host,
-                "port": server.port,
-                "client_certificate_file": str(server.client.certificate),
-                "client_key_file": str(server.client.key),
-                "ca_file": str(server.client.ca),
-                "timeout": 5,
-            },
+            "kmip": server.kmip_section(timeout=5),
         }
     )
     assert "0 done, 0 failed" in _ok(deploy, "sync", "--once")

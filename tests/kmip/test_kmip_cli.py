@@ -53,13 +53,7 @@ def test_ca_import_and_cert_issue_with_keys_in_the_kms(
                 "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
                 "kms": {
                     "backend": "kmip",
-                    "kmip": {
-                        "host": pykmip_server.host,
-                        "port": pykmip_server.port,
-                        "client_certificate_file": str(files.certificate),
-                        "client_key_file": str(files.key),
-                        "ca_file": str(files.ca),
-                    },
+                    "kmip": pykmip_server.kmip_section(files),
                 },
                 "kacls": {
                     "uri": "https://kacls.example.test/google_cse",
@@ -165,13 +159,7 @@ def test_ca_import_with_the_kms_unreachable_exits_1_with_one_line(
                 "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
                 "kms": {
                     "backend": "kmip",
-                    "kmip": {
-                        "host": "127.0.0.1",
-                        "port": closed_port,
-                        "client_certificate_file": str(files.certificate),
-                        "client_key_file": str(files.key),
-                        "ca_file": str(files.ca),
-                    },
+                    "kmip": pykmip_server.kmip_section(files, port=closed_port),
                 },
                 "kacls": {
                     "uri": "https://kacls.example.test/google_cse",

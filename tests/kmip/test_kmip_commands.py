@@ -72,16 +72,7 @@ class KmipInstall:
         return f"sqlite:///{self.root / 'state.db'}"
 
     def configure(self, files: ClientFiles | None = None, **kmip: Any) -> None:
-        who = files or self.server.client
-        section = {
-            "host": self.server.host,
-            "port": self.server.port,
-            "client_certificate_file": str(who.certificate),
-            "client_key_file": str(who.key),
-            "ca_file": str(who.ca),
-            "timeout": 5,
-            **kmip,
-        }
+        section = self.server.kmip_section(files, **{"timeout": 5, **kmip})
         users = self.root / "users.yaml"
         users.write_text(yaml.safe_dump({"users": [{"email": "ann@example.com", "id": "1"}]}))
         config = {

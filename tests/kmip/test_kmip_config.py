@@ -114,13 +114,7 @@ def test_config_check_exits_2_naming_a_missing_client_key(
         "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
         "kms": {
             "backend": "kmip",
-            "kmip": {
-                "host": pykmip_server.host,
-                "port": pykmip_server.port,
-                "client_certificate_file": str(files.certificate),
-                "client_key_file": str(files.key),
-                "ca_file": str(files.ca),
-            },
+            "kmip": pykmip_server.kmip_section(files),
         },
         "kacls": {"uri": "https://kacls.example.test/google_cse"},
         "certificate": {"crl_distribution_points": ["http://crl.example.test/issuing.crl"]},

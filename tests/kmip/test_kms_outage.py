@@ -50,14 +50,7 @@ def test_kms_outage_mid_pass_then_resume(
     deploy.update_config(
         kms={
             "backend": "kmip",
-            "kmip": {
-                "host": server.host,
-                "port": relay.port,
-                "client_certificate_file": str(server.client.certificate),
-                "client_key_file": str(server.client.key),
-                "ca_file": str(server.client.ca),
-                "timeout": 3,
-            },
+            "kmip": server.kmip_section(port=relay.port, timeout=3),
         },
         pipeline={"workers": 2, "step_attempts": 3, "retry_initial": "1s"},
     )

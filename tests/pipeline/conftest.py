@@ -215,16 +215,9 @@ def kmip_deployment(
     files = kmip_server.client
     kms = {
         "backend": "kmip",
-        "kmip": {
-            "transport": "binary",
-            "host": kmip_server.host,
-            "port": kmip_server.port,
-            "client_certificate_file": str(files.certificate),
-            "client_key_file": str(files.key),
-            "ca_file": str(files.ca),
-            "timeout": 10,
-            "server_side_wrap": "auto",
-        },
+        "kmip": kmip_server.kmip_section(
+            files, transport="binary", timeout=10, server_side_wrap="auto"
+        ),
     }
     deploy = build_deployment(tmp_path, url, pipeline_ca, kms)
     try:
