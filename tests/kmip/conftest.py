@@ -41,7 +41,8 @@ def kmip_config(pykmip_server: PyKmipServer, kacls_key: bytes) -> KmipConfigFact
     def build(
         *, files: ClientFiles | None = None, kacls: dict[str, Any] | None = None, **kmip: Any
     ) -> Config:
-        section = pykmip_server.kmip_section(files, transport="binary", timeout=10, **kmip)
+        settings = {"transport": "binary", "timeout": 10, **kmip}
+        section = pykmip_server.kmip_section(files, **settings)
         kacls_section = {"wrapping_key": base64.b64encode(kacls_key).decode()}
         if kacls is not None:
             kacls_section = kacls
