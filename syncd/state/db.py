@@ -101,6 +101,7 @@ def create_engine_for(url: str) -> Engine:
     """An engine for ``url`` (SQLite: foreign keys on, WAL, busy timeout; PostgreSQL: psycopg 3)."""
     parsed = parse_url(url)
     if parsed.get_backend_name() == "postgresql":
+        _require_psycopg()
         return create_engine(parsed, pool_pre_ping=True)
     path = sqlite_path(parsed)
     if path is None:
@@ -118,6 +119,18 @@ def create_engine_for(url: str) -> Engine:
         engine = create_engine(parsed)
     event.listen(engine, "connect", _configure_sqlite_connection)
     return engine
+
+
+def _require_psycopg() -> None:
+    """PostgreSQL support is an extra (``syncd[postgres]``): name it, not an ImportError."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            _URL_WHERE,
+            "a PostgreSQL database needs the psycopg driver, which is not installed: "
+            "pip install 'syncd[postgres]'",
+        ) from None
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
