@@ -28,6 +28,11 @@ from syncd.state.db import create_engine_for, upgrade
 # Hooks: with CI set, a skip is a failure (tests/noskip.py).
 from .noskip import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
 
+# pytest-timeout: 180 s per test by default (pyproject.toml). Tests that only talk to the
+# in-process Google sandbox take seconds (under 3 s on a loaded 2-core machine), so a hung
+# sandbox server fails them sooner; a test's own @pytest.mark.timeout wins.
+SHORT_TIMEOUTS = {"sandbox": 60, "google": 60}
+
 INSTALL_HINT = "install them with: apt-get install -y postgresql"
 
 
@@ -271,3 +276,13 @@ def kacls_view(kacls_data: str, wrapping_key: bytes) -> KaclsView:
         is_pkcs1=is_pkcs1,
         public_pem=_openssl_text(["pkey", "-inform", "DER", "-pubout"], der),
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests = Path(__file__).parent
+    for item in items:
+        if not item.path.is_relative_to(tests):
+            continue
+        folder = item.path.relative_to(tests).parts[0]
+        if folder in SHORT_TIMEOUTS and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SHORT_TIMEOUTS[folder]))

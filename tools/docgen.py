@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -213,7 +214,8 @@ class _Schema:
 
 
 def _describe(node: dict[str, Any]) -> str:
-    return str(node.get("description", "")).strip()
+    """The schema description, reStructuredText literals (````x````) as plain text."""
+    return re.sub(r"``(.+?)``", r"\1", str(node.get("description", ""))).strip()
 
 
 def _section(page: roff.Page, schema: _Schema, path: str, node: dict[str, Any]) -> None:
@@ -238,13 +240,16 @@ def _section(page: roff.Page, schema: _Schema, path: str, node: dict[str, Any]) 
             continue
         if section_items:
             nested.append((f"{key}[]", section_items[0]))
-        parts = [roff.italic(schema.type_of(field))]
+        kind = roff.italic(schema.type_of(field))
         if name in required:
-            parts.append(roff.text("(required)"))
+            kind += " " + roff.text("(required)")
         elif "default" in field and field["default"] not in (None, [], {}):
-            parts.append(roff.text(f"(default: {json.dumps(field['default'])})"))
+            kind += " " + roff.text(f"(default: {json.dumps(field['default'])})")
+        parts = [kind]
         description = _describe(field)
-        page.item(roff.bold(key), " ".join(parts), roff.text(description) if description else "")
+        if description:
+            parts += [page.line_break(), roff.text(description)]
+        page.item(roff.bold(key), *parts)
     for key, sub in nested:
         tags = [
             f"{name}: {json.dumps(prop['const'])}"

@@ -7,11 +7,15 @@ about (non-ASCII is written as ``\\[uXXXX]``).
 
 from __future__ import annotations
 
+# A word longer than this (an LDAP filter, a URL) may break after these characters, which
+# groff otherwise cannot do without hyphenation (and then warns "can't break line").
+LONG_WORD = 30
+BREAK_AFTER = ")/,|&"
 
-def text(value: str) -> str:
-    """``value`` as roff text on one line: escapes, hyphens as minus signs, no requests."""
+
+def _word(word: str) -> str:
     out = []
-    for char in " ".join(value.split()):
+    for char in word:
         if char == "\\":
             out.append("\\e")
         elif char == "-":
@@ -20,7 +24,14 @@ def text(value: str) -> str:
             out.append(f"\\[u{ord(char):04X}]")
         else:
             out.append(char)
-    line = "".join(out)
+        if len(word) > LONG_WORD and char in BREAK_AFTER:
+            out.append("\\:")
+    return "".join(out)
+
+
+def text(value: str) -> str:
+    """``value`` as roff text on one line: escapes, hyphens as minus signs, no requests."""
+    line = " ".join(_word(word) for word in value.split())
     return "\\&" + line if line[:1] in (".", "'") else line
 
 
@@ -44,8 +55,10 @@ class Page:
         self.lines = [
             f".TH {name.upper()} {section} {quoted('')} {quoted(source)} {quoted(manual)}",
             # Left-aligned, not justified: long setting paths and defaults would otherwise
-            # leave lines groff cannot adjust (a warning under man --warnings).
+            # leave lines groff cannot adjust (a warning under man --warnings); no hyphenation
+            # either, which would split option names, paths and LDAP filters.
             ".ad l",
+            ".nh",
         ]
 
     def section(self, title: str) -> None:
@@ -64,6 +77,10 @@ class Page:
         self.lines.extend([".TP", tag])
         filled = [part for part in body if part]
         self.lines.extend(filled or ["\\&"])
+
+    def line_break(self) -> str:
+        """A break inside a paragraph (as a body part of :meth:`item`)."""
+        return ".br"
 
     def raw(self, line: str) -> None:
         self.lines.append(line)

@@ -16,6 +16,9 @@ import pytest
 from syncd.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# Each test runs man, groff, bash, zsh or pytest: seconds; a hung one fails after this.
+pytestmark = pytest.mark.timeout(60)
 SYNCD = str(Path(sys.executable).with_name("syncd"))
 ZSH_DRIVER = """\
 # Types $2 and TAB in an interactive zsh whose fpath starts with $1 (compinit, no user

@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TESTS = Path(__file__).resolve().parents[1]
+
+# Each test runs man, groff, bash, zsh or pytest: seconds; a hung one fails after this.
+pytestmark = pytest.mark.timeout(60)
 
 SKIPPING = """
 import pytest
