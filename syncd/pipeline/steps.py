@@ -19,11 +19,11 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from syncd.credentials import certify
+from syncd.credentials.credential import certify
+from syncd.credentials.issuers import IssuingCA
 from syncd.errors import SyncdError
 from syncd.google.errors import GoogleAPIError
 from syncd.google.gmail import keypair_fingerprint
-from syncd.issuers import IssuingCA
 from syncd.kms.base import KeyManager, KeyRef, PrivateKeyFormat
 from syncd.kms.keyring import Keyring
 from syncd.pki.chain import fingerprint, pkcs7_pem

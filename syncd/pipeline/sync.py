@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from syncd.app import App
+from syncd.app.context import App
 from syncd.budget import StopRequested
 from syncd.directory import open_source
 from syncd.directory.base import SourceError

@@ -15,8 +15,8 @@ import pytest
 from kmip.core import enums
 from sqlalchemy import select
 
-from syncd.app import App
-from syncd.issuers import import_issuer
+from syncd.app.context import App
+from syncd.credentials.issuers import import_issuer
 from syncd.pipeline.sync import sync_pass
 from syncd.state.models import KeyPair, Task, TaskStatus, User
 from tests.conftest import _migrate

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from syncd.app import App
+from syncd.app.context import App
 from syncd.errors import KMSUnavailableError
 from syncd.kms.kmip.binary import BinaryTransport
 from syncd.kms.kmip.transport import KmipPair

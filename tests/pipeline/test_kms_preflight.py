@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from syncd.app import App
+from syncd.app.context import App
 from syncd.config import Config
 from syncd.errors import KMSRefusedError, KMSUnavailableError
 from syncd.kms import KeyManager, KeyRef, Keyring, open_key_manager

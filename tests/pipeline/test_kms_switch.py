@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select
 
-from syncd.app import App
+from syncd.app.context import App
 from syncd.config import Config
-from syncd.issuers import import_issuer
+from syncd.credentials.issuers import import_issuer
 from syncd.kms import KeyManager, Keyring, open_key_manager
 from syncd.kms.kacls import load_wrapping_key
 from syncd.kms.local import LocalKeyManager

@@ -39,7 +39,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from syncd.app import App
+from syncd.app.context import App
+from syncd.app.setup import check_configuration
 from syncd.budget import RetryBudget, StopRequested, spending
 from syncd.config import Config, load_config, read_secret
 from syncd.directory.base import SourceError
@@ -53,11 +54,10 @@ from syncd.errors import (
     UnavailableError,
 )
 from syncd.logs import log_context, register_secret, setup_logging
-from syncd.metrics import Metrics
 from syncd.pipeline.runner import TaskResult
 from syncd.pipeline.sync import PassResult, sync_pass
-from syncd.sdnotify import notify, watchdog_period
-from syncd.setup import check_configuration
+from syncd.service.metrics import Metrics
+from syncd.service.sdnotify import notify, watchdog_period
 from syncd.state.db import database_error
 
 log = logging.getLogger("syncd.daemon")

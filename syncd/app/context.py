@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from syncd.config import Config
+from syncd.credentials.issuers import load_issuer
 from syncd.errors import (
     CANotImportedError,
     ConfigError,
@@ -22,7 +23,6 @@ from syncd.errors import (
     SyncdError,
 )
 from syncd.google.gmail import GmailCSE
-from syncd.issuers import load_issuer
 from syncd.kms import KeyManager, Keyring, open_key_manager, open_keyring
 from syncd.kms.local import load_master_key, verify_master_key
 from syncd.pipeline.steps import Services
