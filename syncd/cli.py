@@ -321,15 +321,16 @@ def _report_pass(result: PassResult) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, config: Config) -> int:
-    from syncd.pipeline.sync import dry_run
+    from syncd.app.passes import dry_run
 
-    result = dry_run(App(config), allow_mass_deprovision=args.allow_mass_deprovision)
+    with App(config) as app:
+        result = dry_run(app, allow_mass_deprovision=args.allow_mass_deprovision)
     _print_plan(result.plan, args.format)
     return EXIT_OK
 
 
 def cmd_sync(args: argparse.Namespace, config: Config) -> int:
-    from syncd.pipeline.sync import sync_pass
+    from syncd.app.passes import sync_pass
     from syncd.progress import ProgressBar
 
     if args.dry_run:
@@ -340,21 +341,23 @@ def cmd_sync(args: argparse.Namespace, config: Config) -> int:
         bar.total = len(the_plan.actions)
         bar.enabled = bar.total > 0 and bar.stream.isatty()
 
-    result = sync_pass(
-        App(config),
-        allow_mass_deprovision=args.allow_mass_deprovision,
-        on_plan=on_plan,
-        on_done=bar.advance,
-    )
+    with App(config) as app:
+        result = sync_pass(
+            app,
+            allow_mass_deprovision=args.allow_mass_deprovision,
+            on_plan=on_plan,
+            on_done=bar.advance,
+        )
     return _report_pass(result)
 
 
 def cmd_resync(args: argparse.Namespace, config: Config) -> int:
-    from syncd.pipeline.sync import resync
+    from syncd.app.passes import resync
 
     if not args.all and not args.user:
         raise ConfigError("resync", "name users with --user EMAIL (repeatable) or use --all")
-    result = resync(App(config), None if args.all else args.user, force=args.force)
+    with App(config) as app:
+        result = resync(app, None if args.all else args.user, force=args.force)
     return _report_pass(result)
 
 

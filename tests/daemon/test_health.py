@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from syncd.pipeline.sync import sync_pass
+from syncd.app.passes import sync_pass
 from syncd.service.health import Health, check_health
 
 from .conftest import Deployment, sandbox_users

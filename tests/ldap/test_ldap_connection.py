@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-import syncd.pipeline.sync as sync_module
+import syncd.app.passes as sync_module
 from syncd.app.context import App
 from syncd.config import DirectoryConfig, GoogleConfig, LdapSourceConfig, parse_config
 from syncd.directory.base import SourceError
