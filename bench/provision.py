@@ -49,13 +49,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from syncd.app import App
+from syncd.app.context import App
+from syncd.app.passes import sync_pass
 from syncd.config import CertificateConfig, Config, load_config
-from syncd.issuers import import_issuer, load_issuer
+from syncd.credentials.issuers import import_issuer, load_issuer
 from syncd.kms.kacls import load_wrapping_key
 from syncd.kms.kmip.manager import open_kmip_key_manager
 from syncd.kms.local import create_master_key
-from syncd.pipeline.sync import sync_pass
 from syncd.pki.issue import issue_leaf
 from syncd.pki.profile import LeafProfile
 from syncd.pki.testca import TestHierarchy, make_test_hierarchy

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from syncd import __version__
-from syncd.app import App
+from syncd.app.context import App
 from syncd.config import Config, default_config_path, load_config, redacted_summary
 from syncd.errors import (
     EXIT_FAILURES,
@@ -85,7 +85,7 @@ def _read_input_file(path: str, option: str) -> bytes:
 
 
 def cmd_init(args: argparse.Namespace, config: Config) -> int:
-    from syncd.setup import initialise
+    from syncd.app.setup import initialise
 
     for line in initialise(config, generate_kacls_key=args.generate_kacls_key):
         print(line)
@@ -104,7 +104,7 @@ def _configuration_warnings(config: Config) -> list[str]:
 
 
 def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
-    from syncd.setup import check_configuration, problems_exit_code
+    from syncd.app.setup import check_configuration, problems_exit_code
 
     found = check_configuration(config)
     problems = [str(problem) for problem in found]
@@ -175,7 +175,7 @@ def _ca_import_source(args: argparse.Namespace) -> None:
 
 
 def cmd_ca_import(args: argparse.Namespace, config: Config) -> int:
-    from syncd.issuers import adopt_issuer, import_issuer
+    from syncd.credentials.issuers import adopt_issuer, import_issuer
 
     _ca_import_source(args)
     app = App(config)
@@ -239,7 +239,7 @@ _ISSUER_LABELS = [
 
 
 def cmd_ca_show(args: argparse.Namespace, config: Config) -> int:
-    from syncd.issuers import list_issuers
+    from syncd.credentials.issuers import list_issuers
 
     app = App(config)
     issuers = [issuer.describe() for issuer in list_issuers(app.database.sessions)]
@@ -257,7 +257,7 @@ def cmd_ca_show(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_cert_issue(args: argparse.Namespace, config: Config) -> int:
-    from syncd.debug_cert import write_debug_credential
+    from syncd.app.debug_cert import write_debug_credential
 
     app = App(config)
     with app.run_lock():
@@ -321,15 +321,16 @@ def _report_pass(result: PassResult) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, config: Config) -> int:
-    from syncd.pipeline.sync import dry_run
+    from syncd.app.passes import dry_run
 
-    result = dry_run(App(config), allow_mass_deprovision=args.allow_mass_deprovision)
+    with App(config) as app:
+        result = dry_run(app, allow_mass_deprovision=args.allow_mass_deprovision)
     _print_plan(result.plan, args.format)
     return EXIT_OK
 
 
 def cmd_sync(args: argparse.Namespace, config: Config) -> int:
-    from syncd.pipeline.sync import sync_pass
+    from syncd.app.passes import sync_pass
     from syncd.progress import ProgressBar
 
     if args.dry_run:
@@ -340,21 +341,23 @@ def cmd_sync(args: argparse.Namespace, config: Config) -> int:
         bar.total = len(the_plan.actions)
         bar.enabled = bar.total > 0 and bar.stream.isatty()
 
-    result = sync_pass(
-        App(config),
-        allow_mass_deprovision=args.allow_mass_deprovision,
-        on_plan=on_plan,
-        on_done=bar.advance,
-    )
+    with App(config) as app:
+        result = sync_pass(
+            app,
+            allow_mass_deprovision=args.allow_mass_deprovision,
+            on_plan=on_plan,
+            on_done=bar.advance,
+        )
     return _report_pass(result)
 
 
 def cmd_resync(args: argparse.Namespace, config: Config) -> int:
-    from syncd.pipeline.sync import resync
+    from syncd.app.passes import resync
 
     if not args.all and not args.user:
         raise ConfigError("resync", "name users with --user EMAIL (repeatable) or use --all")
-    result = resync(App(config), None if args.all else args.user, force=args.force)
+    with App(config) as app:
+        result = resync(app, None if args.all else args.user, force=args.force)
     return _report_pass(result)
 
 
@@ -485,7 +488,7 @@ def _pkcs12_leaf_options(args: argparse.Namespace) -> tuple[bytes, bytes | None]
 
 
 def cmd_google_keypairs_create(args: argparse.Namespace, config: Config) -> int:
-    from syncd import manual
+    from syncd.app import manual
 
     pkcs12_leaf = _pkcs12_leaf_options(args)
     external = None
@@ -510,7 +513,7 @@ def cmd_google_keypairs_create(args: argparse.Namespace, config: Config) -> int:
 
 
 def _emit_keypair(args: argparse.Namespace, keypair: dict[str, Any]) -> int:
-    from syncd import manual
+    from syncd.app import manual
 
     emit_record("keypair", manual.describe_keypair(args.user, keypair), args.format,
                 _KEYPAIR_LABELS)
@@ -518,7 +521,7 @@ def _emit_keypair(args: argparse.Namespace, keypair: dict[str, Any]) -> int:
 
 
 def _emit_identity(args: argparse.Namespace, identity: dict[str, Any]) -> int:
-    from syncd import manual
+    from syncd.app import manual
 
     emit_record("identity", manual.describe_identity(args.user, identity), args.format,
                 _IDENTITY_COLUMNS)
@@ -526,7 +529,7 @@ def _emit_identity(args: argparse.Namespace, identity: dict[str, Any]) -> int:
 
 
 def cmd_google_keypairs_list(args: argparse.Namespace, config: Config) -> int:
-    from syncd import manual
+    from syncd.app import manual
 
     keypairs = manual.list_keypairs(App(config), args.user)
     rows = [manual.describe_keypair(args.user, keypair) for keypair in keypairs]
@@ -535,14 +538,14 @@ def cmd_google_keypairs_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_google_keypairs_get(args: argparse.Namespace, config: Config) -> int:
-    from syncd import manual
+    from syncd.app import manual
 
     keypair = manual.get_keypair(App(config), args.user, args.key_pair_id)
     return _emit_keypair(args, keypair)
 
 
 def cmd_google_keypairs_set_state(args: argparse.Namespace, config: Config) -> int:
-    from syncd import manual
+    from syncd.app import manual
 
     enabled = args.keypairs_command == "enable"
     keypair = manual.set_keypair_enabled(App(config), args.user, args.key_pair_id, enabled)
@@ -550,7 +553,7 @@ def cmd_google_keypairs_set_state(args: argparse.Namespace, config: Config) -> i
 
 
 def cmd_google_keypairs_obliterate(args: argparse.Namespace, config: Config) -> int:
-    from syncd import manual
+    from syncd.app import manual
 
     manual.obliterate_keypair(App(config), args.user, args.key_pair_id)
     user = manual.normalise_user(args.user)
@@ -563,7 +566,7 @@ def cmd_google_keypairs_obliterate(args: argparse.Namespace, config: Config) -> 
 
 
 def cmd_google_identities_point(args: argparse.Namespace, config: Config) -> int:
-    from syncd import manual
+    from syncd.app import manual
 
     if args.identities_command == "insert":
         identity = manual.insert_identity(App(config), args.user, args.key_pair_id)
@@ -573,7 +576,7 @@ def cmd_google_identities_point(args: argparse.Namespace, config: Config) -> int
 
 
 def cmd_google_identities_list(args: argparse.Namespace, config: Config) -> int:
-    from syncd import manual
+    from syncd.app import manual
 
     identities = manual.list_identities(App(config), args.user)
     rows = [manual.describe_identity(args.user, identity) for identity in identities]
@@ -582,14 +585,14 @@ def cmd_google_identities_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_google_identities_get(args: argparse.Namespace, config: Config) -> int:
-    from syncd import manual
+    from syncd.app import manual
 
     identity = manual.get_identity(App(config), args.user)
     return _emit_identity(args, identity)
 
 
 def cmd_google_identities_delete(args: argparse.Namespace, config: Config) -> int:
-    from syncd import manual
+    from syncd.app import manual
 
     manual.delete_identity(App(config), args.user)
     user = manual.normalise_user(args.user)
@@ -675,13 +678,13 @@ def _google_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from syncd.daemon import run
+    from syncd.service.daemon import run
 
     return run(config)
 
 
 def cmd_health(args: argparse.Namespace, config: Config) -> int:
-    from syncd.health import check_health
+    from syncd.service.health import check_health
 
     health = check_health(config, _now())
     if args.format == "json":
@@ -770,11 +773,11 @@ _KMS_TEST_COLUMNS = [
 
 def cmd_kms_test(args: argparse.Namespace, config: Config) -> int:
     """Prove each KMS capability on a throwaway key; a table of operation, result, time."""
+    from syncd.app.kms_probe import ProbeSettings, describe_wrapping, run_probe
+    from syncd.credentials.issuers import IssuingCA, load_issuer
     from syncd.errors import CANotImportedError
-    from syncd.issuers import IssuingCA, load_issuer
     from syncd.kms import KeyManager, Keyring
     from syncd.kms.kacls import load_wrapping_key
-    from syncd.kms.probe import ProbeSettings, describe_wrapping, run_probe
 
     app = App(config)
     kacls = config.kacls

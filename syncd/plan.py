@@ -15,23 +15,13 @@ reasons, and users whose deprovision was blocked, stay in scope (``Plan.kept_in_
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from syncd.directory.base import DirectoryUser, SkippedEntry, Snapshot, SourceError
-
-
-class ActionKind(enum.StrEnum):
-    PROVISION = "provision"  # new in scope, or back in scope
-    RESUME = "resume"  # an unfinished task continues from its checkpoint
-    RETRY = "retry"  # a failed task whose backoff has elapsed
-    RENEW = "renew"  # certificate about to expire: new key pair, identity patched
-    DEPROVISION = "deprovision"  # left scope, disabled or suspended
-    REPAIR = "repair"  # on demand: verify every step against Gmail and the KMS
-    REPLACE = "replace"  # on demand (--force): a fresh key pair
+from syncd.domain import ActionKind, ReasonCode, TaskKind, TaskStatus
 
 
 @dataclass(frozen=True)
@@ -42,14 +32,18 @@ class CredentialView:
 
 @dataclass(frozen=True)
 class TaskView:
-    kind: str
-    status: str  # pending | running | failed
+    kind: TaskKind
+    status: TaskStatus  # pending | running | failed
     next_step: str | None
     attempts: int
     next_attempt_at: datetime | None
     last_error: str | None
     permanent: bool = False
     """Failed for a reason retrying will not fix (no next attempt)."""
+
+    def __post_init__(self) -> None:  # the boundary: plain strings become the enums
+        object.__setattr__(self, "kind", TaskKind(self.kind))
+        object.__setattr__(self, "status", TaskStatus(self.status))
 
 
 @dataclass(frozen=True)
@@ -82,9 +76,15 @@ class Action:
     email: str
     kind: ActionKind
     reason: str
-    task_kind: str
+    task_kind: TaskKind
     """The persistent task this action runs as (provision, renew, deprovision, ...)."""
     directory_id: str | None = None
+    code: ReasonCode | None = field(default=None, compare=False)
+    """The reason's stable code (None only for actions made outside the plan, in tests)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ActionKind(self.kind))
+        object.__setattr__(self, "task_kind", TaskKind(self.task_kind))
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,8 @@ class Hold:
     keeps_scope: bool = False
     """The user is not listed, yet stays in scope: missing for less than the grace period,
     or named by an unusable entry."""
+    code: ReasonCode | None = field(default=None, compare=False)
+    """The reason's stable code (None only for holds made outside the plan, in tests)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ class Plan:
     blocked_deprovisions: tuple[Action, ...] = ()
     blocked_reason: str | None = None
     skipped_entries: int = 0
+    blocked_code: ReasonCode | None = field(default=None, compare=False)
+    """The code of ``blocked_reason`` (set with it)."""
 
     def counts(self) -> dict[str, int]:
         totals: dict[str, int] = {}
@@ -149,8 +153,10 @@ Decision = Action | Hold | None
 Rule = Callable[[Subject], Decision]
 
 
-def _act(subject: Subject, kind: ActionKind, reason: str, task_kind: str) -> Action:
-    return Action(subject.email, kind, reason, task_kind, subject.directory_id)
+def _act(
+    subject: Subject, kind: ActionKind, code: ReasonCode, reason: str, task_kind: TaskKind
+) -> Action:
+    return Action(subject.email, kind, reason, task_kind, subject.directory_id, code)
 
 
 # --- the rules, in order ------------------------------------------------------------------
@@ -158,7 +164,7 @@ def _act(subject: Subject, kind: ActionKind, reason: str, task_kind: str) -> Act
 
 def unfinished_deprovision(s: Subject) -> Decision:
     task = s.known.open_task if s.known else None
-    if task is None or task.kind != "deprovision":
+    if task is None or task.kind is not TaskKind.DEPROVISION:
         return None
     return _task_decision(s, task)
 
@@ -170,6 +176,7 @@ def named_by_unusable_entry(s: Subject) -> Decision:
         s.email,
         f"directory entry unusable: {s.unusable.where}: {s.unusable.reason}; keeping current state",
         keeps_scope=True,
+        code=ReasonCode.UNUSABLE_ENTRY,
     )
 
 
@@ -177,9 +184,9 @@ def permanent_failure(s: Subject) -> Decision:
     """A task that failed permanently is not retried: the user is held until a resync (which
     replaces the task). A user who leaves scope is still deprovisioned."""
     task = s.known.open_task if s.known else None
-    if task is None or not task.permanent or task.status != "failed":
+    if task is None or not task.permanent or task.status is not TaskStatus.FAILED:
         return None
-    if task.kind != "deprovision" and not s.wanted:
+    if task.kind is not TaskKind.DEPROVISION and not s.wanted:
         return None
     step = task.next_step or "start"
     cause = (task.last_error or "").removeprefix(f"{step}: ")
@@ -187,6 +194,7 @@ def permanent_failure(s: Subject) -> Decision:
         s.email,
         f"permanent failure at {step}: {cause}; fix the cause, then "
         f"syncd resync --user {s.email}",
+        code=ReasonCode.PERMANENT_FAILURE,
     )
 
 
@@ -197,7 +205,11 @@ def left_or_disabled(s: Subject) -> Decision:
         return None
     if s.listed is not None:
         return _act(
-            s, ActionKind.DEPROVISION, "disabled or suspended in the directory", "deprovision"
+            s,
+            ActionKind.DEPROVISION,
+            ReasonCode.DISABLED_IN_DIRECTORY,
+            "disabled or suspended in the directory",
+            TaskKind.DEPROVISION,
         )
     since = s.known.missing_since or s.now
     grace = s.policy.deprovision_after
@@ -207,8 +219,15 @@ def left_or_disabled(s: Subject) -> Decision:
             f"not in the directory: missing since {since:%Y-%m-%d %H:%M}Z, deprovision after "
             f"{format_duration(grace)} (at {since + grace:%Y-%m-%d %H:%M}Z)",
             keeps_scope=True,
+            code=ReasonCode.MISSING_GRACE_PERIOD,
         )
-    return _act(s, ActionKind.DEPROVISION, "no longer in the directory scope", "deprovision")
+    return _act(
+        s,
+        ActionKind.DEPROVISION,
+        ReasonCode.LEFT_SCOPE,
+        "no longer in the directory scope",
+        TaskKind.DEPROVISION,
+    )
 
 
 def format_duration(value: timedelta) -> str:
@@ -233,8 +252,16 @@ def not_provisioned(s: Subject) -> Decision:
     if not s.wanted or (s.known is not None and s.known.active is not None):
         return None
     if s.known is None:
-        return _act(s, ActionKind.PROVISION, "new in scope", "provision")
-    return _act(s, ActionKind.PROVISION, "in scope without a credential", "provision")
+        return _act(
+            s, ActionKind.PROVISION, ReasonCode.NEW_IN_SCOPE, "new in scope", TaskKind.PROVISION
+        )
+    return _act(
+        s,
+        ActionKind.PROVISION,
+        ReasonCode.NO_CREDENTIAL,
+        "in scope without a credential",
+        TaskKind.PROVISION,
+    )
 
 
 def expiring(s: Subject) -> Decision:
@@ -246,22 +273,36 @@ def expiring(s: Subject) -> Decision:
     return _act(
         s,
         ActionKind.RENEW,
+        ReasonCode.EXPIRING,
         f"certificate (generation {active.generation}) expires {active.not_after:%Y-%m-%d}",
-        "renew",
+        TaskKind.RENEW,
     )
 
 
 def _task_decision(s: Subject, task: TaskView) -> Decision:
     step = task.next_step or "start"
-    if task.status != "failed":
-        return _act(s, ActionKind.RESUME, f"{task.kind} interrupted at {step}", task.kind)
+    if task.status is not TaskStatus.FAILED:
+        return _act(
+            s,
+            ActionKind.RESUME,
+            ReasonCode.TASK_INTERRUPTED,
+            f"{task.kind} interrupted at {step}",
+            task.kind,
+        )
     if task.next_attempt_at is not None and task.next_attempt_at > s.now:
         return Hold(
             s.email,
             f"{task.kind} failed at {step} ({task.attempts} attempts); "
             f"next try after {task.next_attempt_at:%Y-%m-%d %H:%M}Z: {task.last_error or ''}",
+            code=ReasonCode.BACKOFF_PENDING,
         )
-    return _act(s, ActionKind.RETRY, f"{task.kind} failed at {step}; backoff elapsed", task.kind)
+    return _act(
+        s,
+        ActionKind.RETRY,
+        ReasonCode.BACKOFF_ELAPSED,
+        f"{task.kind} failed at {step}; backoff elapsed",
+        task.kind,
+    )
 
 
 RULES: tuple[Rule, ...] = (
@@ -358,7 +399,14 @@ def plan(snapshot: Snapshot, views: Sequence[UserView], policy: Policy, now: dat
             "if this is intended"
         )
         kept = tuple(a for a in actions if a.kind is not ActionKind.DEPROVISION)
-        return Plan(kept, tuple(held), tuple(deprovisions), reason, len(snapshot.skipped))
+        return Plan(
+            kept,
+            tuple(held),
+            tuple(deprovisions),
+            reason,
+            len(snapshot.skipped),
+            blocked_code=ReasonCode.MASS_DEPROVISION_BLOCKED,
+        )
     return Plan(tuple(actions), tuple(held), skipped_entries=len(snapshot.skipped))
 
 
@@ -381,8 +429,9 @@ def on_demand(
                     email,
                     ActionKind.REPLACE,
                     "resync --force: fresh key pair",
-                    "replace",
+                    TaskKind.REPLACE,
                     view.directory_id,
+                    ReasonCode.RESYNC_REPLACE,
                 )
             )
         else:
@@ -391,8 +440,9 @@ def on_demand(
                     email,
                     ActionKind.REPAIR,
                     "resync: verify against Gmail and the KMS",
-                    "repair",
+                    TaskKind.REPAIR,
                     view.directory_id,
+                    ReasonCode.RESYNC_REPAIR,
                 )
             )
     return actions, unknown
@@ -406,6 +456,7 @@ __all__ = [
     "Hold",
     "Plan",
     "Policy",
+    "ReasonCode",
     "Subject",
     "TaskView",
     "UserView",

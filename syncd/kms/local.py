@@ -32,10 +32,11 @@ from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, updat
 from sqlalchemy.exc import IntegrityError
 
 from syncd.config import read_private_file, write_new_key_file
+from syncd.domain import KmsKeyState
 from syncd.errors import ConfigError, KeyNotFoundError, KMSError
 from syncd.kms.base import HashName, KeyManager, KeyRef, PrivateKeyFormat
 from syncd.kms.kacls import kacls_private_key, wrap_private_key
-from syncd.state.models import KeyCheck, KmsKey, KmsKeyState, utcnow
+from syncd.state.models import KeyCheck, KmsKey, utcnow
 
 MASTER_KEY_WHERE = "kms.local.master_key_file"
 MASTER_KEY_BYTES = 32

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from syncd.domain import ReasonCode
 from syncd.plan import Hold, Plan
 
 
@@ -62,6 +63,7 @@ def hold_claimed(the_plan: Plan, held: Mapping[str, str]) -> Plan:
         return the_plan
     kept = tuple(a for a in the_plan.actions if a.email not in held)
     holds = tuple(
-        Hold(a.email, held[a.email]) for a in the_plan.actions if a.email in held
+        Hold(a.email, held[a.email], code=ReasonCode.CLAIMED_BY_ANOTHER_PASS)
+        for a in the_plan.actions if a.email in held
     )
     return replace(the_plan, actions=kept, held=the_plan.held + holds)

@@ -16,12 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from syncd.directory.base import Snapshot
+from syncd.domain import KeyPairStatus, TaskStatus
 from syncd.pipeline import skipped
 from syncd.pipeline.claims import ForeignClaim, claim_holds, hold_reason
 from syncd.pipeline.tasks import HOLDING, OPEN
 from syncd.plan import CredentialView, TaskView, UserView
 from syncd.state.lock import describe_holder, pid_alive
-from syncd.state.models import KeyPair, KeyPairStatus, Run, Task, TaskStatus, User
+from syncd.state.models import KeyPair, Run, Task, User
 
 
 def load_views(session: Session) -> list[UserView]:
@@ -46,8 +47,8 @@ def load_views(session: Session) -> list[UserView]:
                 if active
                 else None,
                 open_task=TaskView(
-                    task.kind.value,
-                    task.status.value,
+                    task.kind,
+                    task.status,
                     task.next_step,
                     task.attempts,
                     task.next_attempt_at,

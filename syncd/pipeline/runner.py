@@ -28,6 +28,7 @@ from datetime import timedelta
 
 from syncd.budget import RetryBudget, StopRequested, spending
 from syncd.config import PipelineConfig
+from syncd.domain import TaskKind
 from syncd.errors import KMSUnavailableError, LockLostError, PermanentError
 from syncd.google.errors import GoogleAPIError
 from syncd.logs import bind, log_context
@@ -47,7 +48,7 @@ MAX_STEP_BACKOFF = 8.0
 class TaskResult:
     task_id: int
     email: str
-    kind: str
+    kind: TaskKind
     ok: bool
     failed_step: str | None = None
     error: str | None = None

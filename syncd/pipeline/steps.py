@@ -19,16 +19,16 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from syncd.credentials import certify
+from syncd.credentials.credential import certify
+from syncd.credentials.issuers import IssuingCA
+from syncd.domain import KeyPairStatus, TaskKind
 from syncd.errors import SyncdError
 from syncd.google.errors import GoogleAPIError
 from syncd.google.gmail import keypair_fingerprint
-from syncd.issuers import IssuingCA
 from syncd.kms.base import KeyManager, KeyRef, PrivateKeyFormat
 from syncd.kms.keyring import Keyring
 from syncd.pki.chain import fingerprint, pkcs7_pem
 from syncd.pki.profile import LeafProfile, check_certifiable
-from syncd.state.models import KeyPairStatus
 
 
 class GmailKeyPairs(Protocol):
@@ -103,7 +103,7 @@ class Work:
     """A task as a step sees it: the user, the generation it works on, and the others."""
 
     task_id: int
-    kind: str
+    kind: TaskKind
     user_id: int
     email: str
     target: KeyPairView | None
@@ -295,7 +295,7 @@ def insert_identity(work: Work, services: Services) -> Outcome:
     target = _target(work)
     if not target.gmail_key_pair_id:
         raise StepError(f"{work.email}: no Gmail key pair recorded before insert_identity")
-    if work.kind == "provision":
+    if work.kind is TaskKind.PROVISION:
         previous = _create_identity(work, services, target.gmail_key_pair_id)
     else:
         previous = _point_identity(work, services, target.gmail_key_pair_id)
@@ -423,12 +423,12 @@ def revoke_keys(work: Work, services: Services) -> Outcome:
 
 
 # Each task kind runs these steps in order; the task's next_step is its checkpoint.
-PIPELINES: dict[str, tuple[str, ...]] = {
-    "provision": ("create_key", "issue_certificate", "upload_keypair", "insert_identity"),
-    "renew": ("create_key", "issue_certificate", "upload_keypair", "insert_identity"),
-    "replace": ("create_key", "issue_certificate", "upload_keypair", "insert_identity"),
-    "repair": ("repair_keypair", "insert_identity"),
-    "deprovision": ("delete_identity", "disable_keypairs", "revoke_keys"),
+PIPELINES: dict[TaskKind, tuple[str, ...]] = {
+    TaskKind.PROVISION: ("create_key", "issue_certificate", "upload_keypair", "insert_identity"),
+    TaskKind.RENEW: ("create_key", "issue_certificate", "upload_keypair", "insert_identity"),
+    TaskKind.REPLACE: ("create_key", "issue_certificate", "upload_keypair", "insert_identity"),
+    TaskKind.REPAIR: ("repair_keypair", "insert_identity"),
+    TaskKind.DEPROVISION: ("delete_identity", "disable_keypairs", "revoke_keys"),
 }
 
 STEPS: dict[str, Step] = {
@@ -443,7 +443,7 @@ STEPS: dict[str, Step] = {
 }
 
 
-def next_step(kind: str, current: str | None) -> str | None:
+def next_step(kind: TaskKind, current: str | None) -> str | None:
     """The step after ``current`` in ``kind``'s pipeline (the first when None); None at the end."""
     steps = PIPELINES[kind]
     if current is None:

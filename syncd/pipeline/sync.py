@@ -4,6 +4,10 @@ Also the on-demand variants: ``resync`` (repair or replace named users) and the 
 ``syncd plan`` prints. The run lock is held for the whole pass, and every checkpoint proves
 its fencing token: a pass that lost the lock ends with outcome ``lock_lost`` and raises
 LockLostError. Users whose task another pass still claims are held.
+
+The pipeline does not open anything itself: a pass takes its collaborators (a PassContext and
+the directory source) from the application layer (``syncd.app.passes``), which builds them
+from the configuration.
 """
 
 from __future__ import annotations
@@ -11,23 +15,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from syncd.app import App
 from syncd.budget import StopRequested
-from syncd.directory import open_source
-from syncd.directory.base import SourceError
+from syncd.config import PipelineConfig
+from syncd.directory.base import DirectorySource, Snapshot, SourceError
 from syncd.errors import LockLostError
 from syncd.logs import bind, redact
 from syncd.pipeline import plan_state, skipped, tasks
 from syncd.pipeline.claims import hold_claimed
 from syncd.pipeline.runner import Runner, StepObserver, TaskResult
+from syncd.pipeline.steps import Services
 from syncd.plan import Action, Plan, Policy, on_demand, plan
 from syncd.state import audit, fencing
+from syncd.state.db import Database
 from syncd.state.fencing import Fence
 from syncd.state.runs import finish_run, start_run
 
@@ -75,30 +80,37 @@ class PassResult:
         }
 
 
-def policy_for(app: App, allow_mass_deprovision: bool) -> Policy:
-    config = app.config
-    return Policy(
-        renew_before=timedelta(days=config.certificate.renew_before_days),
-        max_deprovision=config.policy.max_deprovision,
-        allow_mass_deprovision=allow_mass_deprovision,
-        deprovision_after=timedelta(seconds=config.policy.deprovision_after),
-    )
+@dataclass(frozen=True)
+class PassContext:
+    """What a pass acts on, built by the application layer from the configuration.
+
+    ``services`` opens what the steps act on (KMS, Gmail, issuing CA) when there is work;
+    ``check_kms`` proves the KMS usable before the run lock is taken (it raises otherwise);
+    ``run_lock`` holds the run lock and yields its fence.
+    """
+
+    database: Database
+    settings: PipelineConfig
+    policy: Policy
+    services: Callable[[], Services]
+    check_kms: Callable[[], None]
+    run_lock: Callable[[], AbstractContextManager[Fence]]
 
 
-def dry_run(app: App, *, allow_mass_deprovision: bool = False) -> PassResult:
-    """What a pass would do now; changes nothing."""
-    now = utcnow()
-    snapshot = open_source(app.config.directory, app.config.google).read(now)
-    with app.database.sessions() as session:
+def dry_run(
+    database: Database, snapshot: Snapshot, policy: Policy, now: datetime
+) -> PassResult:
+    """What a pass would do at ``now`` with ``snapshot`` (already read); changes nothing."""
+    with database.sessions() as session:
         views = plan_state.load_views(session)
         skipped.log_changes(skipped.compare(session, snapshot))
         held = plan_state.held_by_others(session, None, now)
-    the_plan = plan(snapshot, views, policy_for(app, allow_mass_deprovision), now)
+    the_plan = plan(snapshot, views, policy, now)
     return PassResult(hold_claimed(the_plan, held))
 
 
 def _execute(
-    app: App,
+    ctx: PassContext,
     actions: Sequence[Action],
     run_id: int,
     fence: Fence,
@@ -108,7 +120,7 @@ def _execute(
 ) -> tuple[list[TaskResult], LockLostError | None]:
     """Enqueue and run the actions; the results, and the error if the lock was lost."""
     try:
-        with app.database.transaction() as session:
+        with ctx.database.transaction() as session:
             fencing.prove(session.connection(), fence.token)
             fresh_keys: set[int] = set()
             task_ids = tasks.enqueue(session, actions, run_id, utcnow(), fresh_keys)
@@ -116,11 +128,11 @@ def _execute(
         return [], error
     if not task_ids:
         return [], None
-    services = app.services()
+    services = ctx.services()
     runner = Runner(
-        app.database,
+        ctx.database,
         services,
-        app.config.pipeline,
+        ctx.settings,
         run_id,
         fence=fence,
         on_done=on_done,
@@ -135,7 +147,7 @@ def _execute(
 
 
 def _finish(
-    app: App, result: PassResult, fence: Fence, lost: LockLostError | None = None
+    ctx: PassContext, result: PassResult, fence: Fence, lost: LockLostError | None = None
 ) -> PassResult:
     """Record the pass's outcome (proving the token); raise LockLostError if it was lost."""
     assert result.run_id is not None
@@ -146,21 +158,21 @@ def _finish(
         outcome = "stopped"
     if lost is None:
         try:
-            with app.database.transaction() as session:
+            with ctx.database.transaction() as session:
                 fencing.prove(session.connection(), fence.token)
                 finish_run(session, result.run_id, outcome, utcnow(), result.summary())
             return result
         except LockLostError as error:
             lost = error
-    _record_lock_lost(app, result, lost)
+    _record_lock_lost(ctx, result, lost)
     raise lost
 
 
-def _record_lock_lost(app: App, result: PassResult, lost: LockLostError) -> None:
+def _record_lock_lost(ctx: PassContext, result: PassResult, lost: LockLostError) -> None:
     """Close this pass's own run row as ``lock_lost`` (no proof: no other pass writes it)."""
     assert result.run_id is not None
     try:
-        with app.database.transaction() as session:
+        with ctx.database.transaction() as session:
             audit.record(session, "pass.lock_lost", run_id=result.run_id, error=str(lost))
             finish_run(session, result.run_id, "lock_lost", utcnow(), result.summary())
     except SQLAlchemyError as error:
@@ -174,7 +186,7 @@ def describe_crash(error: BaseException) -> str:
 
 
 @contextmanager
-def crash_recorded(app: App, run_id: int) -> Iterator[None]:
+def crash_recorded(ctx: PassContext, run_id: int) -> Iterator[None]:
     """Finish the run of a pass that raises: ``stopped`` for a stop, else ``error``.
 
     A pass that raised must not look like one still running. A SourceError and a lost lock
@@ -190,7 +202,7 @@ def crash_recorded(app: App, run_id: int) -> Iterator[None]:
         stopped = isinstance(error, StopRequested | KeyboardInterrupt)
         outcome = "stopped" if stopped else "error"
         try:
-            with app.database.transaction() as session:
+            with ctx.database.transaction() as session:
                 finish_run(session, run_id, outcome, utcnow(), {"error": describe_crash(error)})
         except Exception as failure:
             # Usually the same cause (database gone, disk full): the original error is the one
@@ -200,9 +212,9 @@ def crash_recorded(app: App, run_id: int) -> Iterator[None]:
 
 
 def sync_pass(
-    app: App,
+    ctx: PassContext,
+    source: DirectorySource,
     *,
-    allow_mass_deprovision: bool = False,
     on_plan: Callable[[Plan], None] | None = None,
     on_done: Callable[[TaskResult], None] | None = None,
     stop: threading.Event | None = None,
@@ -213,28 +225,27 @@ def sync_pass(
     ``stop``, once set, keeps the runner from starting another task or step (each task stays
     at its checkpoint for the next pass); ``on_step`` observes every step attempt.
     """
-    source = open_source(app.config.directory, app.config.google)
-    app.check_kms()  # nothing is written when the KMS cannot be used
-    with app.run_lock() as fence:
+    ctx.check_kms()  # nothing is written when the KMS cannot be used
+    with ctx.run_lock() as fence:
         now = utcnow()
-        with app.database.transaction() as session:
+        with ctx.database.transaction() as session:
             run_id = start_run(session, "sync", now)
         bind(pass_id=run_id)
-        with crash_recorded(app, run_id):
+        with crash_recorded(ctx, run_id):
             try:
                 snapshot = source.read(now)
-                with app.database.sessions() as session:
+                with ctx.database.sessions() as session:
                     views = plan_state.load_views(session)
                     held = plan_state.held_by_others(session, fence.token, now)
-                the_plan = plan(snapshot, views, policy_for(app, allow_mass_deprovision), now)
+                the_plan = plan(snapshot, views, ctx.policy, now)
                 the_plan = hold_claimed(the_plan, held)
             except SourceError as error:
-                with app.database.transaction() as session:
+                with ctx.database.transaction() as session:
                     audit.record(session, "pass.source_failed", run_id=run_id, error=str(error))
                     finish_run(session, run_id, "source_failed", utcnow(), {"error": str(error)})
                 raise
             try:
-                with app.database.transaction() as session:
+                with ctx.database.transaction() as session:
                     fencing.prove(session.connection(), fence.token)
                     changes = plan_state.record_snapshot(
                         session, snapshot, now, run_id, the_plan.kept_in_scope
@@ -248,33 +259,33 @@ def sync_pass(
                             users=[a.email for a in the_plan.blocked_deprovisions],
                         )
             except LockLostError as error:
-                return _finish(app, PassResult(the_plan, run_id=run_id), fence, error)
+                return _finish(ctx, PassResult(the_plan, run_id=run_id), fence, error)
             skipped.log_changes(changes)
             if on_plan is not None:
                 on_plan(the_plan)
             result = PassResult(the_plan, run_id=run_id)
             result.results, lost = _execute(
-                app, the_plan.actions, run_id, fence, on_done, stop, on_step
+                ctx, the_plan.actions, run_id, fence, on_done, stop, on_step
             )
-            return _finish(app, result, fence, lost)
+            return _finish(ctx, result, fence, lost)
 
 
 def resync(
-    app: App,
+    ctx: PassContext,
     emails: Sequence[str] | None,
     *,
     force: bool,
     on_done: Callable[[TaskResult], None] | None = None,
 ) -> PassResult:
     """Re-run the pipeline for named users (all managed users when ``emails`` is None)."""
-    app.check_kms()
-    with app.run_lock() as fence:
+    ctx.check_kms()
+    with ctx.run_lock() as fence:
         now = utcnow()
-        with app.database.transaction() as session:
+        with ctx.database.transaction() as session:
             run_id = start_run(session, "resync", now)
         bind(pass_id=run_id)
-        with crash_recorded(app, run_id):
-            with app.database.sessions() as session:
+        with crash_recorded(ctx, run_id):
+            with ctx.database.sessions() as session:
                 views = plan_state.load_views(session)
                 held = plan_state.held_by_others(session, fence.token, now)
             wanted = (
@@ -285,5 +296,5 @@ def resync(
             actions, unknown = on_demand(wanted, views, force=force)
             the_plan = hold_claimed(Plan(tuple(actions)), held)
             result = PassResult(the_plan, run_id=run_id, unknown_users=unknown)
-            result.results, lost = _execute(app, the_plan.actions, run_id, fence, on_done)
-            return _finish(app, result, fence, lost)
+            result.results, lost = _execute(ctx, the_plan.actions, run_id, fence, on_done)
+            return _finish(ctx, result, fence, lost)

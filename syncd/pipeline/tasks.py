@@ -18,11 +18,12 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session
 
+from syncd.domain import ActionKind, KeyPairStatus, TaskKind, TaskStatus
 from syncd.pipeline.claims import Claim
 from syncd.pipeline.steps import PIPELINES, KeyPairView, Outcome, Work, next_step
-from syncd.plan import Action, ActionKind
+from syncd.plan import Action
 from syncd.state import audit, fencing
-from syncd.state.models import KeyPair, KeyPairStatus, Task, TaskKind, TaskStatus, User
+from syncd.state.models import KeyPair, Task, User
 
 OPEN = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.FAILED)
 HOLDING = (KeyPairStatus.PENDING, KeyPairStatus.ACTIVE, KeyPairStatus.SUPERSEDED)
@@ -164,7 +165,7 @@ def _new_generation(user: User, now: datetime, known: _Known) -> KeyPair:
 
 
 def _new_task(session: Session, user: User, action: Action, now: datetime, known: _Known) -> Task:
-    kind = TaskKind(action.task_kind)
+    kind = action.task_kind
     key_pair: KeyPair | None = None
     if kind is TaskKind.REPAIR:
         key_pair = known.active.get(user.id)
@@ -177,7 +178,7 @@ def _new_task(session: Session, user: User, action: Action, now: datetime, known
         kind=kind,
         status=TaskStatus.PENDING,
         reason=action.reason,
-        next_step=PIPELINES[kind.value][0],
+        next_step=PIPELINES[kind][0],
         key_pair=key_pair,
         created_at=now,
     )
@@ -335,7 +336,7 @@ def load_work(connection: Connection, task_id: int) -> tuple[Work, str | None]:
     ]
     work = Work(
         task_id=task_id,
-        kind=task.kind.value,
+        kind=task.kind,
         user_id=task.user_id,
         email=task.email,
         target=next((v for v in views if v.id == task.key_pair_id), None),
@@ -376,7 +377,7 @@ def record_step(
         )
     events = [] if outcome.audit is None else [(f"{work.kind}.{step}", outcome.audit)]
     if following is None:
-        if work.kind == TaskKind.DEPROVISION.value:
+        if work.kind is TaskKind.DEPROVISION:
             connection.execute(_USER_DEPROVISIONED, {"user": work.user_id, "at": now})
         elif work.user_deprovisioned:  # provisioned again after leaving
             connection.execute(_USER_DEPROVISIONED, {"user": work.user_id, "at": None})

@@ -13,8 +13,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from syncd.domain import TaskStatus
 from syncd.report.model import BlockedRow, EventRow, Inputs, KeyFormatRow, RunRow, UserRow
-from syncd.state.models import AuditEvent, Run, Task, TaskStatus, User
+from syncd.state.models import AuditEvent, Run, Task, User
 from syncd.state.queries import key_pairs_in_other_format, user_status
 
 REPORT_RUN_KIND = "report"

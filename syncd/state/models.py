@@ -31,6 +31,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+# The vocabulary lives in syncd.domain; re-exported here for the modules that import it from
+# the models.
+from syncd.domain import KeyPairStatus as KeyPairStatus
+from syncd.domain import KmsKeyState as KmsKeyState
+from syncd.domain import TaskKind as TaskKind
+from syncd.domain import TaskStatus as TaskStatus
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -76,37 +83,6 @@ def _enum(cls: type[enum.Enum]) -> Enum:
         values_callable=lambda e: [m.value for m in e],
         validate_strings=True,
     )
-
-
-class KeyPairStatus(enum.StrEnum):
-    PENDING = "pending"  # being created; not yet in Gmail
-    ACTIVE = "active"  # in Gmail, enabled, the identity points to it
-    SUPERSEDED = "superseded"  # replaced by a renewal; stays enabled so old mail decrypts
-    DISABLED = "disabled"  # disabled in Gmail (deprovisioned)
-    OBLITERATED = "obliterated"
-    ABANDONED = "abandoned"  # a generation that never reached Gmail and never will
-
-
-class TaskKind(enum.StrEnum):
-    PROVISION = "provision"
-    RENEW = "renew"
-    REPLACE = "replace"
-    DEPROVISION = "deprovision"
-    REPAIR = "repair"
-
-
-class TaskStatus(enum.StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    FAILED = "failed"  # gave up for this pass; retried after next_attempt_at (unless permanent)
-    DONE = "done"
-    CANCELLED = "cancelled"
-
-
-class KmsKeyState(enum.StrEnum):
-    ACTIVE = "active"
-    REVOKED = "revoked"
-    DESTROYED = "destroyed"
 
 
 class User(Base):

@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from syncd.state.models import AuditEvent, KeyPair, KeyPairStatus, Task, TaskStatus, User
+from syncd.domain import KeyPairStatus, TaskStatus
+from syncd.state.models import AuditEvent, KeyPair, Task, User
 
 _OPEN = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.FAILED)
 

@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
-from syncd.app import App
+from syncd.app.context import App
 from syncd.config import load_config
 from syncd.pki.chain import parse_pkcs7
 from syncd.pki.testca import CAKey, new_key

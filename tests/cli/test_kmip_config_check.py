@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from syncd.app.setup import check_configuration
 from syncd.config import load_config
-from syncd.setup import check_configuration
 
 from .conftest import Installation
 

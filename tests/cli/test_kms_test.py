@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from sqlalchemy import select, update
 
-from syncd.app import App
+from syncd.app.context import App
 from syncd.config import load_config
 from syncd.pki.testca import write_private_file
 from syncd.state.models import Issuer, KmsKey, KmsKeyState

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from syncd.health import Health, check_health
-from syncd.pipeline.sync import sync_pass
+from syncd.app.passes import sync_pass
+from syncd.service.health import Health, check_health
 
 from .conftest import Deployment, sandbox_users
 
@@ -112,7 +112,7 @@ def test_health_fails_when_the_last_pass_crashed_or_its_process_died(
 
 
 def test_a_pass_that_lost_the_run_lock_is_unhealthy() -> None:
-    from syncd.health import judge_finished
+    from syncd.service.health import judge_finished
     from syncd.state.models import Run
 
     run = Run(id=7, kind="sync", outcome="lock_lost", summary={"done": 3})

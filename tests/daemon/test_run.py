@@ -211,7 +211,7 @@ def _move_state_to(deploy: Deployment, url: str) -> None:
     """Point the deployment at an empty PostgreSQL database: schema, issuing CA, master key."""
     from datetime import UTC, datetime
 
-    from syncd.issuers import import_issuer
+    from syncd.credentials.issuers import import_issuer
     from syncd.state.db import Database
 
     from ..pipeline.conftest import P12_PASSWORD

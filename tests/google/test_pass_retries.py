@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from syncd.pipeline.sync import sync_pass
+from syncd.app.passes import sync_pass
 
 from ..daemon.conftest import free_port
 from ..pipeline.conftest import Deployment, deployment, pipeline_ca, sandbox_users

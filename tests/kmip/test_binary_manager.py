@@ -25,9 +25,9 @@ from kmip.pie import objects as pie_objects
 from kmip.pie.client import ProxyKmipClient
 
 from syncd.config import CertificateConfig
-from syncd.credentials import certify
+from syncd.credentials.credential import certify
+from syncd.credentials.issuers import IssuingCA
 from syncd.errors import ConfigError, KMSError, KMSRefusedError
-from syncd.issuers import IssuingCA
 from syncd.kms import open_key_manager
 from syncd.kms.kacls import unwrap_private_key
 from syncd.kms.kmip.binary import BinaryTransport

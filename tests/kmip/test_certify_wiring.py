@@ -18,8 +18,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from syncd.credentials import certify
-from syncd.issuers import IssuingCA
+from syncd.credentials.credential import certify
+from syncd.credentials.issuers import IssuingCA
 from syncd.kms.kmip.json_transport import JsonTransport
 from syncd.kms.kmip.manager import KmipKeyManager, SigningMode
 from syncd.kms.kmip.transport import CertifyRequest, NotSupportedByServer

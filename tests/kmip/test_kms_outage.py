@@ -15,9 +15,9 @@ import pytest
 from kmip.core import enums
 from sqlalchemy import select
 
-from syncd.app import App
-from syncd.issuers import import_issuer
-from syncd.pipeline.sync import sync_pass
+from syncd.app.context import App
+from syncd.app.passes import sync_pass
+from syncd.credentials.issuers import import_issuer
 from syncd.state.models import KeyPair, Task, TaskStatus, User
 from tests.conftest import _migrate
 from tests.kmip.relay import Relay

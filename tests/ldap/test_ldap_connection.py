@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-import syncd.pipeline.sync as sync_module
-from syncd.app import App
+import syncd.app.passes as sync_module
+from syncd.app.context import App
 from syncd.config import DirectoryConfig, GoogleConfig, LdapSourceConfig, parse_config
 from syncd.directory.base import SourceError
 from syncd.directory.ldap import LdapSource

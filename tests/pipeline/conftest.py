@@ -18,10 +18,10 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
 
-from syncd.app import App
+from syncd.app.context import App
 from syncd.config import Config, load_config
+from syncd.credentials.issuers import import_issuer
 from syncd.google.gmail import GmailCSE
-from syncd.issuers import import_issuer
 from syncd.kms.local import create_master_key
 from syncd.pki.testca import TestHierarchy, make_test_hierarchy, write_private_file
 from syncd.sandbox import SandboxServer, create_service_account, init_sandbox_data

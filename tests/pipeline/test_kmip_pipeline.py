@@ -21,11 +21,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from syncd.app import App
+from syncd.app.context import App
+from syncd.app.passes import sync_pass
 from syncd.errors import KMSUnavailableError
 from syncd.kms.kmip.binary import BinaryTransport
 from syncd.kms.kmip.transport import KmipPair
-from syncd.pipeline.sync import sync_pass
 from tests.kmip.inventory import by_name, held_objects
 from tests.kmip.server import PyKmipServer
 

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from syncd.app import App
+from syncd.app.context import App
+from syncd.app.passes import sync_pass
 from syncd.config import Config
 from syncd.errors import KMSRefusedError, KMSUnavailableError
 from syncd.kms import KeyManager, KeyRef, Keyring, open_key_manager
 from syncd.kms.base import PrivateKeyFormat
 from syncd.kms.kacls import load_wrapping_key
 from syncd.kms.local import LocalKeyManager, load_master_key
-from syncd.pipeline.sync import sync_pass
 from syncd.state.models import Base, Issuer, RunLockState, Task
 from tests.conftest import _migrate
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select
 
-from syncd.app import App
+from syncd.app.context import App
+from syncd.app.passes import resync, sync_pass
 from syncd.config import Config
-from syncd.issuers import import_issuer
+from syncd.credentials.issuers import import_issuer
 from syncd.kms import KeyManager, Keyring, open_key_manager
 from syncd.kms.kacls import load_wrapping_key
 from syncd.kms.local import LocalKeyManager
-from syncd.pipeline.sync import resync, sync_pass
 from syncd.state.models import Base, KeyPair, KmsKey, KmsKeyState, User
 from syncd.state.queries import user_status
 from tests.conftest import _migrate

@@ -14,7 +14,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from syncd.pipeline.sync import sync_pass
+from syncd.app.passes import sync_pass
 from syncd.state.models import AuditEvent, KmsKey
 
 from .conftest import LONG_USER, Deployment, gmail_state, sandbox_users

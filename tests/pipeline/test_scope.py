@@ -14,7 +14,8 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from syncd.pipeline.sync import PassResult, sync_pass
+from syncd.app.passes import sync_pass
+from syncd.pipeline.sync import PassResult
 from syncd.report.service import make_report
 from syncd.state.db import Database
 from syncd.state.models import AuditEvent, Run, User

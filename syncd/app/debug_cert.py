@@ -11,10 +11,10 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from syncd.app import App
-from syncd.credentials import make_credential
+from syncd.app.context import App
+from syncd.credentials.credential import make_credential
+from syncd.credentials.issuers import load_issuer
 from syncd.errors import ConfigError
-from syncd.issuers import load_issuer
 from syncd.pki.profile import LeafProfile
 
 

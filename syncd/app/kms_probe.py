@@ -23,8 +23,8 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from syncd.credentials.issuers import IssuingCA, signature_verifies
 from syncd.errors import KMSError
-from syncd.issuers import IssuingCA, signature_verifies
 from syncd.kms.base import KeyManager, KeyRef, PrivateKeyFormat
 from syncd.kms.kacls import MAX_KACLS_DATA, unwrap_private_key
 

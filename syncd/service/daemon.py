@@ -39,7 +39,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from syncd.app import App
+from syncd.app.context import App
+from syncd.app.passes import sync_pass
+from syncd.app.setup import check_configuration
 from syncd.budget import RetryBudget, StopRequested, spending
 from syncd.config import Config, load_config, read_secret
 from syncd.directory.base import SourceError
@@ -53,11 +55,10 @@ from syncd.errors import (
     UnavailableError,
 )
 from syncd.logs import log_context, register_secret, setup_logging
-from syncd.metrics import Metrics
 from syncd.pipeline.runner import TaskResult
-from syncd.pipeline.sync import PassResult, sync_pass
-from syncd.sdnotify import notify, watchdog_period
-from syncd.setup import check_configuration
+from syncd.pipeline.sync import PassResult
+from syncd.service.metrics import Metrics
+from syncd.service.sdnotify import notify, watchdog_period
 from syncd.state.db import database_error
 
 log = logging.getLogger("syncd.daemon")
@@ -91,14 +92,11 @@ def startup_checks(config: Config) -> None:
     dependencies are unavailable (try again later), else ConfigError."""
     problems = check_configuration(config)
     if not problems:
-        app = App(config)
-        try:
-            app.services().keys.close()
-        except SyncdError as error:
-            problems.append(error)
-        finally:
-            if "database" in app.__dict__:
-                app.database.close()
+        with App(config) as app:
+            try:
+                app.services().keys.close()
+            except SyncdError as error:
+                problems.append(error)
     if problems:
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
         if all(isinstance(problem, UnavailableError) for problem in problems):
@@ -414,8 +412,7 @@ class Daemon:
                 self.metrics.refresh_state(app.database, config.report.expiring_days, ended)
             except Exception as error:  # metrics must never break the daemon
                 log.warning("metrics: cannot read the state store: %s", error)
-            if "database" in app.__dict__:
-                app.database.close()
+            app.close()
         self._status = f"last pass at {_stamp(ended)}: {described}"
         notify(f"STATUS={self._status}")
 

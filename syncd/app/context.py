@@ -1,18 +1,22 @@
 """What a command needs, opened lazily from the configuration: the state database (schema
-checked), the run lock, the key manager and the audit log.
+checked), the run lock, the key manager and the audit log; and the collaborators of a pass
+(``pass_context``). ``App`` is a context manager: ``close()`` releases what it opened.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from sqlalchemy.exc import DBAPIError
 
 from syncd.config import Config
+from syncd.credentials.issuers import load_issuer
 from syncd.errors import (
     CANotImportedError,
     ConfigError,
@@ -22,11 +26,12 @@ from syncd.errors import (
     SyncdError,
 )
 from syncd.google.gmail import GmailCSE
-from syncd.issuers import load_issuer
 from syncd.kms import KeyManager, Keyring, open_key_manager, open_keyring
 from syncd.kms.local import load_master_key, verify_master_key
 from syncd.pipeline.steps import Services
+from syncd.pipeline.sync import PassContext
 from syncd.pki.profile import LeafProfile
+from syncd.plan import Policy
 from syncd.state import audit, fencing
 from syncd.state.db import Database, driver_message
 from syncd.state.fencing import Fence
@@ -38,20 +43,51 @@ class App:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        # Every keyring and key manager handed out, closed (again: closing is idempotent) by
+        # close(); weak, so a long-lived App does not keep those its callers closed.
+        self._opened: weakref.WeakSet[KeyManager | Keyring] = weakref.WeakSet()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the KMS connections this App opened and dispose of the database engine (if
+        it was opened). The App may be used again afterwards: it reopens what it needs."""
+        opened = list(self._opened)
+        self._opened.clear()
+        for keys in opened:
+            close = getattr(keys, "close", None)
+            if callable(close):
+                close()
+        if "database" in self.__dict__:
+            database = self.__dict__.pop("database")
+            database.close()
 
     @cached_property
     def database(self) -> Database:
         return Database.open(self.config.state.url, require_current=True)
 
     def key_manager(self, *, need_wrapping_key: bool = False) -> KeyManager:
-        return open_key_manager(
+        manager = open_key_manager(
             self.config, self.database.engine, need_wrapping_key=need_wrapping_key
         )
+        self._opened.add(manager)
+        return manager
 
     def keyring(self, *, need_wrapping_key: bool = False) -> Keyring:
         """The configured backend (new keys) and, opened when needed, those holding older
         keys (made before ``kms.backend`` changed)."""
-        return open_keyring(self.config, self.database.engine, need_wrapping_key=need_wrapping_key)
+        keys = open_keyring(self.config, self.database.engine, need_wrapping_key=need_wrapping_key)
+        self._opened.add(keys)
+        return keys
 
     def check_master_key(self) -> None:
         """Refuse (ConfigError) a master key other than the one the store's keys are sealed
@@ -115,6 +151,28 @@ class App:
             key_bits=config.certificate.key_bits,
             clock=lambda: datetime.now(UTC),
             private_key_format=config.kacls.private_key_format,
+        )
+
+    def policy(self, *, allow_mass_deprovision: bool = False) -> Policy:
+        """The plan's policy from the configuration (certificate renewal, policy section)."""
+        config = self.config
+        return Policy(
+            renew_before=timedelta(days=config.certificate.renew_before_days),
+            max_deprovision=config.policy.max_deprovision,
+            allow_mass_deprovision=allow_mass_deprovision,
+            deprovision_after=timedelta(seconds=config.policy.deprovision_after),
+        )
+
+    def pass_context(self, *, allow_mass_deprovision: bool = False) -> PassContext:
+        """The collaborators of a pass (see syncd.pipeline.sync.PassContext); opens the
+        database."""
+        return PassContext(
+            database=self.database,
+            settings=self.config.pipeline,
+            policy=self.policy(allow_mass_deprovision=allow_mass_deprovision),
+            services=self.services,
+            check_kms=self.check_kms,
+            run_lock=self.run_lock,
         )
 
     def audit(self, action: str, *, email: str | None = None, **detail: Any) -> None:

@@ -17,12 +17,12 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from syncd.app import App
-from syncd.credentials import make_credential
+from syncd.app.context import App
+from syncd.credentials.credential import make_credential
+from syncd.credentials.issuers import IssuingCA, load_issuer
 from syncd.errors import CANotImportedError, CertificateError, ConfigError
 from syncd.google.errors import GoogleAPIError
 from syncd.google.gmail import GmailCSE, keypair_leaf
-from syncd.issuers import IssuingCA, load_issuer
 from syncd.kms.base import KeyManager, PrivateKeyFormat
 from syncd.pki.chain import (
     describe,

@@ -13,7 +13,7 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 
-from syncd.issuers import IssuingCA
+from syncd.credentials.issuers import IssuingCA
 from syncd.kms.base import KeyManager, KeyRef, LeafRequest, PrivateKeyFormat
 from syncd.kms.kmip.transport import NotSupportedByServer
 from syncd.pki.chain import pkcs7_pem

@@ -1,0 +1,98 @@
+"""syncd's domain vocabulary in one place: the kinds and statuses the state store records and
+the plan decides, as string enums.
+
+Each is a ``StrEnum`` whose values are the strings stored in the database and printed in
+JSON, so a member compares equal to, formats as and serialises as its value. Code compares
+members (``work.kind is TaskKind.PROVISION``), which mypy checks; strings read from outside
+(the database, tests building views) are converted at the boundary (``TaskKind(text)``).
+Only the standard library is imported here: every part of syncd may use this module.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ActionKind(enum.StrEnum):
+    """What the plan decides for one user."""
+
+    PROVISION = "provision"  # new in scope, or back in scope
+    RESUME = "resume"  # an unfinished task continues from its checkpoint
+    RETRY = "retry"  # a failed task whose backoff has elapsed
+    RENEW = "renew"  # certificate about to expire: new key pair, identity patched
+    DEPROVISION = "deprovision"  # left scope, disabled or suspended
+    REPAIR = "repair"  # on demand: verify every step against Gmail and the KMS
+    REPLACE = "replace"  # on demand (--force): a fresh key pair
+
+
+class TaskKind(enum.StrEnum):
+    """The persistent task an action runs as (``tasks.kind``); each has its own steps."""
+
+    PROVISION = "provision"
+    RENEW = "renew"
+    REPLACE = "replace"
+    DEPROVISION = "deprovision"
+    REPAIR = "repair"
+
+
+class TaskStatus(enum.StrEnum):
+    """Where a task is (``tasks.status``)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    FAILED = "failed"  # gave up for this pass; retried after next_attempt_at (unless permanent)
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class KeyPairStatus(enum.StrEnum):
+    """A key pair generation's life (``key_pairs.status``)."""
+
+    PENDING = "pending"  # being created; not yet in Gmail
+    ACTIVE = "active"  # in Gmail, enabled, the identity points to it
+    SUPERSEDED = "superseded"  # replaced by a renewal; stays enabled so old mail decrypts
+    DISABLED = "disabled"  # disabled in Gmail (deprovisioned)
+    OBLITERATED = "obliterated"
+    ABANDONED = "abandoned"  # a generation that never reached Gmail and never will
+
+
+class KmsKeyState(enum.StrEnum):
+    """A KMS key's state as the state store records it (``kms_keys.state``)."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    DESTROYED = "destroyed"
+
+
+class ReasonCode(enum.StrEnum):
+    """A stable code for each decision of the plan, beside its prose (the prose may carry
+    details: dates, counts, errors; the code does not change with them)."""
+
+    # actions
+    NEW_IN_SCOPE = "new_in_scope"  # provision: never seen before
+    NO_CREDENTIAL = "no_credential"  # provision: known, in scope, no active credential
+    EXPIRING = "expiring"  # renew: the certificate expires within policy.renew_before
+    DISABLED_IN_DIRECTORY = "disabled_in_directory"  # deprovision: listed but disabled
+    LEFT_SCOPE = "left_scope"  # deprovision: missing for longer than the grace period
+    TASK_INTERRUPTED = "task_interrupted"  # resume: an unfinished task
+    BACKOFF_ELAPSED = "backoff_elapsed"  # retry: a failed task whose wait is over
+    RESYNC_REPAIR = "resync_repair"  # repair: syncd resync
+    RESYNC_REPLACE = "resync_replace"  # replace: syncd resync --force
+    # holds
+    UNUSABLE_ENTRY = "unusable_entry"  # named by a directory entry the source skipped
+    PERMANENT_FAILURE = "permanent_failure"  # held until a resync
+    MISSING_GRACE_PERIOD = "missing_grace_period"  # missing for less than deprovision_after
+    BACKOFF_PENDING = "backoff_pending"  # a failed task waiting for its next attempt
+    CLAIMED_BY_ANOTHER_PASS = "claimed_by_another_pass"  # its task is claimed elsewhere
+    # the whole plan
+    MASS_DEPROVISION_BLOCKED = "mass_deprovision_blocked"  # over policy.max_deprovision
+
+
+__all__ = [
+    "ActionKind",
+    "KeyPairStatus",
+    "KmsKeyState",
+    "ReasonCode",
+    "TaskKind",
+    "TaskStatus",
+]
