@@ -1,5 +1,5 @@
-"""The sandbox's HTTP/1.1 framing, read by its own request parser: keep-alive, bodies by
-Content-Length, and clear refusals of what it does not read."""
+"""The sandbox's HTTP/1.1 framing, read by waitress: keep-alive, bodies by Content-Length or
+chunked, and clear refusals of malformed requests."""
 
 from __future__ import annotations
 
@@ -54,13 +54,17 @@ def test_bad_request_line_is_refused(sandbox: RunningSandbox) -> None:
     assert _statuses(received) == [400]
 
 
-def test_chunked_body_is_refused_with_411(sandbox: RunningSandbox) -> None:
+def test_chunked_body_is_read(sandbox: RunningSandbox) -> None:
+    before = sandbox.admin("GET", "clock")["now"]
+    body = json.dumps({"advance_seconds": 86400 * 2}).encode()
     request = (
-        b"POST /sandbox/v1/clock HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"2\r\n{}\r\n0\r\n\r\n"
+        b"POST /sandbox/v1/clock HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        + f"{len(body):x}".encode() + b"\r\n" + body + b"\r\n0\r\n\r\n"
     )
     received = _exchange(sandbox, request)
-    assert _statuses(received) == [411]
+    assert _statuses(received) == [200]
+    assert json.loads(received.rsplit(b"\r\n\r\n", 1)[1])["now"][:10] > before[:10]
 
 
 def test_header_line_without_colon_is_refused(sandbox: RunningSandbox) -> None:
