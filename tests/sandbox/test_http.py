@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import socket
 
-from syncd.sandbox.testing import RunningSandbox
+from tests.support.sandbox import RunningSandbox
 
 
 def _exchange(sandbox: RunningSandbox, raw: bytes) -> bytes:
