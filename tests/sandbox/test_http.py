@@ -3,14 +3,17 @@ chunked, and clear refusals of malformed requests."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
+import threading
+from typing import Any
 
 from tests.support.sandbox import RunningSandbox
 
 
 def _exchange(sandbox: RunningSandbox, raw: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", sandbox.server.port), timeout=5) as conn:
+    with socket.create_connection(("127.0.0.1", sandbox.server.port), timeout=30) as conn:
         conn.sendall(raw)
         received = b""
         while chunk := conn.recv(65536):
@@ -76,3 +79,35 @@ def test_bad_content_length_is_refused(sandbox: RunningSandbox) -> None:
     request = b"POST /sandbox/v1/clock HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n"
     received = _exchange(sandbox, request)
     assert _statuses(received) == [400]
+
+
+def test_as_many_requests_in_flight_as_pipeline_workers(sandbox: RunningSandbox) -> None:
+    """64 requests held inside the application at once (the pipeline's largest worker count):
+    each waits at a barrier that opens only when all 64 are there."""
+    workers = 64
+    assert sandbox.server.threads >= workers
+    barrier = threading.Barrier(workers, timeout=30)
+    app = sandbox.server.app
+    dispatch = app.dispatch
+
+    def held(*args: Any) -> Any:
+        barrier.wait()
+        return dispatch(*args)
+
+    app.dispatch = held  # type: ignore[method-assign]
+    statuses: list[int] = []
+
+    def one() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", sandbox.server.port, timeout=60)
+        try:
+            conn.request("GET", "/sandbox/v1/clock")
+            statuses.append(conn.getresponse().status)
+        finally:
+            conn.close()
+
+    clients = [threading.Thread(target=one) for _ in range(workers)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    assert statuses == [200] * workers
