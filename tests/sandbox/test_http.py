@@ -13,7 +13,7 @@ from tests.support.sandbox import RunningSandbox
 
 
 def _exchange(sandbox: RunningSandbox, raw: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", sandbox.server.port), timeout=30) as conn:
+    with socket.create_connection(("127.0.0.1", sandbox.server.port), timeout=5) as conn:
         conn.sendall(raw)
         received = b""
         while chunk := conn.recv(65536):
