@@ -31,8 +31,13 @@ from ldap3 import NONE, SUBTREE, Connection, Server
 
 from syncd.config import parse_config
 from syncd.directory.ldap import LdapSource
-from syncd.directory.slapd import Slapd
 from syncd.plan import Policy, plan
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # the slapd launcher lives in tests/support/
+    sys.path.insert(0, str(REPO))
+
+from tests.support.slapd import Slapd  # noqa: E402
 
 SUFFIX = "dc=bench,dc=example"
 PEOPLE = f"ou=people,{SUFFIX}"

@@ -58,15 +58,15 @@ from syncd.kms.kmip.manager import open_kmip_key_manager
 from syncd.kms.local import create_master_key
 from syncd.pki.issue import issue_leaf
 from syncd.pki.profile import LeafProfile
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy
 from syncd.sandbox import create_service_account, init_sandbox_data
 from syncd.state.db import Database
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # tests/kmip/server.py starts the PyKMIP server
+if str(REPO) not in sys.path:  # tests/kmip/server.py and the test CA in tests/support/
     sys.path.insert(0, str(REPO))
 
 from tests.kmip.server import PyKmipServer, start_pykmip_server  # noqa: E402
+from tests.support.testca import TestHierarchy, make_test_hierarchy  # noqa: E402
 
 DOMAIN = "bench.example"
 PASSWORD = b"bench"

@@ -1,6 +1,7 @@
 """A local emulator of the Google APIs syncd uses: OAuth2 tokens, Gmail CSE, Directory.
 
-See server.py (running it), app.py (admin endpoints), store.py (the data directory).
+See server.py (running it under waitress), wsgi.py (the WSGI adapter), app.py (dispatch and
+admin endpoints), store.py (the data directory). Test fixtures are in tests/support/sandbox.py.
 """
 
 from syncd.sandbox.faults import FaultSettings

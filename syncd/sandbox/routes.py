@@ -10,7 +10,8 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from syncd.sandbox import directory, gmail
+import syncd.sandbox.directory as directory
+import syncd.sandbox.gmail as gmail
 from syncd.sandbox.context import Call, Reply, Services
 from syncd.sandbox.errors import ApiError, not_found
 

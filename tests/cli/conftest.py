@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy, write_private_file
+from tests.support.testca import TestHierarchy, make_test_hierarchy, write_private_file
 
 P12_PASSWORD = b"correct horse battery staple"
 

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from syncd.app.context import App
 from syncd.config import load_config
 from syncd.pki.chain import parse_pkcs7
-from syncd.pki.testca import CAKey, new_key
 from syncd.state.models import Issuer
+from tests.support.testca import CAKey, new_key
 
 from .conftest import Installation
 

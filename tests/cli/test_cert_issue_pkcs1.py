@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from syncd.pki.chain import parse_pkcs7
-from syncd.pki.testca import write_private_file
+from tests.support.testca import write_private_file
 
 from .conftest import P12_PASSWORD, Installation
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from syncd import __version__
-from syncd.pki.testca import make_test_hierarchy, write_private_file
+from tests.support.testca import make_test_hierarchy, write_private_file
 
 from .conftest import Installation, base_config
 

@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 
 from syncd.app.context import App
 from syncd.config import load_config
-from syncd.pki.testca import write_private_file
 from syncd.state.models import Issuer, KmsKey, KmsKeyState
+from tests.support.testca import write_private_file
 
 from .conftest import P12_PASSWORD, Installation
 

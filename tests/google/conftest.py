@@ -9,8 +9,8 @@ import pytest
 
 from syncd.google.gmail import GmailCSE
 from syncd.google.retry import RetryPolicy
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy
-from syncd.sandbox.testing import RunningSandbox, start_sandbox
+from tests.support.sandbox import RunningSandbox, start_sandbox
+from tests.support.testca import TestHierarchy, make_test_hierarchy
 
 FAST_RETRY = RetryPolicy(max_retries=8, base_delay=0.005, max_delay=0.05, max_retry_after=0.05)
 

@@ -7,7 +7,7 @@ import pytest
 from syncd.errors import ConfigError
 from syncd.google.directory import GoogleDirectory
 from syncd.google.errors import GoogleAPIError
-from syncd.sandbox.testing import DOMAIN, RunningSandbox
+from tests.support.sandbox import DOMAIN, RunningSandbox
 
 from .conftest import FAST_RETRY
 

@@ -12,8 +12,8 @@ from syncd.errors import ConfigError
 from syncd.google.errors import GoogleAPIError
 from syncd.google.gmail import GmailCSE, keypair_fingerprint
 from syncd.pki.chain import fingerprint, parse_pkcs7
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy
-from syncd.sandbox.testing import DOMAIN, KACLS_URI, RunningSandbox, leaf_pkcs7
+from tests.support.sandbox import DOMAIN, KACLS_URI, RunningSandbox, leaf_pkcs7
+from tests.support.testca import TestHierarchy, make_test_hierarchy
 
 from .conftest import FAST_RETRY
 

@@ -12,8 +12,8 @@ from syncd.google.errors import GoogleAPIError, classify_http, parse_retry_after
 from syncd.google.gmail import GmailCSE
 from syncd.google.ratelimit import RateLimiter
 from syncd.google.retry import RetryPolicy, backoff_delay
-from syncd.pki.testca import TestHierarchy
-from syncd.sandbox.testing import DOMAIN, KACLS_URI, RunningSandbox, leaf_pkcs7
+from tests.support.sandbox import DOMAIN, KACLS_URI, RunningSandbox, leaf_pkcs7
+from tests.support.testca import TestHierarchy
 
 from .conftest import FAST_RETRY
 

@@ -14,7 +14,7 @@ from syncd.budget import RetryBudget, StopRequested, spending
 from syncd.google.errors import GoogleAPIError
 from syncd.google.gmail import GmailCSE
 from syncd.google.retry import RetryPolicy
-from syncd.sandbox.testing import DOMAIN, RunningSandbox
+from tests.support.sandbox import DOMAIN, RunningSandbox
 
 from ..daemon.conftest import free_port
 from .conftest import FAST_RETRY

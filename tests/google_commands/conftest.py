@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from sqlalchemy import select
 
-from syncd.pki.testca import CAKey, new_key, write_private_file
-from syncd.pki.testcerts import LeafSpec, build_leaf
 from syncd.state.db import Database
 from syncd.state.models import KmsKey
+from tests.support.testca import CAKey, new_key, write_private_file
+from tests.support.testcerts import LeafSpec, build_leaf
 
 from ..pipeline.conftest import DOMAIN, Deployment, deployment, gmail_state, pipeline_ca
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from syncd.pki.chain import fingerprint
-from syncd.pki.testca import make_test_hierarchy, new_key
-from syncd.pki.testcerts import LeafSpec, build_leaf
+from tests.support.testca import make_test_hierarchy, new_key
+from tests.support.testcerts import LeafSpec, build_leaf
 
 from ..conftest import kacls_view
 from .conftest import (

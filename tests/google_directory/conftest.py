@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives import serialization
 from syncd.config import GoogleSourceConfig
 from syncd.directory.google import GoogleSource
 from syncd.google.retry import RetryPolicy
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy
 from syncd.sandbox import SandboxServer, create_service_account, init_sandbox_data
 from syncd.sandbox.seed import DEFAULT_DELEGATED_SCOPES
-from syncd.sandbox.testing import ADMIN, DOMAIN, SERVICE_ACCOUNT, RunningSandbox
 from tests.pipeline.conftest import Deployment, deployment, pipeline_ca
+from tests.support.sandbox import ADMIN, DOMAIN, SERVICE_ACCOUNT, RunningSandbox
+from tests.support.testca import TestHierarchy, make_test_hierarchy
 
 __all__ = ["Deployment", "deployment", "pipeline_ca"]
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from syncd.directory.base import SourceError
-from syncd.pki.testca import TestHierarchy
-from syncd.sandbox.testing import ADMIN, RunningSandbox
+from tests.support.sandbox import ADMIN, RunningSandbox
+from tests.support.testca import TestHierarchy
 
 from .conftest import at, source_for, start
 

@@ -14,8 +14,8 @@ from syncd.directory import open_source
 from syncd.directory.base import Snapshot, SourceError
 from syncd.directory.google import GoogleSource
 from syncd.errors import ConfigError
-from syncd.pki.testca import TestHierarchy
-from syncd.sandbox.testing import RunningSandbox
+from tests.support.sandbox import RunningSandbox
+from tests.support.testca import TestHierarchy
 
 from .conftest import ALICE_ID, at, scope_groups, scope_users, source_for, start
 

@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 from syncd.sandbox import init_sandbox_data
 from syncd.sandbox.store import stable_id
-from syncd.sandbox.testing import ADMIN, DOMAIN
 from syncd.state.db import Database
 from syncd.state.models import User
 from tests.pipeline.conftest import gmail_state
+from tests.support.sandbox import ADMIN, DOMAIN
 
 from .conftest import Deployment, at
 

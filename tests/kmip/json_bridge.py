@@ -37,6 +37,7 @@ from kmip.pie import exceptions as pie_exceptions
 from kmip.pie import objects
 from kmip.pie.client import ProxyKmipClient
 
+from syncd.kms.kmip import json_codec as jc
 from syncd.kms.kmip import json_ttlv as jt
 from tests.kmip.server import ClientFiles, PyKmipServer
 
@@ -91,8 +92,8 @@ class Bridge:
     def close(self) -> None:
         self._client.close()
 
-    def handle(self, request: jt.Item) -> jt.Item:
-        handlers: dict[str, Callable[[jt.Item], jt.Item]] = {
+    def handle(self, request: jc.Item) -> jc.Item:
+        handlers: dict[str, Callable[[jc.Item], jc.Item]] = {
             "CreateKeyPair": self._create_key_pair, "Import": self._import, "Get": self._get,
             "GetAttributes": self._get_attributes, "Locate": self._locate, "Sign": self._sign,
             "Revoke": self._revoke, "Destroy": self._destroy,
@@ -107,7 +108,7 @@ class Bridge:
                 raise self._failure(request, failure) from None
 
     @staticmethod
-    def _failure(request: jt.Item, failure: pie_exceptions.KmipOperationFailure) -> CosmianError:
+    def _failure(request: jc.Item, failure: pie_exceptions.KmipOperationFailure) -> CosmianError:
         uid_item = request.child("UniqueIdentifier")
         uid = str(uid_item.value) if uid_item is not None else ""
         if failure.reason in (enums.ResultReason.ITEM_NOT_FOUND,
@@ -129,7 +130,7 @@ class Bridge:
         return users[0], systems[0] if systems else None
 
     @staticmethod
-    def _uid(request: jt.Item) -> str:
+    def _uid(request: jc.Item) -> str:
         uid = request.text("UniqueIdentifier")
         if uid.startswith("["):
             raise CosmianError(422, "Invalid_Request: the bridge takes ids, not tag lists")
@@ -137,7 +138,7 @@ class Bridge:
 
     # -- operations ----------------------------------------------------------------------------
 
-    def _create_key_pair(self, request: jt.Item) -> jt.Item:
+    def _create_key_pair(self, request: jc.Item) -> jc.Item:
         common = request.need("CommonAttributes")
         if common.text("CryptographicAlgorithm") != "RSA":
             raise CosmianError(422, "Not Supported: the bridge makes RSA key pairs only")
@@ -152,11 +153,11 @@ class Bridge:
             self._client.activate(public_id)
         self._links[private_id] = ("PublicKeyLink", public_id)
         self._links[public_id] = ("PrivateKeyLink", private_id)
-        return jt.struct("CreateKeyPairResponse",
-                         jt.text("PrivateKeyUniqueIdentifier", private_id),
-                         jt.text("PublicKeyUniqueIdentifier", public_id))
+        return jc.struct("CreateKeyPairResponse",
+                         jc.text("PrivateKeyUniqueIdentifier", private_id),
+                         jc.text("PublicKeyUniqueIdentifier", public_id))
 
-    def _import(self, request: jt.Item) -> jt.Item:
+    def _import(self, request: jc.Item) -> jc.Item:
         attributes = request.need("Attributes")
         label, _ = self._label(jt.read_tags(attributes))
         block = request.need("Object").need("KeyBlock")
@@ -181,9 +182,9 @@ class Bridge:
         if other is not None:
             self._links[uid] = ("PublicKeyLink", other)
             self._links[other] = ("PrivateKeyLink", uid)
-        return jt.struct("ImportResponse", jt.text("UniqueIdentifier", uid))
+        return jc.struct("ImportResponse", jc.text("UniqueIdentifier", uid))
 
-    def _get(self, request: jt.Item) -> jt.Item:
+    def _get(self, request: jc.Item) -> jc.Item:
         uid = self._uid(request)
         if request.child("KeyWrappingSpecification") is not None:
             # PyKMIP wraps with NIST key wrap only; a Cosmian without AES-GCM wrapping says so
@@ -213,16 +214,16 @@ class Bridge:
         else:
             raise CosmianError(422, f"Not Supported: the bridge returns keys only, not "
                                     f"{type(managed).__name__}")
-        return jt.struct(
-            "GetResponse", jt.enum("ObjectType", object_type), jt.text("UniqueIdentifier", uid),
-            jt.struct("Object", jt.struct(
-                "KeyBlock", jt.enum("KeyFormatType", form),
-                jt.struct("KeyValue", jt.byte_string("KeyMaterial", data)),
-                jt.enum("CryptographicAlgorithm", "RSA"),
+        return jc.struct(
+            "GetResponse", jc.enum("ObjectType", object_type), jc.text("UniqueIdentifier", uid),
+            jc.struct("Object", jc.struct(
+                "KeyBlock", jc.enum("KeyFormatType", form),
+                jc.struct("KeyValue", jc.byte_string("KeyMaterial", data)),
+                jc.enum("CryptographicAlgorithm", "RSA"),
             )),
         )
 
-    def _get_attributes(self, request: jt.Item) -> jt.Item:
+    def _get_attributes(self, request: jc.Item) -> jc.Item:
         uid = self._uid(request)
         _, found = self._client.get_attributes(uid, ["State", "Initial Date", "Object Type",
                                                      "Name"])
@@ -231,9 +232,9 @@ class Bridge:
             enums.ObjectType.PRIVATE_KEY else "PublicKey"
         system = jt.SYSTEM_TAG_PRIVATE if object_type == "PrivateKey" else jt.SYSTEM_TAG_PUBLIC
         items = [
-            jt.enum("ObjectType", object_type),
-            jt.enum("State", _STATE_NAMES[values["State"].value]),
-            jt.date_time("InitialDate", dt.datetime.fromtimestamp(values["Initial Date"].value,
+            jc.enum("ObjectType", object_type),
+            jc.enum("State", _STATE_NAMES[values["State"].value]),
+            jc.date_time("InitialDate", dt.datetime.fromtimestamp(values["Initial Date"].value,
                                                                    dt.UTC)),
         ]
         if uid in self._links:
@@ -241,24 +242,24 @@ class Bridge:
         name = values.get("Name")
         tags = [name.name_value.value, system] if name is not None else [system]
         items += jt.vendor_attributes(self.dialect, [jt.tag_attribute(self.dialect, tags)])
-        return jt.struct("GetAttributesResponse", jt.text("UniqueIdentifier", uid),
-                         jt.struct("Attributes", *items))
+        return jc.struct("GetAttributesResponse", jc.text("UniqueIdentifier", uid),
+                         jc.struct("Attributes", *items))
 
-    def _locate(self, request: jt.Item) -> jt.Item:
+    def _locate(self, request: jc.Item) -> jc.Item:
         label, system = self._label(jt.read_tags(request.need("Attributes")))
         wanted = [self._factory.create_attribute(enums.AttributeType.NAME, label)]
         object_types = {jt.SYSTEM_TAG_PRIVATE: enums.ObjectType.PRIVATE_KEY,
                         jt.SYSTEM_TAG_PUBLIC: enums.ObjectType.PUBLIC_KEY}
         if system is not None:
             if system not in object_types:
-                return jt.struct("LocateResponse", jt.integer("LocatedItems", 0))
+                return jc.struct("LocateResponse", jc.integer("LocatedItems", 0))
             wanted.append(self._factory.create_attribute(enums.AttributeType.OBJECT_TYPE,
                                                          object_types[system]))
         found = self._client.locate(attributes=wanted)
-        return jt.struct("LocateResponse", jt.integer("LocatedItems", len(found)),
-                         *(jt.text("UniqueIdentifier", uid) for uid in found))
+        return jc.struct("LocateResponse", jc.integer("LocatedItems", len(found)),
+                         *(jc.text("UniqueIdentifier", uid) for uid in found))
 
-    def _sign(self, request: jt.Item) -> jt.Item:
+    def _sign(self, request: jc.Item) -> jc.Item:
         uid = self._uid(request)
         algorithm = request.need("CryptographicParameters").text("DigitalSignatureAlgorithm")
         if algorithm not in _HASHES:
@@ -268,22 +269,22 @@ class Bridge:
             "padding_method": enums.PaddingMethod.PKCS1v15,
             "hashing_algorithm": _HASHES[algorithm],
         })
-        return jt.struct("SignResponse", jt.text("UniqueIdentifier", uid),
-                         jt.byte_string("SignatureData", signature))
+        return jc.struct("SignResponse", jc.text("UniqueIdentifier", uid),
+                         jc.byte_string("SignatureData", signature))
 
-    def _revoke(self, request: jt.Item) -> jt.Item:
+    def _revoke(self, request: jc.Item) -> jc.Item:
         uid = self._uid(request)
         reason = request.need("RevocationReason")
         message = reason.value if reason.kind == "TextString" else (
             reason.child("RevocationMessage").value  # type: ignore[union-attr]
             if reason.child("RevocationMessage") is not None else None)
         self._client.revoke(enums.RevocationReasonCode.CESSATION_OF_OPERATION, uid, message)
-        return jt.struct("RevokeResponse", jt.text("UniqueIdentifier", uid))
+        return jc.struct("RevokeResponse", jc.text("UniqueIdentifier", uid))
 
-    def _destroy(self, request: jt.Item) -> jt.Item:
+    def _destroy(self, request: jc.Item) -> jc.Item:
         uid = self._uid(request)
         self._client.destroy(uid)
-        return jt.struct("DestroyResponse", jt.text("UniqueIdentifier", uid))
+        return jc.struct("DestroyResponse", jc.text("UniqueIdentifier", uid))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -333,14 +334,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.server.requests.append(body)
         try:
-            answer = self.server.bridge.handle(jt.loads(body))
+            answer = self.server.bridge.handle(jc.loads(body))
         except CosmianError as error:
             self._error(error)
             return
-        except jt.TtlvError as exc:
+        except jc.TtlvError as exc:
             self._error(CosmianError(422, f"Invalid Request: {exc}"))
             return
-        self._answer(200, jt.dumps(answer), "application/json")
+        self._answer(200, jc.dumps(answer), "application/json")
 
 
 class _BridgeServer(ThreadingHTTPServer):

@@ -12,7 +12,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
-from syncd.pki.testca import write_private_file
 from syncd.state.models import KeyPair, KmsKey, KmsKeyState, User
 from tests.conftest import _migrate
 from tests.kmip.server import PyKmipServer
@@ -25,6 +24,7 @@ from tests.pipeline.conftest import (  # noqa: F401  (fixtures used by this modu
     pipeline_ca,
     sandbox_users,
 )
+from tests.support.testca import write_private_file
 
 
 @pytest.fixture

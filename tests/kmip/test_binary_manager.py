@@ -34,10 +34,10 @@ from syncd.kms.kmip.binary import BinaryTransport
 from syncd.kms.kmip.manager import KmipKeyManager
 from syncd.kms.kmip.transport import NotSupportedByServer
 from syncd.pki.profile import LeafProfile
-from syncd.pki.testca import make_test_hierarchy
 from tests.conftest import kacls_view
 from tests.kmip.conftest import KmipConfigFactory
 from tests.kmip.server import PyKmipServer
+from tests.support.testca import make_test_hierarchy
 
 BITS = 2048
 

@@ -24,12 +24,12 @@ from syncd.kms.kmip.json_transport import JsonTransport
 from syncd.kms.kmip.manager import KmipKeyManager, SigningMode
 from syncd.kms.kmip.transport import CertifyRequest, NotSupportedByServer
 from syncd.pki.profile import LeafProfile
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy
 from tests.kmip.bridge_fixtures import TOKEN, json_config
 from tests.kmip.bridge_fixtures import pykmip_for_json as pykmip_for_json
 from tests.kmip.json_bridge import JsonBridge
 from tests.kmip.server import PyKmipServer
 from tests.kmip.test_json_certify import openssl_certify
+from tests.support.testca import TestHierarchy, make_test_hierarchy
 
 EMAIL = "alice@example.com"
 PROFILE = LeafProfile(crl_distribution_points=("http://crl.example.test/issuing.crl",))

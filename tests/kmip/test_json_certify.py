@@ -36,10 +36,10 @@ from syncd.kms.kmip.transport import CertifyRequest, NotSupportedByServer
 from syncd.pki.extensions import LeafContext, build_extensions, parse_extensions_text
 from syncd.pki.issue import leaf_extensions
 from syncd.pki.profile import LeafProfile
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy
 from tests.kmip.bridge_fixtures import cosmian_bridge as cosmian_bridge
 from tests.kmip.bridge_fixtures import json_transport as json_transport
 from tests.kmip.bridge_fixtures import pykmip_for_json as pykmip_for_json
+from tests.support.testca import TestHierarchy, make_test_hierarchy
 
 EMAIL = "alice@example.com"
 COSMIAN_EXAMPLE = """\

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from syncd.errors import ConfigError, KMSRefusedError, KMSUnavailableError
-from syncd.kms.kmip import json_ttlv as jt
+from syncd.kms.kmip import json_codec as jc
 from syncd.kms.kmip.json_transport import JsonTransport, error_for
 from syncd.kms.kmip.transport import CertifyRequest, NotSupportedByServer
 from tests.kmip.bridge_fixtures import TOKEN, json_config
@@ -71,10 +71,10 @@ def test_create_sign_and_public_key_verify_independently(json_transport: JsonTra
         signature = json_transport.sign(pair.private_key_id, data, hash_name)  # type: ignore[arg-type]
         public.verify(signature, data, padding.PKCS1v15(), algorithm)
     # the wire carried Cosmian JSON TTLV with the label as a 5.x tag
-    create = jt.loads(next(body for body in cosmian_bridge.requests
+    create = jc.loads(next(body for body in cosmian_bridge.requests
                            if b'"CreateKeyPair"' in body))
     common = create.need("CommonAttributes")
-    assert common.need("Attribute").need("AttributeValue") == jt.text(
+    assert common.need("Attribute").need("AttributeValue") == jc.text(
         "AttributeValue", '["syncd:alice@example.com:1"]')
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from syncd.kms.kmip import json_codec as jc
 from syncd.kms.kmip import json_ttlv as jt
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cosmian"
@@ -28,23 +29,23 @@ def fixture(name: str) -> dict[str, Any]:
     return data
 
 
-def request(name: str) -> jt.Item:
-    return jt.decode(fixture(name)["request"])
+def request(name: str) -> jc.Item:
+    return jc.decode(fixture(name)["request"])
 
 
-def response(name: str) -> jt.Item:
-    return jt.decode(fixture(name)["response"])
+def response(name: str) -> jc.Item:
+    return jc.decode(fixture(name)["response"])
 
 
-def without(item: jt.Item, *paths: tuple[str, ...]) -> jt.Item:
+def without(item: jc.Item, *paths: tuple[str, ...]) -> jc.Item:
     """``item`` without the items at ``paths`` (tag paths below it)."""
-    def strip(node: jt.Item, path: tuple[str, ...]) -> jt.Item:
+    def strip(node: jc.Item, path: tuple[str, ...]) -> jc.Item:
         if node.kind != "Structure":
             return node
         head, rest = path[0], path[1:]
         if not rest:
-            return jt.Item(node.tag, node.kind, tuple(c for c in node.value if c.tag != head))
-        return jt.Item(node.tag, node.kind,
+            return jc.Item(node.tag, node.kind, tuple(c for c in node.value if c.tag != head))
+        return jc.Item(node.tag, node.kind,
                        tuple(strip(c, rest) if c.tag == head else c for c in node.value))
 
     for path in paths:
@@ -52,9 +53,9 @@ def without(item: jt.Item, *paths: tuple[str, ...]) -> jt.Item:
     return item
 
 
-def same(ours: jt.Item, published: jt.Item) -> None:
-    assert jt.canonical(ours) == jt.canonical(published), "\n---\n".join(
-        json.dumps(jt.encode(item), indent=1) for item in (ours, published)
+def same(ours: jc.Item, published: jc.Item) -> None:
+    assert jc.canonical(ours) == jc.canonical(published), "\n---\n".join(
+        json.dumps(jc.encode(item), indent=1) for item in (ours, published)
     )
 
 
@@ -67,23 +68,23 @@ def test_every_fixture_names_its_source_and_decodes() -> None:
         assert source["commit"] and (source.get("path") or source.get("paths"))
         for key in ("request", "response"):
             if key in data:
-                round_trip = jt.decode(jt.encode(jt.decode(data[key])))
-                assert jt.canonical(round_trip) == jt.canonical(jt.decode(data[key]))
+                round_trip = jc.decode(jc.encode(jc.decode(data[key])))
+                assert jc.canonical(round_trip) == jc.canonical(jc.decode(data[key]))
 
 
 def test_codec_writes_hex_bytestrings_names_and_rfc3339_dates() -> None:
-    item = jt.struct("X", jt.byte_string("B", b"\x01\xab"), jt.enum("E", "RSA"),
-                     jt.date_time("D", dt.datetime(2024, 9, 13, 13, 39, 20, tzinfo=dt.UTC)),
-                     jt.Item("L", "LongInteger", 5))
-    assert jt.encode(item)["value"] == [
+    item = jc.struct("X", jc.byte_string("B", b"\x01\xab"), jc.enum("E", "RSA"),
+                     jc.date_time("D", dt.datetime(2024, 9, 13, 13, 39, 20, tzinfo=dt.UTC)),
+                     jc.Item("L", "LongInteger", 5))
+    assert jc.encode(item)["value"] == [
         {"tag": "B", "type": "ByteString", "value": "01AB"},
         {"tag": "E", "type": "Enumeration", "value": "RSA"},
         {"tag": "D", "type": "DateTime", "value": "2024-09-13T13:39:20Z"},
         {"tag": "L", "type": "LongInteger", "value": "0x0000000000000005"},
     ]
     # Cosmian 5.x leaves "type" out on structures
-    assert jt.decode({"tag": "S", "value": [{"tag": "I", "type": "Integer", "value": 3}]}) == \
-        jt.struct("S", jt.integer("I", 3))
+    assert jc.decode({"tag": "S", "value": [{"tag": "I", "type": "Integer", "value": 3}]}) == \
+        jc.struct("S", jc.integer("I", 3))
 
 
 @pytest.mark.parametrize("broken", [
@@ -94,13 +95,13 @@ def test_codec_writes_hex_bytestrings_names_and_rfc3339_dates() -> None:
     {"tag": "D", "type": "DateTime", "value": "yesterday"},
 ])
 def test_codec_refuses_malformed_items(broken: dict[str, Any]) -> None:
-    with pytest.raises(jt.TtlvError):
-        jt.decode(broken)
+    with pytest.raises(jc.TtlvError):
+        jc.decode(broken)
 
 
 def test_tags_are_the_json_list_hex_encoded_in_4x_and_text_in_5x() -> None:
     _, v4 = jt.tag_attribute(jt.V4, ["myKey"])
-    assert jt.encode(v4)["value"] == "5B226D794B6579225D"
+    assert jc.encode(v4)["value"] == "5B226D794B6579225D"
     _, v5 = jt.tag_attribute(jt.V5, ["myKey"])
     assert v5.value == '["myKey"]'
 
@@ -190,19 +191,19 @@ def test_get_wrapped_follows_the_published_wrapping_specification() -> None:
     parameters = ours.find(*spec, "EncryptionKeyInformation", "CryptographicParameters")
     assert parameters is not None
     assert parameters.need("BlockCipherMode").value == "GCM"
-    assert ours.find(*spec, "EncodingOption") == jt.enum("EncodingOption", "NoEncoding")
+    assert ours.find(*spec, "EncodingOption") == jc.enum("EncodingOption", "NoEncoding")
     got = jt.read_get(response("get_wrapped_key"))
     assert got.wrapped and got.object_type == "PrivateKey" and len(got.data) > 28
 
 
 def test_get_wrapped_reads_the_5x_bytestring_key_value() -> None:
     """From 5.x a wrapped key's KeyValue is the ByteString itself (wrap_key.rs)."""
-    answer = jt.struct(
-        "GetResponse", jt.enum("ObjectType", "PrivateKey"), jt.text("UniqueIdentifier", "k"),
-        jt.struct("Object", jt.struct(
-            "KeyBlock", jt.enum("KeyFormatType", "PKCS8"), jt.byte_string("KeyValue", b"n" * 40),
-            jt.struct("KeyWrappingData", jt.enum("WrappingMethod", "Encrypt")))))
-    got = jt.read_get(jt.decode(json.loads(jt.dumps(answer))))
+    answer = jc.struct(
+        "GetResponse", jc.enum("ObjectType", "PrivateKey"), jc.text("UniqueIdentifier", "k"),
+        jc.struct("Object", jc.struct(
+            "KeyBlock", jc.enum("KeyFormatType", "PKCS8"), jc.byte_string("KeyValue", b"n" * 40),
+            jc.struct("KeyWrappingData", jc.enum("WrappingMethod", "Encrypt")))))
+    got = jt.read_get(jc.decode(json.loads(jc.dumps(answer))))
     assert got.wrapped and got.data == b"n" * 40
 
 
@@ -230,10 +231,10 @@ def test_certify_matches_the_published_message() -> None:
     # the published example passes no extensions file: compare without it
     stripped = [c for c in ours.need("Attributes").need("VendorAttributes").value
                 if c.need("AttributeName").value != "x509-extension"]
-    attributes = jt.Item("Attributes", "Structure", tuple(
-        jt.Item("VendorAttributes", "Structure", tuple(stripped))
+    attributes = jc.Item("Attributes", "Structure", tuple(
+        jc.Item("VendorAttributes", "Structure", tuple(stripped))
         if c.tag == "VendorAttributes" else c for c in ours.need("Attributes").value))
-    ours = jt.Item("Certify", "Structure", tuple(
+    ours = jc.Item("Certify", "Structure", tuple(
         attributes if c.tag == "Attributes" else c for c in ours.value))
     same(ours, published)
     assert jt.read_unique_identifier(response("certify_public_key"), "CertifyResponse") == \
@@ -244,8 +245,8 @@ def test_certify_5x_sends_validity_as_integer_and_tags_as_text() -> None:
     ours = jt.certify(jt.V5, "pk", "issuer", "issuer-cert", {"Cn": "a@example.com"}, "[v3_ca]\n",
                       30, "syncd:a")
     vendor = jt.read_vendor_attributes(ours.need("Attributes"))
-    assert vendor["requested_validity_days"] == jt.integer("AttributeValue", 30)
-    assert vendor["tag"] == jt.text("AttributeValue", '["syncd:a"]')
+    assert vendor["requested_validity_days"] == jc.integer("AttributeValue", 30)
+    assert vendor["tag"] == jc.text("AttributeValue", '["syncd:a"]')
     # 5.x's serializer flattens arrays: one Link item per link, no Link > Link nesting
     links = ours.need("Attributes").children("Link")
     assert [link.text("LinkType") for link in links] == ["PrivateKeyLink", "CertificateLink"]
@@ -253,7 +254,7 @@ def test_certify_5x_sends_validity_as_integer_and_tags_as_text() -> None:
 
 @pytest.mark.parametrize("subject", ["CN=a,CN=b", "CN=a,2.5.4.99=x", "not a name"])
 def test_subject_fields_refuses_what_cosmian_cannot_carry(subject: str) -> None:
-    with pytest.raises(jt.TtlvError):
+    with pytest.raises(jc.TtlvError):
         jt.subject_fields(subject)
 
 
@@ -275,9 +276,9 @@ def test_destroy_is_the_published_message_without_cosmians_remove_flag() -> None
 
 def test_get_attributes_response_links_and_tags() -> None:
     published = fixture("get_attributes_links")
-    same(jt.get_attributes(jt.decode(published["request"]).text("UniqueIdentifier")),
-         without(jt.decode(published["request"]), ("AttributeReference",)))
-    attributes = jt.read_attributes(jt.decode(published["response"]))
+    same(jt.get_attributes(jc.decode(published["request"]).text("UniqueIdentifier")),
+         without(jc.decode(published["request"]), ("AttributeReference",)))
+    attributes = jt.read_attributes(jc.decode(published["response"]))
     assert attributes.links == {"PrivateKeyLink": "bf614d45-5a3e-49b9-95c0-5586d3c0d17b",
                                 "CertificateLink": "0c9028bc-c518-40d3-8362-12a1edfddab0"}
     assert attributes.object_type == "Certificate"

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives import serialization
 
 from syncd.kms.kmip.binary import BinaryTransport
 from syncd.pki.chain import parse_pkcs7
-from syncd.pki.testca import make_test_hierarchy, write_private_file
 from tests.conftest import kacls_view
 from tests.kmip.conftest import KmipConfigFactory
 from tests.kmip.server import PyKmipServer
+from tests.support.testca import make_test_hierarchy, write_private_file
 
 PASSWORD = b"issuer password"
 

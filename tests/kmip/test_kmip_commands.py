@@ -28,10 +28,10 @@ from kmip.pie.client import ProxyKmipClient
 from kmip.pie.exceptions import KmipOperationFailure
 from sqlalchemy import create_engine, func, select, update
 
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy, write_private_file
 from syncd.state.models import Base, Issuer, RunLockState
 from tests.cli.test_cert_issue_pkcs1 import assert_pkcs1_of_leaf
 from tests.kmip.server import ClientFiles, PyKmipServer
+from tests.support.testca import TestHierarchy, make_test_hierarchy, write_private_file
 
 P12_PASSWORD = b"kmip commands"
 OPERATIONS = ["connect", "create", "sign", "wrap", "unwrap", "issuer", "revoke", "destroy"]

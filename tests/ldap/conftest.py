@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from syncd.config import LdapSourceConfig, parse_config
-from syncd.directory.slapd import Slapd, SlapdError, SlapdTLS, check_installed, ssha
-from syncd.pki.testca import CAKey, make_root, new_key, write_private_file
+from tests.support.slapd import Slapd, SlapdError, SlapdTLS, check_installed, ssha
+from tests.support.testca import CAKey, make_root, new_key, write_private_file
 
 SUFFIX = "dc=example,dc=org"
 SERVICE_DN = f"cn=syncd,ou=services,{SUFFIX}"

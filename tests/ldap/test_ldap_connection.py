@@ -17,9 +17,9 @@ from syncd.app.context import App
 from syncd.config import DirectoryConfig, GoogleConfig, LdapSourceConfig, parse_config
 from syncd.directory.base import SourceError
 from syncd.directory.ldap import LdapSource
-from syncd.directory.slapd import free_port
 from syncd.state.db import Database
 from syncd.state.models import Run, Task
+from tests.support.slapd import free_port
 
 from .conftest import SERVICE_DN, LdapServer
 

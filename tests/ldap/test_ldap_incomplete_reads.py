@@ -19,13 +19,13 @@ from syncd.config import LdapSourceConfig
 from syncd.directory.base import SourceError
 from syncd.directory.ldap import LdapSource
 from syncd.directory.ldap_results import read_failure
-from syncd.directory.slapd import Slapd, ssha
-from syncd.pki.testca import write_private_file
 from syncd.state.db import Database
 from syncd.state.models import User
 from tests.pipeline.conftest import Deployment, gmail_state, sandbox_users
 from tests.pipeline.conftest import deployment as deployment  # a fixture
 from tests.pipeline.conftest import pipeline_ca as pipeline_ca  # a fixture
+from tests.support.slapd import Slapd, ssha
+from tests.support.testca import write_private_file
 
 from .conftest import (
     BULK_DN,

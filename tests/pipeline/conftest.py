@@ -23,12 +23,12 @@ from syncd.config import Config, load_config
 from syncd.credentials.issuers import import_issuer
 from syncd.google.gmail import GmailCSE
 from syncd.kms.local import create_master_key
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy, write_private_file
 from syncd.sandbox import SandboxServer, create_service_account, init_sandbox_data
 from syncd.state.db import Database
 from syncd.state.models import KmsKey
 from tests.conftest import _migrate
 from tests.kmip.server import PyKmipServer, start_pykmip_server
+from tests.support.testca import TestHierarchy, make_test_hierarchy, write_private_file
 
 DOMAIN = "example.com"
 P12_PASSWORD = b"pipeline-test"

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from syncd.pki.issue import issue_leaf
 from syncd.pki.profile import LeafProfile
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy
+from tests.support.testca import TestHierarchy, make_test_hierarchy
 
 P12_PASSWORD = b"correct horse battery staple"
 KEY_PASSWORD = "leaf-key-pass"

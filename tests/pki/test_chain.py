@@ -17,7 +17,7 @@ from syncd.pki.chain import (
     parse_pkcs7,
     pkcs7_pem,
 )
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy
+from tests.support.testca import TestHierarchy, make_test_hierarchy
 
 if TYPE_CHECKING:
     from conftest import OpenSSL, Workdir

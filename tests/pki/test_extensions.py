@@ -17,7 +17,7 @@ from syncd.pki.extensions import (
     load_extensions_file,
     parse_extensions_text,
 )
-from syncd.pki.testca import TestHierarchy
+from tests.support.testca import TestHierarchy
 
 ExtT = TypeVar("ExtT", bound=x509.ExtensionType)
 

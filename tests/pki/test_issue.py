@@ -17,7 +17,7 @@ from syncd.pki import validate
 from syncd.pki.extensions import parse_extensions_text
 from syncd.pki.issue import issue_leaf
 from syncd.pki.profile import HashName, LeafProfile
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy, sign_with
+from tests.support.testca import TestHierarchy, make_test_hierarchy, sign_with
 
 if TYPE_CHECKING:
     from conftest import OpenSSL, Workdir

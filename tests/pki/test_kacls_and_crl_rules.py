@@ -9,9 +9,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from syncd.pki.extensions import load_extensions_file
 from syncd.pki.profile import LeafProfile, crl_warnings
-from syncd.pki.testca import TestHierarchy, new_key
-from syncd.pki.testcerts import LeafSpec, build_leaf
 from syncd.pki.validate import kacls_violations
+from tests.support.testca import TestHierarchy, new_key
+from tests.support.testcerts import LeafSpec, build_leaf
 
 
 def test_kacls_needs_an_rsa_leaf(hierarchy: TestHierarchy) -> None:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from syncd.errors import CertificateError, ConfigError
 from syncd.pki.pkcs12 import key_matches_certificate, load_pkcs12
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy
+from tests.support.testca import TestHierarchy, make_test_hierarchy
 
 if TYPE_CHECKING:
     from conftest import OpenSSL, Workdir

@@ -16,14 +16,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from syncd.errors import CertificateError
 from syncd.pki import validate
 from syncd.pki.chain import describe
-from syncd.pki.testca import (
+from tests.support.testca import (
     TestHierarchy,
     make_intermediate,
     make_root,
     make_test_hierarchy,
     new_key,
 )
-from syncd.pki.testcerts import LeafSpec, build_leaf, forge
+from tests.support.testcerts import LeafSpec, build_leaf, forge
 
 EMAIL = "alice@example.com"
 

@@ -11,8 +11,8 @@ import pytest
 from google.oauth2 import service_account
 from googleapiclient.discovery import build
 
-from syncd.pki.testca import TestHierarchy, make_test_hierarchy
-from syncd.sandbox.testing import RunningSandbox, start_sandbox
+from tests.support.sandbox import RunningSandbox, start_sandbox
+from tests.support.testca import TestHierarchy, make_test_hierarchy
 
 GMAIL_SCOPE = "https://www.googleapis.com/auth/gmail.settings.basic"
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from googleapiclient.errors import HttpError
 
-from syncd.sandbox.testing import ADMIN, DOMAIN, RunningSandbox
+from tests.support.sandbox import ADMIN, DOMAIN, RunningSandbox
 
 from .conftest import api, credentials_for
 

@@ -14,10 +14,10 @@ import pytest
 from googleapiclient.errors import HttpError
 
 from syncd.errors import ConfigError
-from syncd.pki.testca import TestHierarchy
 from syncd.sandbox.faults import Fault, FaultSettings, choose_fault
 from syncd.sandbox.server import SandboxServer
-from syncd.sandbox.testing import DOMAIN, RunningSandbox, start_sandbox
+from tests.support.sandbox import DOMAIN, RunningSandbox, start_sandbox
+from tests.support.testca import TestHierarchy
 
 ALICE = f"alice@{DOMAIN}"
 LIST = "gmail.users.settings.cse.keypairs.list"

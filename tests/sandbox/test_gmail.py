@@ -14,9 +14,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from googleapiclient.errors import HttpError
 
 from syncd.pki.chain import fingerprint, parse_pkcs7
-from syncd.pki.testca import TestHierarchy
 from syncd.sandbox.server import SandboxServer
-from syncd.sandbox.testing import (
+from tests.support.sandbox import (
     DOMAIN,
     KACLS_URI,
     RunningSandbox,
@@ -24,6 +23,7 @@ from syncd.sandbox.testing import (
     leaf_pkcs7,
     root_signed_pkcs7,
 )
+from tests.support.testca import TestHierarchy
 
 ALICE = f"alice@{DOMAIN}"
 BOB = f"bob@{DOMAIN}"

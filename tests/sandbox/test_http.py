@@ -1,12 +1,15 @@
-"""The sandbox's HTTP/1.1 framing, read by its own request parser: keep-alive, bodies by
-Content-Length, and clear refusals of what it does not read."""
+"""The sandbox's HTTP/1.1 framing, read by waitress: keep-alive, bodies by Content-Length or
+chunked, and clear refusals of malformed requests."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
+import threading
+from typing import Any
 
-from syncd.sandbox.testing import RunningSandbox
+from tests.support.sandbox import RunningSandbox
 
 
 def _exchange(sandbox: RunningSandbox, raw: bytes) -> bytes:
@@ -54,13 +57,17 @@ def test_bad_request_line_is_refused(sandbox: RunningSandbox) -> None:
     assert _statuses(received) == [400]
 
 
-def test_chunked_body_is_refused_with_411(sandbox: RunningSandbox) -> None:
+def test_chunked_body_is_read(sandbox: RunningSandbox) -> None:
+    before = sandbox.admin("GET", "clock")["now"]
+    body = json.dumps({"advance_seconds": 86400 * 2}).encode()
     request = (
-        b"POST /sandbox/v1/clock HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"2\r\n{}\r\n0\r\n\r\n"
+        b"POST /sandbox/v1/clock HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        + f"{len(body):x}".encode() + b"\r\n" + body + b"\r\n0\r\n\r\n"
     )
     received = _exchange(sandbox, request)
-    assert _statuses(received) == [411]
+    assert _statuses(received) == [200]
+    assert json.loads(received.rsplit(b"\r\n\r\n", 1)[1])["now"][:10] > before[:10]
 
 
 def test_header_line_without_colon_is_refused(sandbox: RunningSandbox) -> None:
@@ -72,3 +79,35 @@ def test_bad_content_length_is_refused(sandbox: RunningSandbox) -> None:
     request = b"POST /sandbox/v1/clock HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n"
     received = _exchange(sandbox, request)
     assert _statuses(received) == [400]
+
+
+def test_as_many_requests_in_flight_as_pipeline_workers(sandbox: RunningSandbox) -> None:
+    """64 requests held inside the application at once (the pipeline's largest worker count):
+    each waits at a barrier that opens only when all 64 are there."""
+    workers = 64
+    assert sandbox.server.threads >= workers
+    barrier = threading.Barrier(workers, timeout=30)
+    app = sandbox.server.app
+    dispatch = app.dispatch
+
+    def held(*args: Any) -> Any:
+        barrier.wait()
+        return dispatch(*args)
+
+    app.dispatch = held  # type: ignore[method-assign]
+    statuses: list[int] = []
+
+    def one() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", sandbox.server.port, timeout=60)
+        try:
+            conn.request("GET", "/sandbox/v1/clock")
+            statuses.append(conn.getresponse().status)
+        finally:
+            conn.close()
+
+    clients = [threading.Thread(target=one) for _ in range(workers)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    assert statuses == [200] * workers

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httplib2
 
-from syncd.pki.testca import TestHierarchy
-from syncd.sandbox.testing import start_sandbox
+from tests.support.sandbox import start_sandbox
+from tests.support.testca import TestHierarchy
 
 
 def _free_port() -> int:

@@ -17,8 +17,8 @@ import pytest
 
 from syncd.google.errors import GoogleAPIError
 from syncd.google.gmail import GmailCSE
-from syncd.pki.testca import TestHierarchy
-from syncd.sandbox.testing import DOMAIN, KACLS_URI, RunningSandbox, leaf_pkcs7, start_sandbox
+from tests.support.sandbox import DOMAIN, KACLS_URI, RunningSandbox, leaf_pkcs7, start_sandbox
+from tests.support.testca import TestHierarchy
 
 ALICE = f"alice@{DOMAIN}"
 # openssl crl2pkcs7 keeps the file order in the SET (BER, not DER); cryptography warns.

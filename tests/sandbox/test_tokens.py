@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import exceptions
 from googleapiclient.errors import HttpError
 
-from syncd.sandbox.testing import ADMIN, DOMAIN, RunningSandbox
+from tests.support.sandbox import ADMIN, DOMAIN, RunningSandbox
 
 from .conftest import GMAIL_SCOPE, api, credentials_for
 

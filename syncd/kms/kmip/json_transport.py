@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from syncd.config import KmipConfig, read_secret
 from syncd.errors import ConfigError, KMSError, KMSRefusedError, KMSUnavailableError
 from syncd.kms.base import HashName, PrivateKeyFormat
+from syncd.kms.kmip import json_codec as jc
 from syncd.kms.kmip import json_ttlv as jt
 from syncd.kms.kmip.transport import CertifyRequest, KmipPair, NotSupportedByServer
 
@@ -260,23 +261,23 @@ class JsonTransport:
         self._dialect = found or jt.V5
         return self._dialect
 
-    def _post(self, request: jt.Item, obj: str) -> jt.Item:
+    def _post(self, request: jc.Item, obj: str) -> jc.Item:
         operation = request.tag
-        status, body = self._call("POST", ENDPOINT, jt.dumps(request), operation, obj)
+        status, body = self._call("POST", ENDPOINT, jc.dumps(request), operation, obj)
         if status != 200:
             raise error_for(self.describe(), operation, obj, status,
                             body.decode(errors="replace"))
         try:
-            return jt.loads(body)
-        except jt.TtlvError as exc:
+            return jc.loads(body)
+        except jc.TtlvError as exc:
             raise KMSRefusedError(f"{self.describe()}: {operation} {obj} failed: the answer is "
                                   f"not Cosmian JSON TTLV ({exc})") from None
 
-    def _read(self, operation: str, obj: str, reader: Callable[[jt.Item], T],
-              response: jt.Item) -> T:
+    def _read(self, operation: str, obj: str, reader: Callable[[jc.Item], T],
+              response: jc.Item) -> T:
         try:
             return reader(response)
-        except jt.TtlvError as exc:
+        except jc.TtlvError as exc:
             raise KMSRefusedError(f"{self.describe()}: {operation} {obj} failed: unexpected "
                                   f"answer ({exc})") from None
 
@@ -310,7 +311,7 @@ class JsonTransport:
         private_id = self._read("Import", obj, _import_id, response)
         return KmipPair(private_id, public_id, "active")
 
-    def _get(self, request: jt.Item, key_id: str) -> jt.GotObject:
+    def _get(self, request: jc.Item, key_id: str) -> jt.GotObject:
         obj = f"of key {key_id}"
         return self._read("Get", obj, jt.read_get, self._post(request, obj))
 
@@ -372,7 +373,7 @@ class JsonTransport:
     def certify(self, request: CertifyRequest) -> bytes:
         try:
             subject = jt.subject_fields(request.subject)
-        except jt.TtlvError as exc:
+        except jc.TtlvError as exc:
             raise KMSRefusedError(f"{self.describe()}: Certify of key {request.public_key_id} "
                                   f"refused: {exc}") from None
         obj = f"of key {request.public_key_id} by {request.issuer_private_key_id}"
@@ -468,11 +469,11 @@ class JsonTransport:
             connection.close()
 
 
-def _import_id(response: jt.Item) -> str:
+def _import_id(response: jc.Item) -> str:
     return jt.read_unique_identifier(response, "ImportResponse")
 
 
-def _certify_id(response: jt.Item) -> str:
+def _certify_id(response: jc.Item) -> str:
     return jt.read_unique_identifier(response, "CertifyResponse")
 
 

@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from syncd.config import GoogleConfig
 from syncd.pki.chain import pkcs7_pem
-from syncd.pki.testca import TestHierarchy
-from syncd.pki.testcerts import LeafSpec, build_leaf
 from syncd.sandbox.seed import DEFAULT_DELEGATED_SCOPES, create_service_account, init_sandbox_data
 from syncd.sandbox.server import SandboxServer
+from tests.support.testca import TestHierarchy
+from tests.support.testcerts import LeafSpec, build_leaf
 
 DOMAIN = "example.com"
 ADMIN = f"admin@{DOMAIN}"

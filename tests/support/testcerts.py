@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from syncd.pki import der
-from syncd.pki.testca import CAKey
+from tests.support.testca import CAKey
 
 # sha1WithRSAEncryption AlgorithmIdentifier, the same length as the SHA-256 one it replaces.
 SHA1_RSA_ALGORITHM = bytes.fromhex("300d06092a864886f70d0101050500")

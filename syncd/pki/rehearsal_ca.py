@@ -1,4 +1,5 @@
-"""A throwaway root -> issuing intermediate hierarchy to Google's profile, for demos and tests.
+"""A throwaway root -> issuing intermediate hierarchy to Google's profile, for rehearsals:
+``syncd demo`` (and, through tests/support/testca.py, the tests and benches).
 
 The keys are generated at call time and never meant for production. When asked to write files,
 the issuer key leaves memory only inside a password-protected PKCS#12 file with mode 0600.
@@ -8,15 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
@@ -25,18 +24,10 @@ from syncd.errors import ConfigError
 KeyType = Literal["rsa", "ec"]
 CAKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
-_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
-
 
 @dataclass(frozen=True)
-class TestHierarchy:
+class RehearsalHierarchy:
     """A root, the intermediate it signed, their keys, and the files written (if any)."""
-
-    __test__ = False  # not a pytest test class despite its name
 
     root_cert: x509.Certificate
     root_key: CAKey
@@ -45,22 +36,6 @@ class TestHierarchy:
     root_pem: Path | None = None
     intermediate_pem: Path | None = None
     issuer_p12: Path | None = None
-
-    def signer(self, hash_name: str = "sha256") -> Callable[[bytes], bytes]:
-        """A ``sign`` callable over the intermediate key, as a KMS would provide."""
-        return sign_with(self.intermediate_key, hash_name)
-
-
-def sign_with(key: CertificateIssuerPrivateKeyTypes, hash_name: str) -> Callable[[bytes], bytes]:
-    """Sign with ``key``: RSA PKCS#1 v1.5 or ECDSA (DER), with the named hash."""
-    algorithm = _HASHES[hash_name]()
-    if isinstance(key, rsa.RSAPrivateKey):
-        rsa_key = key
-        return lambda data: rsa_key.sign(data, padding.PKCS1v15(), algorithm)
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        ec_key = key
-        return lambda data: ec_key.sign(data, ec.ECDSA(algorithm))
-    raise TypeError(f"cannot sign with a {type(key).__name__}")
 
 
 def new_key(key_type: KeyType, rsa_bits: int = 2048) -> CAKey:
@@ -140,18 +115,18 @@ def write_private_file(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def make_test_hierarchy(
+def make_rehearsal_hierarchy(
     out_dir: Path | None = None,
     *,
     password: bytes | None = None,
     key_type: KeyType = "rsa",
     rsa_bits: int = 2048,
-    organization: str = "syncd Test",
+    organization: str = "syncd Rehearsal",
     crl_url: str | None = "http://crl.example.test/issuing.crl",
     now: dt.datetime | None = None,
     root_days: int = 3650,
     intermediate_days: int = 1825,
-) -> TestHierarchy:
+) -> RehearsalHierarchy:
     """Generate a root and an issuing intermediate; with ``out_dir``, also write them there.
 
     Files written: ``root.pem``, ``intermediate.pem`` and ``issuer.p12`` (intermediate key and
@@ -165,7 +140,7 @@ def make_test_hierarchy(
     inter_key = new_key(key_type, rsa_bits)
     inter_cert = make_intermediate(inter_key, root_cert, root_key, organization, crl_url, now,
                                    intermediate_days)
-    hierarchy = TestHierarchy(root_cert, root_key, inter_cert, inter_key)
+    hierarchy = RehearsalHierarchy(root_cert, root_key, inter_cert, inter_key)
     if out_dir is None or password is None:
         return hierarchy
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -179,5 +154,5 @@ def make_test_hierarchy(
         serialization.BestAvailableEncryption(password),
     )
     write_private_file(issuer_p12, bundle)
-    return TestHierarchy(root_cert, root_key, inter_cert, inter_key, root_pem, inter_pem,
+    return RehearsalHierarchy(root_cert, root_key, inter_cert, inter_key, root_pem, inter_pem,
                          issuer_p12)
