@@ -50,16 +50,16 @@ test: venv system-deps lint
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 lint: venv
-	$(VENV)/bin/ruff check syncd tests migrations bench tools
+	$(VENV)/bin/ruff check syncd tests migrations bench docs/gen
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy tools/docgen.py tools/roff.py
+	$(VENV)/bin/mypy docs/gen/docgen.py docs/gen/roff.py
 
 demo: venv
 	$(PY) -m syncd.demo
 
 # syncd(8), syncd.yaml(5), bash and zsh completion, generated from the parser and the schema.
 docs: venv
-	$(PY) tools/docgen.py --out $(DOCS)
+	$(PY) docs/gen/docgen.py --out $(DOCS)
 
 install: docs
 	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(BASHCOMPDIR) \

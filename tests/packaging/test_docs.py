@@ -1,4 +1,4 @@
-"""The generated man pages and shell completion (tools/docgen.py), judged by man, groff, bash
+"""The generated man pages and shell completion (docs/gen/docgen.py), judged by man, groff, bash
 and zsh themselves, and checked against what ``syncd --help`` prints."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What `make docs` writes, generated once for this module."""
     out = tmp_path_factory.mktemp("docs")
     done = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "docgen.py"), "--out", str(out)],
+        [sys.executable, str(ROOT / "docs" / "gen" / "docgen.py"), "--out", str(out)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -1,6 +1,6 @@
 """Generates syncd's man pages, syncd(8) and syncd.yaml(5), and its bash and zsh completion.
 
-``python tools/docgen.py --out DIR`` writes ``DIR/man8/syncd.8``, ``DIR/man5/syncd.yaml.5``,
+``python docs/gen/docgen.py --out DIR`` writes ``DIR/man8/syncd.8``, ``DIR/man5/syncd.yaml.5``,
 ``DIR/completion/syncd`` (bash) and ``DIR/completion/_syncd`` (zsh); ``make install`` runs it.
 Everything comes from ``syncd.cli.build_parser()`` and the configuration's JSON Schema, so the
 pages and completions cannot drift from the program.
@@ -129,7 +129,7 @@ def cli_page(parser: argparse.ArgumentParser) -> str:
     for name, code in sorted(vars(syncd.errors).items(), key=lambda item: str(item[1])):
         if name.startswith("EXIT_"):
             if name not in EXIT_MEANINGS:
-                raise SystemExit(f"tools/docgen.py: no meaning for syncd.errors.{name}")
+                raise SystemExit(f"docs/gen/docgen.py: no meaning for syncd.errors.{name}")
             page.item(roff.bold(str(code)), roff.text(EXIT_MEANINGS[name]))
     page.section("environment")
     page.item(
