@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from syncd.config import Config
     from syncd.pipeline.sync import PassResult
     from syncd.plan import Plan
+    from syncd.state.db import Database
 
 _PLAN_COLUMNS = [("email", "user"), ("action", "action"), ("reason", "reason")]
 
@@ -147,17 +148,24 @@ _KEY_FORMAT_COLUMNS = [
 ]
 
 
+def _database(config: Config) -> Database:
+    """The state store, schema checked (as ``App(config).database``, without loading what the
+    rest of App needs: a read-only command stays quick to start)."""
+    from syncd.state.db import Database
+
+    return Database.open(config.state.url, require_current=True)
+
+
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
-    from syncd.app import App
     from syncd.state.queries import key_pairs_in_other_format, user_status
 
     if args.other_key_format:
-        with App(config).database.sessions() as session:
+        with _database(config).sessions() as session:
             configured = config.kacls.private_key_format
             pairs = key_pairs_in_other_format(session, configured, args.user)
         emit_listing("key_pairs", pairs, _KEY_FORMAT_COLUMNS, args.format)
         return EXIT_OK
-    with App(config).database.sessions() as session:
+    with _database(config).sessions() as session:
         rows = user_status(session, args.user)
     if args.user and not rows:
         raise ConfigError("--user", f"{args.user} is not in the state store")
@@ -166,10 +174,9 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_history(args: argparse.Namespace, config: Config) -> int:
-    from syncd.app import App
     from syncd.state.queries import history
 
-    with App(config).database.sessions() as session:
+    with _database(config).sessions() as session:
         rows = history(session, args.user)
     if args.format == "json":
         emit_listing("events", rows, [], "json")
