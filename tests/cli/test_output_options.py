@@ -159,3 +159,22 @@ def test_json_goes_to_stdout_alone_and_logs_to_stderr(
     assert {user["directory_id"] for user in document["directory_test"]["users"]} == {
         user["id"] for user in WIDE_USERS
     }
+
+
+def test_a_reload_of_the_logging_set_up_keeps_the_command_line_options() -> None:
+    """``syncd run`` sets logging up again on SIGHUP from the new configuration: the command
+    line's options still apply on top of it."""
+    import io
+
+    from syncd.logs import LogOverrides, effective_level, set_overrides, setup_logging
+
+    set_overrides(LogOverrides(steps=-1, fmt="json"))
+    try:
+        handler = setup_logging("WARNING", "text", stream=io.StringIO())
+        assert logging.getLevelName(logging.getLogger().level) == "INFO"
+        assert isinstance(handler.formatter, JSONFormatter)
+    finally:
+        set_overrides(LogOverrides())
+    assert effective_level("INFO", LogOverrides(steps=-5)) == "DEBUG"
+    assert effective_level("ERROR", LogOverrides(steps=9)) == "CRITICAL"
+    assert effective_level("DEBUG", LogOverrides(level="warning", steps=-1)) == "WARNING"
