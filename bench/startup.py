@@ -52,7 +52,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     options = parser.parse_args()
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # As installed: the modules' bytecode cached (the warm-up run writes it; a machine-wide
+    # PYTHONDONTWRITEBYTECODE would make every run compile syncd's sources again).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryDirectory(prefix="syncd-startup-") as folder:
         config = make_installation(Path(folder))
         runs: dict[str, list[float]] = {"python -c pass": []}
