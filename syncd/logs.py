@@ -24,6 +24,7 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
@@ -228,6 +229,40 @@ def is_journal(stream: TextIO) -> bool:
 LogFormat = Literal["auto", "text", "json", "journal"]
 
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class LogOverrides:
+    """The command line's say over logging (``-v``/``-q``/``--log-level``/``--log-format``).
+
+    ``steps``: levels to move from the configured one, negative for more detail (``-v``) and
+    positive for less (``-q``); an explicit ``level`` wins over both.
+    """
+
+    level: str | None = None
+    fmt: LogFormat | None = None
+    steps: int = 0
+
+
+_overrides = LogOverrides()
+
+
+def set_overrides(overrides: LogOverrides) -> None:
+    """Apply ``overrides`` to every later :func:`setup_logging` (a reload keeps them)."""
+    global _overrides
+    _overrides = overrides
+
+
+def effective_level(configured: str, overrides: LogOverrides) -> str:
+    """The level to log at: ``--log-level``, else the configured one moved ``steps`` levels
+    (clamped to DEBUG..CRITICAL)."""
+    if overrides.level is not None:
+        return overrides.level.upper()
+    index = LEVELS.index(configured.upper()) if configured.upper() in LEVELS else 2
+    return LEVELS[min(max(index + overrides.steps, 0), len(LEVELS) - 1)]
+
+
 class _SyncdHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler :func:`setup_logging` installs (found again and replaced on reload)."""
 
@@ -239,8 +274,11 @@ def setup_logging(
 
     ``fmt``: ``text``, ``json``, ``journal`` (JSON lines with ``<N>`` priority prefixes), or
     ``auto``: text on a terminal, journal when the stream is the journal, else json.
+    The command line's :class:`LogOverrides` (:func:`set_overrides`) apply on top.
     """
     stream = stream if stream is not None else sys.stderr
+    level = effective_level(level, _overrides)
+    fmt = _overrides.fmt or fmt
     if fmt == "auto":
         fmt = "text" if stream.isatty() else "journal" if is_journal(stream) else "json"
     handler = _SyncdHandler(stream)

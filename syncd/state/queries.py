@@ -76,14 +76,17 @@ def user_status(session: Session, email: str | None = None) -> list[dict[str, An
 _IN_GMAIL = (KeyPairStatus.OBLITERATED, KeyPairStatus.ABANDONED)
 
 
-def key_pairs_in_other_format(session: Session, configured: str) -> list[dict[str, Any]]:
+def key_pairs_in_other_format(
+    session: Session, configured: str, email: str | None = None
+) -> list[dict[str, Any]]:
     """Key pairs still in Gmail whose kaclsData holds the private key in another format than
     ``configured`` (``kacls.private_key_format``), by user and generation.
 
     Gmail keeps every enabled or disabled key pair's kaclsData and sends it to the KACLS to
     decrypt old mail, so superseded and disabled generations count as well as active ones.
+    ``email``: only that user's key pairs.
     """
-    rows = session.execute(
+    query = (
         select(User.email, KeyPair)
         .join(User, User.id == KeyPair.user_id)
         .where(
@@ -94,6 +97,9 @@ def key_pairs_in_other_format(session: Session, configured: str) -> list[dict[st
         )
         .order_by(User.email, KeyPair.generation)
     )
+    if email is not None:
+        query = query.where(User.email == email.strip().lower())
+    rows = session.execute(query)
     return [
         {
             "email": email,

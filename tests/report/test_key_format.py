@@ -65,3 +65,18 @@ def test_status_and_report_list_key_pairs_in_the_other_format(store: Store) -> N
     ]
     users = json.loads(store.syncd("status", "--format", "json", config=config).stdout)["users"]
     assert {u["email"]: u["private_key_format"] for u in users}[email("a2")] == "pkcs1"
+
+
+def test_the_key_pairs_in_the_other_format_of_one_user(store: Store) -> None:
+    from syncd.state.queries import key_pairs_in_other_format
+
+    _set_formats(store, {("a1", 1): "pkcs8", ("r1", 1): "pkcs8", ("r1", 2): "pkcs8"})
+    database = store.database()
+    try:
+        with database.sessions() as session:
+            one = key_pairs_in_other_format(session, "pkcs1", " R1" + email("r1")[2:].upper())
+            everyone = key_pairs_in_other_format(session, "pkcs1")
+    finally:
+        database.close()
+    assert [(k["email"], k["generation"]) for k in one] == [(email("r1"), 1), (email("r1"), 2)]
+    assert {k["email"] for k in everyone} > {email("r1")}

@@ -1,0 +1,82 @@
+"""Benchmark: how long ``syncd`` takes to answer the quick commands, against a bare interpreter.
+
+In one run it makes a throwaway installation (SQLite state store, local master key, ``syncd
+init``), then times, each ``--rounds`` times and alternating, ``python -c pass`` (the floor)
+and ``python -m syncd`` with ``--version``, ``--help``, ``status`` and ``health``, and prints
+each command's best wall time in milliseconds and as a ratio of the floor. Target (issue 14):
+every one of these under 0.3 s on the reference machine. The best of the rounds is kept (the
+machines are shared and noisy); nothing here is asserted by the test suite.
+
+    .venv/bin/python bench/startup.py [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+COMMANDS: list[list[str]] = [["--version"], ["--help"], ["status"], ["health"]]
+TARGET_SECONDS = 0.3
+
+
+def wall_time(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False)
+    return time.perf_counter() - started
+
+
+def make_installation(root: Path) -> Path:
+    """A configuration file for an initialised installation under ``root``."""
+    config = root / "syncd.yaml"
+    config.write_text(
+        f"state: {{url: 'sqlite:///{root / 'state.db'}'}}\n"
+        f"kms: {{local: {{master_key_file: '{root / 'master.key'}'}}}}\n"
+        "kacls: {uri: 'https://kacls.example.test/google_cse', "
+        f"wrapping_key_file: '{root / 'kacls.key'}'}}\n"
+        "logging: {level: WARNING}\n"
+    )
+    subprocess.run(
+        [sys.executable, "-m", "syncd", "--config", str(config), "init", "--generate-kacls-key"],
+        check=True,
+        capture_output=True,
+    )
+    return config
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    options = parser.parse_args()
+    # As installed: the modules' bytecode cached (the warm-up run writes it; a machine-wide
+    # PYTHONDONTWRITEBYTECODE would make every run compile syncd's sources again).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    with tempfile.TemporaryDirectory(prefix="syncd-startup-") as folder:
+        config = make_installation(Path(folder))
+        runs: dict[str, list[float]] = {"python -c pass": []}
+        argvs = {"python -c pass": [sys.executable, "-c", "pass"]}
+        for command in COMMANDS:
+            name = "syncd " + " ".join(command)
+            runs[name] = []
+            argvs[name] = [sys.executable, "-m", "syncd", "--config", str(config), *command]
+        for argv in argvs.values():  # warm the file cache and the bytecode
+            wall_time(argv, env)
+        for _ in range(options.rounds):
+            for name, argv in argvs.items():
+                runs[name].append(wall_time(argv, env))
+    floor = min(runs["python -c pass"])
+    target = f"target < {TARGET_SECONDS * 1000:.0f} ms"
+    print(f"{'command':<24} {'best ms':>8} {'x python':>9}  {target}")
+    for name, times in runs.items():
+        best = min(times)
+        verdict = "" if name.startswith("python") else ("ok" if best < TARGET_SECONDS else "SLOW")
+        print(f"{name:<24} {best * 1000:>8.1f} {best / floor:>9.2f}  {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
