@@ -55,7 +55,7 @@ lint: venv
 	$(VENV)/bin/mypy docs/gen/docgen.py docs/gen/roff.py
 
 demo: venv
-	$(PY) -m syncd.demo
+	$(VENV)/bin/syncd demo --dir demo
 
 # syncd(8), syncd.yaml(5), bash and zsh completion, generated from the parser and the schema.
 docs: venv

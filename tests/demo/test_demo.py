@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from syncd.cli.demo import MARKER, demo_config, reusable, run_demo
 from syncd.config import load_config, parse_config
-from syncd.demo import MARKER, demo_config, reusable, run_demo
 from syncd.errors import EXIT_OK, EXIT_USAGE
 
 REPO = Path(__file__).resolve().parents[2]

@@ -56,7 +56,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_holds_the_demo_and_no_test_only_module(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
-    assert "syncd/demo.py" in names and "syncd/demo.yaml" in names
+    assert "syncd/cli/demo.py" in names and "syncd/demo.yaml" in names
     assert "syncd/pki/rehearsal_ca.py" in names and "syncd/sandbox/server.py" in names
     assert [name for name in names if _test_only(name)] == []
 
@@ -70,7 +70,7 @@ def test_demo_from_a_fresh_virtualenv_outside_the_checkout(wheel: Path, tmp_path
     elsewhere.mkdir()
     where = _run([str(python), "-c", "import syncd; print(syncd.__file__)"], elsewhere, 60)
     assert Path(where.stdout.strip()).is_relative_to(env_dir)
-    done = _run([str(python), "-m", "syncd.demo", "--dir", "rehearsal"], elsewhere, 300)
+    done = _run([str(env_dir / "bin" / "syncd"), "demo", "--dir", "rehearsal"], elsewhere, 300)
     assert "pass 1: 28 done, 0 failed, 0 held" in done.stdout
     assert "pass 2: 0 done, 0 failed, 0 held" in done.stdout
     assert (elsewhere / "rehearsal" / "state.db").is_file()

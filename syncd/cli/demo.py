@@ -11,7 +11,6 @@ to do, and stops the sandbox. Each ``syncd`` command it runs is printed first.
 
 from __future__ import annotations
 
-import argparse
 import json
 import secrets
 import shutil
@@ -30,7 +29,6 @@ DEMO_CONFIG = "demo.yaml"
 """The demo's configuration template, package data next to this module."""
 MARKER = ".syncd-demo"
 """Written in DIR at start: DIR holds a demo, which a later run may remove."""
-DEFAULT_DIR = Path("demo")
 DOMAIN = "demo.example"
 NAMES = [
     "alice",
@@ -185,18 +183,3 @@ def run_demo(directory: Path) -> int:
     demo_dir.mkdir(parents=True)
     (demo_dir / MARKER).write_text("written by `syncd demo`: this folder may be removed\n")
     return _rehearse(demo_dir)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m syncd.demo", description="a whole rollout rehearsed on a local sandbox"
-    )
-    parser.add_argument(
-        "--dir", type=Path, default=DEFAULT_DIR, help="the demo's folder (default: ./demo)"
-    )
-    args = parser.parse_args(argv)
-    return run_demo(args.dir)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
