@@ -3,6 +3,7 @@
 - No import cycle between syncd's parts (``syncd.X``: a top-level module or package). Every
   import counts, including those inside functions and under ``TYPE_CHECKING``: a deferred
   import is still a dependency.
+- Every import points down the layers of docs/architecture.md ("Dependency direction").
 - No module over 500 lines.
 - The plan is pure: it imports only the standard library, the directory's data types and the
   domain vocabulary.
@@ -143,6 +144,39 @@ def test_no_import_cycle_between_parts() -> None:
     assert not found, "import cycles between syncd's parts: " + "; ".join(
         " -> ".join(path) for path in found
     )
+
+
+# docs/architecture.md's dependency direction, top to bottom: a part may import only parts
+# after it. Parts on one line are peers of one layer and import none of each other.
+LAYERS = [
+    ["__main__"],
+    ["cli"],
+    ["service"],
+    ["app"],
+    ["report", "pipeline"],
+    ["plan", "credentials"],
+    ["kms", "directory"],
+    ["google", "sandbox"],
+    ["pki", "state"],
+    ["config"],
+    ["domain", "errors", "logs", "output", "budget"],
+]
+
+
+def test_every_part_has_a_layer() -> None:
+    layered = {f"syncd.{name}" for layer in LAYERS for name in layer}
+    assert set(part_graph()) - layered == set(), "add the new part to LAYERS and the doc"
+
+
+def test_imports_point_down_the_layers() -> None:
+    depth = {f"syncd.{name}": rank for rank, layer in enumerate(LAYERS) for name in layer}
+    wrong = sorted(
+        f"{source} -> {target}"
+        for source, targets in part_graph().items()
+        for target in targets
+        if depth.get(target, len(LAYERS)) <= depth.get(source, -1)
+    )
+    assert not wrong, "imports against docs/architecture.md's direction: " + ", ".join(wrong)
 
 
 def _line_cases() -> list[object]:
