@@ -91,7 +91,20 @@ UNIONS = {
 }
 """The tagged unions: section -> (discriminating key, the values it takes)."""
 
-_SECRET_NAMES = {"wrapping_key", "service_account_key", "password", "bind_password", "token"}
+
+
+def secret_names() -> set[str]:
+    """The keys of every secret of the file (``token``, ``bind_password``, ...)."""
+    names: set[str] = set()
+    pending: list[type[Section]] = [Section]
+    while pending:
+        section = pending.pop()
+        names.update(section.secret_names)
+        pending.extend(section.__subclasses__())
+    return names
+
+
+_SECRET_NAMES = secret_names()
 
 
 def _key_path(loc: tuple[int | str, ...]) -> list[int | str]:

@@ -23,6 +23,7 @@ from syncd.config import (
     redacted_summary,
     with_backend,
 )
+from syncd.config.model import secret_names
 from syncd.config.types import Duration, DurationOrZero
 from syncd.errors import ConfigError
 
@@ -96,6 +97,10 @@ def test_every_secret_is_one_secret_ref(
         read_secret(_section(unset, where), name, where)
     with pytest.raises(ConfigError, match=f"^{where}.{name}_env: Input should be a valid string"):
         parse_config(_document(where, {**around, f"{name}_env": 5}))
+
+
+def test_the_secrets_above_are_all_the_secrets() -> None:
+    assert secret_names() == {name for _, name, _ in SECRETS}
 
 
 def _section_dict(summary: dict[str, Any], path: str) -> dict[str, Any]:
