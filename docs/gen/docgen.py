@@ -45,16 +45,9 @@ EXIT_MEANINGS = {
 
 
 def config_schema() -> dict[str, Any]:
-    """The configuration's JSON Schema: the one place the generator reads it.
-
-    Uses ``syncd.config.json_schema()`` (field docstrings as descriptions) where it exists, else
-    pydantic's schema of ``Config``.
-    """
-    json_schema = getattr(syncd.config, "json_schema", None)
-    if json_schema is not None:
-        schema: dict[str, Any] = json_schema()
-        return schema
-    return syncd.config.Config.model_json_schema()
+    """The configuration's JSON Schema (field docstrings as descriptions), as
+    ``syncd config schema`` prints it: the one place the generator reads it."""
+    return syncd.config.json_schema()
 
 
 # --- syncd(8) -----------------------------------------------------------------------------
@@ -172,12 +165,13 @@ class _Schema:
         return node
 
     def variants(self, node: dict[str, Any]) -> list[dict[str, Any]]:
-        """The non-null alternatives of ``node`` (itself when it is not a union), resolved."""
+        """The non-null alternatives of ``node`` (itself when it is not a union), resolved;
+        nested unions (a tagged union that may also be null) flattened."""
         node = self.resolve(node)
         members = node.get("anyOf") or node.get("oneOf")
         if not members:
             return [node]
-        return [self.resolve(m) for m in members if m.get("type") != "null"]
+        return [v for m in members if m.get("type") != "null" for v in self.variants(m)]
 
     def type_of(self, node: dict[str, Any]) -> str:
         variants = self.variants(node)
@@ -218,6 +212,23 @@ def _describe(node: dict[str, Any]) -> str:
     return re.sub(r"``(.+?)``", r"\1", str(node.get("description", ""))).strip()
 
 
+def _merged(variants: list[dict[str, Any]]) -> dict[str, Any]:
+    """A tagged union's variants as one section: every setting once (from the first variant
+    that has it), the tag as the choice of its values."""
+    if len(variants) == 1:
+        return variants[0]
+    properties: dict[str, Any] = {}
+    for variant in variants:
+        for name, field in variant.get("properties", {}).items():
+            properties.setdefault(name, field)
+            if "const" in field:
+                values = [v["properties"][name].get("const") for v in variants
+                          if "const" in v.get("properties", {}).get(name, {})]  # fmt: skip
+                properties[name] = {**field, "enum": values, "const": None}
+                properties[name].pop("const")
+    return {"type": "object", "properties": properties}
+
+
 def _section(page: roff.Page, schema: _Schema, path: str, node: dict[str, Any]) -> None:
     """``path``'s settings (one .TP each), then its nested sections."""
     required = set(node.get("required", ()))
@@ -233,10 +244,7 @@ def _section(page: roff.Page, schema: _Schema, path: str, node: dict[str, Any]) 
         ]
         section_items = [i for i in items if schema.is_section(i)]
         if sections and len(sections) == len(variants):
-            for variant in sections:
-                nested.append(
-                    (key, {**variant, "description": _describe(field) or _describe(variant)})
-                )
+            nested.append((key, {**_merged(sections), "description": _describe(field)}))
             continue
         if section_items:
             nested.append((f"{key}[]", section_items[0]))

@@ -20,7 +20,8 @@ from syncd.state.db import Database
 
 
 def _create_wrapping_key(config: Config) -> str:
-    path = config.kacls.wrapping_key_file
+    ref = config.kacls.wrapping_key
+    path = ref.file if ref is not None else None
     if path is None:
         raise ConfigError(
             "kacls.wrapping_key_file", "set it to where the new key should be written"
@@ -78,11 +79,7 @@ def _check_service_account(config: Config) -> None:
     from syncd.google.credentials import DelegatedCredentials, key_source, load_key_info
 
     google = config.google
-    configured = (
-        google.service_account_key
-        or google.service_account_key_file
-        or google.service_account_key_env
-    )
+    configured = google.service_account_key is not None
     if not configured and config.directory.source != "google":
         return  # nothing reads it until the pipeline talks to Gmail
     DelegatedCredentials(load_key_info(google), [], where=key_source(google))
@@ -118,7 +115,7 @@ def _check_kmip(config: Config, found: list[ConfigError]) -> None:
 def _check_wrapping_key(config: Config) -> None:
     """The KACLS key, unless the KMS may wrap kaclsData itself and none is configured."""
     kacls = config.kacls
-    configured = kacls.wrapping_key or kacls.wrapping_key_file or kacls.wrapping_key_env
+    configured = kacls.wrapping_key is not None
     server_may_wrap = config.kms.backend == "kmip" and config.kms.kmip.server_side_wrap != "never"
     if configured or not server_may_wrap:
         load_wrapping_key(kacls)

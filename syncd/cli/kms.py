@@ -33,7 +33,7 @@ def cmd_kms_test(args: argparse.Namespace, config: Config) -> int:
 
     app = App(config)
     kacls = config.kacls
-    configured = bool(kacls.wrapping_key or kacls.wrapping_key_file or kacls.wrapping_key_env)
+    configured = kacls.wrapping_key is not None
     wrapping_key = load_wrapping_key(kacls) if configured else None
     issuer: IssuingCA | None
     try:

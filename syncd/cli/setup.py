@@ -60,6 +60,13 @@ def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK if not problems else problems_exit_code(found)
 
 
+def cmd_config_schema(args: argparse.Namespace, config: object) -> int:
+    from syncd.config import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
 def cmd_db_upgrade(args: argparse.Namespace, config: Config) -> int:
     from syncd.state.db import Database, schema_status
 
@@ -105,6 +112,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     check = config_sub.add_parser("check", help="validate and print a redacted summary")
     format_option(check)
     check.set_defaults(handler=cmd_config_check)
+    schema = config_sub.add_parser(
+        "schema", help="print the configuration file's JSON Schema (draft 2020-12)"
+    )
+    schema.set_defaults(handler=cmd_config_schema, needs_config=False)
 
     db = commands.add_parser("db", help="state store commands")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)

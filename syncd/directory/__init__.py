@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from syncd.config import DirectoryConfig, GoogleConfig
+from syncd.config import (
+    DirectoryConfig,
+    GoogleConfig,
+    GoogleDirectory,
+    LdapDirectory,
+    NoDirectory,
+)
 from syncd.directory.base import DirectorySource, DirectoryUser, Snapshot, SourceError
 from syncd.errors import ConfigError
 
@@ -12,23 +18,15 @@ __all__ = ["DirectorySource", "DirectoryUser", "Snapshot", "SourceError", "open_
 def open_source(config: DirectoryConfig, google: GoogleConfig | None = None) -> DirectorySource:
     """The source ``directory.source`` names; ``google`` is the top-level ``google`` section
     (credentials, endpoint, admin_subject), needed by the ``google`` source."""
-    if config.source == "google":
-        if config.google is None:
-            raise ConfigError(
-                "directory.google", "required when directory.source is google (org_units, ...)"
-            )
+    if isinstance(config, GoogleDirectory):
         from syncd.directory.google import GoogleSource
 
         return GoogleSource(config.google, google or GoogleConfig())
-    if config.source == "ldap":
-        if config.ldap is None:
-            raise ConfigError(
-                "directory.ldap", "required when directory.source is ldap (servers, search, ...)"
-            )
+    if isinstance(config, LdapDirectory):
         from syncd.directory.ldap import LdapSource
 
         return LdapSource(config.ldap)
-    if config.static is None:
+    if isinstance(config, NoDirectory):
         raise ConfigError("directory.static.path", "required when directory.source is static")
     from syncd.directory.static import StaticSource
 

@@ -39,10 +39,11 @@ _WHERE = "google.service_account_key"
 
 def key_source(cfg: GoogleConfig) -> str:
     """Where the key comes from, for messages: the setting and its file or variable."""
-    if cfg.service_account_key_file is not None:
-        return f"google.service_account_key_file: {cfg.service_account_key_file}"
-    if cfg.service_account_key_env:
-        return f"google.service_account_key_env: ${cfg.service_account_key_env}"
+    ref = cfg.service_account_key
+    if ref is not None and ref.file is not None:
+        return f"{ref.origin('google')}: {ref.file}"
+    if ref is not None and ref.env:
+        return f"{ref.origin('google')}: ${ref.env}"
     return _WHERE
 
 

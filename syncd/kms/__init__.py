@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from syncd.config import Config
+from syncd.config import Config, with_backend
 from syncd.kms.base import KeyManager, KeyRef
 from syncd.kms.kacls import load_wrapping_key
 from syncd.kms.keyring import Keyring
@@ -23,7 +23,7 @@ def open_key_manager(
     A master key that does not match the store's key check value is refused (ConfigError).
     """
     kacls = config.kacls
-    configured = bool(kacls.wrapping_key or kacls.wrapping_key_file or kacls.wrapping_key_env)
+    configured = kacls.wrapping_key is not None
     if config.kms.backend == "kmip":
         from syncd.kms.kmip.manager import open_kmip_key_manager
 
@@ -46,7 +46,7 @@ def open_keyring(config: Config, engine: Engine, *, need_wrapping_key: bool = Fa
     key of theirs is first used (as if ``kms.backend`` named them; their own settings apply)."""
 
     def open_backend(name: str) -> KeyManager:
-        kms = config.kms.model_copy(update={"backend": name})
+        kms = with_backend(config.kms, name)
         return open_key_manager(config.model_copy(update={"kms": kms}), engine)
 
     configured = open_key_manager(config, engine, need_wrapping_key=need_wrapping_key)

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from syncd.config import KACLSConfig, read_secret
+from syncd.config import KACLSConfig
 from syncd.errors import ConfigError, KMSError
 from syncd.kms.base import PrivateKeyFormat
 
@@ -50,15 +50,12 @@ def parse_aes256_key(material: bytes, where: str) -> bytes:
 
 def load_wrapping_key(config: KACLSConfig) -> bytes:
     """The KACLS wrapping key named by ``kacls.wrapping_key[_file|_env]``."""
-    material = read_secret(config, "wrapping_key", "kacls")
-    if material is None:
+    ref = config.wrapping_key
+    if ref is None:
         raise ConfigError(
             "kacls.wrapping_key_file", "required: the AES-256 key the KACLS unwraps kaclsData with"
         )
-    where = "kacls.wrapping_key_file" if config.wrapping_key_file else "kacls.wrapping_key"
-    if config.wrapping_key_env:
-        where = "kacls.wrapping_key_env"
-    return parse_aes256_key(material, where)
+    return parse_aes256_key(ref.read("kacls"), ref.origin("kacls"))
 
 
 def kacls_private_key(pkcs8_der: bytes, key_format: PrivateKeyFormat) -> bytes:

@@ -48,8 +48,7 @@ def _required(kmip: KmipConfig) -> list[ConfigError]:
     if (certificate_file is None) != (key_file is None):
         absent = "client_key_file" if key_file is None else "client_certificate_file"
         missing.append(ConfigError(f"{WHERE}.{absent}", "required with the other half of the pair"))
-    has_token = kmip.token or kmip.token_file or kmip.token_env
-    if certificate_file is None and key_file is None and not has_token:
+    if certificate_file is None and key_file is None and kmip.token is None:
         missing.append(
             ConfigError(
                 WHERE,

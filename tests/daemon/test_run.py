@@ -67,8 +67,8 @@ def test_passes_notifications_health_and_logs(
     assert {"time", "level", "logger", "message"} <= set(records[0])
     per_user = [r for r in records if r.get("user") and r.get("pass_id")]
     assert {r["user"] for r in per_user} >= set(sandbox_users(6)), per_user[:3]
-    wrapping_key = Path(str(deploy.config.kacls.wrapping_key_file)).read_bytes()
-    service_key = json.loads(Path(str(deploy.config.google.service_account_key_file)).read_text())
+    wrapping_key = Path(str(deploy.config.kacls.wrapping_key.file)).read_bytes()
+    service_key = json.loads(Path(str(deploy.config.google.service_account_key.file)).read_text())
     text = daemon.log()
     for secret in (
         base64.b64encode(wrapping_key).decode(),

@@ -57,7 +57,7 @@ def test_create_then_insert_leaves_an_identity_on_an_enabled_key_pair(
     assert leaf.issuer == deployment.hierarchy.intermediate_cert.subject
     metadata = keypairs[0]["privateKeyMetadata"][0]["kaclsKeyMetadata"]
     assert metadata["kaclsUri"] == deployment.config.kacls.uri
-    wrapping_key = deployment.config.kacls.wrapping_key_file
+    wrapping_key = deployment.config.kacls.wrapping_key.file
     assert wrapping_key is not None
     view = kacls_view(metadata["kaclsData"], wrapping_key.read_bytes())
     assert view.is_pkcs1  # kacls.private_key_format defaults to pkcs1, what Cosmian parses

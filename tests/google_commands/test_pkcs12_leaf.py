@@ -62,7 +62,7 @@ def test_pkcs12_leaf_is_uploaded_with_its_own_key(deployment: Deployment, tmp_pa
     keypairs, _ = gmail_state(deployment, user)
     assert [kp["keyPairId"] for kp in keypairs] == [created["key_pair_id"]]
     metadata = keypairs[0]["privateKeyMetadata"][0]["kaclsKeyMetadata"]
-    wrapping_key = deployment.config.kacls.wrapping_key_file
+    wrapping_key = deployment.config.kacls.wrapping_key.file
     assert wrapping_key is not None
     view = kacls_view(metadata["kaclsData"], wrapping_key.read_bytes())
     assert view.is_pkcs1

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syncd.config import DirectoryConfig, GoogleSourceConfig, parse_config
+from syncd.config import GoogleSourceConfig, parse_config
 from syncd.directory import open_source
 from syncd.directory.base import Snapshot, SourceError
 from syncd.directory.google import GoogleSource
@@ -181,7 +181,7 @@ def test_configuration_rules(sandbox: RunningSandbox) -> None:
     with pytest.raises(ConfigError, match=r"org_units\.0\.path: must be a full path"):
         parse_config({"directory": {"source": "google", "google": {"org_units": ["Sales"]}}})
     with pytest.raises(ConfigError, match=r"^directory\.google: required when"):
-        open_source(DirectoryConfig(source="google"), sandbox.google_config())
+        parse_config({"directory": {"source": "google"}})
     with pytest.raises(ConfigError, match="admin_subject"):
         GoogleSource(GoogleSourceConfig(query="email:a"), sandbox.google_config(admin_subject=None))
     config = parse_config(

@@ -60,7 +60,7 @@ def test_sync_once_with_every_key_in_the_kms(
     # (its two names).
     assert kmip_server.log().count("Processing operation: Locate") - locates_before <= 2
 
-    kacls_key_file = deploy.config.kacls.wrapping_key_file
+    kacls_key_file = deploy.config.kacls.wrapping_key.file
     assert kacls_key_file is not None
     kacls_key = kacls_key_file.read_bytes()
     root, intermediate = deploy.hierarchy.root_pem, deploy.hierarchy.intermediate_pem

@@ -39,7 +39,7 @@ def test_first_pass_provisions_everyone_and_second_pass_writes_nothing(
     # The pass wrote kaclsData as PKCS#1 (kacls.private_key_format's default) and recorded it.
     assert {row["private_key_format"] for row in status} == {"pkcs1"}
     keypairs, _ = gmail_state(deployment, "user00@example.com")
-    wrapping_key = deployment.config.kacls.wrapping_key_file
+    wrapping_key = deployment.config.kacls.wrapping_key.file
     assert wrapping_key is not None
     metadata = keypairs[0]["privateKeyMetadata"][0]["kaclsKeyMetadata"]
     assert kacls_view(metadata["kaclsData"], wrapping_key.read_bytes()).is_pkcs1

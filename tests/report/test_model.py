@@ -203,4 +203,4 @@ def test_example_configuration_email_block_is_valid() -> None:
         True,
         "syncd-reports",
     )
-    assert settings.password_file == Path("/etc/syncd/smtp.pass")
+    assert settings.password.file == Path("/etc/syncd/smtp.pass")
