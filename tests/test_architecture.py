@@ -21,10 +21,6 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "syncd"
 MAX_LINES = 500
 
-# Modules being split by other helpers of issue 14 at the time of writing; the marks go once
-# their splits are merged (strict: a mark left on a module now short enough fails).
-BEING_SPLIT = {"syncd/config.py"}
-
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
@@ -180,16 +176,9 @@ def test_imports_point_down_the_layers() -> None:
 
 
 def _line_cases() -> list[object]:
-    cases: list[object] = []
-    for path in modules():
-        relative = path.relative_to(PACKAGE.parent).as_posix()
-        marks = (
-            [pytest.mark.xfail(strict=True, reason="being split by another helper of issue 14")]
-            if relative in BEING_SPLIT
-            else []
-        )
-        cases.append(pytest.param(path, id=relative, marks=marks))
-    return cases
+    return [
+        pytest.param(path, id=path.relative_to(PACKAGE.parent).as_posix()) for path in modules()
+    ]
 
 
 @pytest.mark.parametrize("path", _line_cases())
