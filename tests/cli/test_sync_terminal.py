@@ -14,16 +14,14 @@ import subprocess
 import sys
 import termios
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 
-from syncd.credentials.issuers import import_issuer
 from tests.conftest import _migrate
 from tests.pipeline.conftest import (
-    P12_PASSWORD,
     Deployment,
     build_deployment,
+    import_pipeline_issuer,
     pipeline_ca,
     sandbox_users,
 )
@@ -50,19 +48,7 @@ def sqlite_deployment(
     try:
         deploy.set_users(USERS)
         deploy.update_config(logging={"level": "INFO", "format": "auto"})
-        app = deploy.app()
-        assert pipeline_ca.issuer_p12 is not None and pipeline_ca.root_pem is not None
-        import_issuer(
-            app.database.sessions,
-            app.key_manager(),
-            label="pipeline",
-            pkcs12_data=pipeline_ca.issuer_p12.read_bytes(),
-            password=P12_PASSWORD,
-            extra_chain_pem=pipeline_ca.root_pem.read_bytes(),
-            now=datetime.now(UTC),
-            where="issuer.p12",
-        )
-        app.database.close()
+        import_pipeline_issuer(deploy, pipeline_ca)
         yield deploy
     finally:
         deploy.sandbox.stop()

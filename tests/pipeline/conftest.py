@@ -164,6 +164,23 @@ def build_deployment(
     return deploy
 
 
+def import_pipeline_issuer(deploy: Deployment, pipeline_ca: TestHierarchy) -> None:
+    """``syncd ca import`` of the pipeline tests' issuing CA into the deployment's KMS."""
+    app = deploy.app()
+    assert pipeline_ca.issuer_p12 is not None and pipeline_ca.root_pem is not None
+    import_issuer(
+        app.database.sessions,
+        app.key_manager(),
+        label="pipeline",
+        pkcs12_data=pipeline_ca.issuer_p12.read_bytes(),
+        password=P12_PASSWORD,
+        extra_chain_pem=pipeline_ca.root_pem.read_bytes(),
+        now=datetime.now(UTC),
+        where="issuer.p12",
+    )
+    app.database.close()
+
+
 @pytest.fixture
 def deployment(
     tmp_path: Path, migrated_db_url: str, pipeline_ca: TestHierarchy
@@ -172,19 +189,7 @@ def deployment(
     the issuer."""
     deploy = build_deployment(tmp_path, migrated_db_url, pipeline_ca)
     try:
-        app = deploy.app()
-        assert pipeline_ca.issuer_p12 is not None and pipeline_ca.root_pem is not None
-        import_issuer(
-            app.database.sessions,
-            app.key_manager(),
-            label="pipeline",
-            pkcs12_data=pipeline_ca.issuer_p12.read_bytes(),
-            password=P12_PASSWORD,
-            extra_chain_pem=pipeline_ca.root_pem.read_bytes(),
-            now=datetime.now(UTC),
-            where="issuer.p12",
-        )
-        app.database.close()
+        import_pipeline_issuer(deploy, pipeline_ca)
         yield deploy
     finally:
         deploy.sandbox.stop()
