@@ -13,13 +13,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from syncd.errors import (
@@ -33,6 +33,7 @@ from syncd.errors import (
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+    from sqlalchemy.orm import Session, sessionmaker
 
 # Alembic (half a second to import) is loaded only to change the schema or to explain a store
 # that is not at the head revision: the everyday check reads alembic_version with plain SQL.
@@ -154,6 +155,8 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions on ``engine`` whose objects stay readable after commit."""
+    from sqlalchemy.orm import sessionmaker
+
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
@@ -380,11 +383,15 @@ def _check_foreign_keys(connection: Connection) -> None:
 
 @dataclass(frozen=True)
 class Database:
-    """An open state store: its URL, engine and session factory."""
+    """An open state store: its URL, engine and (made on first use, as it loads the ORM)
+    session factory."""
 
     url: str
     engine: Engine
-    sessions: sessionmaker[Session]
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return session_factory(self.engine)
 
     @classmethod
     def open(cls, url: str, *, require_current: bool = True) -> Database:
@@ -396,7 +403,7 @@ class Database:
             except BaseException:
                 engine.dispose()
                 raise
-        return cls(url=url, engine=engine, sessions=session_factory(engine))
+        return cls(url=url, engine=engine)
 
     @property
     def display_url(self) -> str:
