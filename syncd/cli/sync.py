@@ -163,13 +163,13 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     from syncd.state.queries import key_pairs_in_other_format, user_status
 
     if args.other_key_format:
-        with _database(config).sessions() as session:
+        with _database(config).engine.connect() as connection:
             configured = config.kacls.private_key_format
-            pairs = key_pairs_in_other_format(session, configured, args.user)
+            pairs = key_pairs_in_other_format(connection, configured, args.user)
         emit_listing("key_pairs", pairs, _KEY_FORMAT_COLUMNS, args.format)
         return EXIT_OK
-    with _database(config).sessions() as session:
-        rows = user_status(session, args.user)
+    with _database(config).engine.connect() as connection:
+        rows = user_status(connection, args.user)
     if args.user and not rows:
         raise ConfigError("--user", f"{args.user} is not in the state store")
     emit_listing("users", rows, _STATUS_COLUMNS, args.format)
@@ -179,8 +179,8 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
 def cmd_history(args: argparse.Namespace, config: Config) -> int:
     from syncd.state.queries import history
 
-    with _database(config).sessions() as session:
-        rows = history(session, args.user)
+    with _database(config).engine.connect() as connection:
+        rows = history(connection, args.user)
     if args.format == "json":
         emit_listing("events", rows, [], "json")
     else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import select, text
 
@@ -23,7 +24,7 @@ from syncd.config import Config
 from syncd.errors import SyncdError
 from syncd.state.db import Database
 from syncd.state.lock import pid_alive
-from syncd.state.models import Run
+from syncd.state.tables import runs
 
 CRON_ONLY_MAX_AGE = 25 * 3600.0
 
@@ -47,6 +48,38 @@ class Health:
         return {"healthy": self.ok, "checks": [asdict(check) for check in self.checks]}
 
 
+class Pass(Protocol):
+    """What the checks read of a pass: a row of ``runs`` (a models.Run or a :class:`PassRow`)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def outcome(self) -> str | None: ...
+    @property
+    def summary(self) -> dict[str, Any]: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def pid(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class PassRow:
+    """A sync pass as read from ``runs`` with SQLAlchemy Core (no ORM to load)."""
+
+    id: int
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    summary: dict[str, Any]
+    host: str
+    pid: int
+
+
 def max_age(config: Config) -> float:
     """Seconds after which the last pass is too old."""
     if config.daemon.health_max_age is not None:
@@ -64,7 +97,7 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
-def judge_finished(run: Run, age: float, limit: float) -> Check:
+def judge_finished(run: Pass, age: float, limit: float) -> Check:
     """The "last pass" check for the last finished sync pass, ``age`` seconds after it ended."""
     summary = run.summary or {}
     described = f"pass {run.id} finished {_ago(age)} ({run.outcome})"
@@ -111,7 +144,7 @@ def process_alive(host: str, pid: int) -> bool | None:
     return pid_alive(pid)
 
 
-def abandoned(open_runs: list[Run], now: datetime, limit: float) -> list[Run]:
+def abandoned(open_runs: list[Pass], now: datetime, limit: float) -> list[Pass]:
     """Unfinished passes whose process is gone: passes never run two at once, so any but the
     newest is gone; the newest is gone when its process is (same host) or, elsewhere, when it
     has run longer than ``limit``."""
@@ -126,18 +159,24 @@ def abandoned(open_runs: list[Run], now: datetime, limit: float) -> list[Run]:
     return gone
 
 
+_PASS_COLUMNS = [runs.c[name] for name in PassRow.__dataclass_fields__]
+
+
 def _last_pass(database: Database, config: Config, now: datetime) -> Check:
-    with database.sessions() as session:
-        run = session.scalars(
-            select(Run)
-            .where(Run.kind == "sync", Run.finished_at.is_not(None))
-            .order_by(Run.finished_at.desc(), Run.id.desc())
+    sync = runs.c.kind == "sync"
+    with database.engine.connect() as connection:
+        last = connection.execute(
+            select(*_PASS_COLUMNS)
+            .where(sync, runs.c.finished_at.is_not(None))
+            .order_by(runs.c.finished_at.desc(), runs.c.id.desc())
             .limit(1)
-        ).first()
-        later = select(Run).where(Run.kind == "sync", Run.finished_at.is_(None))
+        ).mappings().first()
+        run = PassRow(**last) if last is not None else None
+        later = select(*_PASS_COLUMNS).where(sync, runs.c.finished_at.is_(None))
         if run is not None:
-            later = later.where(Run.id > run.id)
-        open_runs = list(session.scalars(later.order_by(Run.id)))
+            later = later.where(runs.c.id > run.id)
+        found = connection.execute(later.order_by(runs.c.id)).mappings()
+        open_runs: list[Pass] = [PassRow(**row) for row in found]
     limit = max_age(config)
     dead = abandoned(open_runs, now, limit)
     if dead:
@@ -170,8 +209,8 @@ def check_health(config: Config, now: datetime) -> Health:
         return Health([Check("database", False, str(error))])
     try:
         try:
-            with database.sessions() as session:
-                session.execute(text("SELECT 1"))
+            with database.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
         except Exception as error:  # the driver's errors, reported as the check's detail
             return Health([Check("database", False, f"{database.display_url}: {error}")])
         checks = [Check("database", True, database.display_url)]

@@ -13,18 +13,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from syncd.errors import (
@@ -34,6 +29,18 @@ from syncd.errors import (
     SyncdError,
     UnavailableError,
 )
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.orm import Session, sessionmaker
+
+# Alembic (half a second to import) is loaded only to change the schema or to explain a store
+# that is not at the head revision: the everyday check reads alembic_version with plain SQL.
+HEAD_REVISION = "0007_kms_backend"
+"""The revision this syncd's migrations end at (tests/state/test_db.py keeps it equal to
+Alembic's head: a new migration must update it)."""
+VERSION_TABLE = "alembic_version"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _URL_WHERE = "state.url"
@@ -148,6 +155,8 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions on ``engine`` whose objects stay readable after commit."""
+    from sqlalchemy.orm import sessionmaker
+
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
@@ -157,10 +166,14 @@ def migrations_dir() -> Path:
 
 
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory(str(migrations_dir()))
 
 
 def _alembic_config(connection: Connection) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.attributes["connection"] = connection
@@ -168,6 +181,8 @@ def _alembic_config(connection: Connection) -> Config:
 
 
 def _current_revision(connection: Connection) -> str | None:
+    from alembic.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -265,8 +280,29 @@ def database_error(error: DBAPIError, url: str | URL) -> SyncdError:
     return StateStoreError(f"the state store {where} refused an operation: {message}")
 
 
+def stored_revisions(connection: Connection) -> list[str] | None:
+    """The revisions recorded in the store's version table (one when it is sound), or None
+    when the store has no version table; plain SQL, as Alembic reads it."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+    return [str(row[0]) for row in rows]
+
+
+def at_head(engine: Engine) -> bool:
+    """True when the store is exactly at :data:`HEAD_REVISION`, without loading Alembic."""
+    try:
+        with engine.connect() as connection:
+            return stored_revisions(connection) == [HEAD_REVISION]
+    except DBAPIError as error:
+        raise database_error(error, engine.url) from None
+
+
 def require_current_schema(engine: Engine) -> None:
     """Raise SchemaOutdatedError unless the store is exactly at this syncd's head revision."""
+    if at_head(engine):
+        return
+    # Not at head (or HEAD_REVISION out of date): Alembic tells what the store is at.
     current, head = schema_status(engine)
     if current == head:
         return
@@ -293,6 +329,9 @@ def _refuse_unknown_revision(engine: Engine) -> None:
 
 def upgrade(engine: Engine) -> list[str]:
     """Apply every pending migration in one transaction; return the revisions applied, in order."""
+    from alembic import command
+    from alembic.util import CommandError
+
     _refuse_unknown_revision(engine)
     script = _script()
     sqlite = engine.dialect.name == "sqlite"
@@ -344,11 +383,15 @@ def _check_foreign_keys(connection: Connection) -> None:
 
 @dataclass(frozen=True)
 class Database:
-    """An open state store: its URL, engine and session factory."""
+    """An open state store: its URL, engine and (made on first use, as it loads the ORM)
+    session factory."""
 
     url: str
     engine: Engine
-    sessions: sessionmaker[Session]
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return session_factory(self.engine)
 
     @classmethod
     def open(cls, url: str, *, require_current: bool = True) -> Database:
@@ -360,7 +403,7 @@ class Database:
             except BaseException:
                 engine.dispose()
                 raise
-        return cls(url=url, engine=engine, sessions=session_factory(engine))
+        return cls(url=url, engine=engine)
 
     @property
     def display_url(self) -> str:

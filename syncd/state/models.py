@@ -9,14 +9,11 @@ AES-256-GCM ciphertext (``KmsKey.sealed_private_key``).
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
-    DateTime,
-    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -29,7 +26,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
 
 # The vocabulary lives in syncd.domain; re-exported here for the modules that import it from
 # the models.
@@ -37,6 +33,8 @@ from syncd.domain import KeyPairStatus as KeyPairStatus
 from syncd.domain import KmsKeyState as KmsKeyState
 from syncd.domain import TaskKind as TaskKind
 from syncd.domain import TaskStatus as TaskStatus
+from syncd.state.types import UTCDateTime as UTCDateTime
+from syncd.state.types import enum_type as _enum
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -51,38 +49,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC datetime on every backend (SQLite drops the zone otherwise)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the state store; use UTC-aware datetimes")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-def _enum(cls: type[enum.Enum]) -> Enum:
-    # Stored as plain strings (no native ENUM type), so adding a member needs no DDL dance.
-    return Enum(
-        cls,
-        native_enum=False,
-        length=32,
-        values_callable=lambda e: [m.value for m in e],
-        validate_strings=True,
-    )
 
 
 class User(Base):

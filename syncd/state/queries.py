@@ -1,73 +1,84 @@
-"""Read-only views of the state store for ``syncd status``, ``syncd history`` and reports."""
+"""Read-only views of the state store for ``syncd status``, ``syncd history`` and reports.
+
+The queries are SQLAlchemy Core over :mod:`syncd.state.tables`, not the ORM: ``syncd status``
+then starts without loading the ORM and the models. They take an ORM session or a plain
+connection alike.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, RowMapping, select
 
 from syncd.domain import KeyPairStatus, TaskStatus
-from syncd.state.models import AuditEvent, KeyPair, Task, User
+from syncd.state.tables import audit_log, key_pairs, tasks, users
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+Row = RowMapping
 
 _OPEN = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.FAILED)
 
 
-def _state(user: User, active: KeyPair | None, task: Task | None) -> str:
-    if task is not None and task.status is TaskStatus.FAILED:
+def _state(user: Row, active: Row | None, task: Row | None) -> str:
+    if task is not None and task["status"] is TaskStatus.FAILED:
         return "failed"
     if task is not None:
-        return f"{task.kind.value} pending"
-    if user.deprovisioned_at is not None and not (user.in_scope and user.enabled):
+        return f"{task['kind'].value} pending"
+    if user["deprovisioned_at"] is not None and not (user["in_scope"] and user["enabled"]):
         return "deprovisioned"
     if active is not None:
         return "active"
-    if not user.enabled:
+    if not user["enabled"]:
         return "disabled in directory"
-    if not user.in_scope:
+    if not user["in_scope"]:
         return "out of scope"
     return "not provisioned"
 
 
-def user_status(session: Session, email: str | None = None) -> list[dict[str, Any]]:
+def user_status(session: Session | Connection, email: str | None = None) -> list[dict[str, Any]]:
     """One row per user: state, current step, key pair id, certificate expiry, last error."""
-    users_query = select(User).order_by(User.email)
+    users_query = select(users).order_by(users.c.email)
     if email is not None:
-        users_query = users_query.where(User.email == email.strip().lower())
-    users = list(session.scalars(users_query))
-    ids = [u.id for u in users]
-    active: dict[int, KeyPair] = {}
-    for key_pair in session.scalars(
-        select(KeyPair)
-        .where(KeyPair.user_id.in_(ids), KeyPair.status == KeyPairStatus.ACTIVE)
-        .order_by(KeyPair.generation)
-    ):
-        active[key_pair.user_id] = key_pair
+        users_query = users_query.where(users.c.email == email.strip().lower())
+    found = list(session.execute(users_query).mappings())
+    ids = [u["id"] for u in found]
+    active: dict[int, Row] = {}
+    for key_pair in session.execute(
+        select(key_pairs)
+        .where(key_pairs.c.user_id.in_(ids), key_pairs.c.status == KeyPairStatus.ACTIVE)
+        .order_by(key_pairs.c.generation)
+    ).mappings():
+        active[key_pair["user_id"]] = key_pair
     open_tasks = {
-        t.user_id: t
-        for t in session.scalars(select(Task).where(Task.user_id.in_(ids), Task.status.in_(_OPEN)))
+        t["user_id"]: t
+        for t in session.execute(
+            select(tasks).where(tasks.c.user_id.in_(ids), tasks.c.status.in_(_OPEN))
+        ).mappings()
     }
     rows = []
-    for user in users:
-        kp, task = active.get(user.id), open_tasks.get(user.id)
+    for user in found:
+        kp, task = active.get(user["id"]), open_tasks.get(user["id"])
         rows.append(
             {
-                "email": user.email,
+                "email": user["email"],
                 "state": _state(user, kp, task),
-                "in_scope": user.in_scope,
-                "enabled": user.enabled,
-                "generation": kp.generation if kp else None,
-                "key_pair_id": kp.gmail_key_pair_id if kp else None,
-                "certificate_expires": kp.not_after if kp else None,
-                "private_key_format": kp.private_key_format if kp else None,
-                "kms_backend": kp.kms_backend if kp else None,
-                "task": task.kind.value if task else None,
-                "step": task.next_step if task else None,
-                "attempts": task.attempts if task else 0,
-                "next_attempt": task.next_attempt_at if task else None,
-                "last_error": task.last_error if task else None,
-                "permanent": bool(task and task.permanent),
-                "last_seen": user.last_seen,
+                "in_scope": user["in_scope"],
+                "enabled": user["enabled"],
+                "generation": kp["generation"] if kp else None,
+                "key_pair_id": kp["gmail_key_pair_id"] if kp else None,
+                "certificate_expires": kp["not_after"] if kp else None,
+                "private_key_format": kp["private_key_format"] if kp else None,
+                "kms_backend": kp["kms_backend"] if kp else None,
+                "task": task["kind"].value if task else None,
+                "step": task["next_step"] if task else None,
+                "attempts": task["attempts"] if task else 0,
+                "next_attempt": task["next_attempt_at"] if task else None,
+                "last_error": task["last_error"] if task else None,
+                "permanent": bool(task and task["permanent"]),
+                "last_seen": user["last_seen"],
             }
         )
     return rows
@@ -77,7 +88,7 @@ _IN_GMAIL = (KeyPairStatus.OBLITERATED, KeyPairStatus.ABANDONED)
 
 
 def key_pairs_in_other_format(
-    session: Session, configured: str, email: str | None = None
+    session: Session | Connection, configured: str, email: str | None = None
 ) -> list[dict[str, Any]]:
     """Key pairs still in Gmail whose kaclsData holds the private key in another format than
     ``configured`` (``kacls.private_key_format``), by user and generation.
@@ -86,40 +97,48 @@ def key_pairs_in_other_format(
     decrypt old mail, so superseded and disabled generations count as well as active ones.
     ``email``: only that user's key pairs.
     """
+    kp = key_pairs.c
     query = (
-        select(User.email, KeyPair)
-        .join(User, User.id == KeyPair.user_id)
-        .where(
-            KeyPair.gmail_key_pair_id.is_not(None),
-            KeyPair.status.not_in(_IN_GMAIL),
-            KeyPair.private_key_format.is_not(None),
-            KeyPair.private_key_format != configured,
+        select(
+            users.c.email,
+            kp.generation,
+            kp.status,
+            kp.gmail_key_pair_id,
+            kp.private_key_format,
+            kp.not_after,
         )
-        .order_by(User.email, KeyPair.generation)
+        .join_from(key_pairs, users, users.c.id == kp.user_id)
+        .where(
+            kp.gmail_key_pair_id.is_not(None),
+            kp.status.not_in(_IN_GMAIL),
+            kp.private_key_format.is_not(None),
+            kp.private_key_format != configured,
+        )
+        .order_by(users.c.email, kp.generation)
     )
     if email is not None:
-        query = query.where(User.email == email.strip().lower())
-    rows = session.execute(query)
+        query = query.where(users.c.email == email.strip().lower())
     return [
         {
-            "email": email,
-            "generation": kp.generation,
-            "status": kp.status.value,
-            "key_pair_id": kp.gmail_key_pair_id,
-            "private_key_format": kp.private_key_format,
-            "certificate_expires": kp.not_after,
+            "email": row["email"],
+            "generation": row["generation"],
+            "status": row["status"].value,
+            "key_pair_id": row["gmail_key_pair_id"],
+            "private_key_format": row["private_key_format"],
+            "certificate_expires": row["not_after"],
         }
-        for email, kp in rows
+        for row in session.execute(query).mappings()
     ]
 
 
-def history(session: Session, email: str) -> list[dict[str, Any]]:
+def history(session: Session | Connection, email: str) -> list[dict[str, Any]]:
     """The audit trail of one user, oldest first."""
-    events = session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.email == email.strip().lower())
-        .order_by(AuditEvent.at, AuditEvent.id)
-    )
+    events = session.execute(
+        select(audit_log.c.at, audit_log.c.action, audit_log.c.run_id, audit_log.c.detail)
+        .where(audit_log.c.email == email.strip().lower())
+        .order_by(audit_log.c.at, audit_log.c.id)
+    ).mappings()
     return [
-        {"at": e.at, "action": e.action, "run_id": e.run_id, "detail": e.detail} for e in events
+        {"at": e["at"], "action": e["action"], "run_id": e["run_id"], "detail": e["detail"]}
+        for e in events
     ]

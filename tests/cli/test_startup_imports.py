@@ -1,11 +1,15 @@
 """Start-up loads only what a command uses: ``--version`` and ``--help`` (of syncd and of a
-command) import none of the heavy libraries. Checked with ``python -X importtime``, not timed
-(the timing is bench/startup.py's)."""
+command) import none of the heavy libraries; ``status`` and ``health`` load the configuration
+and SQLAlchemy Core, and nothing else heavy (no Alembic, no ORM, no Google or KMS client).
+Checked with ``python -X importtime``, not timed (the timing is bench/startup.py's)."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +33,27 @@ HEAVY = (
 )
 
 
+# What a read-only command on the state store must still not load: the schema check reads
+# alembic_version with plain SQL, the queries are SQLAlchemy Core.
+HEAVY_FOR_QUERIES = (
+    "alembic",
+    "mako",
+    "sqlalchemy.orm",
+    "syncd.state.models",
+    "cryptography",
+    "googleapiclient",
+    "google.auth",
+    "google.oauth2",
+    "httplib2",
+    "ldap3",
+    "kmip",
+    "waitress",
+    "apscheduler",
+    "prometheus_client",
+    "tqdm",
+)
+
+
 def imported_modules(*args: str) -> list[str]:
     """Every module ``python -X importtime -m syncd ARGS`` imported, by its dotted name."""
     done = subprocess.run(
@@ -37,7 +62,7 @@ def imported_modules(*args: str) -> list[str]:
         text=True,
         timeout=60,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, done.stdout[-1000:] + done.stderr[-2000:]
     names = []
     for line in done.stderr.splitlines():
         if line.startswith("import time:") and "|" in line:
@@ -53,3 +78,42 @@ def test_no_heavy_library_is_imported(args: list[str]) -> None:
     assert "syncd.cli" in modules  # the measurement saw syncd's own imports
     heavy = sorted({m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY)})
     assert heavy == [], f"syncd {' '.join(args)} imported {heavy}"
+
+
+def _loaded(modules: list[str], heavy: tuple[str, ...]) -> list[str]:
+    return sorted({m for m in modules if any(m == h or m.startswith(h + ".") for h in heavy)})
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The configuration of an initialised SQLite installation whose last sync pass finished
+    just now (so ``health`` is healthy and reads it)."""
+    root = tmp_path_factory.mktemp("installed")
+    config = root / "syncd.yaml"
+    config.write_text(
+        f"state: {{url: 'sqlite:///{root / 'state.db'}'}}\n"
+        f"kms: {{local: {{master_key_file: '{root / 'master.key'}'}}}}\n"
+        "kacls: {uri: 'https://kacls.example.test/google_cse', "
+        f"wrapping_key_file: '{root / 'kacls.key'}'}}\n"
+    )
+    init = [sys.executable, "-m", "syncd", "--config", str(config), "init"]
+    done = subprocess.run([*init, "--generate-kacls-key"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    with sqlite3.connect(root / "state.db") as db:
+        db.execute(
+            "INSERT INTO runs (kind, started_at, finished_at, outcome, summary, host, pid) "
+            "VALUES ('sync', ?, ?, 'ok', '{\"done\": 1}', 'elsewhere', 1)",
+            (now, now),
+        )
+    return config
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["status"], ["status", "--format", "json"], ["status", "--other-key-format"], ["health"]],
+)
+def test_read_only_commands_load_no_orm_nor_clients(installed: Path, args: list[str]) -> None:
+    modules = imported_modules("--config", str(installed), *args)
+    assert "sqlalchemy.engine" in modules  # the command did open the state store
+    assert _loaded(modules, HEAVY_FOR_QUERIES) == [], f"syncd {' '.join(args)}"

@@ -16,12 +16,16 @@ from syncd.errors import (
     UnavailableError,
 )
 from syncd.state.db import (
+    HEAD_REVISION,
     Database,
     all_revisions,
+    at_head,
     create_engine_for,
     database_error,
+    migrations_dir,
     parse_url,
     session_factory,
+    stored_revisions,
     upgrade,
 )
 from syncd.state.models import KeyPair, User
@@ -166,3 +170,39 @@ def test_other_database_refusals_are_a_failed_command(migrated_db_url: str) -> N
     error = database_error(raised.value, migrated_db_url)
     assert isinstance(error, StateStoreError) and error.exit_code == 1
     assert str(error).startswith("the state store ") and "refused an operation" in str(error)
+
+
+def test_head_revision_constant_is_alembics_head() -> None:
+    """The schema check reads alembic_version against HEAD_REVISION without loading Alembic:
+    the constant must be the head of the migrations shipped (a new migration updates it)."""
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory(str(migrations_dir())).get_current_head() == HEAD_REVISION
+
+
+def test_plain_sql_revision_read_agrees_with_alembic(db_url: str) -> None:
+    """at_head() reads what Alembic's MigrationContext reads: no version table, an older
+    revision, the head, an unknown revision."""
+    from alembic.migration import MigrationContext
+
+    def alembic_current() -> str | None:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    engine = create_engine_for(db_url)
+    try:
+        with engine.connect() as connection:
+            assert stored_revisions(connection) is None
+        assert (alembic_current(), at_head(engine)) == (None, False)
+        upgrade(engine)
+        assert (alembic_current(), at_head(engine)) == (HEAD_REVISION, True)
+        for revision in (all_revisions()[0], "0099_future"):
+            with engine.begin() as connection:
+                connection.execute(
+                    text("UPDATE alembic_version SET version_num = :r"), {"r": revision}
+                )
+            assert (alembic_current(), at_head(engine)) == (revision, False)
+            with engine.connect() as connection:
+                assert stored_revisions(connection) == [revision]
+    finally:
+        engine.dispose()
