@@ -44,54 +44,54 @@ def cmd_ca_import(args: argparse.Namespace, config: Config) -> int:
     from syncd.credentials.issuers import adopt_issuer, import_issuer
 
     _ca_import_source(args)
-    app = App(config)
-    label = args.label or config.ca.label
-    with app.run_lock():
-        kms = app.key_manager()
-        if args.kms_private_key_id is not None:
-            issuer, warnings = adopt_issuer(
-                app.database.sessions,
-                kms,
-                label=label,
-                private_key_id=args.kms_private_key_id,
-                chain_pem=read_input_file(args.chain, "--chain"),
-                now=now(),
-                chain_where=f"--chain {args.chain}",
-                replace=args.replace,
+    with App(config) as app:
+        label = args.label or config.ca.label
+        with app.run_lock():
+            kms = app.key_manager()
+            if args.kms_private_key_id is not None:
+                issuer, warnings = adopt_issuer(
+                    app.database.sessions,
+                    kms,
+                    label=label,
+                    private_key_id=args.kms_private_key_id,
+                    chain_pem=read_input_file(args.chain, "--chain"),
+                    now=now(),
+                    chain_where=f"--chain {args.chain}",
+                    replace=args.replace,
+                )
+            else:
+                issuer, warnings = import_issuer(
+                    app.database.sessions,
+                    kms,
+                    label=label,
+                    pkcs12_data=read_input_file(args.pkcs12, "PKCS12"),
+                    password=read_password(args),
+                    extra_chain_pem=read_input_file(args.chain, "--chain") if args.chain else None,
+                    now=now(),
+                    where=args.pkcs12,
+                    replace=args.replace,
+                    chain_where=f"--chain {args.chain}",
+                )
+            app.audit(
+                "ca.imported",
+                label=issuer.label,
+                sha256=issuer.describe()["sha256_fingerprint"],
+                kms_backend=issuer.kms_backend,
+                kms_key_id=issuer.kms_private_key_id,
+                adopted=args.kms_private_key_id is not None,
             )
-        else:
-            issuer, warnings = import_issuer(
-                app.database.sessions,
-                kms,
-                label=label,
-                pkcs12_data=read_input_file(args.pkcs12, "PKCS12"),
-                password=read_password(args),
-                extra_chain_pem=read_input_file(args.chain, "--chain") if args.chain else None,
-                now=now(),
-                where=args.pkcs12,
-                replace=args.replace,
-                chain_where=f"--chain {args.chain}",
-            )
-        app.audit(
-            "ca.imported",
-            label=issuer.label,
-            sha256=issuer.describe()["sha256_fingerprint"],
-            kms_backend=issuer.kms_backend,
-            kms_key_id=issuer.kms_private_key_id,
-            adopted=args.kms_private_key_id is not None,
+        how = "adopted" if args.kms_private_key_id is not None else "imported"
+        if args.format == "json":
+            record = {**issuer.describe(), "action": how, "warnings": list(warnings)}
+            emit_record("issuer", record, "json")
+            return EXIT_OK
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(
+            f"{how} issuing CA {issuer.label!r}: {issuer.certificate.subject.rfc4514_string()} "
+            f"(key {issuer.kms_private_key_id} in the {issuer.kms_backend} KMS)"
         )
-    how = "adopted" if args.kms_private_key_id is not None else "imported"
-    if args.format == "json":
-        record = {**issuer.describe(), "action": how, "warnings": list(warnings)}
-        emit_record("issuer", record, "json")
         return EXIT_OK
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(
-        f"{how} issuing CA {issuer.label!r}: {issuer.certificate.subject.rfc4514_string()} "
-        f"(key {issuer.kms_private_key_id} in the {issuer.kms_backend} KMS)"
-    )
-    return EXIT_OK
 
 
 _ISSUER_LABELS = [
@@ -112,36 +112,36 @@ def cmd_ca_show(args: argparse.Namespace, config: Config) -> int:
     from syncd.app.context import App
     from syncd.credentials.issuers import list_issuers
 
-    app = App(config)
-    issuers = [issuer.describe() for issuer in list_issuers(app.database.sessions)]
-    if args.format == "json":
-        emit_listing("issuers", issuers, [], "json")
+    with App(config) as app:
+        issuers = [issuer.describe() for issuer in list_issuers(app.database.sessions)]
+        if args.format == "json":
+            emit_listing("issuers", issuers, [], "json")
+            return EXIT_OK
+        if not issuers:
+            print("no issuing CA imported; run `syncd ca import ISSUER.p12`")
+        for number, issuer in enumerate(issuers):
+            if number:
+                print()
+            chain = [link["subject"] for link in issuer["chain"]]
+            emit_record("issuer", {**issuer, "chain": chain}, "table", _ISSUER_LABELS)
         return EXIT_OK
-    if not issuers:
-        print("no issuing CA imported; run `syncd ca import ISSUER.p12`")
-    for number, issuer in enumerate(issuers):
-        if number:
-            print()
-        chain = [link["subject"] for link in issuer["chain"]]
-        emit_record("issuer", {**issuer, "chain": chain}, "table", _ISSUER_LABELS)
-    return EXIT_OK
 
 
 def cmd_cert_issue(args: argparse.Namespace, config: Config) -> int:
     from syncd.app.context import App
     from syncd.app.debug_cert import write_debug_credential
 
-    app = App(config)
-    with app.run_lock():
-        paths = write_debug_credential(
-            app, args.email, Path(args.out), bits=args.rsa_bits, now=now()
-        )
-    if args.format == "json":
-        emit_record("cert", {"email": args.email, "files": [str(p) for p in paths]}, "json")
+    with App(config) as app:
+        with app.run_lock():
+            paths = write_debug_credential(
+                app, args.email, Path(args.out), bits=args.rsa_bits, now=now()
+            )
+        if args.format == "json":
+            emit_record("cert", {"email": args.email, "files": [str(p) for p in paths]}, "json")
+            return EXIT_OK
+        for path in paths:
+            print(f"wrote {path}")
         return EXIT_OK
-    for path in paths:
-        print(f"wrote {path}")
-    return EXIT_OK
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

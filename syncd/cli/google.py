@@ -91,15 +91,16 @@ def cmd_google_keypairs_create(args: argparse.Namespace, config: Config) -> int:
     external = None
     if pkcs12_leaf is not None:
         external = manual.read_pkcs12_leaf(*pkcs12_leaf, where=args.leaf_certificate_pkcs12_file)
-    created = manual.create_keypair(
-        app_for(config),
-        args.user,
-        now(),
-        subject_name=args.subject_name,
-        extensions_file=optional_path(args.leaf_certificate_extensions),
-        rsa_bits=args.rsa_bits,
-        external=external,
-    )
+    with app_for(config) as app:
+        created = manual.create_keypair(
+            app,
+            args.user,
+            now(),
+            subject_name=args.subject_name,
+            extensions_file=optional_path(args.leaf_certificate_extensions),
+            rsa_bits=args.rsa_bits,
+            external=external,
+        )
     record = manual.describe_keypair(args.user, created.keypair)
     if args.format == "json":
         record |= {"kms_private_key_id": created.kms_private_key_id, "source": created.source}
@@ -128,7 +129,9 @@ def _emit_identity(args: argparse.Namespace, identity: dict[str, Any]) -> int:
 def cmd_google_keypairs_list(args: argparse.Namespace, config: Config) -> int:
     from syncd.app import manual
 
-    keypairs = manual.list_keypairs(app_for(config), args.user)
+    with app_for(config) as app:
+
+        keypairs = manual.list_keypairs(app, args.user)
     rows = [manual.describe_keypair(args.user, keypair) for keypair in keypairs]
     emit_listing("keypairs", rows, _KEYPAIR_COLUMNS, args.format)
     return EXIT_OK
@@ -137,7 +140,9 @@ def cmd_google_keypairs_list(args: argparse.Namespace, config: Config) -> int:
 def cmd_google_keypairs_get(args: argparse.Namespace, config: Config) -> int:
     from syncd.app import manual
 
-    keypair = manual.get_keypair(app_for(config), args.user, args.key_pair_id)
+    with app_for(config) as app:
+
+        keypair = manual.get_keypair(app, args.user, args.key_pair_id)
     return _emit_keypair(args, keypair)
 
 
@@ -145,14 +150,17 @@ def cmd_google_keypairs_set_state(args: argparse.Namespace, config: Config) -> i
     from syncd.app import manual
 
     enabled = args.keypairs_command == "enable"
-    keypair = manual.set_keypair_enabled(app_for(config), args.user, args.key_pair_id, enabled)
+    with app_for(config) as app:
+        keypair = manual.set_keypair_enabled(app, args.user, args.key_pair_id, enabled)
     return _emit_keypair(args, keypair)
 
 
 def cmd_google_keypairs_obliterate(args: argparse.Namespace, config: Config) -> int:
     from syncd.app import manual
 
-    manual.obliterate_keypair(app_for(config), args.user, args.key_pair_id)
+    with app_for(config) as app:
+
+        manual.obliterate_keypair(app, args.user, args.key_pair_id)
     user = manual.normalise_user(args.user)
     if args.format == "json":
         record = {"user": user, "key_pair_id": args.key_pair_id, "obliterated": True}
@@ -166,16 +174,20 @@ def cmd_google_identities_point(args: argparse.Namespace, config: Config) -> int
     from syncd.app import manual
 
     if args.identities_command == "insert":
-        identity = manual.insert_identity(app_for(config), args.user, args.key_pair_id)
+        with app_for(config) as app:
+            identity = manual.insert_identity(app, args.user, args.key_pair_id)
     else:
-        identity = manual.patch_identity(app_for(config), args.user, args.key_pair_id)
+        with app_for(config) as app:
+            identity = manual.patch_identity(app, args.user, args.key_pair_id)
     return _emit_identity(args, identity)
 
 
 def cmd_google_identities_list(args: argparse.Namespace, config: Config) -> int:
     from syncd.app import manual
 
-    identities = manual.list_identities(app_for(config), args.user)
+    with app_for(config) as app:
+
+        identities = manual.list_identities(app, args.user)
     rows = [manual.describe_identity(args.user, identity) for identity in identities]
     emit_listing("identities", rows, _IDENTITY_COLUMNS, args.format)
     return EXIT_OK
@@ -184,14 +196,18 @@ def cmd_google_identities_list(args: argparse.Namespace, config: Config) -> int:
 def cmd_google_identities_get(args: argparse.Namespace, config: Config) -> int:
     from syncd.app import manual
 
-    identity = manual.get_identity(app_for(config), args.user)
+    with app_for(config) as app:
+
+        identity = manual.get_identity(app, args.user)
     return _emit_identity(args, identity)
 
 
 def cmd_google_identities_delete(args: argparse.Namespace, config: Config) -> int:
     from syncd.app import manual
 
-    manual.delete_identity(app_for(config), args.user)
+    with app_for(config) as app:
+
+        manual.delete_identity(app, args.user)
     user = manual.normalise_user(args.user)
     if args.format == "json":
         emit_record("identity", {"user": user, "email_address": user, "deleted": True}, "json")

@@ -31,57 +31,57 @@ def cmd_kms_test(args: argparse.Namespace, config: Config) -> int:
     from syncd.kms import KeyManager, Keyring
     from syncd.kms.kacls import load_wrapping_key
 
-    app = App(config)
-    kacls = config.kacls
-    configured = kacls.wrapping_key is not None
-    wrapping_key = load_wrapping_key(kacls) if configured else None
-    issuer: IssuingCA | None
-    try:
-        issuer = load_issuer(app.database.sessions, config.ca.label)
-    except CANotImportedError:
-        issuer = None
-    keyrings: list[Keyring] = []
+    with App(config) as app:
+        kacls = config.kacls
+        configured = kacls.wrapping_key is not None
+        wrapping_key = load_wrapping_key(kacls) if configured else None
+        issuer: IssuingCA | None
+        try:
+            issuer = load_issuer(app.database.sessions, config.ca.label)
+        except CANotImportedError:
+            issuer = None
+        keyrings: list[Keyring] = []
 
-    def connect() -> KeyManager:
-        keyrings.append(app.keyring())
-        return keyrings[0].configured
+        def connect() -> KeyManager:
+            keyrings.append(app.keyring())
+            return keyrings[0].configured
 
-    settings = ProbeSettings(
-        key_format=kacls.private_key_format,
-        kms_key_id=kacls.kms_key_id,
-        wrapping_key=wrapping_key,
-        issuer=issuer,
-        issuer_label=config.ca.label,
-        hash_name=config.certificate.hash,
-    )
-    try:
-        report = run_probe(connect, lambda name: keyrings[0].holding(name), settings)
-    finally:
-        for keyring in keyrings:
-            keyring.close()
-    rows = [row.as_dict() for row in report.rows]
-    if args.format == "json":
-        document = {
-            "backend": report.backend,
-            "kms": report.kms,
-            "ok": report.ok,
-            "wrapping": report.wrapping,
-            "signing": report.signing,
-            "operations": rows,
-        }
-        print(to_json({"kms_test": document}))
-    else:
-        print(f"backend {config.kms.backend}: {report.kms}")
-        print(render_table(rows, _KMS_TEST_COLUMNS))
-        if report.wrapping is not None:
-            wrapping = describe_wrapping(report.wrapping, kacls.kms_key_id)
-            signing = "Sign over the to-be-signed bytes"
-            if report.signing == "certify":
-                signing = "KMIP Certify"
-            print(f"kaclsData: {wrapping}; certificates: {signing}")
-    for row in report.failures:
-        print(f"syncd: kms test: {row.operation}: {row.detail}", file=sys.stderr)
-    return EXIT_OK if report.ok else EXIT_FAILURES
+        settings = ProbeSettings(
+            key_format=kacls.private_key_format,
+            kms_key_id=kacls.kms_key_id,
+            wrapping_key=wrapping_key,
+            issuer=issuer,
+            issuer_label=config.ca.label,
+            hash_name=config.certificate.hash,
+        )
+        try:
+            report = run_probe(connect, lambda name: keyrings[0].holding(name), settings)
+        finally:
+            for keyring in keyrings:
+                keyring.close()
+        rows = [row.as_dict() for row in report.rows]
+        if args.format == "json":
+            document = {
+                "backend": report.backend,
+                "kms": report.kms,
+                "ok": report.ok,
+                "wrapping": report.wrapping,
+                "signing": report.signing,
+                "operations": rows,
+            }
+            print(to_json({"kms_test": document}))
+        else:
+            print(f"backend {config.kms.backend}: {report.kms}")
+            print(render_table(rows, _KMS_TEST_COLUMNS))
+            if report.wrapping is not None:
+                wrapping = describe_wrapping(report.wrapping, kacls.kms_key_id)
+                signing = "Sign over the to-be-signed bytes"
+                if report.signing == "certify":
+                    signing = "KMIP Certify"
+                print(f"kaclsData: {wrapping}; certificates: {signing}")
+        for row in report.failures:
+            print(f"syncd: kms test: {row.operation}: {row.detail}", file=sys.stderr)
+        return EXIT_OK if report.ok else EXIT_FAILURES
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

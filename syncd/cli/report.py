@@ -38,7 +38,8 @@ def cmd_report(args: argparse.Namespace, config: Config) -> int:
         record=not args.no_record,
         email=not args.no_email,
     )
-    result = produce_report(config, App(config).database, options, now())
+    with App(config) as app:
+        result = produce_report(config, app.database, options, now())
     for check in result.alerts:
         print(f"syncd: fail-on {check.reason}", file=sys.stderr)
     if result.mail_error is not None:
