@@ -71,7 +71,7 @@ class CertificateConfig(Section):
     validity_days: int = Field(default=365, ge=1, le=3650)
     """How long a user certificate is valid."""
     renew_before_days: int = Field(default=30, ge=1)
-    """Renew a certificate this many days before it expires."""
+    """Renew a certificate this many days before it expires; shorter than ``validity_days``."""
     subject_template: str = "CN={email}"
     """RFC 4514 distinguished name; {email}, {local_part} and {domain} are filled in."""
     crl_distribution_points: list[str] = []
@@ -94,6 +94,16 @@ class CertificateConfig(Section):
                 f"unknown placeholder {unknown}; use {{email}}, {{local_part}}, {{domain}}"
             )
         return template
+
+    @model_validator(mode="after")
+    def _renewal_cannot_loop(self) -> CertificateConfig:
+        if self.renew_before_days >= self.validity_days:
+            raise ValueError(
+                f"renew_before_days ({self.renew_before_days}) must be shorter than "
+                f"validity_days ({self.validity_days}): every certificate would be due for "
+                "renewal as soon as it is issued, and every pass would renew every user"
+            )
+        return self
 
 
 class GoogleConfig(Section):

@@ -51,6 +51,16 @@ def test_example_and_demo_configurations_are_valid() -> None:
         ({"directory": {"source": "ldap"}}, "directory.ldap", "required when"),
         ({"directory": {"source": "google"}}, "directory.google", "required when"),
         ({"directory": {"source": "static"}}, "directory.static", "required when"),
+        (
+            {"certificate": {"renew_before_days": 400, "validity_days": 30}},
+            "certificate",
+            "renew_before_days (400) must be shorter than validity_days (30)",
+        ),
+        (
+            {"certificate": {"renew_before_days": 365}},
+            "certificate",
+            "renew_before_days (365) must be shorter than validity_days (365)",
+        ),
     ],
 )
 def test_bad_values_name_the_key_path(data: dict[str, object], where: str, problem: str) -> None:
@@ -136,3 +146,23 @@ def test_deprovision_grace_period() -> None:
         assert parse_config({"policy": {"deprovision_after": zero}}).policy.deprovision_after == 0
     assert parse_config({"policy": {"deprovision_after": "2h"}}).policy.deprovision_after == 7200
     assert load_config(REPO / "config" / "example.yaml").policy.deprovision_after == 3600
+
+
+def test_config_check_refuses_a_renewal_window_as_long_as_the_validity(tmp_path: Path) -> None:
+    """400 days' renewal window on 30-day certificates would renew every user on every pass
+    (a key pair more each time): refused in one line naming both settings, exit 2."""
+    import subprocess
+    import sys
+
+    config_file = tmp_path / "syncd.yaml"
+    config_file.write_text("certificate:\n  validity_days: 30\n  renew_before_days: 400\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "syncd", "--config", str(config_file), "config", "check"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "syncd: certificate: renew_before_days (400) must be shorter than validity_days (30): "
+        "every certificate would be due for renewal as soon as it is issued, and every pass "
+        "would renew every user"
+    ]

@@ -117,7 +117,7 @@ def test_switch_to_kmip_keeps_old_users_until_renewal(
     assert state is KmsKeyState.REVOKED
 
     # Renewal: the new keys are made in the KMIP server.
-    deploy.update_config(certificate={"renew_before_days": 400})
+    deploy.update_config(certificate={"renew_before_days": 400, "validity_days": 3650})
     _ok(deploy, "sync", "--once")
     renewed = _rows(deploy, users[2])
     assert [row.kms_backend for row in renewed] == ["local", "kmip"]

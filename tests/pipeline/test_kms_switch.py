@@ -141,7 +141,7 @@ def test_switching_backend_keeps_old_users_until_renewal(deployment: Deployment)
     assert state is KmsKeyState.REVOKED
 
     # Renewal: the new generation's key is made in the configured backend.
-    deploy.update_config(certificate={"renew_before_days": 400})
+    deploy.update_config(certificate={"renew_before_days": 400, "validity_days": 3650})
     app = SwitchedApp(deploy.config, other)
     assert sync_pass(app).clean
     renewed = _rows(app, users[2])

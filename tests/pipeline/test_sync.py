@@ -184,7 +184,7 @@ def test_resync_repairs_and_force_replaces(deployment: Deployment) -> None:
 def test_certificates_about_to_expire_are_renewed(deployment: Deployment) -> None:
     assert deployment.syncd("sync", "--once").returncode == 0
     before = {e: assert_provisioned(deployment, e) for e in sandbox_users(6)}
-    deployment.update_config(certificate={"renew_before_days": 400})
+    deployment.update_config(certificate={"renew_before_days": 400, "validity_days": 3650})
     plan = json.loads(deployment.syncd("plan", "--format", "json").stdout)["plan"]
     assert {a["action"] for a in plan["actions"]} == {"renew"}
     assert deployment.syncd("sync", "--once").returncode == 0
