@@ -149,7 +149,12 @@ class SandboxServer:
             return
         if thread is not None and thread.is_alive():
             # The loop thread closes its own sockets; an empty socket map ends its loop.
-            server.trigger.pull_trigger(lambda: _close_all(server))
+            try:
+                server.trigger.pull_trigger(lambda: _close_all(server))
+            except OSError:
+                # The wake-up pipe is already closed, so nothing can wake the loop: close
+                # from here; the loop sees an empty map at its next poll (1 s) and ends.
+                _close_all(server)
             thread.join(timeout=10)
         else:
             _close_all(server)
