@@ -15,47 +15,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 COMMANDS: list[list[str]] = [["--version"], ["--help"], ["status"], ["health"]]
 TARGET_SECONDS = 0.3
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # the installation helper in tests/support/
+    sys.path.insert(0, str(REPO))
+
+from tests.support.installation import make_installation  # noqa: E402
 
 
 def wall_time(argv: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False)
     return time.perf_counter() - started
-
-
-def make_installation(root: Path) -> Path:
-    """A configuration file for an initialised installation under ``root``."""
-    config = root / "syncd.yaml"
-    config.write_text(
-        f"state: {{url: 'sqlite:///{root / 'state.db'}'}}\n"
-        f"kms: {{local: {{master_key_file: '{root / 'master.key'}'}}}}\n"
-        "kacls: {uri: 'https://kacls.example.test/google_cse', "
-        f"wrapping_key_file: '{root / 'kacls.key'}'}}\n"
-        "logging: {level: WARNING}\n"
-    )
-    subprocess.run(
-        [sys.executable, "-m", "syncd", "--config", str(config), "init", "--generate-kacls-key"],
-        check=True,
-        capture_output=True,
-    )
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    with sqlite3.connect(root / "state.db") as db:
-        db.execute(
-            "INSERT INTO runs (kind, started_at, finished_at, outcome, summary, host, pid) "
-            "VALUES ('sync', ?, ?, 'ok', '{\"done\": 0}', 'bench', 1)",
-            (now, now),
-        )
-    return config
 
 
 def main() -> int:

@@ -5,13 +5,13 @@ Checked with ``python -X importtime``, not timed (the timing is bench/startup.py
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from tests.support.installation import make_installation
 
 HEAVY = (
     "sqlalchemy",
@@ -88,25 +88,7 @@ def _loaded(modules: list[str], heavy: tuple[str, ...]) -> list[str]:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The configuration of an initialised SQLite installation whose last sync pass finished
     just now (so ``health`` is healthy and reads it)."""
-    root = tmp_path_factory.mktemp("installed")
-    config = root / "syncd.yaml"
-    config.write_text(
-        f"state: {{url: 'sqlite:///{root / 'state.db'}'}}\n"
-        f"kms: {{local: {{master_key_file: '{root / 'master.key'}'}}}}\n"
-        "kacls: {uri: 'https://kacls.example.test/google_cse', "
-        f"wrapping_key_file: '{root / 'kacls.key'}'}}\n"
-    )
-    init = [sys.executable, "-m", "syncd", "--config", str(config), "init"]
-    done = subprocess.run([*init, "--generate-kacls-key"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    with sqlite3.connect(root / "state.db") as db:
-        db.execute(
-            "INSERT INTO runs (kind, started_at, finished_at, outcome, summary, host, pid) "
-            "VALUES ('sync', ?, ?, 'ok', '{\"done\": 1}', 'elsewhere', 1)",
-            (now, now),
-        )
-    return config
+    return make_installation(tmp_path_factory.mktemp("installed"))
 
 
 @pytest.mark.parametrize(
