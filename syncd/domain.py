@@ -22,7 +22,11 @@ class ActionKind(enum.StrEnum):
     RENEW = "renew"  # certificate about to expire: new key pair, identity patched
     DEPROVISION = "deprovision"  # left scope, disabled or suspended
     REPAIR = "repair"  # on demand: verify every step against Gmail and the KMS
-    REPLACE = "replace"  # on demand (--force): a fresh key pair
+    REPLACE = "replace"  # on demand (--force), or a KMS key revoked outside syncd
+    VERIFY = "verify"  # the rotating check against Gmail and the KMS (policy.verify_every)
+    RENAME = "rename"  # same directory id, new address: a credential for the new address
+    REASSIGN = "reassign"  # same address, another directory id: old credential ended, new made
+    RETIRE = "retire"  # earlier key pairs disabled or obliterated (policy.superseded_*, ...)
 
 
 class TaskKind(enum.StrEnum):
@@ -33,6 +37,10 @@ class TaskKind(enum.StrEnum):
     REPLACE = "replace"
     DEPROVISION = "deprovision"
     REPAIR = "repair"
+    VERIFY = "verify"
+    RENAME = "rename"
+    REASSIGN = "reassign"
+    RETIRE = "retire"
 
 
 class TaskStatus(enum.StrEnum):
@@ -78,12 +86,25 @@ class ReasonCode(enum.StrEnum):
     BACKOFF_ELAPSED = "backoff_elapsed"  # retry: a failed task whose wait is over
     RESYNC_REPAIR = "resync_repair"  # repair: syncd resync
     RESYNC_REPLACE = "resync_replace"  # replace: syncd resync --force
+    VERIFY_DUE = "verify_due"  # verify: in this pass's rotating slice
+    DRIFT_IDENTITY_MISSING = "drift_identity_missing"  # repair: identity deleted outside syncd
+    DRIFT_IDENTITY_REPOINTED = "drift_identity_repointed"  # repair: points at another key pair
+    DRIFT_KEYPAIR_DISABLED = "drift_keypair_disabled"  # repair: key pair disabled outside syncd
+    DRIFT_KEYPAIR_MISSING = "drift_keypair_missing"  # repair: key pair gone from Gmail
+    DRIFT_KMS_KEY_REVOKED = "drift_kms_key_revoked"  # replace: KMS key revoked outside syncd
+    RENAMED = "renamed"  # rename: same directory id, new address
+    ADDRESS_REUSED = "address_reused"  # reassign: same address, another directory id
+    CONFIG_CHANGED = "config_changed"  # renew: issued with settings that changed since
+    SUPERSEDED_DISABLE_DUE = "superseded_disable_due"  # retire: superseded long enough
+    OBLITERATE_DUE = "obliterate_due"  # retire: disabled long enough (opt-in)
     # holds
     UNUSABLE_ENTRY = "unusable_entry"  # named by a directory entry the source skipped
     PERMANENT_FAILURE = "permanent_failure"  # held until a resync
     MISSING_GRACE_PERIOD = "missing_grace_period"  # missing for less than deprovision_after
     BACKOFF_PENDING = "backoff_pending"  # a failed task waiting for its next attempt
     CLAIMED_BY_ANOTHER_PASS = "claimed_by_another_pass"  # its task is claimed elsewhere
+    EXISTING_CREDENTIALS = "existing_credentials"  # an identity syncd did not make (hold)
+    ISSUER_EXPIRING = "issuer_expiring"  # certificates cannot outlive the issuing CA
     # the whole plan
     MASS_DEPROVISION_BLOCKED = "mass_deprovision_blocked"  # over policy.max_deprovision
 

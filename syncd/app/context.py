@@ -31,7 +31,7 @@ from syncd.kms.local import load_master_key, verify_master_key
 from syncd.pipeline.steps import Services
 from syncd.pipeline.sync import PassContext
 from syncd.pki.profile import LeafProfile
-from syncd.plan import Policy
+from syncd.plan import DesiredProfile, Policy
 from syncd.state import audit, fencing
 from syncd.state.db import Database, driver_message
 from syncd.state.fencing import Fence
@@ -151,6 +151,22 @@ class App:
             key_bits=config.certificate.key_bits,
             clock=lambda: datetime.now(UTC),
             private_key_format=config.kacls.private_key_format,
+            desired=self.desired_profile(),
+            existing_credentials=config.policy.existing_credentials,
+        )
+
+    def desired_profile(self) -> DesiredProfile:
+        """What a certificate issued now carries (the ``certificate`` and ``ca`` sections)."""
+        certificate = self.config.certificate
+        return DesiredProfile(
+            key_bits=certificate.key_bits,
+            hash=certificate.hash,
+            subject_template=certificate.subject_template,
+            crl=tuple(certificate.crl_distribution_points),
+            aia_ca_issuers=tuple(certificate.aia_ca_issuers),
+            aia_ocsp=tuple(certificate.aia_ocsp),
+            issuer=self.config.ca.label,
+            include_aliases=certificate.include_aliases,
         )
 
     def policy(self, *, allow_mass_deprovision: bool = False) -> Policy:
@@ -161,6 +177,16 @@ class App:
             max_deprovision=config.policy.max_deprovision,
             allow_mass_deprovision=allow_mass_deprovision,
             deprovision_after=timedelta(seconds=config.policy.deprovision_after),
+            verify_every=timedelta(seconds=config.policy.verify_every),
+            reissue_per_pass=config.policy.reissue_per_pass,
+            profile=self.desired_profile(),
+            superseded_disable_after=None
+            if config.policy.superseded_disable_after is None
+            else timedelta(seconds=config.policy.superseded_disable_after),
+            obliterate_after=None
+            if config.policy.obliterate_after_days is None
+            else timedelta(days=config.policy.obliterate_after_days),
+            existing_credentials=config.policy.existing_credentials,
         )
 
     def pass_context(self, *, allow_mass_deprovision: bool = False) -> PassContext:

@@ -82,6 +82,9 @@ class CertificateConfig(Section):
     """Authority information access: OCSP responder URLs."""
     extensions_file: ConfigPath | None = None
     """OpenSSL-style extensions file whose [v3_ca] section replaces the default extensions."""
+    include_aliases: bool = False
+    """Put the user's aliases from the directory in the subjectAltName (and try an identity
+    for each); an alias added or removed then re-issues the certificate."""
 
     @field_validator("subject_template")
     @classmethod
@@ -153,13 +156,27 @@ class PolicyConfig(Section):
     max_deprovision: str = "10%"
     """A count (``25``) or a percentage of active users (``10%``)."""
     obliterate_after_days: int | None = Field(default=None, ge=31)
-    """Opt-in: obliterate disabled key pairs after this many days (Google requires > 30)."""
+    """Opt-in: obliterate key pairs disabled at least this many days ago (Gmail requires more
+    than 30). Obliterating destroys the ability to read mail encrypted to the key pair."""
+    verify_every: Duration = 7 * 86400.0
+    """Every active credential is verified against Gmail and the KMS at least this often, a
+    rotating slice of users each pass."""
+    reissue_per_pass: str = "1%"
+    """Most credentials one pass re-issues because the configuration changed (key size, hash,
+    subject, CRL/AIA URLs, issuing CA, aliases): a count (``200``) or a percentage of managed
+    users (``1%``); at least one a pass."""
+    existing_credentials: Literal["hold", "adopt", "replace"] = "hold"
+    """An identity syncd did not make: hold (reported, left alone), adopt (take over a valid
+    key pair chaining to a configured issuer) or replace (point it at syncd's own)."""
+    superseded_disable_after: Duration | None = None
+    """Disable a renewed user's previous key pairs this long after they were superseded
+    (default: never; a disabled key pair cannot decrypt the mail sent to it)."""
     deprovision_after: DurationOrZero = 3600.0
     """Grace period: a user missing from the directory is deprovisioned only once every read
     for this long has missed them (0: at the first read that misses them). A user disabled or
     suspended in the directory is deprovisioned at once."""
 
-    @field_validator("max_deprovision", mode="before")
+    @field_validator("max_deprovision", "reissue_per_pass", mode="before")
     @classmethod
     def _count_or_percent(cls, value: Any) -> str:
         text = str(value).strip()

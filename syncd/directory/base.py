@@ -46,6 +46,9 @@ class DirectoryUser:
     email: str
     directory_id: str
     enabled: bool = True
+    aliases: tuple[str, ...] = ()
+    """Other addresses of the user (normalised, the primary excluded), where the source
+    reads them."""
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,29 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from syncd.directory.base import Snapshot
-from syncd.domain import KeyPairStatus, TaskStatus
+from syncd.domain import KeyPairStatus, ReasonCode, TaskStatus
 from syncd.pipeline import skipped
 from syncd.pipeline.claims import ForeignClaim, claim_holds, hold_reason
 from syncd.pipeline.tasks import HOLDING, OPEN
-from syncd.plan import CredentialView, TaskView, UserView
+from syncd.plan import CredentialView, RetiredKeyPair, TaskView, UserView
 from syncd.state.lock import describe_holder, pid_alive
 from syncd.state.models import KeyPair, Run, Task, User
+
+_RETIRED = (KeyPairStatus.SUPERSEDED, KeyPairStatus.DISABLED)
+
+
+def credential_view(kp: KeyPair) -> CredentialView:
+    """The plan's view of an active key pair."""
+    return CredentialView(
+        kp.generation,
+        kp.not_after,
+        not_before=kp.not_before,
+        verified_at=kp.verified_at,
+        drift=ReasonCode(kp.drift) if kp.drift else None,
+        drift_detail=kp.drift_detail,
+        profile=kp.profile,
+        origin=kp.origin,
+    )
 
 
 def load_views(session: Session) -> list[UserView]:
@@ -43,9 +59,7 @@ def load_views(session: Session) -> list[UserView]:
                 email=user.email,
                 directory_id=user.directory_id,
                 in_scope=user.in_scope,
-                active=CredentialView(active[-1].generation, active[-1].not_after)
-                if active
-                else None,
+                active=credential_view(active[-1]) if active else None,
                 open_task=TaskView(
                     task.kind,
                     task.status,
@@ -59,6 +73,13 @@ def load_views(session: Session) -> list[UserView]:
                 else None,
                 holds_credentials=any(kp.status in HOLDING for kp in mine),
                 missing_since=user.missing_since,
+                retired=tuple(
+                    RetiredKeyPair(kp.generation, kp.status, kp.superseded_at, kp.disabled_at)
+                    for kp in mine
+                    if kp.status in _RETIRED
+                ),
+                previous_email=user.previous_email,
+                aliases=tuple(user.aliases or ()),
             )
         )
     return views
@@ -92,6 +113,7 @@ def record_snapshot(
                     enabled=entry.enabled,
                     first_seen=now,
                     last_seen=now,
+                    aliases=list(entry.aliases),
                 )
             )
             continue
@@ -101,6 +123,8 @@ def record_snapshot(
         user.enabled = entry.enabled
         user.last_seen = now
         user.missing_since = None
+        if list(entry.aliases) != (user.aliases or []):
+            user.aliases = list(entry.aliases)
     named_emails, named_ids = snapshot.skipped_identities()
     for email, user in users.items():
         if email in listed:
@@ -112,6 +136,14 @@ def record_snapshot(
         if user.in_scope and email not in kept_in_scope:
             user.in_scope = False
     return skipped.record(session, snapshot, now, run_id, users)
+
+
+def last_pass_start(session: Session, current_run: int | None = None) -> datetime | None:
+    """When the latest sync pass before ``current_run`` (or before now) started; None if none."""
+    query = select(Run.started_at).where(Run.kind == "sync")
+    if current_run is not None:
+        query = query.where(Run.id < current_run)
+    return session.scalar(query.order_by(Run.id.desc()).limit(1))
 
 
 def foreign_claims(session: Session, now: datetime) -> list[ForeignClaim]:

@@ -97,15 +97,14 @@ class PassContext:
     run_lock: Callable[[], AbstractContextManager[Fence]]
 
 
-def dry_run(
-    database: Database, snapshot: Snapshot, policy: Policy, now: datetime
-) -> PassResult:
+def dry_run(database: Database, snapshot: Snapshot, policy: Policy, now: datetime) -> PassResult:
     """What a pass would do at ``now`` with ``snapshot`` (already read); changes nothing."""
     with database.sessions() as session:
         views = plan_state.load_views(session)
         skipped.log_changes(skipped.compare(session, snapshot))
         held = plan_state.held_by_others(session, None, now)
-    the_plan = plan(snapshot, views, policy, now)
+        last_pass = plan_state.last_pass_start(session)
+    the_plan = plan(snapshot, views, policy, now, last_pass)
     return PassResult(hold_claimed(the_plan, held))
 
 
@@ -237,7 +236,8 @@ def sync_pass(
                 with ctx.database.sessions() as session:
                     views = plan_state.load_views(session)
                     held = plan_state.held_by_others(session, fence.token, now)
-                the_plan = plan(snapshot, views, ctx.policy, now)
+                    last_pass = plan_state.last_pass_start(session, run_id)
+                the_plan = plan(snapshot, views, ctx.policy, now, last_pass)
                 the_plan = hold_claimed(the_plan, held)
             except SourceError as error:
                 with ctx.database.transaction() as session:

@@ -148,8 +148,18 @@ def _enqueue_chunk(
     return queued
 
 
-_NEW_GENERATION = (TaskKind.PROVISION, TaskKind.RENEW, TaskKind.REPLACE)
+_NEW_GENERATION = (
+    TaskKind.PROVISION,
+    TaskKind.RENEW,
+    TaskKind.REPLACE,
+    TaskKind.RENAME,
+    TaskKind.REASSIGN,
+)
 """Task kinds that work on a key pair generation of their own, made when they are."""
+
+
+_ON_ACTIVE = (TaskKind.REPAIR, TaskKind.VERIFY)
+"""Task kinds that work on the active generation (none: the user is provisioned instead)."""
 
 
 def _new_generation(user: User, now: datetime, known: _Known) -> KeyPair:
@@ -167,7 +177,7 @@ def _new_generation(user: User, now: datetime, known: _Known) -> KeyPair:
 def _new_task(session: Session, user: User, action: Action, now: datetime, known: _Known) -> Task:
     kind = action.task_kind
     key_pair: KeyPair | None = None
-    if kind is TaskKind.REPAIR:
+    if kind in _ON_ACTIVE:
         key_pair = known.active.get(user.id)
         if key_pair is None:
             kind = TaskKind.PROVISION
@@ -220,6 +230,8 @@ _TASK_VIEW = (
     Task.next_step,
     User.email,
     User.deprovisioned_at,
+    User.previous_email,
+    User.aliases,
 )
 _WORK = (
     select(*_TASK_VIEW, *_KEY_PAIR_VIEW)
@@ -342,6 +354,8 @@ def load_work(connection: Connection, task_id: int) -> tuple[Work, str | None]:
         target=next((v for v in views if v.id == task.key_pair_id), None),
         others=tuple(v for v in views if v.id != task.key_pair_id),
         user_deprovisioned=task.deprovisioned_at is not None,
+        previous_email=task.previous_email,
+        aliases=tuple(task.aliases or ()),
     )
     return work, task.next_step
 

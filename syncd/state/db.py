@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 # Alembic (half a second to import) is loaded only to change the schema or to explain a store
 # that is not at the head revision: the everyday check reads alembic_version with plain SQL.
-HEAD_REVISION = "0007_kms_backend"
+HEAD_REVISION = "0008_lifecycle"
 """The revision this syncd's migrations end at (tests/state/test_db.py keeps it equal to
 Alembic's head: a new migration must update it)."""
 VERSION_TABLE = "alembic_version"
@@ -100,7 +100,7 @@ def sqlite_path(url: str | URL) -> Path | None:
     if not database or database == ":memory:" or parsed.query.get("mode") == "memory":
         return None
     if database.startswith("file:"):
-        database = database[len("file:"):].split("?", 1)[0]
+        database = database[len("file:") :].split("?", 1)[0]
     return Path(database)
 
 

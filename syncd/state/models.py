@@ -70,6 +70,10 @@ class User(Base):
     missing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     """First of the consecutive directory reads that did not list the user (None: listed, or
     named by an unusable entry); ``policy.deprovision_after`` counts from here."""
+    previous_email: Mapped[str | None] = mapped_column(String(320))
+    """The address before the last rename (same directory id, new address)."""
+    aliases: Mapped[list[str] | None] = mapped_column(JSON)
+    """The user's other addresses as the last directory read gave them (None: not read)."""
 
     key_pairs: Mapped[list[KeyPair]] = relationship(
         back_populates="user", order_by="KeyPair.generation"
@@ -120,6 +124,19 @@ class KeyPair(Base):
     kms_backend: Mapped[str] = mapped_column(String(32), default="local", server_default="local")
     """The KMS backend (``kms.backend``) that holds the key: it wraps and revokes it, whatever
     the configured backend is now. Set by create_key; rows from before 0007 are local."""
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """When a pass last found the key pair whole in Gmail and the KMS."""
+    drift: Mapped[str | None] = mapped_column(String(64))
+    """The ReasonCode of the drift the last verification found (None: none)."""
+    drift_detail: Mapped[str | None] = mapped_column(Text)
+    profile: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """What the certificate was issued with (syncd.plan.DesiredProfile.record)."""
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    origin: Mapped[str] = mapped_column(String(16), default="syncd", server_default="syncd")
+    """``syncd`` (made by syncd) or ``adopted`` (made by hand, taken over)."""
+    alias_identities: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    """``{alias: "inserted" | "refused: <Gmail's message>"}`` for the user's aliases."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -264,3 +281,30 @@ class KeyCheck(Base):
     algorithm: Mapped[str] = mapped_column(String(32))
     check_value: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Revocation(Base):
+    """A certificate syncd revoked: listed in its issuer's CRL (``syncd crl``)."""
+
+    __tablename__ = "revocations"
+    __table_args__ = (UniqueConstraint("issuer_label", "serial_hex"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_pair_id: Mapped[int | None] = mapped_column(ForeignKey("key_pairs.id"))
+    email: Mapped[str] = mapped_column(String(320))
+    issuer_label: Mapped[str] = mapped_column(String(255))
+    serial_hex: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(32))
+    """An RFC 5280 reason name: keyCompromise, superseded, affiliationChanged, ..."""
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CrlState(Base):
+    """The last CRL written for an issuer: its number (increasing) and its dates."""
+
+    __tablename__ = "crl_state"
+
+    issuer_label: Mapped[str] = mapped_column(String(255), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer)
+    this_update: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_update: Mapped[datetime] = mapped_column(UTCDateTime())

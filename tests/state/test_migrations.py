@@ -36,8 +36,8 @@ REVISIONS = [
     "0005_key_format",
     "0006_permanent",
     "0007_kms_backend",
+    "0008_lifecycle",
 ]
-
 
 
 @pytest.fixture
@@ -165,7 +165,9 @@ def test_concurrent_upgrades_apply_each_revision_once(db_url: str) -> None:
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", UPGRADER, db_url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(3)
     ]
@@ -191,16 +193,24 @@ def test_0002_puts_users_of_blocked_passes_back_in_scope(engine: Engine) -> None
                     "first_seen, last_seen) VALUES (:id, :email, :id, 'static', :in_scope, "
                     ":yes, :at, :at)"
                 ),
-                {"id": user_id, "email": f"{name}@x.com", "in_scope": name == "listed",
-                 "yes": True, "at": at},
+                {
+                    "id": user_id,
+                    "email": f"{name}@x.com",
+                    "in_scope": name == "listed",
+                    "yes": True,
+                    "at": at,
+                },
             )
             connection.execute(
                 text(
                     "INSERT INTO key_pairs (user_id, generation, status, kms_label, created_at, "
                     "updated_at) VALUES (:id, 1, :status, 'k', :at, :at)"
                 ),
-                {"id": user_id, "status": "disabled" if name == "deprovisioned" else "active",
-                 "at": at},
+                {
+                    "id": user_id,
+                    "status": "disabled" if name == "deprovisioned" else "active",
+                    "at": at,
+                },
             )
         connection.execute(
             text(

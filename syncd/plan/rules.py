@@ -1,0 +1,194 @@
+"""The chain of rules that decides what one pass does for one user.
+
+Each rule looks at a :class:`Subject` and answers with an Action, a Hold, or None (not mine:
+ask the next rule); the first answer decides. The rules of the later lifecycle concerns live in
+their own modules (drift, identity, reissue, retire) and take their place in ``RULES`` here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from syncd.domain import ActionKind, ReasonCode, TaskKind, TaskStatus
+from syncd.plan.drift import drifted, verify_due
+from syncd.plan.identity import address_reused, renamed
+from syncd.plan.reissue import config_changed
+from syncd.plan.retire import retire_due
+from syncd.plan.views import (
+    CredentialView,
+    Decision,
+    Hold,
+    Rule,
+    Subject,
+    TaskView,
+    act,
+    format_duration,
+)
+
+
+def unfinished_deprovision(s: Subject) -> Decision:
+    task = s.known.open_task if s.known else None
+    if task is None or task.kind is not TaskKind.DEPROVISION:
+        return None
+    return _task_decision(s, task)
+
+
+def named_by_unusable_entry(s: Subject) -> Decision:
+    if s.listed is not None or s.known is None or s.unusable is None:
+        return None
+    return Hold(
+        s.email,
+        f"directory entry unusable: {s.unusable.where}: {s.unusable.reason}; keeping current state",
+        keeps_scope=True,
+        code=ReasonCode.UNUSABLE_ENTRY,
+    )
+
+
+def permanent_failure(s: Subject) -> Decision:
+    """A task that failed permanently is not retried: the user is held until a resync (which
+    replaces the task). A user who leaves scope is still deprovisioned."""
+    task = s.known.open_task if s.known else None
+    if task is None or not task.permanent or task.status is not TaskStatus.FAILED:
+        return None
+    if task.kind is not TaskKind.DEPROVISION and not s.wanted:
+        return None
+    step = task.next_step or "start"
+    cause = (task.last_error or "").removeprefix(f"{step}: ")
+    return Hold(
+        s.email,
+        f"permanent failure at {step}: {cause}; fix the cause, then syncd resync --user {s.email}",
+        code=ReasonCode.PERMANENT_FAILURE,
+    )
+
+
+def left_or_disabled(s: Subject) -> Decision:
+    if s.wanted or s.known is None:
+        return None
+    if not (s.known.holds_credentials or s.known.open_task):
+        return None
+    if s.listed is not None:
+        return act(
+            s,
+            ActionKind.DEPROVISION,
+            ReasonCode.DISABLED_IN_DIRECTORY,
+            "disabled or suspended in the directory",
+            TaskKind.DEPROVISION,
+        )
+    since = s.known.missing_since or s.now
+    grace = s.policy.deprovision_after
+    if s.now - since < grace:
+        return Hold(
+            s.email,
+            f"not in the directory: missing since {since:%Y-%m-%d %H:%M}Z, deprovision after "
+            f"{format_duration(grace)} (at {since + grace:%Y-%m-%d %H:%M}Z)",
+            keeps_scope=True,
+            code=ReasonCode.MISSING_GRACE_PERIOD,
+        )
+    return act(
+        s,
+        ActionKind.DEPROVISION,
+        ReasonCode.LEFT_SCOPE,
+        "no longer in the directory scope",
+        TaskKind.DEPROVISION,
+    )
+
+
+def unfinished_task(s: Subject) -> Decision:
+    task = s.known.open_task if s.known else None
+    if task is None or not s.wanted:
+        return None
+    return _task_decision(s, task)
+
+
+def not_provisioned(s: Subject) -> Decision:
+    if not s.wanted or (s.known is not None and s.known.active is not None):
+        return None
+    if s.known is None:
+        return act(
+            s, ActionKind.PROVISION, ReasonCode.NEW_IN_SCOPE, "new in scope", TaskKind.PROVISION
+        )
+    return act(
+        s,
+        ActionKind.PROVISION,
+        ReasonCode.NO_CREDENTIAL,
+        "in scope without a credential",
+        TaskKind.PROVISION,
+    )
+
+
+def expiring(s: Subject) -> Decision:
+    active = s.known.active if s.known else None
+    if not s.wanted or active is None or active.not_after is None:
+        return None
+    if active.not_after - s.policy.renew_before > s.now:
+        return None
+    if too_young_to_renew(active, s.now):
+        return None
+    return act(
+        s,
+        ActionKind.RENEW,
+        ReasonCode.EXPIRING,
+        f"certificate (generation {active.generation}) expires {active.not_after:%Y-%m-%d}",
+        TaskKind.RENEW,
+    )
+
+
+def _task_decision(s: Subject, task: TaskView) -> Decision:
+    step = task.next_step or "start"
+    if task.status is not TaskStatus.FAILED:
+        return act(
+            s,
+            ActionKind.RESUME,
+            ReasonCode.TASK_INTERRUPTED,
+            f"{task.kind} interrupted at {step}",
+            task.kind,
+        )
+    if task.next_attempt_at is not None and task.next_attempt_at > s.now:
+        return Hold(
+            s.email,
+            f"{task.kind} failed at {step} ({task.attempts} attempts); "
+            f"next try after {task.next_attempt_at:%Y-%m-%d %H:%M}Z: {task.last_error or ''}",
+            code=ReasonCode.BACKOFF_PENDING,
+        )
+    return act(
+        s,
+        ActionKind.RETRY,
+        ReasonCode.BACKOFF_ELAPSED,
+        f"{task.kind} failed at {step}; backoff elapsed",
+        task.kind,
+    )
+
+
+def too_young_to_renew(active: CredentialView, now: datetime) -> bool:
+    """A credential younger than half its validity is never renewed for expiry: a certificate
+    cut short (by its issuer's own expiry) must not be renewed by every pass."""
+    if active.not_before is None or active.not_after is None:
+        return False
+    return now - active.not_before < (active.not_after - active.not_before) / 2
+
+
+RULES: tuple[Rule, ...] = (
+    permanent_failure,
+    unfinished_deprovision,
+    named_by_unusable_entry,
+    left_or_disabled,
+    address_reused,
+    renamed,
+    unfinished_task,
+    not_provisioned,
+    drifted,
+    expiring,
+    config_changed,
+    retire_due,
+    verify_due,
+)
+"""The chain, in order: the first rule that answers decides."""
+
+
+def decide(subject: Subject, rules: Sequence[Rule] = RULES) -> Decision:
+    for rule in rules:
+        decision = rule(subject)
+        if decision is not None:
+            return decision
+    return None
