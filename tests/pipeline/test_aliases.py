@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,9 +16,16 @@ import yaml
 from sqlalchemy import select
 
 from syncd.app.passes import sync_pass
+from syncd.google.errors import GoogleAPIError
+from syncd.google.gmail import GmailCSE
+from syncd.google.retry import RetryPolicy
+from syncd.pipeline.steps.aliases import insert_alias
 from syncd.pipeline.sync import PassResult
 from syncd.state.db import Database
 from syncd.state.models import AuditEvent, KeyPair, User
+
+from tests.support.sandbox import RunningSandbox, start_sandbox
+from tests.support.testca import make_test_hierarchy
 
 from .conftest import DOMAIN, Deployment, gmail_state, sandbox_users
 
@@ -104,3 +112,25 @@ def test_without_include_aliases_the_certificate_names_the_primary_only(
     assert records == {ALICE: None} and audits == []
     assert _san(pem) == f"email:{ALICE}"
     assert deployment.writes()[CREATE] == 1
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    running = start_sandbox(tmp_path_factory.mktemp("sandbox"), make_test_hierarchy())
+    yield running
+    running.stop()
+
+
+def test_a_transient_failure_is_never_recorded_as_a_refusal(sandbox: RunningSandbox) -> None:
+    fast = RetryPolicy(max_retries=1, base_delay=0.001, max_delay=0.002)
+    gmail = GmailCSE(sandbox.google_config(), retry=fast)
+    alice = "alice@example.com"
+    sandbox.admin("POST", "faults", {"error_503": 1.0})
+    try:
+        with pytest.raises(GoogleAPIError) as failed:
+            insert_alias(gmail, alice, "al@example.com", "kp-1")
+    finally:
+        sandbox.admin("POST", "faults", {})
+    assert failed.value.status == 503 and failed.value.retryable
+    assert insert_alias(gmail, alice, "al@example.com", "kp-1") == (
+        "refused: emailAddress must be the primary address of the user (alice@example.com).")

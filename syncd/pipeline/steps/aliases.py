@@ -59,7 +59,7 @@ def _refused(error: GoogleAPIError) -> str | None:
     return f"{REFUSED}{message}"[:500]
 
 
-def _insert(gmail: AliasIdentities, user: str, alias: str, key_pair_id: str) -> str:
+def insert_alias(gmail: AliasIdentities, user: str, alias: str, key_pair_id: str) -> str:
     """One alias's identity pointed at ``key_pair_id``: ``inserted`` or ``refused: ...``."""
     try:
         try:
@@ -88,7 +88,7 @@ def insert_alias_identities(work: Work, services: Services) -> Outcome:
     # GmailCSE takes ``email`` (the identity's address); the steps' GmailKeyPairs omits it
     gmail = cast(AliasIdentities, services.gmail)
     results = {
-        alias: _insert(gmail, work.email, alias, target.gmail_key_pair_id) for alias in aliases
+        alias: insert_alias(gmail, work.email, alias, target.gmail_key_pair_id) for alias in aliases
     }
     refused = {alias: result for alias, result in results.items() if result != INSERTED}
     if refused:
