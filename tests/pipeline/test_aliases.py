@@ -23,7 +23,6 @@ from syncd.pipeline.steps.aliases import insert_alias
 from syncd.pipeline.sync import PassResult
 from syncd.state.db import Database
 from syncd.state.models import AuditEvent, KeyPair, User
-
 from tests.support.sandbox import RunningSandbox, start_sandbox
 from tests.support.testca import make_test_hierarchy
 
@@ -87,9 +86,9 @@ def test_aliases_in_the_certificate_and_the_refused_identities_recorded_once(
     assert keypairs[0]["subjectEmailAddresses"] == [ALICE, *aliases]
     assert identity is not None and identity["primaryKeyPairId"] == keypairs[0]["keyPairId"]
     warned = [r.getMessage() for r in caplog.records if "refused a CSE identity" in r.getMessage()]
-    assert warned == [f"{ALICE}: Gmail refused a CSE identity for 2 alias(es) ({', '.join(aliases)})"
-                      f": {refusal.removeprefix('refused: ')}; recorded with the key pair, asked "
-                      "again only with the next credential"]
+    assert warned == [f"{ALICE}: Gmail refused a CSE identity for 2 alias(es) "
+                      f"({', '.join(aliases)}): {refusal.removeprefix('refused: ')}; recorded "
+                      "with the key pair, asked again only with the next credential"]
     creates = deployment.writes()[CREATE]
     assert creates == 2 + len(aliases)  # each user's identity, then one try per alias
 
