@@ -106,10 +106,14 @@ class LdapSource:
         return build_snapshot(self.name, self._entries("", now), now)
 
     def lookup(self, email: str, now: datetime) -> Snapshot:
-        """Only the entries one of whose email values equals ``email`` (in scope, enabled or
-        not). Each user carries the address syncd uses (``choose_email``), which may be
-        another of the entry's values."""
-        clause = f"({self.config.email_attribute}={escape_filter_value(email.strip())})"
+        """Only the entries one of whose email values (or aliases_attribute values) equals
+        ``email`` (in scope, enabled or not). Each user carries the address syncd uses
+        (``choose_email``), which may be another of the entry's values."""
+        value = escape_filter_value(email.strip())
+        clause = f"({self.config.email_attribute}={value})"
+        if self.config.aliases_attribute:  # as itself, or as proxyAddresses' smtp:<address>
+            name = self.config.aliases_attribute
+            clause = f"(|{clause}({name}={value})({name}=smtp:{value}))"
         return build_snapshot(self.name, self._entries(clause, now), now)
 
     def _entries(self, extra_filter: str, now: datetime) -> list[RawEntry]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from syncd.directory.base import RawEntry, build_snapshot, clean_aliases
+from syncd.directory.probe import probe_directory
 from syncd.directory.static import StaticSource
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
@@ -72,3 +73,11 @@ def test_yaml_aliases_as_a_list_or_a_text(tmp_path: Path) -> None:
     users = {u.email: u.aliases for u in StaticSource(path).read(NOW).users}
     assert users == {"alice@example.com": ("al@example.com",),
                      "bob@example.com": ("bobby@example.com", "rob@example.com")}
+
+
+def test_directory_test_finds_a_user_by_an_alias(tmp_path: Path) -> None:
+    path = tmp_path / "users.csv"
+    path.write_text("email,id,aliases\nalice@example.com,a1,al@example.com\nbob@example.com,b1,\n")
+    probe = probe_directory(StaticSource(path), NOW, "AL@example.com")
+    assert [u.email for u in probe.users] == ["alice@example.com"]
+    assert probe.other_addresses == ["alice@example.com"]

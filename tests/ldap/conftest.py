@@ -48,7 +48,8 @@ MULTI_MAILS = ("multi.z@example.org", "Multi@Other.Example", "a.multi@example.or
 PROXY_BASE = f"ou=proxy,{SUFFIX}"
 PROXY_ADDRESSES = ("SMTP:proxy@example.org", "smtp:P.Roxy@Example.org", "X500:/o=Example/cn=proxy",
                    "sip:proxy@example.org", "smtp:not an address")
-"""proxyAddresses-style values (in otherMailbox) of the one entry under PROXY_BASE."""
+"""proxyAddresses-style values (in janetMailbox, an IA5 string matched case-insensitively, as
+proxyAddresses is) of the one entry under PROXY_BASE."""
 PARTNERS_BASE = f"ou=partners,{SUFFIX}"
 REFERRAL_URL = "ldap://ldap.partner.example/ou=remote,dc=partner,dc=example"
 BULK_LIMITS = f'limits dn.exact="{BULK_DN}" size.prtotal=unlimited'
@@ -118,7 +119,7 @@ def directory_ldif(service_password: str) -> str:
                         ("objectClass", "extensibleObject"), ("uid", "proxy"), ("sn", "proxy"),
                         ("cn", "proxy"), ("mail", "proxy@example.org"),
                         ("mail", "second@example.org"),
-                        *(("otherMailbox", value) for value in PROXY_ADDRESSES)))
+                        *(("janetMailbox", value) for value in PROXY_ADDRESSES)))
     parts += [
         _person(f"uid=m{n:04d},{MANY_BASE}", f"m{n:04d}", f"m{n:04d}@example.org")
         for n in range(MANY)

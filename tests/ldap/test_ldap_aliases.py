@@ -42,7 +42,7 @@ def test_mail_domains_decide_which_value_is_the_alias(ldap_config: Build) -> Non
 def test_a_configured_aliases_attribute_replaces_the_mail_values(
     ldap_config: Build, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = ldap_config(search=[{"base_dn": PROXY_BASE}], aliases_attribute="otherMailbox")
+    config = ldap_config(search=[{"base_dn": PROXY_BASE}], aliases_attribute="janetMailbox")
     with caplog.at_level(logging.WARNING, logger="syncd.directory"):
         [user] = LdapSource(config).read(NOW).users
     # second@ (another mail value) is not an alias now; SMTP: (the primary) is removed;
@@ -69,3 +69,12 @@ def test_without_aliases_in_the_entry_there_are_none(ldap_config: Build) -> None
 )
 def test_proxy_address_types(values: list[str], addresses: list[str]) -> None:
     assert alias_values(values) == addresses
+
+
+@pytest.mark.parametrize("address", ["P.Roxy@example.org", "proxy@example.org"])
+def test_a_lookup_finds_the_entry_by_an_alias_of_the_aliases_attribute(
+    ldap_config: Build, address: str
+) -> None:
+    config = ldap_config(search=[{"base_dn": PROXY_BASE}], aliases_attribute="janetMailbox")
+    assert [u.email for u in LdapSource(config).lookup(address, NOW).users] == [
+        "proxy@example.org"]
