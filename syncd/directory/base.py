@@ -7,10 +7,12 @@ Values the state store cannot hold (an id over 255 characters, an email over 320
 characters) make bad entries too, whatever the source. A skipped entry keeps whatever identity
 it still has (email, id), so the plan can hold the user it names instead of taking them for
 gone.
+
 Aliases (other addresses of the user, for certificates with ``certificate.include_aliases``)
 are normalised like the email; the primary address and duplicates are removed, and an alias
 that is not a usable ASCII address is dropped with a warning naming the entry (the entry
 itself is kept).
+
 A source that cannot read the whole directory raises SourceError: the pass stops before
 planning and nobody is deprovisioned.
 """
@@ -36,9 +38,10 @@ MAX_DIRECTORY_ID = 255
 MAX_WHERE = 512
 """Longest ``where`` kept (an LDAP DN can be longer): clipped, never refused."""
 MAX_REASON = 1000
-log = logging.getLogger("syncd.directory")
 _SHOWN = 80
 """Longest bad value quoted in a reason."""
+
+log = logging.getLogger("syncd.directory")
 
 
 class SourceError(SyncdError):
