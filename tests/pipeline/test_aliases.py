@@ -50,8 +50,9 @@ def _state(deploy: Deployment) -> tuple[dict[str, Any], list[Any], str]:
             .join(KeyPair, KeyPair.user_id == User.id)
         ).all()
         audits = session.scalars(
-            select(AuditEvent.detail).where(
-                AuditEvent.action == "provision.insert_alias_identities")
+            select(AuditEvent.detail)
+            .where(AuditEvent.action.endswith(".insert_alias_identities"))
+            .order_by(AuditEvent.id)
         ).all()
     database.close()
     pem = next(str(p) for email, _, p in rows if email == ALICE)
