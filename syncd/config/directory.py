@@ -194,6 +194,10 @@ class LdapSourceConfig(Section):
     mail_domains: list[str] = []
     """With several email values: prefer one in these domains (first listed first); then
     the lowest address. See ``choose_email``."""
+    aliases_attribute: str | None = None
+    """Where the user's aliases are read (for ``certificate.include_aliases``); none: the
+    other values of email_attribute. Active Directory's proxyAddresses works: its ``smtp:``
+    values are taken, other address types (X500:, SIP:...) are left out."""
     id_attribute: str | None = None
     """Default: entryUUID (openldap) or objectGUID (active_directory)."""
     disabled_attribute: str | None = None

@@ -7,6 +7,7 @@ key-pairs create`` run them in one go through :func:`make_credential`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,13 +42,16 @@ def certify(
     now: datetime,
     *,
     issuer_kms: KeyManager | None = None,
+    aliases: Sequence[str] = (),
 ) -> tuple[x509.Certificate, str]:
     """Issue and validate the leaf for ``key`` (held by ``kms``); returns it and its PKCS#7
-    chain. The issuer signs in ``issuer_kms``, the backend holding its key (default ``kms``)."""
+    chain. The issuer signs in ``issuer_kms``, the backend holding its key (default ``kms``).
+    ``aliases``, the user's other addresses, follow ``email`` in the subjectAltName."""
     signing_kms = issuer_kms or kms
     public_key = kms.public_key(key.public_key_id)
+    leaf = _Leaf(email, tuple(aliases), key, public_key)
     try:
-        certificate = _made_in_kms(email, key, public_key, signing_kms, kms, issuer, profile, now)
+        certificate = _made_in_kms(leaf, signing_kms, kms, issuer, profile, now)
         if certificate is None:
             certificate = issue_leaf(
                 email,
@@ -56,10 +60,11 @@ def certify(
                 issuer.signer(signing_kms, profile.hash),
                 profile,
                 now,
+                aliases=leaf.aliases,
             )
     except NotSupportedByServer:
         # kms.kmip.signing auto: the KMS refused Sign, so it makes the certificate (Certify)
-        certificate = _made_in_kms(email, key, public_key, signing_kms, kms, issuer, profile, now)
+        certificate = _made_in_kms(leaf, signing_kms, kms, issuer, profile, now)
         if certificate is None:
             raise
     roots = [issuer.root] if issuer.root is not None else []
@@ -70,10 +75,18 @@ def certify(
     return certificate, pkcs7_pem([certificate, *issuer.intermediates])
 
 
+@dataclass(frozen=True)
+class _Leaf:
+    """The leaf asked for: whose, and for which key."""
+
+    email: str
+    aliases: tuple[str, ...]
+    key: KeyRef
+    public_key: CertificateIssuerPublicKeyTypes
+
+
 def _made_in_kms(
-    email: str,
-    key: KeyRef,
-    public_key: CertificateIssuerPublicKeyTypes,
+    leaf: _Leaf,
     signing_kms: KeyManager,
     key_kms: KeyManager,
     issuer: IssuingCA,
@@ -86,14 +99,15 @@ def _made_in_kms(
     if signing_kms is not key_kms:
         return None
     request = LeafRequest(
-        email=email,
-        public_key=public_key,
-        public_key_id=key.public_key_id,
-        label=key.label,
+        email=leaf.email,
+        public_key=leaf.public_key,
+        public_key_id=leaf.key.public_key_id,
+        label=leaf.key.label,
         issuer_certificate=issuer.certificate,
         issuer_private_key_id=issuer.kms_private_key_id,
         profile=profile,
         now=now,
+        aliases=leaf.aliases,
     )
     return signing_kms.certify_in_kms(request)
 

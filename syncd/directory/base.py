@@ -7,12 +7,19 @@ Values the state store cannot hold (an id over 255 characters, an email over 320
 characters) make bad entries too, whatever the source. A skipped entry keeps whatever identity
 it still has (email, id), so the plan can hold the user it names instead of taking them for
 gone.
+
+Aliases (other addresses of the user, for certificates with ``certificate.include_aliases``)
+are normalised like the email; the primary address and duplicates are removed, and an alias
+that is not a usable ASCII address is dropped with a warning naming the entry (the entry
+itself is kept).
+
 A source that cannot read the whole directory raises SourceError: the pass stops before
 planning and nobody is deprovisioned.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -33,6 +40,8 @@ MAX_WHERE = 512
 MAX_REASON = 1000
 _SHOWN = 80
 """Longest bad value quoted in a reason."""
+
+log = logging.getLogger("syncd.directory")
 
 
 class SourceError(SyncdError):
@@ -72,6 +81,8 @@ class RawEntry:
     enabled: bool = True
     problem: str | None = None
     """Set by a source that already knows the entry is unusable."""
+    aliases: tuple[object, ...] = ()
+    """The user's other addresses as read (normalised by :func:`clean_aliases`)."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +174,23 @@ def _id_problem(directory_id: str, email: str) -> str | None:
     return None
 
 
+def clean_aliases(where: str, email: str, values: Iterable[object]) -> tuple[str, ...]:
+    """The usable aliases of the entry at ``where`` whose address is ``email``: normalised,
+    sorted (whatever order the server keeps them in), without the primary address and
+    without duplicates. A value that is not an address a certificate can carry (invalid, not
+    ASCII, too long) is dropped with a warning naming the entry."""
+    kept: dict[str, None] = {}
+    for value in values:
+        alias = normalise_email(value)
+        if alias is None or not alias.isascii() or len(alias) > MAX_EMAIL:
+            log.warning("directory entry %s (%s): alias %s is not a usable ASCII email "
+                        "address; left out", where, email, shown(value))
+            continue
+        if alias != email:
+            kept.setdefault(alias, None)
+    return tuple(sorted(kept))
+
+
 def readable_identity(entry: RawEntry) -> tuple[str | None, str | None]:
     """The (email, directory id) of an entry, each None unless it could be stored as it is."""
     email = normalise_email(entry.email)
@@ -210,5 +238,6 @@ def build_snapshot(source: str, entries: Iterable[RawEntry], now: datetime) -> S
         assert email is not None and directory_id is not None  # no problem: both usable
         seen_emails[email] = where
         seen_ids[directory_id] = where
-        users.append(DirectoryUser(email, directory_id, entry.enabled))
+        aliases = clean_aliases(where, email, entry.aliases) if entry.aliases else ()
+        users.append(DirectoryUser(email, directory_id, entry.enabled, aliases=aliases))
     return Snapshot(source, now, tuple(users), tuple(skipped))

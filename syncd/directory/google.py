@@ -28,7 +28,10 @@ How the selectors of ``directory.google`` combine:
      take key pairs for them yet, and they are provisioned by the first pass after Google has
      created their mailbox.
 
-The stable directory id is the Google user ``id``. Every listing is read to its last page
+The stable directory id is the Google user ``id``; the user's ``aliases`` (which users.list
+returns with every projection: no field mask is sent) are the addresses
+``certificate.include_aliases`` puts in the certificate (``nonEditableAliases``, the addresses
+of domain aliases and the test domain, are not). Every listing is read to its last page
 (users 500 a page, members 200 a page); a call that still fails after the client's retries
 (an HTTP error, a refused page token, no answer) raises SourceError, so the pass stops before
 planning and nobody is deprovisioned.
@@ -142,7 +145,9 @@ class GoogleSource:
         disabled = (self.scope.exclude_suspended and bool(user.get("suspended"))) or (
             self.scope.exclude_archived and bool(user.get("archived"))
         )
-        return RawEntry(where, email, user_id, enabled=not disabled)
+        aliases = user.get("aliases")
+        return RawEntry(where, email, user_id, enabled=not disabled,
+                        aliases=tuple(aliases) if isinstance(aliases, list) else ())
 
     def entries(self) -> Iterable[RawEntry]:
         """The raw entries of a complete read; SourceError when the directory cannot be read."""

@@ -42,6 +42,7 @@ from syncd.directory.ldap_values import (
     IN_CHAIN_RULE,
     account_expired,
     ad_partition_referral,
+    alias_values,
     and_filters,
     choose_email,
     decode_text,
@@ -90,6 +91,8 @@ class LdapSource:
             attributes += ["userAccountControl", "accountExpires"]
         if config.disabled_attribute:
             attributes.append(config.disabled_attribute)
+        if config.aliases_attribute:
+            attributes.append(config.aliases_attribute)
         self._expand_here = bool(config.groups) and not self._ad
         if self._expand_here:
             attributes.append(USER_NAME_ATTRIBUTE)  # what posixGroup memberUid values name
@@ -103,10 +106,14 @@ class LdapSource:
         return build_snapshot(self.name, self._entries("", now), now)
 
     def lookup(self, email: str, now: datetime) -> Snapshot:
-        """Only the entries one of whose email values equals ``email`` (in scope, enabled or
-        not). Each user carries the address syncd uses (``choose_email``), which may be
-        another of the entry's values."""
-        clause = f"({self.config.email_attribute}={escape_filter_value(email.strip())})"
+        """Only the entries one of whose email values (or aliases_attribute values) equals
+        ``email`` (in scope, enabled or not). Each user carries the address syncd uses
+        (``choose_email``), which may be another of the entry's values."""
+        value = escape_filter_value(email.strip())
+        clause = f"({self.config.email_attribute}={value})"
+        if self.config.aliases_attribute:  # as itself, or as proxyAddresses' smtp:<address>
+            name = self.config.aliases_attribute
+            clause = f"(|{clause}({name}={value})({name}=smtp:{value}))"
         return build_snapshot(self.name, self._entries(clause, now), now)
 
     def _entries(self, extra_filter: str, now: datetime) -> list[RawEntry]:
@@ -278,10 +285,12 @@ class LdapSource:
         # user it holds (the plan keeps that user's state instead of taking them as "left").
         email: str | None = None
         directory_id: str | None = None
+        aliases: list[str] = []
         try:
             emails = [decode_text(v, config.email_attribute)
                       for v in attributes.get(config.email_attribute) or ()]
             email = choose_email(emails, config.mail_domains)
+            aliases = self._aliases(attributes, emails, email)
         except ValueError as exc:
             problem: str | None = str(exc)
         else:
@@ -294,7 +303,19 @@ class LdapSource:
             problem = problem or str(exc)
         if problem is not None:
             return RawEntry(dn, email, directory_id, problem=problem)
-        return RawEntry(dn, email, directory_id, enabled)
+        return RawEntry(dn, email, directory_id, enabled, aliases=tuple(aliases))
+
+    def _aliases(
+        self, attributes: RawAttributes, emails: list[str], chosen: str | None
+    ) -> list[str]:
+        """The entry's aliases: ``aliases_attribute``'s addresses, or the email values
+        ``choose_email`` did not choose (build_snapshot normalises them)."""
+        name = self.config.aliases_attribute
+        if not name:
+            return [value for value in emails if value.strip() and value.strip() != chosen]
+        # not UTF-8: kept garbled, so build_snapshot drops it with a warning, not the user
+        return alias_values([v.decode("utf-8", errors="replace")
+                             for v in attributes.get(name) or ()])
 
     def _id(self, raw: bytes) -> str:
         if self._id_attribute.lower() == "objectguid":

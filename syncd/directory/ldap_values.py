@@ -262,6 +262,30 @@ def choose_email(values: Sequence[str], preferred_domains: Sequence[str] = ()) -
     return min(present, key=key)
 
 
+_ADDRESS_TYPE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):(.*)$", re.DOTALL)
+
+
+def alias_values(values: Sequence[str]) -> list[str]:
+    """The addresses among an aliases attribute's values, in order.
+
+    Active Directory's proxyAddresses prefixes each value with its type: ``SMTP:`` (the
+    primary) and ``smtp:`` values are addresses, without the prefix; other types (``X500:``,
+    ``SIP:``, ``x400:``...) are not email addresses and are left out. A value without a type
+    prefix is taken as it is.
+    """
+    found: list[str] = []
+    for value in values:
+        text = value.strip()
+        typed = _ADDRESS_TYPE.match(text)
+        if typed is not None and "@" not in typed.group(1):
+            if typed.group(1).lower() != "smtp":
+                continue
+            text = typed.group(2).strip()
+        if text:
+            found.append(text)
+    return found
+
+
 def account_expired(raw: bytes, now: datetime) -> bool:
     """Active Directory accountExpires (100-nanosecond intervals since 1601-01-01 UTC): True
     when that moment has passed. 0 and 0x7FFFFFFFFFFFFFFF mean the account never expires."""

@@ -1,7 +1,8 @@
 """One timed read of the directory as a pass would do it (``syncd directory test``).
 
 A source that can fetch one user (``lookup``, the LDAP source) does so and finds the user by
-any of its addresses; any other source is read whole and filtered on the normalised address.
+any of its addresses; any other source is read whole and filtered on the normalised address,
+the primary or an alias.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def probe_directory(
             users = list(snapshot.users)
         else:
             snapshot = source.read(now)
-            users = [entry for entry in snapshot.users if entry.email == wanted]
+            users = [entry for entry in snapshot.users
+                     if entry.email == wanted or wanted in entry.aliases]
     else:
         snapshot = source.read(now)
         users = list(snapshot.users)

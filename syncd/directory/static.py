@@ -3,7 +3,10 @@
 YAML: a list of mappings (or ``{users: [...]}``) with ``email``, ``id`` and optional
 ``enabled`` (default true). CSV: a header row with ``email``, ``id`` and optional ``enabled``
 (true/false, yes/no, 1/0), separated by ``,`` or (as spreadsheets save it in many locales)
-``;``, which the header line decides; a UTF-8 byte order mark is ignored. A file that is
+``;``, which the header line decides; a UTF-8 byte order mark is ignored. Both take an
+optional ``aliases``: the user's other addresses (for ``certificate.include_aliases``), a YAML
+list or, in either format, one text with the addresses separated by ``;`` (a CSV cell in
+quotes when the file itself is ``;``-separated). A file that is
 missing or cannot be parsed is a SourceError; a bad entry is skipped and named by its position
 (``users.csv line 7``, ``users.yaml entry 3``).
 """
@@ -40,6 +43,15 @@ def _enabled(value: Any) -> bool | str:
     if text in _FALSE:
         return False
     return f"enabled must be true or false, not {value!r}"
+
+
+def _aliases(value: Any) -> tuple[object, ...]:
+    """An ``aliases`` value as a tuple: a list as it is, a text split on ``;``."""
+    if value is None:
+        return ()
+    if isinstance(value, list):
+        return tuple(value)
+    return tuple(part for part in str(value).split(";") if part.strip())
 
 
 def csv_delimiter(text: str) -> str:
@@ -99,5 +111,6 @@ class StaticSource:
             if isinstance(enabled, str):
                 entries.append(RawEntry(where, row.get("email"), row.get("id"), problem=enabled))
             else:
-                entries.append(RawEntry(where, row.get("email"), row.get("id"), enabled))
+                entries.append(RawEntry(where, row.get("email"), row.get("id"), enabled,
+                                        aliases=_aliases(row.get("aliases"))))
         return build_snapshot(self.name, entries, now)

@@ -49,6 +49,8 @@ class LeafRequest:
     issuer_private_key_id: str
     profile: LeafProfile
     now: datetime
+    aliases: tuple[str, ...] = ()
+    """The user's other addresses, after ``email`` in the subjectAltName."""
 
 
 class KeyManager(abc.ABC):

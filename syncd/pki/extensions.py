@@ -28,6 +28,8 @@ class LeafContext:
     email: str
     public_key: CertificatePublicKeyTypes
     issuer: x509.Certificate
+    aliases: tuple[str, ...] = ()
+    """The user's other addresses, after ``email`` in the subjectAltName (``email:copy``)."""
 
 
 Builder = Callable[[LeafContext], x509.ExtensionType]
@@ -153,8 +155,17 @@ def _general_name(item: str) -> Callable[[LeafContext], x509.GeneralName]:
 
 
 def _subject_alt_name(value: str) -> Builder:
-    makers = [_general_name(item) for item in _items(value)]
-    return lambda ctx: x509.SubjectAlternativeName([make(ctx) for make in makers])
+    items = _items(value)
+    makers = [_general_name(item) for item in items]
+
+    def build(ctx: LeafContext) -> x509.SubjectAlternativeName:
+        names = [make(ctx) for make in makers]
+        if "email:copy" in items:  # the user's aliases follow the copied address
+            present = {str(n.value).lower() for n in names if isinstance(n, x509.RFC822Name)}
+            names += [x509.RFC822Name(a) for a in ctx.aliases if a.lower() not in present]
+        return x509.SubjectAlternativeName(names)
+
+    return build
 
 
 def _uri(item: str) -> x509.UniformResourceIdentifier:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,7 +22,7 @@ from syncd.errors import CertificateError
 from syncd.pki import der
 from syncd.pki.chain import describe, issued_by
 from syncd.pki.extensions import LeafContext, authority_key_identifier, build_extensions
-from syncd.pki.profile import LeafProfile, check_certifiable, subject_for
+from syncd.pki.profile import LeafProfile, check_certifiable, san_addresses, subject_for
 
 Signer = Callable[[bytes], bytes]
 ExtensionList = list[tuple[x509.ExtensionType, bool]]
@@ -104,11 +104,14 @@ def _profile_locations(profile: LeafProfile) -> ExtensionList:
 
 
 def default_extensions(profile: LeafProfile, ctx: LeafContext) -> ExtensionList:
-    """Google's S/MIME end-entity profile for ``ctx.email``."""
+    """Google's S/MIME end-entity profile for ``ctx.email`` (its aliases after it in the
+    subjectAltName)."""
     return [
         (_key_usage(ctx.public_key), True),
         (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False),
-        (x509.SubjectAlternativeName([x509.RFC822Name(ctx.email)]), False),
+        (x509.SubjectAlternativeName(
+            [x509.RFC822Name(address) for address in san_addresses(ctx.email, ctx.aliases)]
+        ), False),
         (x509.BasicConstraints(ca=False, path_length=None), True),
         *_profile_locations(profile),
     ]
@@ -160,16 +163,19 @@ def issue_leaf(
     profile: LeafProfile,
     now: dt.datetime,
     serial: int | None = None,
+    *,
+    aliases: Sequence[str] = (),
 ) -> x509.Certificate:
     """The leaf certificate for ``email``, its TBS bytes signed by ``sign`` (the KMS).
 
+    ``aliases``, the user's other addresses, follow ``email`` in the subjectAltName.
     ``sign`` must sign with the issuer's private key: RSA PKCS#1 v1.5 or ECDSA (DER) with the
     profile's hash. Raises CertificateError if the result does not verify against the issuer,
     and UncertifiableAddressError (permanent) for an address no certificate can carry.
     """
-    check_certifiable(email)
+    check_certifiable(email, aliases)
     not_before, not_after = _validity(now, profile, issuer_cert, email)
-    ctx = LeafContext(email, subject_public_key, issuer_cert)
+    ctx = LeafContext(email, subject_public_key, issuer_cert, san_addresses(email, aliases)[1:])
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject_for(email, profile.subject_template))

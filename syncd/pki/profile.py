@@ -18,6 +18,7 @@ Workspace primary addresses are ASCII. The refusal is permanent: retrying cannot
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -93,18 +94,31 @@ def _fields(email: str) -> dict[str, str]:
     return {"email": email, "local_part": local_part, "domain": domain}
 
 
-def check_certifiable(email: str) -> None:
-    """Raise UncertifiableAddressError (permanent) when ``email`` cannot be a certificate's
-    rfc822Name: it must be ASCII (see the module docstring)."""
-    if email.isascii():
-        return
-    local_part = email.rpartition("@")[0]
-    part = "local part" if not local_part.isascii() else "domain"
-    raise UncertifiableAddressError(
-        f"{email}: internationalised {part} (not ASCII); an S/MIME certificate names its user "
-        "with an ASCII rfc822Name, and Gmail matches it to the user's primary address, which "
-        "Google Workspace keeps ASCII. Give the user an ASCII primary address in the directory"
-    )
+def check_certifiable(email: str, aliases: Sequence[str] = ()) -> None:
+    """Raise UncertifiableAddressError (permanent) when ``email`` or one of its ``aliases``
+    cannot be a certificate's rfc822Name: each must be ASCII (see the module docstring)."""
+    for address in (email, *aliases):
+        if address.isascii():
+            continue
+        local_part = address.rpartition("@")[0]
+        part = "local part" if not local_part.isascii() else "domain"
+        if address != email:
+            raise UncertifiableAddressError(
+                f"{email}: its alias {address} has an internationalised {part} (not ASCII), "
+                "which an S/MIME certificate's rfc822Name cannot carry; remove the alias in the "
+                "directory or set certificate.include_aliases: false"
+            )
+        raise UncertifiableAddressError(
+            f"{email}: internationalised {part} (not ASCII); an S/MIME certificate names its "
+            "user with an ASCII rfc822Name, and Gmail matches it to the user's primary address, "
+            "which Google Workspace keeps ASCII. Give the user an ASCII primary address in the "
+            "directory"
+        )
+
+
+def san_addresses(email: str, aliases: Sequence[str] = ()) -> tuple[str, ...]:
+    """The rfc822Names of a leaf: the primary address first, then each alias once."""
+    return tuple(dict.fromkeys((email, *(a for a in aliases if a.lower() != email.lower()))))
 
 
 def _template_with_tokens(template: str) -> str:

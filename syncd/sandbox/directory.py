@@ -133,6 +133,8 @@ def user_view(
     }
     if user.name:
         view["name"] = dict(user.name)
+    if user.aliases:  # as Google: the field is left out for a user without aliases
+        view["aliases"] = list(user.aliases)
     if projection == "full" and user.customSchemas:
         view["customSchemas"] = user.customSchemas
     elif projection == "custom":

@@ -59,6 +59,8 @@ class DirectoryUser(_Model):
     orgUnitPath: str = "/"
     isMailboxSetup: bool = True
     customSchemas: dict[str, dict[str, Any]] = {}
+    aliases: list[str] = []
+    """The user's alias addresses (Google's ``aliases``: returned only when there are some)."""
 
     @property
     def user_id(self) -> str:

@@ -45,6 +45,11 @@ ALIASES_BASE = f"ou=aliases,{SUFFIX}"
 GROUPS_BASE = f"ou=groups,{SUFFIX}"
 MULTI_MAILS = ("multi.z@example.org", "Multi@Other.Example", "a.multi@example.org", "bad value")
 """One entry's mail values, in the order slapd stores (and returns) them."""
+PROXY_BASE = f"ou=proxy,{SUFFIX}"
+PROXY_ADDRESSES = ("SMTP:proxy@example.org", "smtp:P.Roxy@Example.org", "X500:/o=Example/cn=proxy",
+                   "sip:proxy@example.org", "smtp:not an address")
+"""proxyAddresses-style values (in janetMailbox, an IA5 string matched case-insensitively, as
+proxyAddresses is) of the one entry under PROXY_BASE."""
 PARTNERS_BASE = f"ou=partners,{SUFFIX}"
 REFERRAL_URL = "ldap://ldap.partner.example/ou=remote,dc=partner,dc=example"
 BULK_LIMITS = f'limits dn.exact="{BULK_DN}" size.prtotal=unlimited'
@@ -92,7 +97,7 @@ def directory_ldif(service_password: str) -> str:
                ("o", "Example"), ("dc", "example")),
     ]
     for ou in ("people", "staff", "contractors", "services", "groups", "many", "partners",
-               "aliases"):
+               "aliases", "proxy"):
         parts.append(_entry(f"ou={ou},{SUFFIX}", ("objectClass", "organizationalUnit"),
                             ("ou", ou)))
     parts.append(_entry(f"ou=archive,ou=contractors,{SUFFIX}",
@@ -110,6 +115,11 @@ def directory_ldif(service_password: str) -> str:
     parts.append(_person(f"uid=pat,{PARTNERS_BASE}", "pat", "pat@example.org"))
     parts.append(_person(f"uid=multi,{ALIASES_BASE}", "multi", None,
                          *(("mail", mail) for mail in MULTI_MAILS)))
+    parts.append(_entry(f"uid=proxy,{PROXY_BASE}", ("objectClass", "inetOrgPerson"),
+                        ("objectClass", "extensibleObject"), ("uid", "proxy"), ("sn", "proxy"),
+                        ("cn", "proxy"), ("mail", "proxy@example.org"),
+                        ("mail", "second@example.org"),
+                        *(("janetMailbox", value) for value in PROXY_ADDRESSES)))
     parts += [
         _person(f"uid=m{n:04d},{MANY_BASE}", f"m{n:04d}", f"m{n:04d}@example.org")
         for n in range(MANY)

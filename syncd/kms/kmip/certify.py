@@ -26,7 +26,7 @@ from syncd.kms.kmip.transport import CertifyRequest, KmipTransport
 from syncd.pki.chain import describe, issued_by
 from syncd.pki.extensions import SECTION, LeafContext
 from syncd.pki.issue import ExtensionList, leaf_extensions
-from syncd.pki.profile import check_certifiable, subject_for
+from syncd.pki.profile import check_certifiable, san_addresses, subject_for
 
 _USAGE_NAMES = {
     "digital_signature": "digitalSignature", "content_commitment": "nonRepudiation",
@@ -150,8 +150,9 @@ def render_extensions_conf(extensions: ExtensionList) -> str:
 
 def certify_request(leaf: LeafRequest, issuer_certificate_id: str | None = None) -> CertifyRequest:
     """What to ask Certify for ``leaf`` (its subject and extensions rendered from its profile)."""
-    check_certifiable(leaf.email)
-    ctx = LeafContext(leaf.email, leaf.public_key, leaf.issuer_certificate)
+    check_certifiable(leaf.email, leaf.aliases)
+    ctx = LeafContext(leaf.email, leaf.public_key, leaf.issuer_certificate,
+                      san_addresses(leaf.email, leaf.aliases)[1:])
     return CertifyRequest(
         public_key_id=leaf.public_key_id,
         issuer_private_key_id=leaf.issuer_private_key_id,
@@ -165,8 +166,9 @@ def certify_request(leaf: LeafRequest, issuer_certificate_id: str | None = None)
 
 def check_certified(cert: x509.Certificate, email: str,
                     subject_public_key: CertificatePublicKeyTypes,
-                    issuer_cert: x509.Certificate, now: dt.datetime) -> None:
-    """Raise CertificateError unless ``cert`` is the leaf asked for."""
+                    issuer_cert: x509.Certificate, now: dt.datetime,
+                    aliases: tuple[str, ...] = ()) -> None:
+    """Raise CertificateError unless ``cert`` is the leaf asked for (naming ``aliases`` too)."""
     problems = []
     if not issued_by(cert, issuer_cert):
         problems.append(f"it is not signed by the issuer {describe(issuer_cert)}")
@@ -176,9 +178,10 @@ def check_certified(cert: x509.Certificate, email: str,
         problems.append("it certifies another public key")
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        if email.lower() not in (value.lower() for value in
-                                 names.get_values_for_type(x509.RFC822Name)):
-            problems.append(f"its subjectAltName does not name {email}")
+        named = {value.lower() for value in names.get_values_for_type(x509.RFC822Name)}
+        missing = [a for a in (email, *aliases) if a.lower() not in named]
+        if missing:
+            problems.append(f"its subjectAltName does not name {', '.join(missing)}")
     except x509.ExtensionNotFound:
         problems.append("it has no subjectAltName")
     # the KMS's clock starts the validity: allow it to run a little ahead of this host's
@@ -200,5 +203,6 @@ def certify_leaf(transport: KmipTransport, leaf: LeafRequest) -> x509.Certificat
     except ValueError:
         raise CertificateError(f"{transport.describe()}: Certify for {leaf.email} returned no "
                                "X.509 certificate") from None
-    check_certified(cert, leaf.email, leaf.public_key, leaf.issuer_certificate, leaf.now)
+    check_certified(cert, leaf.email, leaf.public_key, leaf.issuer_certificate, leaf.now,
+                    leaf.aliases)
     return cert

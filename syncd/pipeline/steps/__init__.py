@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from syncd.domain import TaskKind
 from syncd.pipeline.steps.adopt import check_existing
+from syncd.pipeline.steps.aliases import insert_alias_identities
 from syncd.pipeline.steps.base import (
     GmailKeyPairs,
     KeyPairView,
@@ -31,7 +32,10 @@ from syncd.pipeline.steps.repair import repair_keypair
 from syncd.pipeline.steps.retire import disable_superseded, obliterate_disabled
 from syncd.pipeline.steps.verify import verify_credential
 
-_MAKE = ("create_key", "issue_certificate", "upload_keypair", "insert_identity")
+_MAKE = (
+    "create_key", "issue_certificate", "upload_keypair", "insert_identity",
+    "insert_alias_identities",
+)
 _END = ("delete_identity", "disable_keypairs", "revoke_keys")
 
 PIPELINES: dict[TaskKind, tuple[str, ...]] = {
@@ -52,6 +56,7 @@ STEPS: dict[str, Step] = {
     "issue_certificate": issue_certificate,
     "upload_keypair": upload_keypair,
     "insert_identity": insert_identity,
+    "insert_alias_identities": insert_alias_identities,
     "repair_keypair": repair_keypair,
     "delete_identity": delete_identity,
     "disable_keypairs": disable_keypairs,

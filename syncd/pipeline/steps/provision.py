@@ -10,6 +10,7 @@ from syncd.credentials.credential import certify
 from syncd.domain import KeyPairStatus, TaskKind
 from syncd.google.errors import GoogleAPIError
 from syncd.kms.base import KeyRef
+from syncd.pipeline.steps.aliases import certificate_aliases
 from syncd.pipeline.steps.base import (
     Outcome,
     Services,
@@ -66,6 +67,7 @@ def issue_certificate(work: Work, services: Services) -> Outcome:
         services.profile,
         services.clock(),
         issuer_kms=services.issuer_kms(),
+        aliases=certificate_aliases(work, services),
     )
     serial = format(certificate.serial_number, "x")
     pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
