@@ -124,7 +124,8 @@ DURATIONS = [
     ("kmip", "kms.kmip.timeout"), ("", "google.max_retry_after"),
     ("", "google.timeout_seconds"), ("", "pipeline.step_time_limit"),
     ("", "pipeline.retry_initial"), ("", "pipeline.retry_max"), ("", "pipeline.claim_lease"),
-    ("", "policy.deprovision_after"), ("", "schedule.interval"), ("", "schedule.jitter"),
+    ("", "policy.deprovision_after"), ("", "policy.verify_every"),
+    ("", "policy.superseded_disable_after"), ("", "schedule.interval"), ("", "schedule.jitter"),
     ("email", "report.email.timeout"), ("", "daemon.stop_timeout"),
     ("", "daemon.health_max_age"), ("", "daemon.stall_timeout"),
 ]
