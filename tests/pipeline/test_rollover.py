@@ -20,8 +20,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
+from sqlalchemy import select
 
+from syncd.domain import KeyPairStatus
 from syncd.state.db import Database
+from syncd.state.models import KeyPair, User
 from syncd.state.queries import history
 from tests.support.testca import TestHierarchy, make_intermediate, new_key, write_private_file
 
@@ -176,7 +179,26 @@ def test_switching_the_issuing_ca_reissues_a_few_users_a_pass_until_all_are_move
     database = Database.open(deployment.config.state.url)
     with database.engine.connect() as connection:
         histories = {email: history(connection, email) for email in USERS}
+        profiles = connection.execute(
+            select(KeyPair.profile)
+            .join(User, User.id == KeyPair.user_id)
+            .where(KeyPair.status == KeyPairStatus.ACTIVE)
+        ).scalars()
+        recorded = [dict(profile) for profile in profiles]
     database.close()
+    # What each new certificate was issued with, as issue_certificate recorded it.
+    assert recorded == [
+        {
+            "key_bits": 2048,
+            "hash": "sha256",
+            "subject_template": "CN={email}",
+            "crl": [],
+            "aia_ca_issuers": [],
+            "aia_ocsp": [],
+            "issuer": "new",
+            "aliases": [],
+        }
+    ] * len(USERS)
     for email in USERS:
         keypairs, _ = gmail_state(deployment, email)
         assert {kp["keyPairId"] for kp in keypairs if kp["enablementState"] == "enabled"} >= {
