@@ -12,7 +12,10 @@
   dates of the last CRL written per issuer.
 
 Existing superseded and disabled key pairs take their last update as the time they were
-superseded or disabled (the best the store knows).
+superseded or disabled (the best the store knows). Existing key pairs with a certificate get
+their ``profile`` read from the certificate (key size, hash, CRL and AIA URLs, the imported
+issuer that signed it, its aliases; never the subject template), so that configuration drift
+is found for them too.
 
 Revision ID: 0008_lifecycle
 Revises: 0007_kms_backend

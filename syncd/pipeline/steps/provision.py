@@ -87,9 +87,11 @@ def issue_certificate(work: Work, services: Services) -> Outcome:
 
 def _issued_with(work: Work, services: Services, certificate: x509.Certificate) -> dict[str, Any]:
     """The certificate's profile record (compared with the configuration's by the plan to
-    find configuration drift): the configured one, with the key size the KMS key really has."""
+    find configuration drift): the configured one, with the issuer that signed and the key
+    size the KMS key really has."""
     aliases = work.aliases if services.desired.include_aliases else ()
     record = services.desired.record(aliases)
+    record["issuer"] = services.issuer.label
     key = certificate.public_key()
     if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         record["key_bits"] = key.key_size
