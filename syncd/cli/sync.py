@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from syncd.cli.common import format_option
+from syncd.domain import ReasonCode
 from syncd.errors import EXIT_FAILURES, EXIT_OK, ConfigError
 from syncd.output import Format, emit_listing, render_table, to_json
 
@@ -33,24 +34,46 @@ def _plan_rows(the_plan: Plan) -> list[dict[str, Any]]:
     return rows
 
 
-def _plan_document(the_plan: Plan) -> dict[str, Any]:
+def _plan_document(the_plan: Plan, reissue_per_pass: str) -> dict[str, Any]:
     return {
         "actions": [
-            {"email": a.email, "action": a.kind.value, "reason": a.reason, "task": a.task_kind}
+            {
+                "email": a.email,
+                "action": a.kind.value,
+                "reason": a.reason,
+                "code": a.code,
+                "task": a.task_kind,
+            }
             for a in the_plan.actions
         ],
-        "held": [{"email": h.email, "reason": h.reason} for h in the_plan.held],
+        "held": [{"email": h.email, "reason": h.reason, "code": h.code} for h in the_plan.held],
         "blocked_deprovisions": [a.email for a in the_plan.blocked_deprovisions],
         "blocked_reason": the_plan.blocked_reason,
         "skipped_entries": the_plan.skipped_entries,
+        "reissue": {**_reissue_counts(the_plan), "per_pass": reissue_per_pass},
     }
 
 
-def _print_plan(the_plan: Plan, fmt: Format) -> None:
+def _reissue_counts(the_plan: Plan) -> dict[str, int]:
+    """Credentials out of date with the configuration: re-issued this pass, and left for
+    later passes by policy.reissue_per_pass."""
+    issued = sum(1 for a in the_plan.actions if a.code is ReasonCode.CONFIG_CHANGED)
+    pending = the_plan.pending_reissue
+    return {"out_of_date": issued + pending, "this_pass": issued, "pending": pending}
+
+
+def _print_plan(the_plan: Plan, fmt: Format, reissue_per_pass: str) -> None:
     if fmt == "json":
-        print(to_json({"plan": _plan_document(the_plan)}))
+        print(to_json({"plan": _plan_document(the_plan, reissue_per_pass)}))
         return
     print(render_table(_plan_rows(the_plan), _PLAN_COLUMNS))
+    reissue = _reissue_counts(the_plan)
+    if reissue["out_of_date"]:
+        print(
+            f"\n{reissue['out_of_date']:,} credentials out of date with the configuration: "
+            f"{reissue['this_pass']:,} re-issued this pass, {reissue['pending']:,} pending "
+            f"(policy.reissue_per_pass: {reissue_per_pass})"
+        )
     if the_plan.blocked_reason:
         print(f"\nblocked: {the_plan.blocked_reason}", file=sys.stderr)
 
@@ -85,6 +108,11 @@ def _report_pass(result: PassResult, fmt: Format) -> int:
     print(
         f"pass {result.run_id}: {summary['done']} done, {summary['failed']} failed, "
         f"{summary['held']} held, {summary['blocked_deprovisions']} deprovisions blocked"
+        + (
+            f", {result.plan.pending_reissue:,} re-issues pending"
+            if result.plan.pending_reissue
+            else ""
+        )
     )
     return code
 
@@ -95,7 +123,7 @@ def cmd_plan(args: argparse.Namespace, config: Config) -> int:
 
     with App(config) as app:
         result = dry_run(app, allow_mass_deprovision=args.allow_mass_deprovision)
-    _print_plan(result.plan, args.format)
+    _print_plan(result.plan, args.format, config.policy.reissue_per_pass)
     return EXIT_OK
 
 

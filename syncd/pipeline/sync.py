@@ -77,6 +77,7 @@ class PassResult:
             "stopped": len(self.stopped),
             "blocked_deprovisions": len(self.plan.blocked_deprovisions),
             "skipped_entries": self.plan.skipped_entries,
+            "pending_reissue": self.plan.pending_reissue,
         }
 
 

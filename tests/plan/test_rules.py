@@ -22,6 +22,7 @@ from syncd.plan import (
     RULES,
     Action,
     CredentialView,
+    DesiredProfile,
     Hold,
     Policy,
     Subject,
@@ -32,8 +33,10 @@ from syncd.plan import (
 )
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
+DESIRED = DesiredProfile(key_bits=3072, issuer="new-ca")
 POLICY = Policy(
-    renew_before=timedelta(days=30), max_deprovision="100%", deprovision_after=timedelta(hours=1)
+    renew_before=timedelta(days=30), max_deprovision="100%", deprovision_after=timedelta(hours=1),
+    profile=DESIRED,
 )
 USER = "u@x.com"
 BYSTANDER = "keep@x.com"
@@ -51,8 +54,11 @@ def known(
     holds: bool = True,
     missing_since: datetime | None = None,
     in_scope: bool = True,
+    profile: dict[str, object] | None = None,
 ) -> UserView:
-    active = CredentialView(2, NOW + expires_in) if expires_in is not None else None
+    active = (
+        CredentialView(2, NOW + expires_in, profile=profile) if expires_in is not None else None
+    )
     return UserView(USER, "id-u", in_scope, active, task, holds, missing_since)
 
 
@@ -103,6 +109,26 @@ TABLE = [
     Row("certificate a second beyond renew_before",
         known(expires_in=timedelta(days=30, seconds=1)), listed(), None, None, None),
     Row("provisioned and current", known(), listed(), None, None, None),
+    # config_changed
+    Row("key size raised", known(profile={**DESIRED.record(), "key_bits": 2048}), listed(),
+        ActionKind.RENEW, ReasonCode.CONFIG_CHANGED, "config_changed",
+        "config changed: key_bits 2048 -> 3072", TaskKind.RENEW),
+    Row("issuing CA and CRL switched",
+        known(profile={**DESIRED.record(), "issuer": "old-ca", "crl": ["http://a/old.crl"]}),
+        listed(), ActionKind.RENEW, ReasonCode.CONFIG_CHANGED, "config_changed",
+        "config changed: crl [http://a/old.crl] -> []; issuer old-ca -> new-ca", TaskKind.RENEW),
+    Row("issued with the configured profile", known(profile=DESIRED.record()), listed(),
+        None, None, None),
+    Row("old record without the changed key",
+        known(profile={"hash": "sha256", "crl": []}), listed(), None, None, None),
+    Row("config changed and expiring: renewed for expiry",
+        known(expires_in=timedelta(days=10), profile={**DESIRED.record(), "key_bits": 2048}),
+        listed(), ActionKind.RENEW, ReasonCode.EXPIRING, "expiring",
+        "certificate (generation 2) expires 2026-12-10", TaskKind.RENEW),
+    Row("config changed for a disabled user: deprovisioned",
+        known(profile={**DESIRED.record(), "key_bits": 2048}), listed(enabled=False),
+        ActionKind.DEPROVISION, ReasonCode.DISABLED_IN_DIRECTORY, "left_or_disabled",
+        "disabled or suspended in the directory", TaskKind.DEPROVISION),
     # left_or_disabled
     Row("disabled in the directory", known(), listed(enabled=False), ActionKind.DEPROVISION,
         ReasonCode.DISABLED_IN_DIRECTORY, "left_or_disabled",

@@ -3,8 +3,11 @@ the key pair in Gmail, the identity pointing at it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from syncd.credentials.credential import certify
 from syncd.domain import KeyPairStatus, TaskKind
@@ -80,7 +83,21 @@ def issue_certificate(work: Work, services: Services) -> Outcome:
         serial_hex=serial,
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
+        profile=_issued_with(work, services, certificate),
     )
+
+
+def _issued_with(work: Work, services: Services, certificate: x509.Certificate) -> dict[str, Any]:
+    """The certificate's profile record (compared with the configuration's by the plan to
+    find configuration drift): the configured one, with the issuer that signed and the key
+    size the KMS key really has."""
+    aliases = work.aliases if services.desired.include_aliases else ()
+    record = services.desired.record(aliases)
+    record["issuer"] = services.issuer.label
+    key = certificate.public_key()
+    if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        record["key_bits"] = key.key_size
+    return record
 
 
 def _chain(certificate_pem: str, services: Services) -> str:
