@@ -114,6 +114,30 @@ def test_without_include_aliases_the_certificate_names_the_primary_only(
     assert deployment.writes()[CREATE] == 1
 
 
+def test_an_alias_added_in_the_directory_reissues_the_certificate(deployment: Deployment) -> None:
+    deployment.update_config(certificate={"include_aliases": True})
+
+    def listed(aliases: list[str]) -> None:
+        deployment.users_file.write_text(yaml.safe_dump({"users": [
+            {"email": ALICE, "id": "id-alice", "aliases": aliases},
+            {"email": BOB, "id": "id-bob"}]}))
+
+    listed([f"al@{DOMAIN}"])
+    assert len(run_pass(deployment).results) == 2
+    listed([f"al@{DOMAIN}", f"alice.smith@{DOMAIN}"])
+    [action] = run_pass(deployment).plan.actions
+    assert (action.email, action.code) == (ALICE, "config_changed")
+    assert action.reason == (f"config changed: aliases [al@{DOMAIN}] -> [al@{DOMAIN}, "
+                             f"alice.smith@{DOMAIN}]")
+    keypairs, identity = gmail_state(deployment, ALICE)
+    assert identity is not None and len(keypairs) == 2
+    [current] = [kp for kp in keypairs if kp["keyPairId"] == identity["primaryKeyPairId"]]
+    assert current["subjectEmailAddresses"] == [ALICE, f"al@{DOMAIN}", f"alice.smith@{DOMAIN}"]
+    records = [r for r in _state(deployment)[1] if len(r["alias_identities"]) == 2]
+    assert [r["key_pair_id"] for r in records] == [current["keyPairId"]]
+    assert run_pass(deployment).plan.actions == ()
+
+
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
     running = start_sandbox(tmp_path_factory.mktemp("sandbox"), make_test_hierarchy())
