@@ -6,15 +6,20 @@ verification within ``policy.verify_every``, reported (not covered, with their r
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
-from syncd.domain import KeyPairStatus
+from syncd.domain import KeyPairStatus, TaskKind
+from syncd.pipeline.steps import KeyPairView, Outcome, Work
+from syncd.pipeline.steps.verify import verify_credential
 from syncd.service.metrics import Metrics
 from syncd.state.db import Database
 from syncd.state.models import AuditEvent, KeyPair, User
+from tests.support.sandbox import leaf_pkcs7
 
 from .conftest import Deployment, gmail_state, sandbox_users
 from .test_sync import assert_provisioned
@@ -184,3 +189,89 @@ def test_drift_behind_syncds_back_is_found_reported_and_repaired_by_ordinary_pas
         actions = [action for action, _ in trail[email]]
         assert actions.count("verify.verify_credential") == 1, email
         assert actions.count("verify.done") == 1, email  # the verification that found drift
+
+
+def _view(kp: KeyPair) -> KeyPairView:
+    return KeyPairView(
+        kp.id,
+        kp.generation,
+        kp.status,
+        kp.kms_label,
+        kp.kms_private_key_id,
+        kp.kms_public_key_id,
+        kp.certificate_pem,
+        kp.fingerprint_sha256,
+        kp.gmail_key_pair_id,
+        kp.private_key_format,
+        kp.kms_backend,
+    )
+
+
+@pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)
+def test_verify_credential_names_each_drift(deployment: Deployment) -> None:
+    """The step against the sandbox and the embedded KMS, one drift at a time."""
+    deploy = deployment
+    first, second = sandbox_users(2)
+    deploy.set_users([first, second])
+    _pass(deploy, 2)
+    app = deploy.app()
+    try:
+        services = app.services()
+
+        def verify(email: str, **changes: Any) -> tuple[Outcome, int]:
+            kp = _active(deploy, email)
+            target = replace(_view(kp), **changes)
+            work = Work(0, TaskKind.VERIFY, kp.user_id, email, target, ())
+            return verify_credential(work, services), kp.id
+
+        whole, kp_id = verify(first)
+        assert whole.audit is None
+        columns = whole.key_pairs[kp_id]
+        assert (columns["drift"], columns["drift_detail"]) == (None, None)
+        assert columns["verified_at"] is not None
+
+        # The identity pointed at another key pair of the user's (made by hand).
+        ours = assert_provisioned(deploy, first)
+        gmail = deploy.gmail()
+        theirs = gmail.create_keypair(
+            first, leaf_pkcs7(deploy.hierarchy, first), deploy.config.kacls.uri or "", "eA=="
+        )["keyPairId"]
+        gmail.patch_identity(first, theirs)
+        repointed, _ = verify(first)
+        assert repointed.audit == {
+            "drift": "drift_identity_repointed",
+            "detail": f"identity points at key pair {theirs}, not syncd's {ours}",
+        }
+
+        # A key pair Gmail does not know: missing outranks the identity pointing elsewhere.
+        missing, kp_id = verify(second, gmail_key_pair_id="no-such-key-pair")
+        assert missing.audit is not None
+        assert missing.audit["drift"] == "drift_keypair_missing"
+        assert missing.audit["detail"].startswith(
+            "key pair no-such-key-pair not found in Gmail; identity points at key pair "
+        )
+        assert missing.key_pairs[kp_id]["drift"] == "drift_keypair_missing"
+
+        # A KMS key gone from the KMS (destroyed) is a revoked key: a replacement.
+        destroyed, _ = verify(second, kms_private_key_id="no-such-key")
+        assert destroyed.audit is not None
+        assert destroyed.audit["drift"] == "drift_kms_key_revoked"
+        assert "not found in local" in destroyed.audit["detail"]
+
+        # An adopted key pair has no KMS key: only Gmail is looked at.
+        adopted, _ = verify(second, kms_private_key_id=None, kms_label="nowhere")
+        assert adopted.audit is None
+
+        # A suspended mailbox is not drift: verified, nothing to repair.
+        directory_file = deploy.root / "sandbox" / "directory.json"
+        directory = json.loads(directory_file.read_text())
+        for record in directory["users"]:
+            if record["primaryEmail"] == second:
+                record["suspended"] = True
+        directory_file.write_text(json.dumps(directory))
+        suspended, kp_id = verify(second, gmail_key_pair_id="no-such-key-pair")
+        assert suspended.audit is None
+        assert suspended.key_pairs[kp_id]["drift"] is None
+        assert suspended.key_pairs[kp_id]["verified_at"] is not None
+    finally:
+        app.close()
