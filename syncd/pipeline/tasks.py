@@ -136,6 +136,9 @@ def _enqueue_chunk(
             if task.kind in _NEW_GENERATION:  # its key pair generation was made just now
                 new_generations.append(task)
         task.run_id = run_id
+        queued.append(task)
+        if task.kind is TaskKind.VERIFY:  # audited only when it finds drift
+            continue
         audit.record(
             session,
             f"plan.{action.kind.value}",
@@ -144,7 +147,6 @@ def _enqueue_chunk(
             reason=action.reason,
             task_kind=task.kind.value,
         )
-        queued.append(task)
     return queued
 
 

@@ -189,6 +189,7 @@ def test_drift_behind_syncds_back_is_found_reported_and_repaired_by_ordinary_pas
         actions = [action for action, _ in trail[email]]
         assert actions.count("verify.verify_credential") == 1, email
         assert actions.count("verify.done") == 1, email  # the verification that found drift
+        assert "plan.verify" not in actions, email  # verifications are audited by what they find
 
 
 def _view(kp: KeyPair) -> KeyPairView:
