@@ -136,6 +136,9 @@ def _enqueue_chunk(
             if task.kind in _NEW_GENERATION:  # its key pair generation was made just now
                 new_generations.append(task)
         task.run_id = run_id
+        queued.append(task)
+        if task.kind is TaskKind.VERIFY:  # audited only when it finds drift
+            continue
         audit.record(
             session,
             f"plan.{action.kind.value}",
@@ -144,7 +147,6 @@ def _enqueue_chunk(
             reason=action.reason,
             task_kind=task.kind.value,
         )
-        queued.append(task)
     return queued
 
 
@@ -395,7 +397,9 @@ def record_step(
             connection.execute(_USER_DEPROVISIONED, {"user": work.user_id, "at": now})
         elif work.user_deprovisioned:  # provisioned again after leaving
             connection.execute(_USER_DEPROVISIONED, {"user": work.user_id, "at": None})
-        events.append((f"{work.kind}.done", {}))
+        # A verification that found nothing leaves no audit entry: verified_at records it.
+        if work.kind is not TaskKind.VERIFY or outcome.audit is not None:
+            events.append((f"{work.kind}.done", {}))
     if events:
         audit.record_fast(
             connection,

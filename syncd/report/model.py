@@ -7,8 +7,14 @@ Definitions (docs/cli.md, "syncd report"):
   ``policy.max_deprovision``); they keep their credentials, and the directory says they should
   not: a problem, never "covered";
 - *covered*: eligible users with an active identity (an ACTIVE key pair), blocked users
-  excepted; ``percent_covered`` = covered / (eligible users and blocked users) x 100 (100.0
-  when there are none), so a blocked pass lowers coverage;
+  and users with drift excepted; ``percent_covered`` = covered / (eligible users and blocked
+  users) x 100 (100.0 when there are none), so a blocked pass lowers coverage;
+- *drift*: eligible users whose active credential the last verification found changed
+  outside syncd (identity deleted or re-pointed, key pair disabled or gone, KMS key revoked):
+  not covered until repaired. *Drift found* counts the verifications that found drift after
+  ``changes_since`` (``verify.verify_credential`` audit events, written only on drift);
+  *drift repaired* the repairs or replacements that finished after a drift was found for the
+  user, after ``changes_since``;
 - *pending*: users with an unfinished task that has not failed; *failed*: users whose task
   failed (retried later). A renewing user is covered and pending at once: the counts overlap;
 - *deprovisioned*: users syncd deprovisioned who have no active key pair since;
@@ -28,6 +34,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+from syncd.report.drift import Drift, Drifted, DriftEventRow, summarize
 
 REPORT_VERSION = 1
 MONTHS_AHEAD = 12
@@ -62,6 +70,10 @@ class UserRow:
     next_attempt: datetime | None
     deprovisioned: bool = False
     failing_since: datetime | None = None
+    drift: str | None = None
+    """The reason code of the drift found on the active credential (None: none)."""
+    drift_detail: str | None = None
+    drift_found_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,8 @@ class Inputs:
     """``kacls.private_key_format``."""
     other_key_format: Sequence[KeyFormatRow] = ()
     """Key pairs in Gmail written in another format than ``key_format``."""
+    drift_events: Sequence[DriftEventRow] = ()
+    """Drifts found and repairs of the users with a drift found, oldest first."""
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -137,6 +151,7 @@ class Coverage:
     deprovisioned: int
     percent_covered: float
     blocked: int = 0
+    drift: int = 0
 
 
 @dataclass(frozen=True)
@@ -214,6 +229,7 @@ class Report:
     blocked: Blocked = Blocked([])
     key_format: str = "pkcs1"
     other_key_format: list[KeyFormatRow] = field(default_factory=list)
+    drift: Drift = field(default_factory=Drift)
 
     def metrics(self) -> dict[str, float]:
         """The values ``--fail-on`` conditions test."""
@@ -223,6 +239,7 @@ class Report:
             "expiring": float(len(self.expiring)),
             "pending": float(self.coverage.pending),
             "blocked": float(self.coverage.blocked),
+            "drift": float(len(self.drift.users)),
         }
 
 
@@ -244,7 +261,12 @@ def coverage(users: Sequence[UserRow], blocked_users: Collection[str] = ()) -> C
     in_scope = [u for u in users if u.in_scope]
     eligible = [u for u in in_scope if u.enabled]
     held_back = {u.email for u in in_scope if u.email in blocked_users}
-    covered = sum(1 for u in eligible if u.generation is not None and u.email not in held_back)
+    drifting = {u.email for u in eligible if u.generation is not None and u.drift is not None}
+    covered = sum(
+        1
+        for u in eligible
+        if u.generation is not None and u.email not in held_back and u.email not in drifting
+    )
     population = len({u.email for u in eligible} | held_back)
     percent = 100.0 if not population else round(100.0 * covered / population, 2)
     return Coverage(
@@ -258,7 +280,17 @@ def coverage(users: Sequence[UserRow], blocked_users: Collection[str] = ()) -> C
         deprovisioned=sum(1 for u in users if u.deprovisioned and u.generation is None),
         percent_covered=percent,
         blocked=len(held_back),
+        drift=len(drifting - held_back),
     )
+
+
+def drifting(users: Sequence[UserRow]) -> list[Drifted]:
+    """Eligible users whose active credential has drift, by email."""
+    return [
+        Drifted(u.email, u.drift, u.drift_detail, u.drift_found_at)
+        for u in sorted(users, key=lambda u: u.email)
+        if u.in_scope and u.enabled and u.generation is not None and u.drift is not None
+    ]
 
 
 def failures(users: Sequence[UserRow]) -> list[Failure]:
@@ -399,6 +431,7 @@ def build_report(
         other_key_format=sorted(
             inputs.other_key_format, key=lambda row: (row.email, row.generation)
         ),
+        drift=summarize(drifting(inputs.users), inputs.drift_events, changes_since),
     )
 
 
@@ -413,4 +446,5 @@ def run_summary(report: Report) -> dict[str, Any]:
         "pending": report.coverage.pending,
         "blocked": report.coverage.blocked,
         "other_key_format": len(report.other_key_format),
+        "drift": len(report.drift.users),
     }

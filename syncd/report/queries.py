@@ -2,6 +2,7 @@
 
 Per-user state comes from :func:`syncd.state.queries.user_status` (the same view as
 ``syncd status``); this module adds who was deprovisioned, since when failed tasks fail, the
+drift found on active credentials (and the audit events of drifts found and repaired), the
 change events, the last passes, the earlier reports (runs of kind ``report``) and the
 deprovisions the last planning sync pass blocked.
 """
@@ -13,9 +14,10 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from syncd.domain import TaskStatus
+from syncd.domain import KeyPairStatus, TaskStatus
+from syncd.report.drift import DRIFT_FOUND, REPAIRS, DriftEventRow
 from syncd.report.model import BlockedRow, EventRow, Inputs, KeyFormatRow, RunRow, UserRow
-from syncd.state.models import AuditEvent, Run, Task, User
+from syncd.state.models import AuditEvent, KeyPair, Run, Task, User
 from syncd.state.queries import key_pairs_in_other_format, user_status
 
 REPORT_RUN_KIND = "report"
@@ -45,11 +47,52 @@ def _failing_since(session: Session) -> dict[str, datetime]:
     return {email: at for email, at in rows}
 
 
+_NO_DRIFT: tuple[str | None, str | None, datetime | None] = (None, None, None)
+
+
+def _drift(session: Session) -> dict[str, tuple[str | None, str | None, datetime | None]]:
+    """For each user whose active key pair has drift: (code, detail, when it was found)."""
+    rows = session.execute(
+        select(User.email, KeyPair.drift, KeyPair.drift_detail, KeyPair.verified_at)
+        .join(KeyPair, KeyPair.user_id == User.id)
+        .where(KeyPair.status == KeyPairStatus.ACTIVE, KeyPair.drift.is_not(None))
+    )
+    return {email: (code, detail, at) for email, code, detail, at in rows}
+
+
+def _drift_events(session: Session) -> list[DriftEventRow]:
+    """Every drift found, and the repairs and replacements of the users it was found for
+    (drift is rare: the audit log holds a drift event only when one was found)."""
+    found = list(
+        session.execute(
+            select(AuditEvent.email, AuditEvent.at, AuditEvent.detail).where(
+                AuditEvent.action == DRIFT_FOUND, AuditEvent.email.is_not(None)
+            )
+        )
+    )
+    if not found:
+        return []
+    first = min(at for _, at, _ in found)
+    emails = sorted({str(email) for email, _, _ in found})
+    repairs = session.execute(
+        select(AuditEvent.email, AuditEvent.action, AuditEvent.at).where(
+            AuditEvent.action.in_(REPAIRS),
+            AuditEvent.at >= first,
+            AuditEvent.email.in_(emails),
+        )
+    )
+    return [
+        DriftEventRow(str(email), DRIFT_FOUND, at, str((detail or {}).get("drift") or "") or None)
+        for email, at, detail in found
+    ] + [DriftEventRow(str(email), action, at) for email, action, at in repairs]
+
+
 def _users(session: Session) -> list[UserRow]:
     deprovisioned = set(
         session.scalars(select(User.email).where(User.deprovisioned_at.is_not(None)))
     )
     since = _failing_since(session)
+    drift = _drift(session)
     return [
         UserRow(
             email=row["email"],
@@ -65,6 +108,9 @@ def _users(session: Session) -> list[UserRow]:
             next_attempt=row["next_attempt"],
             deprovisioned=row["email"] in deprovisioned,
             failing_since=since.get(row["email"]),
+            drift=drift.get(row["email"], _NO_DRIFT)[0],
+            drift_detail=drift.get(row["email"], _NO_DRIFT)[1],
+            drift_found_at=drift.get(row["email"], _NO_DRIFT)[2],
         )
         for row in user_status(session)
     ]
@@ -139,4 +185,5 @@ def read_inputs(session: Session, changes_since: datetime, key_format: str = "pk
         other_key_format=[
             KeyFormatRow(**row) for row in key_pairs_in_other_format(session, key_format)
         ],
+        drift_events=_drift_events(session),
     )

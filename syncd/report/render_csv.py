@@ -8,7 +8,10 @@ Columns: ``section, user, item, at, value, detail``. Sections and what the colum
 - ``change``: user, item = provisioned | renewed | deprovisioned, at = when;
 - ``pass``: item = ``<kind> run <id>``, at = start, value = seconds, detail = outcome;
 - ``blocked``: user, item = ``deprovision blocked``, at = the pass, value = its run id,
-  detail = why.
+  detail = why;
+- ``drift``: user, item = the drift's reason code, at = when found, detail = what was found
+  (users not covered until repaired); then item = ``found`` and ``repaired``, value = how many
+  since ``changes_since``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ def _rows(report: Report) -> Iterator[tuple[Any, ...]]:
     refused = report.blocked
     for email in refused.users:
         yield "blocked", email, "deprovision blocked", refused.at, refused.run_id, refused.reason
+    for d in report.drift.users:
+        yield "drift", d.email, d.code, d.found, None, d.detail
+    yield "drift", None, "found", report.changes_since, report.drift.found, None
+    yield "drift", None, "repaired", report.changes_since, report.drift.repaired, None
 
 
 def render_csv(report: Report) -> str:

@@ -56,12 +56,18 @@ section { break-inside: avoid; page-break-inside: avoid; }
 <h2>Coverage</h2>
 <div class="tiles">$tiles</div>
 <p>Covered: users in scope and enabled with an active CSE identity, out of all users in scope
-and enabled; users whose deprovision was blocked count as not covered. Pending and failed users
+and enabled; users whose deprovision was blocked, and users whose credential was changed
+outside syncd (drift) until it is repaired, count as not covered. Pending and failed users
 may overlap with covered ones (a renewal in progress).</p>
 <p class="caption">Percent covered at each recorded report, and now:</p>
 $coverage_chart
 </section>
 $blocked
+<section id="drift">
+<h2>Drift: changed outside syncd, repair pending ($drift_count)</h2>
+<p>Found since $since: $drift_found; repaired: $drift_repaired.</p>
+$drift
+</section>
 <section id="failures">
 <h2>Failures ($failure_count)</h2>
 $failures
@@ -135,6 +141,7 @@ def _tiles(report: Report) -> str:
             _tile("pending", str(c.pending)),
             _tile("failed", str(c.failed), "bad" if c.failed else ""),
             _tile("deprovision blocked", str(c.blocked), "bad" if c.blocked else ""),
+            _tile("drift", str(c.drift), "bad" if c.drift else ""),
             _tile("deprovisioned", str(c.deprovisioned)),
             _tile(
                 f"expiring in {report.expiring_days} days",
@@ -164,12 +171,22 @@ def render_html(report: Report) -> str:
         key=lambda row: (row[0], row[2]),
     )
     months = report.expiry_by_month
+    drift = report.drift
+    codes = ", ".join(f"{code}: {n}" for code, n in drift.found_by_code.items())
     return _PAGE.substitute(
         stamp=_text(report.generated_at),
         since=_text(report.changes_since),
         since_source=escape(report.changes_since_source.replace("_", " ")),
         tiles=_tiles(report),
         blocked=_blocked(report),
+        drift_count=len(drift.users),
+        drift_found=escape(f"{drift.found}{f' ({codes})' if codes else ''}"),
+        drift_repaired=drift.repaired,
+        drift=_table(
+            ["user", "drift", "found", "detail"],
+            [(d.email, d.code, d.found, d.detail) for d in drift.users],
+            error_column=3,
+        ),
         coverage_chart=line_chart(
             [(p.at, p.percent_covered) for p in report.coverage_history],
             "Coverage over time (percent covered at each report)",

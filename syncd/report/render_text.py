@@ -13,6 +13,7 @@ _COVERAGE_LABELS = [
     ("covered", "covered (active identity)"),
     ("percent_covered", "percent covered"),
     ("blocked", "deprovision blocked"),
+    ("drift", "drift (repair pending)"),
     ("not_covered", "not covered"),
     ("pending", "pending"),
     ("failed", "failed"),
@@ -29,6 +30,7 @@ _FAILURE_COLUMNS = [
 ]
 _EXPIRING_COLUMNS = [("expires", "expires"), ("days_left", "days left"), ("email", "user")]
 _CHANGE_COLUMNS = [("at", "at"), ("change", "change"), ("email", "user")]
+_DRIFT_COLUMNS = [("email", "user"), ("code", "drift"), ("found", "found"), ("detail", "detail")]
 _KEY_FORMAT_COLUMNS = [
     ("email", "user"),
     ("generation", "generation"),
@@ -65,6 +67,18 @@ def _blocked(report: Report) -> list[str]:
     ]
 
 
+def _drift(report: Report) -> list[str]:
+    """The drift section: users not covered until repaired, and the window's counts."""
+    drift = report.drift
+    codes = ", ".join(f"{code}: {n}" for code, n in drift.found_by_code.items())
+    return [
+        _title(f"Drift: changed outside syncd, repair pending ({len(drift.users)})"),
+        f"found: {drift.found}{f' ({codes})' if codes else ''}, repaired: {drift.repaired}",
+        render_table([asdict(d) for d in drift.users], _DRIFT_COLUMNS),
+        "",
+    ]
+
+
 def render_text(report: Report) -> str:
     stamp = report.generated_at.strftime("%Y-%m-%d %H:%M:%SZ")
     since = report.changes_since.strftime("%Y-%m-%d %H:%M:%SZ")
@@ -81,6 +95,7 @@ def render_text(report: Report) -> str:
         render_record(asdict(report.coverage), _COVERAGE_LABELS),
         "",
         *_blocked(report),
+        *_drift(report),
         _title(f"Failures ({len(report.failures)})"),
         render_table([asdict(f) for f in report.failures], _FAILURE_COLUMNS),
         "",

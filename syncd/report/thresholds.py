@@ -2,7 +2,8 @@
 
 Metrics: ``failures`` (users whose task failed), ``coverage`` (percent covered), ``expiring``
 (certificates expiring within the window), ``pending`` (users with an unfinished task),
-``blocked`` (users whose deprovision the last pass blocked).
+``blocked`` (users whose deprovision the last pass blocked), ``drift`` (users whose credential
+was changed outside syncd, not repaired yet).
 Operators: ``>``, ``<``, ``>=``, ``<=``, ``==``.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from syncd.errors import ConfigError
 
-METRICS = ("failures", "coverage", "expiring", "pending", "blocked")
+METRICS = ("failures", "coverage", "expiring", "pending", "blocked", "drift")
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     "<=": operator.le,

@@ -2,8 +2,9 @@
 is set.
 
 Pass duration and outcome, step latencies and Google/KMS errors are observed as they happen;
-users by state and certificates expiring soon are read from the state store after each pass
-(so a scrape never touches the database).
+users by state, certificates expiring soon and drift (active credentials changed outside
+syncd, by reason code: those awaiting repair, and the drifts found since the daemon started)
+are read from the state store after each pass (so a scrape never touches the database).
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter as Tally
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from sqlalchemy import func, select
 
+from syncd.domain import KeyPairStatus, ReasonCode
 from syncd.errors import ConfigError, KMSError
 from syncd.google.errors import GoogleAPIError
 from syncd.pipeline.runner import TaskResult
+from syncd.report.drift import DRIFT_FOUND
 from syncd.state.db import Database
+from syncd.state.models import AuditEvent, KeyPair
 from syncd.state.queries import user_status
 
 log = logging.getLogger("syncd.metrics")
@@ -35,6 +40,7 @@ PASS_OUTCOMES = (
     "lock_lost",
 )
 USER_STATES = ("active", "failed", "deprovisioned", "not provisioned", "out of scope")
+DRIFT_CODES = tuple(code.value for code in ReasonCode if code.value.startswith("drift_"))
 _STEP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _PASS_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -102,6 +108,18 @@ class Metrics:
             "The window of syncd_certificates_expiring_soon, in days.",
             registry=r,
         )
+        self.drift = Gauge(
+            "syncd_drift_users",
+            "Active credentials changed outside syncd and not repaired yet, by reason code.",
+            ["code"],
+            registry=r,
+        )
+        self.drift_found = Counter(
+            "syncd_drift_found",
+            "Drifts found by the rotating verification since the daemon started, by reason code.",
+            ["code"],
+            registry=r,
+        )
         self.up = Gauge(
             "syncd_up", "1 while the daemon is ready and scheduling passes.", registry=r
         )
@@ -109,7 +127,13 @@ class Metrics:
             self.passes.labels(outcome)
         for state in USER_STATES:
             self.users.labels(state)
+        for code in DRIFT_CODES:
+            self.drift.labels(code)
+            self.drift_found.labels(code)
         self._known_states: set[str] = set(USER_STATES)
+        self._started = datetime.now(UTC)
+        self._drift_seen = 0
+        """The last ``verify.verify_credential`` audit event counted in ``drift_found``."""
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.listening: str | None = None
@@ -152,6 +176,34 @@ class Metrics:
             )
         )
         self.expiring_window.set(expiring_days)
+        self._refresh_drift(database)
+
+    def _refresh_drift(self, database: Database) -> None:
+        """Users with drift now, by code; the drifts audited since the last refresh counted
+        (those of the daemon's own lifetime: a counter starts at zero with the process)."""
+        with database.sessions() as session:
+            now_drifting: dict[str, int] = {
+                str(code): int(count)
+                for code, count in session.execute(
+                    select(KeyPair.drift, func.count())
+                    .where(KeyPair.status == KeyPairStatus.ACTIVE, KeyPair.drift.is_not(None))
+                    .group_by(KeyPair.drift)
+                )
+            }
+            found = session.execute(
+                select(AuditEvent.id, AuditEvent.detail)
+                .where(
+                    AuditEvent.action == DRIFT_FOUND,
+                    AuditEvent.id > self._drift_seen,
+                    AuditEvent.at >= self._started,
+                )
+                .order_by(AuditEvent.id)
+            ).all()
+        for code in set(DRIFT_CODES) | set(now_drifting):
+            self.drift.labels(code).set(now_drifting.get(code, 0))
+        for event_id, detail in found:
+            self.drift_found.labels(str((detail or {}).get("drift") or "unknown")).inc()
+            self._drift_seen = max(self._drift_seen, event_id)
 
     # --- the endpoint -----------------------------------------------------------------------
 

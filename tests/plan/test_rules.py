@@ -31,6 +31,7 @@ from syncd.plan import (
     on_demand,
     plan,
 )
+from syncd.plan.drift import verification_slice
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 DESIRED = DesiredProfile(key_bits=3072, issuer="new-ca")
@@ -71,6 +72,28 @@ def task(
 ) -> TaskView:
     error = "upload_keypair: 400 invalid certificate" if permanent else "503 backendError"
     return TaskView(kind, status, "upload_keypair", 3, due, error, permanent)
+
+
+def credential(
+    *,
+    drift: ReasonCode | None = None,
+    detail: str | None = None,
+    verified: timedelta | None = None,
+    issued: timedelta | None = None,
+) -> UserView:
+    """Provisioned and current; ``verified``/``issued``: that long ago (None: not known)."""
+    active = CredentialView(
+        2,
+        NOW + timedelta(days=300),
+        not_before=NOW - issued if issued is not None else None,
+        verified_at=NOW - verified if verified is not None else None,
+        drift=drift,
+        drift_detail=detail,
+    )
+    return UserView(USER, "id-u", True, active, None, True)
+
+
+FOUND = timedelta(hours=1)  # the drift rows' verification: 2026-11-30 11:00Z
 
 
 UNUSABLE = SkippedEntry("users.yaml entry 4", "invalid email 'u@'", None, "id-u")
@@ -206,6 +229,57 @@ TABLE = [
         ReasonCode.PERMANENT_FAILURE, "permanent_failure",
         "permanent failure at upload_keypair: 400 invalid certificate; fix the cause, then "
         "syncd resync --user u@x.com"),
+    # drifted (found by the last verification)
+    Row("identity deleted outside syncd",
+        credential(drift=ReasonCode.DRIFT_IDENTITY_MISSING, detail="identity not found in Gmail",
+                   verified=FOUND),
+        listed(), ActionKind.REPAIR, ReasonCode.DRIFT_IDENTITY_MISSING, "drifted",
+        "identity deleted outside syncd (found 2026-11-30 11:00Z): identity not found in Gmail",
+        TaskKind.REPAIR),
+    Row("identity re-pointed outside syncd",
+        credential(drift=ReasonCode.DRIFT_IDENTITY_REPOINTED,
+                   detail="identity points at key pair k9, not syncd's k2", verified=FOUND),
+        listed(), ActionKind.REPAIR, ReasonCode.DRIFT_IDENTITY_REPOINTED, "drifted",
+        "identity re-pointed outside syncd (found 2026-11-30 11:00Z): identity points at key "
+        "pair k9, not syncd's k2", TaskKind.REPAIR),
+    Row("key pair disabled outside syncd",
+        credential(drift=ReasonCode.DRIFT_KEYPAIR_DISABLED, detail="key pair k2 is disabled",
+                   verified=FOUND),
+        listed(), ActionKind.REPAIR, ReasonCode.DRIFT_KEYPAIR_DISABLED, "drifted",
+        "key pair disabled outside syncd (found 2026-11-30 11:00Z): key pair k2 is disabled",
+        TaskKind.REPAIR),
+    Row("key pair deleted outside syncd",
+        credential(drift=ReasonCode.DRIFT_KEYPAIR_MISSING, verified=FOUND), listed(),
+        ActionKind.REPAIR, ReasonCode.DRIFT_KEYPAIR_MISSING, "drifted",
+        "key pair deleted outside syncd (found 2026-11-30 11:00Z)", TaskKind.REPAIR),
+    Row("KMS key revoked outside syncd",
+        credential(drift=ReasonCode.DRIFT_KMS_KEY_REVOKED, detail="KMS key 7 in local is revoked",
+                   verified=FOUND),
+        listed(), ActionKind.REPLACE, ReasonCode.DRIFT_KMS_KEY_REVOKED, "drifted",
+        "KMS key revoked outside syncd (found 2026-11-30 11:00Z): KMS key 7 in local is "
+        "revoked; a fresh key pair", TaskKind.REPLACE),
+    Row("drift of a user who left: deprovisioned, not repaired",
+        credential(drift=ReasonCode.DRIFT_KEYPAIR_DISABLED, verified=FOUND),
+        listed(enabled=False), ActionKind.DEPROVISION, ReasonCode.DISABLED_IN_DIRECTORY,
+        "left_or_disabled", "disabled or suspended in the directory", TaskKind.DEPROVISION),
+    Row("drift and an expiring certificate: repaired first",
+        UserView(USER, "id-u", True, CredentialView(
+            2, NOW + timedelta(days=3), drift=ReasonCode.DRIFT_IDENTITY_MISSING), None, True),
+        listed(), ActionKind.REPAIR, ReasonCode.DRIFT_IDENTITY_MISSING, "drifted",
+        "identity deleted outside syncd", TaskKind.REPAIR),
+    # verify_due (overdue: the first pass has no slice, only overdue users are verified)
+    Row("last verified verify_every ago", credential(verified=timedelta(days=7)), listed(),
+        ActionKind.VERIFY, ReasonCode.VERIFY_DUE, "verify_due",
+        "verification due (last verified 2026-11-23)", TaskKind.VERIFY),
+    Row("never verified, issued verify_every ago", credential(issued=timedelta(days=8)),
+        listed(), ActionKind.VERIFY, ReasonCode.VERIFY_DUE, "verify_due",
+        "verification due (never verified; issued 2026-11-22)", TaskKind.VERIFY),
+    Row("verified within verify_every", credential(verified=timedelta(days=6, hours=23)),
+        listed(), None, None, None),
+    Row("overdue, but disabled in the directory",
+        credential(verified=timedelta(days=9)), listed(enabled=False), ActionKind.DEPROVISION,
+        ReasonCode.DISABLED_IN_DIRECTORY, "left_or_disabled",
+        "disabled or suspended in the directory", TaskKind.DEPROVISION),
 ]
 
 
@@ -232,7 +306,9 @@ def decision(row: Row) -> Action | Hold | None:
 
 
 def deciding_rule(row: Row) -> str | None:
-    subject = Subject(USER, row.entry, row.state, POLICY, NOW, row.unusable)
+    views = [row.state] if row.state is not None else []
+    due = USER in verification_slice(views, POLICY, NOW, None)
+    subject = Subject(USER, row.entry, row.state, POLICY, NOW, row.unusable, verify_due=due)
     for rule in RULES:
         if rule(subject) is not None:
             return rule.__name__

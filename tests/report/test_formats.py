@@ -23,6 +23,7 @@ COVERAGE = {
     "deprovisioned": 2,
     "percent_covered": 70.0,
     "blocked": 0,
+    "drift": 0,
 }
 TOP_KEYS = [
     "version",
@@ -39,6 +40,7 @@ TOP_KEYS = [
     "coverage_history",
     "blocked_deprovisions",
     "key_format",
+    "drift",
 ]
 
 

@@ -153,6 +153,8 @@ def insert_identity(work: Work, services: Services) -> Outcome:
         else None
     )
     outcome.update(target.id, status=KeyPairStatus.ACTIVE)
+    if work.kind is TaskKind.REPAIR:  # identity and key pair whole again: any drift is healed
+        outcome.update(target.id, drift=None, drift_detail=None, verified_at=services.clock())
     for other in work.others:
         if other.status is KeyPairStatus.ACTIVE:
             outcome.update(other.id, status=KeyPairStatus.SUPERSEDED)
