@@ -47,6 +47,7 @@ from syncd.config.secrets import SecretRef, read_private_file, read_secret, writ
 from syncd.config.sections import (
     CAConfig,
     CertificateConfig,
+    CRLConfig,
     DaemonConfig,
     GoogleConfig,
     LoggingConfig,
@@ -66,6 +67,7 @@ __all__ = [
     "LDAP_USER_FILTERS",
     "CAConfig",
     "CertificateConfig",
+    "CRLConfig",
     "Config",
     "ConfigPath",
     "DaemonConfig",

@@ -126,7 +126,7 @@ DURATIONS = [
     ("", "pipeline.retry_initial"), ("", "pipeline.retry_max"), ("", "pipeline.claim_lease"),
     ("", "policy.deprovision_after"), ("", "schedule.interval"), ("", "schedule.jitter"),
     ("email", "report.email.timeout"), ("", "daemon.stop_timeout"),
-    ("", "daemon.health_max_age"), ("", "daemon.stall_timeout"),
+    ("", "daemon.health_max_age"), ("", "daemon.stall_timeout"), ("", "crl.validity"),
 ]
 
 
