@@ -37,9 +37,8 @@ def cmd_crl(args: argparse.Namespace, config: Config) -> int:
         print("syncd: refusing to write a DER CRL to a terminal; use --output FILE or "
               "--format pem", file=sys.stderr)
         return EXIT_USAGE
-    with App(config) as app:
-        with app.run_lock() as fence:
-            written = write_crl(app, args.issuer, output, fmt, fence=fence, now=now())
+    with App(config) as app, app.run_lock() as fence:
+        written = write_crl(app, args.issuer, output, fmt, fence=fence, now=now())
     if written.path is None:
         sys.stdout.buffer.write(written.data)
         sys.stdout.flush()
@@ -57,9 +56,8 @@ def cmd_revoke(args: argparse.Namespace, config: Config) -> int:
     from syncd.app.crl import check_reason, revoke_user
 
     reason = check_reason(args.reason)
-    with App(config) as app:
-        with app.run_lock() as fence:
-            result = revoke_user(app, args.user, reason, fence=fence, now=now())
+    with App(config) as app, app.run_lock() as fence:
+        result = revoke_user(app, args.user, reason, fence=fence, now=now())
     if args.format == "json":
         emit_record("revocation", result.describe(), "json")
         return EXIT_OK
