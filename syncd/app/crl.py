@@ -27,8 +27,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from syncd.app.context import App
+from syncd.config import Config
 from syncd.credentials.issuers import IssuingCA, list_issuers, load_issuer
+from syncd.domain import ActionKind, KeyPairStatus, ReasonCode, TaskKind
 from syncd.errors import CertificateError, ConfigError, LockLostError, SyncdError
+from syncd.pipeline import tasks
+from syncd.pipeline.steps.base import RevokedCertificate
+from syncd.pipeline.steps.revocation import insert_new, issuer_label_of
 from syncd.pki.crl import (
     USER_REASONS,
     RevokedSerial,
@@ -38,9 +43,10 @@ from syncd.pki.crl import (
     serial_from_hex,
     signed_by,
 )
+from syncd.plan import Action
 from syncd.state import audit, fencing
 from syncd.state.fencing import Fence
-from syncd.state.models import CRLState, Revocation
+from syncd.state.models import CrlState, Revocation, User
 
 log = logging.getLogger("syncd.crl")
 
@@ -74,15 +80,16 @@ def _revoked(session: Session, label: str) -> list[RevokedSerial]:
     return [RevokedSerial(serial_from_hex(s), at, reason) for s, at, reason in rows]
 
 
-def _next_number(session: Session, label: str) -> int:
+def _next_number(session: Session, label: str, now: datetime) -> int:
     """Allocate the issuer's next CRL number (a CRL number never goes back, RFC 5280 5.2.3)."""
-    state = session.get(CRLState, label, with_for_update=True)
+    state = session.get(CrlState, label, with_for_update=True)
     if state is None:
-        state = CRLState(issuer_label=label, number=0)
+        state = CrlState(issuer_label=label, number=0, this_update=now, next_update=now)
         session.add(state)
-    state.number += 1
+    number = int(state.number) + 1
+    state.number = number
     session.flush()
-    return state.number
+    return number
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -123,7 +130,7 @@ def write_crl(
     with app.database.transaction() as session:
         if fence is not None:
             fencing.prove(session.connection(), fence.token)
-        number = _next_number(session, label)
+        number = _next_number(session, label, now)
         revoked = _revoked(session, label)
     keys = app.keyring()
     try:
@@ -157,7 +164,7 @@ def _record(app: App, written: WrittenCRL, fence: Fence | None) -> None:
     with app.database.transaction() as session:
         if fence is not None:
             fencing.prove(session.connection(), fence.token)
-        state = session.get(CRLState, written.issuer_label)
+        state = session.get(CrlState, written.issuer_label)
         if state is not None:
             state.this_update = written.this_update
             state.next_update = written.next_update
@@ -170,6 +177,16 @@ def _record(app: App, written: WrittenCRL, fence: Fence | None) -> None:
             path=str(written.path) if written.path else None,
             next_update=written.next_update.isoformat(),
         )
+
+
+def publication_warnings(config: Config) -> list[str]:
+    """``config check`` advice: leaves name a CRL distribution point that no pass keeps."""
+    points = config.certificate.crl_distribution_points
+    if config.crl.output is not None or not points:
+        return []
+    return [f"crl.output: not set, so no pass writes the CRL that leaves point to "
+            f"({points[0]}); set it to the file your web server serves there, or run "
+            "`syncd crl --output FILE` more often than crl.validity"]
 
 
 # --- the pass's refresh -----------------------------------------------------------------
@@ -259,12 +276,98 @@ def check_reason(reason: str) -> str:
     return reason
 
 
-def certificate_issuer_label(certificate_pem: str, issuers: list[IssuingCA]) -> str | None:
-    """The label of the imported issuer that signed the certificate, None if none did."""
-    from syncd.pki.chain import issued_by
+REPLACED_AFTER = ("keyCompromise", "superseded", "affiliationChanged", "unspecified")
+"""Reasons after which the user keeps a credential: a fresh one is queued for the next pass.
+After cessationOfOperation and privilegeWithdrawn the user is meant to have none: syncd
+deprovisions them when the directory says so, and ``syncd resync --force`` issues anew."""
 
-    certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
-    for issuer in issuers:
-        if issued_by(certificate, issuer.certificate):
-            return issuer.label
-    return None
+
+@dataclass(frozen=True)
+class UserRevocation:
+    """What ``syncd revoke`` recorded for one user."""
+
+    email: str
+    reason: str
+    revoked: tuple[RevokedCertificate, ...]
+    """Certificates newly listed (or raised to keyCompromise)."""
+    already: tuple[str, ...]
+    """Serials listed before with this reason."""
+    unlisted: tuple[str, ...]
+    """Serials of certificates no imported issuing CA signed: no CRL of syncd's can list them."""
+    replacement: bool
+    """A replacement task was queued: the next pass gives the user a fresh credential."""
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "email": self.email,
+            "reason": self.reason,
+            "revoked": [{"serial": r.serial_hex, "issuer": r.issuer_label} for r in self.revoked],
+            "already_revoked": list(self.already),
+            "not_listed": list(self.unlisted),
+            "replacement_queued": self.replacement,
+        }
+
+    def lines(self) -> list[str]:
+        found = [f"revoked {r.serial_hex} (issuing CA {r.issuer_label!r}) for {self.email}: "
+                 f"{self.reason}" for r in self.revoked]
+        found += [f"{serial} was already revoked" for serial in self.already]
+        found += [f"{serial}: issued by no imported issuing CA; no CRL of syncd's lists it"
+                  for serial in self.unlisted]
+        if not found:
+            found.append(f"{self.email} has no active or superseded certificate to revoke")
+        if self.revoked:
+            found.append("the CRL lists them from its next writing (`syncd crl`, or the next "
+                         "pass when crl.output is set)")
+        if self.replacement:
+            found.append(f"the next pass replaces the credential of {self.email}")
+        return found
+
+
+def _user(session: Session, email: str) -> User:
+    user = session.scalar(select(User).where(User.email == email))
+    if user is None:
+        raise ConfigError("--user", f"syncd manages no user {email} (see `syncd status`)")
+    return user
+
+
+def revoke_user(
+    app: App, email: str, reason: str, *, fence: Fence, now: datetime | None = None
+) -> UserRevocation:
+    """Record the revocation of ``email``'s active and superseded certificates for ``reason``
+    (audited), under the run lock; when the user keeps a credential (``REPLACED_AFTER``) and
+    has an active one, queue its replacement, which the next pass carries out. The KMS keys and
+    the Gmail key pairs stay as they are: mail already encrypted to them stays readable."""
+    email = email.strip().lower()
+    reason = check_reason(reason)
+    now = now or datetime.now(UTC)
+    issuers = list_issuers(app.database.sessions)
+    with app.database.transaction() as session:
+        fencing.prove(session.connection(), fence.token)
+        user = _user(session, email)
+        held = [kp for kp in user.key_pairs if kp.certificate_pem
+                and kp.status in (KeyPairStatus.ACTIVE, KeyPairStatus.SUPERSEDED)]
+        wanted, unlisted = [], []
+        for kp in held:
+            certificate = x509.load_pem_x509_certificate((kp.certificate_pem or "").encode())
+            serial = format(certificate.serial_number, "x")
+            label = issuer_label_of(certificate, issuers)
+            if label is None:
+                unlisted.append(serial)
+            else:
+                wanted.append(RevokedCertificate(kp.id, label, serial, reason))
+        changed = insert_new(session.connection(), email, wanted, now)
+        already = tuple(r.serial_hex for r in wanted if r not in changed)
+        replace = (
+            reason in REPLACED_AFTER
+            and user.deprovisioned_at is None
+            and any(kp.status is KeyPairStatus.ACTIVE for kp in held)
+        )
+        if replace:
+            prose = f"syncd revoke --reason {reason}: fresh key pair"
+            action = Action(email, ActionKind.REPLACE, prose, TaskKind.REPLACE,
+                            user.directory_id, ReasonCode.RESYNC_REPLACE)
+            tasks.enqueue(session, [action], None, now)
+        audit.record(session, "credential.revoked", user=user, reason=reason,
+                     serials=[r.serial_hex for r in changed], already_revoked=list(already),
+                     not_listed=unlisted, replacement_queued=replace)
+    return UserRevocation(email, reason, tuple(changed), already, tuple(unlisted), replace)

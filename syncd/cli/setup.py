@@ -35,7 +35,9 @@ def _configuration_warnings(config: Config) -> list[str]:
         profile = LeafProfile.from_config(config.certificate)
     except SyncdError:
         return []  # an unreadable extensions file is the first pass's error to report
-    return crl_warnings(profile, config.certificate.extensions_file)
+    from syncd.app.crl import publication_warnings
+
+    return crl_warnings(profile, config.certificate.extensions_file) + publication_warnings(config)
 
 
 def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
