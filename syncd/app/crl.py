@@ -118,14 +118,30 @@ def write_crl(
     now: datetime | None = None,
 ) -> WrittenCRL:
     """Make the CRL of ``issuer_label`` (default ``ca.label``) now and write it to ``output``
-    (default ``crl.output``; neither: only returned). ``fence``, when the caller holds the run
-    lock, is proved where the CRL number is taken and where the result is recorded."""
+    (default ``crl.output``; neither: only returned), ``{issuer}`` filled in. ``fence``, when
+    the caller holds the run lock, is proved where the CRL number is taken and where the result
+    is recorded."""
+    label = issuer_label or app.config.ca.label
+    template = output or app.config.crl.output
+    path = output_path(template, label) if template is not None else None
+    return make_crl(app, label, fmt, path, fence=fence, now=now)
+
+
+def make_crl(
+    app: App,
+    issuer_label: str | None = None,
+    fmt: str | None = None,
+    output: Path | None = None,
+    *,
+    fence: Fence | None = None,
+    now: datetime | None = None,
+) -> WrittenCRL:
+    """Make the CRL of ``issuer_label`` (default ``ca.label``) now, written to ``output`` when
+    given (atomically) and returned; see ``write_crl``."""
     config = app.config
     label = issuer_label or config.ca.label
     fmt = fmt or config.crl.format
     now = now or datetime.now(UTC)
-    template = output or config.crl.output
-    output = output_path(template, label) if template is not None else None
     issuer = load_issuer(app.database.sessions, label)
     with app.database.transaction() as session:
         if fence is not None:

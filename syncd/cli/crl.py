@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from syncd.cli.common import format_option, now
-from syncd.errors import EXIT_OK, EXIT_USAGE
+from syncd.errors import EXIT_OK, EXIT_USAGE, ConfigError
 from syncd.output import emit_record
 
 if TYPE_CHECKING:
@@ -28,17 +28,23 @@ REASON_CHOICES = (
 
 def cmd_crl(args: argparse.Namespace, config: Config) -> int:
     from syncd.app.context import App
-    from syncd.app.crl import write_crl
+    from syncd.app.crl import make_crl, write_crl
 
-    output = Path(args.output) if args.output else None
     fmt = args.crl_format or config.crl.format
-    to_stdout = output is None and config.crl.output is None
+    to_stdout = args.output == "-" or (args.output is None and config.crl.output is None)
+    if args.output is None and not to_stdout and fmt != config.crl.format:
+        raise ConfigError("--format", f"crl.output is published as {config.crl.format} "
+                          f"(crl.format); give --output FILE for a {fmt} copy")
     if to_stdout and fmt == "der" and sys.stdout.isatty():
         print("syncd: refusing to write a DER CRL to a terminal; use --output FILE or "
               "--format pem", file=sys.stderr)
         return EXIT_USAGE
     with App(config) as app, app.run_lock() as fence:
-        written = write_crl(app, args.issuer, output, fmt, fence=fence, now=now())
+        if to_stdout:
+            written = make_crl(app, args.issuer, fmt, fence=fence, now=now())
+        else:
+            output = Path(args.output) if args.output else None
+            written = write_crl(app, args.issuer, output, fmt, fence=fence, now=now())
     if written.path is None:
         sys.stdout.buffer.write(written.data)
         sys.stdout.flush()
@@ -72,9 +78,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="write the issuing CA's certificate revocation list, signed in the KMS",
         description="Write the CRL of an issuing CA: every serial revoked on deprovisioning, "
         "replacement and by `syncd revoke`, signed by the issuer's key in the KMS. Without "
-        "--output it goes to crl.output, else to standard output.",
+        "--output it goes to crl.output (published now, in crl.format), else to standard "
+        "output (also --output -).",
     )
-    crl.add_argument("--output", metavar="FILE", help="write here (default: crl.output)")
+    crl.add_argument(
+        "--output", metavar="FILE", help="write here (-: standard output; default: crl.output)"
+    )
     crl.add_argument(
         "--format", dest="crl_format", choices=["der", "pem"], default=None,
         help="encoding (default: crl.format, der)",

@@ -26,3 +26,9 @@ def openssl() -> OpenSSL:
         )
 
     return run
+
+
+def openssl_hex(serial: int) -> str:
+    """A serial as openssl prints it: uppercase hex, an even number of digits."""
+    digits = format(serial, "X")
+    return digits.rjust(len(digits) + len(digits) % 2, "0")

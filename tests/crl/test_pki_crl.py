@@ -22,7 +22,7 @@ from syncd.pki.crl import (
 )
 from syncd.pki.issue import issue_leaf
 from syncd.pki.profile import LeafProfile
-from tests.crl.conftest import OpenSSL
+from tests.crl.conftest import OpenSSL, openssl_hex
 from tests.support.testca import TestHierarchy, make_test_hierarchy, new_key
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -49,12 +49,6 @@ def _pem(path: Path, *certs: x509.Certificate) -> Path:
     return path
 
 
-def _openssl_hex(serial: int) -> str:
-    """A serial as openssl prints it: uppercase hex, an even number of digits."""
-    digits = format(serial, "X")
-    return digits.rjust(len(digits) + len(digits) % 2, "0")
-
-
 def test_openssl_reads_verifies_and_applies_the_crl(
     hierarchy: TestHierarchy, leaves: dict[str, x509.Certificate], tmp_path: Path,
     openssl: OpenSSL,
@@ -73,7 +67,7 @@ def test_openssl_reads_verifies_and_applies_the_crl(
 
     text = openssl("crl", "-inform", "DER", "-in", der_file, "-noout", "-text")
     assert text.returncode == 0, text.stderr
-    assert f"Serial Number: {_openssl_hex(gone.serial_number)}\n" in text.stdout
+    assert f"Serial Number: {openssl_hex(gone.serial_number)}\n" in text.stdout
     assert "Cessation Of Operation" in text.stdout
     assert "Key Compromise" in text.stdout
     assert "X509v3 CRL Number: \n                42" in text.stdout
