@@ -27,7 +27,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from syncd.app.context import App
-from syncd.config import Config
 from syncd.credentials.issuers import IssuingCA, list_issuers, load_issuer
 from syncd.domain import ActionKind, KeyPairStatus, ReasonCode, TaskKind
 from syncd.errors import CertificateError, ConfigError, LockLostError, SyncdError
@@ -193,16 +192,6 @@ def _record(app: App, written: WrittenCRL, fence: Fence | None) -> None:
             path=str(written.path) if written.path else None,
             next_update=written.next_update.isoformat(),
         )
-
-
-def publication_warnings(config: Config) -> list[str]:
-    """``config check`` advice: leaves name a CRL distribution point that no pass keeps."""
-    points = config.certificate.crl_distribution_points
-    if config.crl.output is not None or not points:
-        return []
-    return [f"crl.output: not set, so no pass writes the CRL that leaves point to "
-            f"({points[0]}); set it to the file your web server serves there, or run "
-            "`syncd crl --output FILE` more often than crl.validity"]
 
 
 # --- the pass's refresh -----------------------------------------------------------------

@@ -35,9 +35,7 @@ def _configuration_warnings(config: Config) -> list[str]:
         profile = LeafProfile.from_config(config.certificate)
     except SyncdError:
         return []  # an unreadable extensions file is the first pass's error to report
-    from syncd.app.crl import publication_warnings
-
-    return crl_warnings(profile, config.certificate.extensions_file) + publication_warnings(config)
+    return crl_warnings(profile, config.certificate.extensions_file)
 
 
 def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
