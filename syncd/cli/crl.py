@@ -23,7 +23,8 @@ REASON_CHOICES = (
     "privilegeWithdrawn",
     "unspecified",
 )
-"""syncd.pki.crl.USER_REASONS (kept here too: building the parser loads no cryptography)."""
+"""syncd.pki.crl.USER_REASONS, for the help (building the parser loads no cryptography);
+check_reason refuses any other, naming these."""
 
 
 def cmd_crl(args: argparse.Namespace, config: Config) -> int:
@@ -101,7 +102,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     revoke.add_argument("--user", required=True, metavar="EMAIL", help="the user's address")
     revoke.add_argument(
-        "--reason", required=True, choices=REASON_CHOICES, help="RFC 5280 revocation reason"
-    )
+        "--reason", required=True, metavar="REASON",
+        help=f"RFC 5280 revocation reason: {', '.join(REASON_CHOICES)}",
+    )  # fmt: skip
     format_option(revoke)
     revoke.set_defaults(handler=cmd_revoke)

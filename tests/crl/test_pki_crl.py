@@ -10,8 +10,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from syncd.cli.crl import REASON_CHOICES
 from syncd.errors import CertificateError
 from syncd.pki.crl import (
+    REASONS,
+    USER_REASONS,
     RevokedSerial,
     build_crl,
     crl_number,
@@ -130,6 +133,8 @@ def test_a_signature_from_another_key_is_refused(hierarchy: TestHierarchy) -> No
 
 
 def test_refusals() -> None:
+    assert REASON_CHOICES == USER_REASONS  # the help of syncd revoke names what it takes
+    assert set(USER_REASONS) <= set(REASONS)
     with pytest.raises(CertificateError, match="unknown revocation reason 'stolen'; use one"):
         reason_flag("stolen")
     with pytest.raises(CertificateError, match="not hexadecimal"):
