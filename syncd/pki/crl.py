@@ -102,6 +102,20 @@ def _entry(item: RevokedSerial) -> x509.RevokedCertificate:
     return builder.build()
 
 
+def _check_crl_signer(issuer_cert: x509.Certificate) -> None:
+    """Refuse an issuer whose keyUsage leaves out cRLSign: verifiers reject its CRLs."""
+    try:
+        usage = issuer_cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if not usage.crl_sign:
+        raise CertificateError(
+            f"the issuing CA {describe(issuer_cert)} may not sign CRLs (its keyUsage has no "
+            "cRLSign), and verifiers refuse a CRL it signs; issue CRLs with a CA certificate "
+            "whose keyUsage includes cRLSign"
+        )
+
+
 def build_crl(
     issuer_cert: x509.Certificate,
     sign: Signer,
@@ -124,6 +138,7 @@ def build_crl(
         raise CertificateError(f"CRL validity {validity} must be positive")
     if hash_name not in HASHES:
         raise CertificateError(f"hash {hash_name!r} is not one of {', '.join(HASHES)}")
+    _check_crl_signer(issuer_cert)
     now = _aware(now).replace(microsecond=0)
     builder = (
         x509.CertificateRevocationListBuilder()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from syncd.cli.crl import REASON_CHOICES
 from syncd.errors import CertificateError
@@ -26,7 +26,7 @@ from syncd.pki.crl import (
 from syncd.pki.issue import issue_leaf
 from syncd.pki.profile import LeafProfile
 from tests.crl.conftest import OpenSSL, openssl_hex
-from tests.support.testca import TestHierarchy, make_test_hierarchy, new_key
+from tests.support.testca import TestHierarchy, make_test_hierarchy, new_key, sign_with
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 WEEK = dt.timedelta(days=7)
@@ -130,6 +130,23 @@ def test_a_signature_from_another_key_is_refused(hierarchy: TestHierarchy) -> No
     with pytest.raises(CertificateError, match="does not verify against"):
         build_crl(hierarchy.intermediate_cert, other.signer(), [], number=1, now=NOW,
                   validity=WEEK)
+
+
+def test_an_issuer_without_crl_sign_is_refused() -> None:
+    key = new_key("rsa")
+    name = x509.Name.from_rfc4514_string("CN=No CRL Sign CA")
+    usage = x509.KeyUsage(digital_signature=False, content_commitment=False,
+                          key_encipherment=False, data_encipherment=False, key_agreement=False,
+                          key_cert_sign=True, crl_sign=False, encipher_only=False,
+                          decipher_only=False)
+    ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+          .public_key(key.public_key()).serial_number(1)
+          .not_valid_before(NOW - WEEK).not_valid_after(NOW + WEEK)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(usage, critical=True)
+          .sign(key, hashes.SHA256()))
+    with pytest.raises(CertificateError, match=r"may not sign CRLs \(its keyUsage has no "):
+        build_crl(ca, sign_with(key, "sha256"), [], number=1, now=NOW, validity=WEEK)
 
 
 def test_refusals() -> None:
