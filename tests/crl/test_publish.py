@@ -23,6 +23,7 @@ from sqlalchemy import select
 from syncd.app.context import App
 from syncd.app.crl import refresh_if_due
 from syncd.app.passes import resync, sync_pass
+from syncd.cli import main
 from syncd.domain import KeyPairStatus
 from syncd.pki.crl import load_crl
 from syncd.state.models import AuditEvent, KeyPair, Revocation, User
@@ -253,13 +254,16 @@ def test_the_pass_writes_the_crl_again_only_when_due(setting: Setting) -> None:
     )
 
 
-def test_revoke_refuses_an_unknown_user_and_an_unknown_reason(setting: Setting) -> None:
-    unknown = setting.deploy.syncd("revoke", "--user", "nobody@example.com", "--reason",
-                                   "keyCompromise")
-    assert unknown.returncode == 2
-    assert "--user: syncd manages no user nobody@example.com" in unknown.stderr
-    bad = setting.deploy.syncd("revoke", "--user", KEPT, "--reason", "stolen")
-    assert bad.returncode == 2
-    assert bad.stderr == ("syncd: --reason: 'stolen' is not one of keyCompromise, superseded, "
-                          "affiliationChanged, cessationOfOperation, privilegeWithdrawn, "
-                          "unspecified\n")
+def test_revoke_refuses_an_unknown_user_and_an_unknown_reason(
+    setting: Setting, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = ["--config", str(setting.deploy.config_path), "revoke", "--user"]
+    assert main([*config, "nobody@example.com", "--reason", "keyCompromise"]) == 2
+    assert capsys.readouterr().err == (
+        "syncd: --user: syncd manages no user nobody@example.com (see `syncd status`)\n"
+    )
+    assert main([*config, KEPT, "--reason", "stolen"]) == 2
+    assert capsys.readouterr().err == (
+        "syncd: --reason: 'stolen' is not one of keyCompromise, superseded, affiliationChanged, "
+        "cessationOfOperation, privilegeWithdrawn, unspecified\n"
+    )
