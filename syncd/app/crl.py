@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from syncd.app.context import App
@@ -45,7 +45,7 @@ from syncd.pki.crl import (
 from syncd.plan import Action
 from syncd.state import audit, fencing
 from syncd.state.fencing import Fence
-from syncd.state.models import CrlState, Revocation, User
+from syncd.state.models import CrlState, KeyPair, Revocation, User
 
 log = logging.getLogger("syncd.crl")
 
@@ -70,10 +70,18 @@ def output_path(template: Path, label: str) -> Path:
     return Path(str(template).replace(ISSUER_FIELD, label))
 
 
-def _revoked(session: Session, label: str) -> list[RevokedSerial]:
+def _revoked(
+    session: Session, label: str, now: datetime, validity: timedelta
+) -> list[RevokedSerial]:
+    """The issuer's revocations a CRL made at ``now`` lists: a certificate that expired is
+    left out once a CRL made after its expiry (one ``validity`` ago) has listed it (RFC 5280
+    3.3); one whose expiry syncd does not know stays."""
     rows = session.execute(
-        select(Revocation.serial_hex, Revocation.revoked_at, Revocation.reason).where(
-            Revocation.issuer_label == label
+        select(Revocation.serial_hex, Revocation.revoked_at, Revocation.reason)
+        .outerjoin(KeyPair, KeyPair.id == Revocation.key_pair_id)
+        .where(
+            Revocation.issuer_label == label,
+            or_(KeyPair.not_after.is_(None), KeyPair.not_after > now - validity),
         )
     )
     return [RevokedSerial(serial_from_hex(s), at, reason) for s, at, reason in rows]
@@ -146,7 +154,7 @@ def make_crl(
         if fence is not None:
             fencing.prove(session.connection(), fence.token)
         number = _next_number(session, label, now)
-        revoked = _revoked(session, label)
+        revoked = _revoked(session, label, now, timedelta(seconds=config.crl.validity))
     keys = app.keyring()
     try:
         sign = issuer.signer(keys.holding(issuer.kms_backend), config.certificate.hash)
@@ -195,11 +203,6 @@ def _record(app: App, written: WrittenCRL, fence: Fence | None) -> None:
 
 
 # --- the pass's refresh -----------------------------------------------------------------
-
-
-def _listed(session: Session, label: str) -> set[int]:
-    rows = session.scalars(select(Revocation.serial_hex).where(Revocation.issuer_label == label))
-    return {serial_from_hex(serial) for serial in rows}
 
 
 def why_due(
@@ -252,7 +255,7 @@ def refresh_if_due(app: App, fence: Fence, now: datetime | None = None) -> list[
     for issuer in issuers:
         path = output_path(config.crl.output, issuer.label)
         with app.database.sessions() as session:
-            listed = _listed(session, issuer.label)
+            listed = {r.serial for r in _revoked(session, issuer.label, now, validity)}
         reason = why_due(path, issuer, listed, validity, now)
         if reason is None:
             continue

@@ -1,6 +1,6 @@
 """The ``revocations`` and ``crl_state`` rows on both state stores (SQLite and PostgreSQL):
 one row per issuer and serial, keyCompromise raising a milder reason, CRL numbers that only
-go up."""
+go up, expired certificates left out once a CRL past their expiry has listed them."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from syncd.app.crl import _next_number
+from syncd.app.crl import _next_number, _revoked
+from syncd.domain import KeyPairStatus
 from syncd.pipeline.steps.base import RevokedCertificate
 from syncd.pipeline.steps.revocation import insert_new
 from syncd.state.db import Database
-from syncd.state.models import CrlState, Revocation
+from syncd.state.models import CrlState, KeyPair, Revocation, User
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -64,5 +65,35 @@ def test_crl_numbers_go_up_per_issuer(migrated_db_url: str) -> None:
         assert numbers == [1, 2, 1, 3]
         with database.sessions() as session:
             assert session.get(CrlState, "ca1").number == 3  # type: ignore[union-attr]
+    finally:
+        database.close()
+
+
+def test_an_expired_certificate_leaves_the_crl_after_one_crl_past_its_expiry(
+    migrated_db_url: str,
+) -> None:
+    database = Database.open(migrated_db_url)
+    week = timedelta(days=7)
+    try:
+        with database.transaction() as session:
+            user = User(email="u@example.com", directory_id="u", source="static")
+            session.add(user)
+            session.flush()
+            expiries = {"a1": NOW - week - timedelta(hours=1), "b2": NOW - timedelta(days=1),
+                        "c3": NOW + week, "d4": None}
+            for generation, (serial, not_after) in enumerate(expiries.items(), start=1):
+                pair = KeyPair(user_id=user.id, generation=generation, kms_label=serial,
+                               status=KeyPairStatus.DISABLED, not_after=not_after)
+                session.add(pair)
+                session.flush()
+                insert_new(session.connection(), user.email,
+                           [RevokedCertificate(pair.id, "ca1", serial, "superseded")], NOW)
+            insert_new(session.connection(), user.email,  # no key pair: kept for ever
+                       [RevokedCertificate(None, "ca1", "e5", "keyCompromise")], NOW)
+        with database.sessions() as session:
+            listed = {entry.serial for entry in _revoked(session, "ca1", NOW, week)}
+            later = {entry.serial for entry in _revoked(session, "ca1", NOW + 2 * week, week)}
+        assert listed == {0xB2, 0xC3, 0xD4, 0xE5}  # a1 expired more than a CRL ago
+        assert later == {0xD4, 0xE5}
     finally:
         database.close()
