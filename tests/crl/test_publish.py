@@ -267,3 +267,23 @@ def test_revoke_refuses_an_unknown_user_and_an_unknown_reason(
         "syncd: --reason: 'stolen' is not one of keyCompromise, superseded, affiliationChanged, "
         "cessationOfOperation, privilegeWithdrawn, unspecified\n"
     )
+
+
+def test_a_crl_that_cannot_be_written_does_not_fail_the_pass(
+    setting: Setting, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = setting.work / "not-a-folder"
+    blocked.write_text("a file where crl.output wants a folder\n")
+    setting.deploy.update_config(crl={"output": str(blocked / "issuing.crl")})
+    try:
+        setting.sync()  # clean: the pass's credentials are done
+        with setting.app() as app, app.database.sessions() as session:
+            failed = session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "crl.failed")
+            ).all()
+    finally:
+        setting.deploy.update_config(crl={"output": str(setting.crl_file)})
+    assert [event.detail["path"] for event in failed] == [str(blocked / "issuing.crl")]
+    assert "cannot write the CRL of 'pipeline' to " in failed[0].detail["error"]
+    assert f"the CRL of 'pipeline' at {blocked / 'issuing.crl'} (unreadable (" in caplog.text
+    assert ") was not written: cannot write the CRL of 'pipeline' to " in caplog.text
