@@ -206,15 +206,23 @@ def _record(app: App, written: WrittenCRL, fence: Fence | None) -> None:
 
 
 def why_due(
-    path: Path, issuer: IssuingCA, listed: set[int], validity: timedelta, now: datetime
+    path: Path,
+    issuer: IssuingCA,
+    listed: set[int],
+    validity: timedelta,
+    now: datetime,
+    fmt: str = "der",
 ) -> str | None:
     """Why the CRL at ``path`` must be written again now (None: it is fresh)."""
     try:
-        crl = load_crl(path.read_bytes())
+        data = path.read_bytes()
+        crl = load_crl(data)
     except FileNotFoundError:
         return "missing"
     except (OSError, CertificateError) as error:
         return f"unreadable ({error})"
+    if data.lstrip().startswith(b"-----BEGIN") != (fmt == "pem"):
+        return f"not in crl.format ({fmt})"
     if not signed_by(crl, issuer.certificate):
         return "not signed by the issuer"
     next_update = crl.next_update_utc
@@ -256,7 +264,7 @@ def refresh_if_due(app: App, fence: Fence, now: datetime | None = None) -> list[
         path = output_path(config.crl.output, issuer.label)
         with app.database.sessions() as session:
             listed = {r.serial for r in _revoked(session, issuer.label, now, validity)}
-        reason = why_due(path, issuer, listed, validity, now)
+        reason = why_due(path, issuer, listed, validity, now, config.crl.format)
         if reason is None:
             continue
         try:

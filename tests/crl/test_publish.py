@@ -247,8 +247,17 @@ def test_the_pass_writes_the_crl_again_only_when_due(setting: Setting) -> None:
         [late] = refresh_if_due(app, fence, now + validity * 0.6)
         setting.crl_file.unlink()
         [missing] = refresh_if_due(app, fence, now)
-    assert late.number + 1 == missing.number
+    setting.deploy.update_config(crl={"format": "pem"})
+    with setting.app() as app, app.run_lock() as fence:
+        [pem] = refresh_if_due(app, fence, now)
+        assert refresh_if_due(app, fence, now) == []
+    setting.deploy.update_config(crl={"format": "der"})
+    assert setting.crl_file.read_bytes().startswith(b"-----BEGIN X509 CRL-----")
+    assert late.number + 1 == missing.number < pem.number
+    with setting.app() as app, app.run_lock() as fence:
+        [der] = refresh_if_due(app, fence, now)
     assert setting.crl_file.read_bytes() != before
+    assert der.data == setting.crl_file.read_bytes() and not der.data.startswith(b"-----")
     assert load_crl(setting.crl_file.read_bytes()).next_update_utc == (
         now.replace(microsecond=0) + validity
     )
