@@ -6,13 +6,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from syncd.app.context import App
+from syncd.app.crl import refresh_if_due
 from syncd.directory import open_source
 from syncd.pipeline import sync as pipeline
 from syncd.pipeline.runner import StepObserver, TaskResult
-from syncd.pipeline.sync import PassResult
+from syncd.pipeline.sync import PassContext, PassResult
 from syncd.plan import Plan
+from syncd.state.fencing import Fence
+
+
+def _with_crl(app: App, ctx: PassContext) -> PassContext:
+    """``ctx`` refreshing the CRL (``crl.output``) after the tasks, under the run lock."""
+    if app.config.crl.output is None:
+        return ctx
+    return replace(ctx, after_tasks=lambda fence: _refresh(app, fence))
+
+
+def _refresh(app: App, fence: Fence) -> None:
+    refresh_if_due(app, fence)
 
 
 def dry_run(app: App, *, allow_mass_deprovision: bool = False) -> PassResult:
@@ -35,7 +49,7 @@ def sync_pass(
     """One full pass under the run lock (see syncd.pipeline.sync.sync_pass)."""
     source = open_source(app.config.directory, app.config.google)
     return pipeline.sync_pass(
-        app.pass_context(allow_mass_deprovision=allow_mass_deprovision),
+        _with_crl(app, app.pass_context(allow_mass_deprovision=allow_mass_deprovision)),
         source,
         on_plan=on_plan,
         on_done=on_done,
@@ -52,4 +66,6 @@ def resync(
     on_done: Callable[[TaskResult], None] | None = None,
 ) -> PassResult:
     """Re-run the pipeline for named users (all managed users when ``emails`` is None)."""
-    return pipeline.resync(app.pass_context(), emails, force=force, on_done=on_done)
+    return pipeline.resync(
+        _with_crl(app, app.pass_context()), emails, force=force, on_done=on_done
+    )

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from syncd import __version__
-from syncd.cli import ca, directory, google, kms, report, sandbox, service, setup, sync
+from syncd.cli import ca, crl, directory, google, kms, report, sandbox, service, setup, sync
 from syncd.cli.common import Handler, add_logging_options_everywhere, log_overrides, os_error
 from syncd.errors import SyncdError
 from syncd.logs import LogOverrides, set_overrides, setup_logging
@@ -32,7 +32,7 @@ from syncd.output import Format
 if TYPE_CHECKING:
     from syncd.config import Config
 
-_GROUPS = (setup, ca, sync, sandbox, google, service, directory, report, kms)
+_GROUPS = (setup, ca, crl, sync, sandbox, google, service, directory, report, kms)
 """Command modules, in the order their commands are listed by ``syncd --help``."""
 
 

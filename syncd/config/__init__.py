@@ -47,6 +47,7 @@ from syncd.config.secrets import SecretRef, read_private_file, read_secret, writ
 from syncd.config.sections import (
     CAConfig,
     CertificateConfig,
+    CRLConfig,
     DaemonConfig,
     GoogleConfig,
     LoggingConfig,
@@ -65,6 +66,7 @@ __all__ = [
     "DEFAULT_CONFIG_PATH",
     "LDAP_USER_FILTERS",
     "CAConfig",
+    "CRLConfig",
     "CertificateConfig",
     "Config",
     "ConfigPath",

@@ -25,6 +25,7 @@ from syncd.config.kms import KACLSConfig, KMSConfig, LocalBackendKMS
 from syncd.config.sections import (
     CAConfig,
     CertificateConfig,
+    CRLConfig,
     DaemonConfig,
     GoogleConfig,
     LoggingConfig,
@@ -56,6 +57,8 @@ class Config(Section):
     """The issuing CA."""
     certificate: CertificateConfig = CertificateConfig()
     """The user certificates."""
+    crl: CRLConfig = CRLConfig()
+    """The certificate revocation list of the issuing CA."""
     google: GoogleConfig = GoogleConfig()
     """The Google APIs: service account and limits."""
     pipeline: PipelineConfig = PipelineConfig()

@@ -109,6 +109,19 @@ class CertificateConfig(Section):
         return self
 
 
+class CRLConfig(Section):
+    """The certificate revocation list syncd publishes for its issuing CA (``syncd crl``)."""
+
+    output: ConfigPath | None = None
+    """File each pass keeps fresh, for a web server to serve at the URL of
+    ``certificate.crl_distribution_points``; ``{issuer}`` in it gives each issuing CA still
+    valid a file of its own (for a CA rollover). None: only ``syncd crl`` writes a CRL."""
+    validity: Duration = 7 * 86400.0
+    """From thisUpdate to nextUpdate; a pass writes the CRL again when less than half is left."""
+    format: Literal["der", "pem"] = "der"
+    """der (what an HTTP CRL distribution point serves, RFC 5280) or pem."""
+
+
 class GoogleConfig(Section):
     """The Google APIs: the service account and how syncd calls them."""
 

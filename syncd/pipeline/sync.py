@@ -96,6 +96,8 @@ class PassContext:
     services: Callable[[], Services]
     check_kms: Callable[[], None]
     run_lock: Callable[[], AbstractContextManager[Fence]]
+    after_tasks: Callable[[Fence], None] | None = None
+    """Run under the run lock once a pass's or a resync's tasks are done (the CRL refresh)."""
 
 
 def dry_run(database: Database, snapshot: Snapshot, policy: Policy, now: datetime) -> PassResult:
@@ -151,6 +153,11 @@ def _finish(
 ) -> PassResult:
     """Record the pass's outcome (proving the token); raise LockLostError if it was lost."""
     assert result.run_id is not None
+    if lost is None and ctx.after_tasks is not None:
+        try:
+            ctx.after_tasks(fence)
+        except LockLostError as error:
+            lost = error
     outcome = "ok" if result.clean else "failures"
     if result.plan.blocked_reason:
         outcome = "blocked"

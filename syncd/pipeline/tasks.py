@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from syncd.domain import ActionKind, KeyPairStatus, TaskKind, TaskStatus
 from syncd.pipeline.claims import Claim
-from syncd.pipeline.steps import PIPELINES, KeyPairView, Outcome, Work, next_step
+from syncd.pipeline.steps import PIPELINES, KeyPairView, Outcome, Work, next_step, revocation
 from syncd.plan import Action
 from syncd.state import audit, fencing
 from syncd.state.models import KeyPair, Task, User
@@ -392,6 +392,9 @@ def record_step(
             _UPDATE_KEY_PAIR, {**columns, "updated_at": now, "key_pair": key_pair_id}
         )
     events = [] if outcome.audit is None else [(f"{work.kind}.{step}", outcome.audit)]
+    for item in revocation.insert_new(connection, work.email, outcome.revocations, now):
+        detail = {"serial": item.serial_hex, "issuer": item.issuer_label, "reason": item.reason}
+        events.append((f"{work.kind}.certificate_revoked", detail))
     if following is None:
         if work.kind is TaskKind.DEPROVISION:
             connection.execute(_USER_DEPROVISIONED, {"user": work.user_id, "at": now})

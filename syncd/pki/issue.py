@@ -3,7 +3,8 @@
 cryptography's CertificateBuilder signs only with a private key in memory, so the certificate
 is first drafted with a throwaway key of the issuer's key type (same signature algorithm, so
 the same to-be-signed bytes), the TBS bytes are signed through ``sign`` (the KMS), and the
-final DER is assembled from the draft's TBS and algorithm and the KMS signature.
+final DER is assembled from the draft's TBS and algorithm and the KMS signature. CRLs are
+signed the same way (``syncd.pki.crl``, with ``draft_key``, ``HASHES`` and ``signed_der``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ ExtensionList = list[tuple[x509.ExtensionType, bool]]
 
 BACKDATE = dt.timedelta(minutes=5)
 SERIAL_BITS = 159
-_HASHES: dict[str, Callable[[], hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
+HASHES: dict[str, Callable[[], hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
     "sha256": hashes.SHA256,
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
@@ -40,7 +41,7 @@ _draft_keys: dict[str, DraftKey] = {}
 _draft_keys_lock = threading.Lock()
 
 
-def _draft_key(issuer_key: CertificatePublicKeyTypes) -> DraftKey:
+def draft_key(issuer_key: CertificatePublicKeyTypes) -> DraftKey:
     """A per-process throwaway key whose signatures use the same algorithm as the issuer's."""
     if isinstance(issuer_key, rsa.RSAPublicKey):
         kind = "rsa"
@@ -148,10 +149,16 @@ def _validity(now: dt.datetime, profile: LeafProfile, issuer_cert: x509.Certific
     return not_before, not_after
 
 
+def signed_der(draft_der: bytes, signature: bytes) -> bytes:
+    """A draft signed structure (a certificate or a CRL: TBS, algorithm, signature) with its
+    signature replaced by ``signature``, made over the same TBS bytes with the same algorithm."""
+    tbs, algorithm, _ = der.sequence_items(draft_der)
+    return der.certificate(tbs, algorithm, signature)
+
+
 def _assemble(draft: x509.Certificate, signature: bytes) -> x509.Certificate:
-    _, algorithm, _ = der.sequence_items(draft.public_bytes(serialization.Encoding.DER))
     return x509.load_der_x509_certificate(
-        der.certificate(draft.tbs_certificate_bytes, algorithm, signature)
+        signed_der(draft.public_bytes(serialization.Encoding.DER), signature)
     )
 
 
@@ -187,7 +194,7 @@ def issue_leaf(
     )
     for extension, critical in leaf_extensions(profile, ctx):
         builder = builder.add_extension(extension, critical)
-    draft = builder.sign(_draft_key(issuer_cert.public_key()), _HASHES[profile.hash]())
+    draft = builder.sign(draft_key(issuer_cert.public_key()), HASHES[profile.hash]())
     cert = _assemble(draft, sign(draft.tbs_certificate_bytes))
     if not issued_by(cert, issuer_cert):  # remembered: the upload check asks again
         raise CertificateError(

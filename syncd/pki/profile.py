@@ -188,8 +188,10 @@ def crl_warnings(profile: LeafProfile, extensions_file: Path | None = None) -> l
     if profile.extensions is not None:
         if any(rule.name == "crlDistributionPoints" for rule in profile.extensions):
             return []
-        return [f"certificate.extensions_file: {extensions_file} has no crlDistributionPoints; "
-                f"leaves are issued without a CRL distribution point ({_CRL_ADVICE})"]
+        if not profile.crl_distribution_points:  # else leaves carry those (leaf_extensions)
+            return [f"certificate.extensions_file: {extensions_file} has no "
+                    "crlDistributionPoints and certificate.crl_distribution_points is empty; "
+                    f"leaves are issued without a CRL distribution point ({_CRL_ADVICE})"]
     if not profile.crl_distribution_points:
         return ["certificate.crl_distribution_points: empty; leaves are issued without a CRL "
                 f"distribution point ({_CRL_ADVICE}); set it, for example to "

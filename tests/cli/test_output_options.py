@@ -45,14 +45,15 @@ def _required_arguments(parser: argparse.ArgumentParser) -> list[str]:
 LEAVES = _leaf_commands(build_parser())
 
 # Commands without --format, each for a reason: a service logs and prints nothing; the schema
-# is a JSON document already; the demo prints the transcript of the commands it runs.
-WITHOUT_FORMAT = {("run",), ("sandbox", "serve"), ("config", "schema"), ("demo",)}
+# is a JSON document already; the demo prints the transcript of the commands it runs; the
+# CRL's --format is its encoding (der or pem).
+WITHOUT_FORMAT = {("run",), ("sandbox", "serve"), ("config", "schema"), ("demo",), ("crl",)}
 
 
 def test_every_command_is_listed() -> None:
     names = {" ".join(path) for path, _ in LEAVES}
     assert {"sync", "resync", "status", "health", "run", "google key-pairs create"} <= names
-    assert len(names) == 31
+    assert len(names) == 33
 
 
 @pytest.mark.parametrize("path,leaf", LEAVES, ids=[" ".join(p) for p, _ in LEAVES])

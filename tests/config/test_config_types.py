@@ -127,7 +127,7 @@ DURATIONS = [
     ("", "policy.deprovision_after"), ("", "policy.verify_every"),
     ("", "policy.superseded_disable_after"), ("", "schedule.interval"), ("", "schedule.jitter"),
     ("email", "report.email.timeout"), ("", "daemon.stop_timeout"),
-    ("", "daemon.health_max_age"), ("", "daemon.stall_timeout"),
+    ("", "daemon.health_max_age"), ("", "daemon.stall_timeout"), ("", "crl.validity"),
 ]
 
 

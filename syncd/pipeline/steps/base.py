@@ -67,6 +67,9 @@ class Services:
     """What a certificate issued now carries (recorded with it as its profile)."""
     existing_credentials: str = "hold"
     """policy.existing_credentials: hold | adopt | replace."""
+    issuers: tuple[IssuingCA, ...] = ()
+    """Every imported issuing CA (``issuer`` among them): names the issuer of a certificate
+    made before a CA rollover when it is revoked."""
 
     @property
     def kms(self) -> KeyManager:
@@ -143,6 +146,17 @@ class Work:
         )
 
 
+@dataclass(frozen=True)
+class RevokedCertificate:
+    """A certificate to list in its issuer's CRL (a row of ``revocations``)."""
+
+    key_pair_id: int | None
+    issuer_label: str
+    serial_hex: str
+    reason: str
+    """An RFC 5280 reason name (syncd.pki.crl.REASONS)."""
+
+
 @dataclass
 class Outcome:
     """What a step did, to be recorded with the checkpoint in one transaction."""
@@ -151,6 +165,9 @@ class Outcome:
     """Column updates by key pair id."""
     audit: dict[str, Any] | None = None
     """Audit detail; None when the step found nothing to do."""
+    revocations: list[RevokedCertificate] = field(default_factory=list)
+    """Certificates the step revoked: inserted into ``revocations`` (the CRL's entries) with
+    the checkpoint, those already there kept."""
 
     def update(self, key_pair_id: int, **columns: Any) -> Outcome:
         self.key_pairs.setdefault(key_pair_id, {}).update(columns)

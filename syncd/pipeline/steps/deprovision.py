@@ -1,4 +1,5 @@
-"""The steps that end a credential: identity deleted, key pairs disabled, KMS keys revoked."""
+"""The steps that end a credential: identity deleted, key pairs disabled, KMS keys revoked
+(and the certificates listed in the CRL)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from syncd.pipeline.steps.base import (
     current_identity,
     mailbox_unavailable,
 )
+from syncd.pipeline.steps.revocation import revocation_of
+
+CESSATION = "cessationOfOperation"
 
 
 def delete_identity(work: Work, services: Services) -> Outcome:
@@ -72,4 +76,7 @@ def revoke_keys(work: Work, services: Services) -> Outcome:
         status = KeyPairStatus.DISABLED if kp.gmail_key_pair_id else KeyPairStatus.ABANDONED
         outcome.update(kp.id, status=status)
     outcome.audit = {"revoked": revoked}
+    # Every certificate of the user goes into the CRL, those of key pairs disabled earlier too.
+    listed = (revocation_of(kp, work.email, CESSATION, services) for kp in work.others)
+    outcome.revocations = [item for item in listed if item is not None]
     return outcome

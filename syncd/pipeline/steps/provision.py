@@ -22,6 +22,7 @@ from syncd.pipeline.steps.base import (
     current_identity,
     target_of,
 )
+from syncd.pipeline.steps.revocation import revocation_of
 from syncd.pki.chain import fingerprint, pkcs7_pem
 from syncd.pki.profile import check_certifiable
 
@@ -158,6 +159,9 @@ def insert_identity(work: Work, services: Services) -> Outcome:
     for other in work.others:
         if other.status is KeyPairStatus.ACTIVE:
             outcome.update(other.id, status=KeyPairStatus.SUPERSEDED)
+            if work.kind is TaskKind.REPLACE:  # a replacement revokes what it replaces
+                revoked = revocation_of(other, work.email, "superseded", services)
+                outcome.revocations += [revoked] if revoked else []
     return outcome
 
 
