@@ -248,7 +248,7 @@ def sync_pass(
                 with ctx.database.transaction() as session:
                     fencing.prove(session.connection(), fence.token)
                     changes = plan_state.record_snapshot(
-                        session, snapshot, now, run_id, the_plan.kept_in_scope
+                        session, snapshot, now, run_id, the_plan.kept_in_scope, the_plan.renames
                     )
                     if the_plan.blocked_reason:
                         audit.record(

@@ -169,6 +169,9 @@ class Plan:
     pending_reissue: int = 0
     """Credentials out of date with the configuration left for later passes
     (``policy.reissue_per_pass``)."""
+    renames: tuple[tuple[str, str], ...] = ()
+    """(new address, old address) of each user the plan took for renamed
+    (:func:`syncd.plan.identity.pair_renames`): the state store renames the same ones."""
 
     def counts(self) -> dict[str, int]:
         totals: dict[str, int] = {}

@@ -133,6 +133,8 @@ def user_view(
     }
     if user.name:
         view["name"] = dict(user.name)
+    if user.aliases:
+        view["aliases"] = list(user.aliases)
     if projection == "full" and user.customSchemas:
         view["customSchemas"] = user.customSchemas
     elif projection == "custom":

@@ -13,9 +13,18 @@ from syncd.pipeline.steps.base import (
     current_identity,
     mailbox_unavailable,
 )
+from syncd.pipeline.steps.rename import delete_previous_identity
 
 
 def delete_identity(work: Work, services: Services) -> Outcome:
+    outcome = _delete_current_identity(work, services)
+    earlier = delete_previous_identity(work, services)  # a renamed user's, if still there
+    if earlier.audit is not None:
+        outcome.audit = {**(outcome.audit or {}), **earlier.audit}
+    return outcome
+
+
+def _delete_current_identity(work: Work, services: Services) -> Outcome:
     try:
         if current_identity(work, services) is None:
             return Outcome()
