@@ -180,6 +180,12 @@ class Plan:
         return totals
 
     @property
+    def reassigned(self) -> frozenset[str]:
+        """Addresses whose old credential this pass ends for a new directory id (REASSIGN):
+        the state store takes their new directory id (for the others it waits)."""
+        return frozenset(a.email for a in self.actions if a.kind is ActionKind.REASSIGN)
+
+    @property
     def kept_in_scope(self) -> frozenset[str]:
         """Users the snapshot does not list who must stay in scope: nothing was decided
         about them this pass (held, or their deprovision blocked)."""
