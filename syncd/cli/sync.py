@@ -36,7 +36,13 @@ def _plan_rows(the_plan: Plan) -> list[dict[str, Any]]:
 def _plan_document(the_plan: Plan) -> dict[str, Any]:
     return {
         "actions": [
-            {"email": a.email, "action": a.kind.value, "reason": a.reason, "task": a.task_kind}
+            {
+                "email": a.email,
+                "action": a.kind.value,
+                "reason": a.reason,
+                "code": a.code.value if a.code else None,
+                "task": a.task_kind,
+            }
             for a in the_plan.actions
         ],
         "held": [{"email": h.email, "reason": h.reason} for h in the_plan.held],
