@@ -8,6 +8,7 @@ import json
 import subprocess
 from typing import Any
 
+import pytest
 import yaml
 from sqlalchemy import select
 
@@ -23,10 +24,17 @@ OLD = USERS[1]  # user01@: renamed to NEW
 NEW = "ann.renamed@example.com"
 DELETED = USERS[2]  # user02@: deleted in Google, the address given to a new person
 REKEYED = USERS[3]  # user03@: same mailbox, the directory lists it under another id
+LEAVER = USERS[4]  # user04@: renamed to LEFT and disabled in the same read
+LEFT = "dan.renamed@example.com"
 
 
-def write_users(deploy: Deployment, entries: list[tuple[str, str]]) -> None:
-    users = [{"email": email, "id": directory_id} for email, directory_id in entries]
+def write_users(
+    deploy: Deployment, entries: list[tuple[str, str]], disabled: tuple[str, ...] = ()
+) -> None:
+    users = [
+        {"email": email, "id": directory_id, "enabled": email not in disabled}
+        for email, directory_id in entries
+    ]
     deploy.users_file.write_text(yaml.safe_dump({"users": users}))
 
 
@@ -75,6 +83,7 @@ def identity_at(deploy: Deployment, mailbox: str, address: str) -> dict[str, Any
 
 
 def test_a_rename_and_reused_addresses_through_real_passes(deployment: Deployment) -> None:
+    deployment.update_config(policy={"max_deprovision": "50%"})  # 2 reassigned, 1 leaver
     first = deployment.syncd("sync", "--once")
     assert first.returncode == 0, first.stderr
     old_keypairs, old_identity = gmail_state(deployment, OLD)
@@ -87,11 +96,13 @@ def test_a_rename_and_reused_addresses_through_real_passes(deployment: Deploymen
     deployment.admin("POST", "users:rename", {"from": OLD, "to": NEW})
     deployment.admin("POST", "users:delete", {"email": DELETED})
     deployment.admin("POST", "users:create", {"primaryEmail": DELETED, "id": "new-person-02"})
+    deployment.admin("POST", "users:rename", {"from": LEAVER, "to": LEFT})
     entries = [(email, f"id-{email}") for email in USERS]
     entries[1] = (NEW, f"id-{OLD}")
     entries[2] = (DELETED, "new-person-02")
     entries[3] = (REKEYED, "rekeyed-03")
-    write_users(deployment, entries)
+    entries[4] = (LEFT, f"id-{LEAVER}")
+    write_users(deployment, entries, disabled=(LEFT,))
 
     writes = deployment.writes()
     plan = plan_document(deployment)
@@ -101,6 +112,7 @@ def test_a_rename_and_reused_addresses_through_real_passes(deployment: Deploymen
         NEW: ("rename", "renamed", "rename"),
         DELETED: ("reassign", "address_reused", "reassign"),
         REKEYED: ("reassign", "address_reused", "reassign"),
+        LEFT: ("deprovision", "disabled_in_directory", "deprovision"),
     }
     reasons = {a["email"]: a["reason"] for a in plan["actions"]}
     assert reasons[NEW].startswith(f"renamed from {OLD} (directory id id-{OLD}): ")
@@ -111,7 +123,7 @@ def test_a_rename_and_reused_addresses_through_real_passes(deployment: Deploymen
 
     done = deployment.syncd("sync", "--once")
     assert done.returncode == 0, done.stderr
-    assert "3 done, 0 failed" in done.stdout
+    assert "4 done, 0 failed" in done.stdout
 
     # The rename: a new key pair for the new address, the new identity on it, the old
     # identity gone, the old key pair still enabled; one user, one history.
@@ -156,6 +168,15 @@ def test_a_rename_and_reused_addresses_through_real_passes(deployment: Deploymen
     assert [rekeyed[kp["keyPairId"]] for kp in before[REKEYED]] == ["disabled"]
     assert rows(deployment, REKEYED)[0].directory_id == "rekeyed-03"
 
+    # Renamed and disabled at once: the identity of the old address (the one there was) is
+    # deleted, the key pair disabled; the user keeps one row under the new address.
+    keypairs, identity = gmail_state(deployment, LEFT)
+    assert identity is None and identity_at(deployment, LEFT, LEAVER) is None
+    assert [kp["enablementState"] for kp in keypairs] == ["disabled"]
+    user, pairs, keys = rows(deployment, LEFT)
+    assert (user.previous_email, [kp.status for kp in pairs]) == (LEAVER, [KeyPairStatus.DISABLED])
+    assert set(keys.values()) == {KmsKeyState.REVOKED}
+
     # Nothing left to do.
     writes = deployment.writes()
     again = deployment.syncd("sync", "--once")
@@ -164,6 +185,7 @@ def test_a_rename_and_reused_addresses_through_real_passes(deployment: Deploymen
     assert deployment.writes() == writes
 
 
+@pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)  # no engine-specific part
 def test_a_directory_id_attribute_changed_for_everyone_is_blocked(deployment: Deployment) -> None:
     assert deployment.syncd("sync", "--once").returncode == 0
     write_users(deployment, [(email, f"objectGUID-{i}") for i, email in enumerate(USERS)])

@@ -13,12 +13,12 @@ from syncd.pipeline.steps.base import (
     current_identity,
     mailbox_unavailable,
 )
-from syncd.pipeline.steps.rename import delete_previous_identity
+from syncd.pipeline.steps.rename import delete_identity_at
 
 
 def delete_identity(work: Work, services: Services) -> Outcome:
     outcome = _delete_current_identity(work, services)
-    earlier = delete_previous_identity(work, services)  # a renamed user's, if still there
+    earlier = delete_identity_at(work, services, work.previous_email)  # a renamed user's
     if earlier.audit is not None:
         outcome.audit = {**(outcome.audit or {}), **earlier.audit}
     return outcome

@@ -24,16 +24,28 @@ from syncd.pipeline.steps.base import (
 
 def delete_previous_identity(work: Work, services: Services) -> Outcome:
     """Delete the identity of ``work.previous_email`` in the user's mailbox; already gone (or
-    never made) is done, and so is a mailbox Gmail refuses (suspended, no mail service)."""
+    never made) is done, and so is a mailbox Gmail refuses (suspended, no mail service).
+
+    Kept when the old address is still one of the user's aliases and aliases get identities
+    of their own (``certificate.include_aliases``): it is then the alias's identity, on the
+    new key pair.
+    """
     previous = work.previous_email
-    if previous is None or previous == work.email:
+    if previous is not None and services.desired.include_aliases and previous in work.aliases:
+        return Outcome()
+    return delete_identity_at(work, services, previous)
+
+
+def delete_identity_at(work: Work, services: Services, address: str | None) -> Outcome:
+    """Delete the identity of ``address`` (not the user's address) in the user's mailbox."""
+    if address is None or address == work.email:
         return Outcome()
     try:
-        services.gmail.delete_identity(work.email, email=previous)
+        services.gmail.delete_identity(work.email, email=address)
     except GoogleAPIError as error:
         if not_found(error):
             return Outcome()
         if mailbox_unavailable(error):
-            return Outcome(audit={**UNAVAILABLE, "previous_email": previous})
+            return Outcome(audit={**UNAVAILABLE, "previous_email": address})
         raise
-    return Outcome(audit={"previous_email": previous})
+    return Outcome(audit={"previous_email": address})
