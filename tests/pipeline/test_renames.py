@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import yaml
 from sqlalchemy import select
 
-from syncd.domain import KeyPairStatus, KmsKeyState
+from syncd.domain import KeyPairStatus, KmsKeyState, TaskKind
 from syncd.google.errors import GoogleAPIError
+from syncd.google.gmail import GmailCSE
+from syncd.pipeline.steps import Services, Work
+from syncd.pipeline.steps.rename import delete_previous_identity
+from syncd.plan import DesiredProfile
 from syncd.state.db import Database
 from syncd.state.models import KeyPair, KmsKey, User
+from tests.support.sandbox import DOMAIN, KACLS_URI, RunningSandbox, leaf_pkcs7, start_sandbox
+from tests.support.testca import TestHierarchy
 
 from .conftest import Deployment, gmail_state, sandbox_users
 
@@ -200,3 +208,51 @@ def test_a_directory_id_attribute_changed_for_everyone_is_blocked(deployment: De
         user, pairs, _ = rows(deployment, email)
         assert user.directory_id == f"id-{email}"
         assert [kp.status for kp in pairs] == [KeyPairStatus.ACTIVE]
+
+
+@pytest.fixture(scope="module")
+def sample_sandbox(
+    tmp_path_factory: pytest.TempPathFactory, pipeline_ca: TestHierarchy
+) -> Iterator[RunningSandbox]:
+    running = start_sandbox(tmp_path_factory.mktemp("rename-step"), pipeline_ca)
+    yield running
+    running.stop()
+
+
+def step_services(gmail: GmailCSE, include_aliases: bool) -> Services:
+    """What delete_previous_identity uses (Gmail, the desired profile); nothing else is."""
+    return Services(
+        keys=None, gmail=gmail, issuer=None, profile=None, kacls_uri=KACLS_URI,  # type: ignore[arg-type]
+        key_bits=2048, clock=lambda: datetime.now(UTC),
+        desired=DesiredProfile(include_aliases=include_aliases),
+    )  # fmt: skip
+
+
+def test_delete_previous_identity_step(
+    sample_sandbox: RunningSandbox, pipeline_ca: TestHierarchy
+) -> None:
+    alice, renamed = f"alice@{DOMAIN}", f"alice.archer@{DOMAIN}"
+    gmail = GmailCSE(sample_sandbox.google_config())
+    pkcs7 = leaf_pkcs7(pipeline_ca, alice)
+    created = gmail.create_keypair(alice, pkcs7, KACLS_URI, "d3JhcHBlZA==")
+    gmail.create_identity(alice, created["keyPairId"])
+    sample_sandbox.admin("POST", "users:rename", {"from": alice, "to": renamed})
+    work = Work(
+        task_id=1, kind=TaskKind.RENAME, user_id=1, email=renamed, target=None, others=(),
+        previous_email=alice, aliases=(alice,),
+    )  # fmt: skip
+
+    # The old address is an alias with identities of its own: its identity is kept.
+    assert delete_previous_identity(work, step_services(gmail, True)).audit is None
+    assert gmail.get_identity(renamed, alice)["primaryKeyPairId"] == created["keyPairId"]
+    # Otherwise deleted (through the new address), and done when already gone.
+    deleted = delete_previous_identity(work, step_services(gmail, False))
+    assert deleted.audit == {"previous_email": alice}
+    with pytest.raises(GoogleAPIError) as gone:
+        gmail.get_identity(renamed, alice)
+    assert gone.value.status == 404
+    assert delete_previous_identity(work, step_services(gmail, False)).audit is None
+    # The key pair stays enabled; never renamed: nothing to do.
+    assert gmail.get_keypair(renamed, created["keyPairId"])["enablementState"] == "enabled"
+    plain = Work(task_id=2, kind=TaskKind.RENAME, user_id=2, email=renamed, target=None, others=())
+    assert delete_previous_identity(plain, step_services(gmail, False)).audit is None
