@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 import urllib.error
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from google.auth.exceptions import RefreshError
 from googleapiclient.errors import HttpError
 
+from syncd.sandbox.accounts import rename_user
 from syncd.sandbox.store import Store
 from tests.support.sandbox import ADMIN, DOMAIN, RunningSandbox
 from tests.support.testca import TestHierarchy
@@ -129,3 +132,34 @@ def test_a_deleted_users_address_given_to_someone_new_starts_empty(
     with pytest.raises(HttpError):  # the old person's key pair is not in the new mailbox
         cse.keypairs().get(userId=BOB, keyPairId=keypair["keyPairId"]).execute()
     assert upload(gmail, hierarchy, BOB)["subjectEmailAddresses"] == [BOB]
+
+
+def test_a_yaml_directory_file_stays_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "directory.yaml"
+    path.write_text(
+        "domain: example.com\n"
+        "users:\n"
+        "  - primaryEmail: carol@example.com\n"
+        "    orgUnitPath: /Sales\n"
+        "  - primaryEmail: admin@example.com\n"
+        "    isAdmin: true\n"
+    )
+    store = Store(tmp_path)
+    with store.user_state("carol@example.com") as state:
+        state["identities"].append({"emailAddress": "carol@example.com", "primaryKeyPairId": "k"})
+    carol_id = store.directory().user("carol@example.com").user_id  # type: ignore[union-attr]
+    rename_user(store, "carol@example.com", "carol.c@example.com")
+    written = yaml.safe_load(path.read_text())
+    assert written["users"][0] == {
+        "primaryEmail": "carol.c@example.com",
+        "id": carol_id,
+        "orgUnitPath": "/Sales",
+        "aliases": ["carol@example.com"],
+    }
+    assert written["users"][1] == {"primaryEmail": "admin@example.com", "isAdmin": True}
+    with Store(tmp_path).user_state("carol.c@example.com") as state:
+        assert state["identities"] == [
+            {"emailAddress": "carol@example.com", "primaryKeyPairId": "k"}
+        ]
+    with Store(tmp_path).user_state("carol@example.com") as state:
+        assert state == {"keypairs": [], "identities": []}
