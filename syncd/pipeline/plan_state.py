@@ -9,22 +9,24 @@ from __future__ import annotations
 
 import socket
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from syncd.directory.base import Snapshot
+from syncd.directory.base import DirectoryUser, Snapshot
 from syncd.domain import KeyPairStatus, ReasonCode, TaskStatus
 from syncd.pipeline import skipped
 from syncd.pipeline.claims import ForeignClaim, claim_holds, hold_reason
 from syncd.pipeline.tasks import HOLDING, OPEN
 from syncd.plan import CredentialView, RetiredKeyPair, TaskView, UserView
+from syncd.state import audit
 from syncd.state.lock import describe_holder, pid_alive
 from syncd.state.models import KeyPair, Run, Task, User
 
 _RETIRED = (KeyPairStatus.SUPERSEDED, KeyPairStatus.DISABLED)
+_CHUNK = 500  # users looked up per query (SQLite caps bound parameters)
 
 
 def credential_view(kp: KeyPair) -> CredentialView:
@@ -91,9 +93,18 @@ def record_snapshot(
     now: datetime,
     run_id: int | None,
     kept_in_scope: Collection[str] = frozenset(),
+    renames: Iterable[tuple[str, str]] = (),
+    reassigned: Collection[str] = frozenset(),
 ) -> skipped.SkippedChanges:
     """Update users from the snapshot: new ones added, listed ones seen, absent ones out of scope
     unless ``kept_in_scope`` (the plan decided nothing about them: held or blocked).
+
+    ``renames`` (the plan's ``Plan.renames``: new address, old address) first move users to
+    their new address: the same row (one history), the old address kept as
+    ``previous_email``. A listed user whose directory id changed (an address given to someone
+    else) takes the new id, audited as reassigned, when the plan ends the old credential this
+    pass (``reassigned``) or there is none; otherwise (the reassignment blocked by the
+    deprovision limit, or held) the old id stays, so the next pass sees the change again.
 
     ``missing_since`` starts at the first read that misses a user and clears when a read lists
     them, or has an entry naming them that it skipped (present, though unusable). Returns how
@@ -101,6 +112,8 @@ def record_snapshot(
     """
     users = {user.email: user for user in session.scalars(select(User))}
     listed = snapshot.by_email()
+    _rename(session, users, renames, run_id)
+    waiting = _reassignments_waiting(session, users, listed, reassigned)
     for email, entry in listed.items():
         user = users.get(email)
         if user is None:
@@ -117,7 +130,17 @@ def record_snapshot(
                 )
             )
             continue
-        user.directory_id = entry.directory_id
+        if user.directory_id != entry.directory_id and email not in waiting:
+            audit.record(
+                session,
+                "user.reassigned",
+                user=user,
+                run_id=run_id,
+                code=ReasonCode.ADDRESS_REUSED.value,
+                old_directory_id=user.directory_id,
+                new_directory_id=entry.directory_id,
+            )
+            user.directory_id = entry.directory_id
         user.source = snapshot.source
         user.in_scope = True
         user.enabled = entry.enabled
@@ -136,6 +159,66 @@ def record_snapshot(
         if user.in_scope and email not in kept_in_scope:
             user.in_scope = False
     return skipped.record(session, snapshot, now, run_id, users)
+
+
+def _rename(
+    session: Session,
+    users: dict[str, User],
+    renames: Iterable[tuple[str, str]],
+    run_id: int | None,
+) -> None:
+    """Move each renamed user's row to the new address (``users`` follows)."""
+    for new, old in renames:
+        user = users.get(old)
+        if user is None or new in users:  # not the state the plan saw: leave it to the loop
+            continue
+        user.previous_email = old
+        user.email = new
+        users[new] = users.pop(old)
+        audit.record(
+            session,
+            "user.renamed",
+            user=user,
+            run_id=run_id,
+            code=ReasonCode.RENAMED.value,
+            old_email=old,
+            new_email=new,
+            directory_id=user.directory_id,
+        )
+    session.flush()  # the new addresses are taken before any new user is added
+
+
+def _reassignments_waiting(
+    session: Session,
+    users: dict[str, User],
+    listed: dict[str, DirectoryUser],
+    reassigned: Collection[str],
+) -> set[str]:
+    """Listed users under a new directory id whose old credential is still held and not
+    ended this pass."""
+    changed = {
+        user.id: email
+        for email, entry in listed.items()
+        if (user := users.get(email)) is not None
+        and user.directory_id != entry.directory_id
+        and email not in reassigned
+    }
+    ids, holding = list(changed), set()
+    for first in range(0, len(ids), _CHUNK):
+        chunk = ids[first : first + _CHUNK]
+        holding |= set(
+            session.scalars(
+                select(KeyPair.user_id).where(
+                    KeyPair.user_id.in_(chunk), KeyPair.status.in_(HOLDING)
+                )
+            )
+        )
+        holding |= set(
+            session.scalars(
+                select(Task.user_id).where(Task.user_id.in_(chunk), Task.status.in_(OPEN))
+            )
+        )
+    return {changed[user_id] for user_id in holding}
 
 
 def last_pass_start(session: Session, current_run: int | None = None) -> datetime | None:

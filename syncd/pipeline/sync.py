@@ -256,7 +256,13 @@ def sync_pass(
                 with ctx.database.transaction() as session:
                     fencing.prove(session.connection(), fence.token)
                     changes = plan_state.record_snapshot(
-                        session, snapshot, now, run_id, the_plan.kept_in_scope
+                        session,
+                        snapshot,
+                        now,
+                        run_id,
+                        the_plan.kept_in_scope,
+                        the_plan.renames,
+                        the_plan.reassigned,
                     )
                     if the_plan.blocked_reason:
                         audit.record(

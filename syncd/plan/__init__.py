@@ -66,6 +66,7 @@ def plan(
     known = {view.email: view for view in views}
     renames = pair_renames(listed, known)
     renamed_away = {view.email for view in renames.values()}
+    renamed_pairs = tuple(sorted((new, view.email) for new, view in renames.items()))
     unusable = unusable_entries(snapshot.skipped, views, listed)
     verify = verification_slice(views, policy, now, last_pass_at)
     actions: list[Action] = []
@@ -108,12 +109,14 @@ def plan(
             len(snapshot.skipped),
             blocked_code=ReasonCode.MASS_DEPROVISION_BLOCKED,
             pending_reissue=pending_reissue,
+            renames=renamed_pairs,
         )
     return Plan(
         tuple(actions),
         tuple(held),
         skipped_entries=len(snapshot.skipped),
         pending_reissue=pending_reissue,
+        renames=renamed_pairs,
     )
 
 

@@ -169,12 +169,21 @@ class Plan:
     pending_reissue: int = 0
     """Credentials out of date with the configuration left for later passes
     (``policy.reissue_per_pass``)."""
+    renames: tuple[tuple[str, str], ...] = ()
+    """(new address, old address) of each user the plan took for renamed
+    (:func:`syncd.plan.identity.pair_renames`): the state store renames the same ones."""
 
     def counts(self) -> dict[str, int]:
         totals: dict[str, int] = {}
         for action in self.actions:
             totals[action.kind.value] = totals.get(action.kind.value, 0) + 1
         return totals
+
+    @property
+    def reassigned(self) -> frozenset[str]:
+        """Addresses whose old credential this pass ends for a new directory id (REASSIGN):
+        the state store takes their new directory id (for the others it waits)."""
+        return frozenset(a.email for a in self.actions if a.kind is ActionKind.REASSIGN)
 
     @property
     def kept_in_scope(self) -> frozenset[str]:

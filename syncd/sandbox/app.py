@@ -10,6 +10,10 @@ Admin endpoints, answered only to loopback clients and never subject to faults:
     GET  /sandbox/v1/stats           request counts by method (see stats.py)
     POST /sandbox/v1/stats:reset     zero them
     POST /sandbox/v1/tokens:expire   make every issued access token expired
+    POST /sandbox/v1/users:rename    {"from": old, "to": new}: same id and mailbox, the old
+                                     address kept as an alias (see accounts.py)
+    POST /sandbox/v1/users:delete    {"email": address}: the user and their mailbox
+    POST /sandbox/v1/users:create    a user record ({"primaryEmail": ..., "id": ...})
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import syncd.sandbox.accounts as accounts
 from syncd.errors import SyncdError
 from syncd.sandbox.clock import rfc3339
 from syncd.sandbox.context import Call, Services
@@ -150,6 +155,7 @@ class SandboxApp:
     def _admin(self, verb: str, name: str, body: bytes, client: str) -> Answer:
         if not ipaddress.ip_address(client).is_loopback:
             return _error_answer(ApiError(403, "The sandbox admin API answers loopback only."))
+        store = self.services.store
         handlers: dict[tuple[str, str], Callable[[], dict[str, Any]]] = {
             ("GET", "faults"): lambda: self.faults.settings.model_dump(),
             ("POST", "faults"): lambda: self._set_faults(body),
@@ -158,6 +164,9 @@ class SandboxApp:
             ("GET", "stats"): self.stats.snapshot,
             ("POST", "stats:reset"): self._reset_stats,
             ("POST", "tokens:expire"): lambda: {"expired": self.tokens.expire_all()},
+            ("POST", "users:rename"): lambda: accounts.admin_rename(store, _json(body)),
+            ("POST", "users:delete"): lambda: accounts.admin_delete(store, _json(body)),
+            ("POST", "users:create"): lambda: accounts.admin_create(store, _json(body)),
         }
         handler = handlers.get((verb, name))
         if handler is None:

@@ -5,6 +5,11 @@ Sandbox choices where Google's behaviour is not documented: uploading a certific
 already has (same leaf SHA-256) is refused with 409 ALREADY_EXISTS; a key pair used by an
 identity cannot be obliterated; the leaf must name the user's address even with
 ``chainValidation=none``.
+
+A call may name the mailbox by an alias (a renamed user's old address, see accounts.py). An
+identity is created or patched only for the user's primary address, but one whose address is
+no longer the primary (the identity of a renamed user's old address) can still be read and
+deleted: ``identities.get`` and ``identities.delete`` take the address in the path.
 """
 
 from __future__ import annotations

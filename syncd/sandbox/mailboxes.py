@@ -28,6 +28,7 @@ _WRITE = (
     "INSERT INTO mailboxes (email, state) VALUES (?, ?) "
     "ON CONFLICT (email) DO UPDATE SET state = excluded.state"
 )
+_DELETE = "DELETE FROM mailboxes WHERE email = ?"
 
 
 class Mailboxes:
@@ -95,3 +96,25 @@ class Mailboxes:
             yield state
             if state != json.loads(before):
                 connection.execute(_WRITE, (key, json.dumps(state)))
+
+    def move(self, old: str, new: str) -> None:
+        """A renamed user's mailbox: the state of ``old`` now under ``new`` (whatever ``new``
+        held before, a mailbox of a deleted user, is gone)."""
+        if old.lower() == new.lower():
+            return
+        first, second = sorted((old.lower(), new.lower()))
+        with self._lock(first), self._lock(second):
+            connection = self._connection()
+            row = connection.execute(_READ, (old.lower(),)).fetchone()
+            with connection:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute(_DELETE, (new.lower(),))
+                if row is not None:
+                    connection.execute(_WRITE, (new.lower(), row[0]))
+                    connection.execute(_DELETE, (old.lower(),))
+
+    def drop(self, email: str) -> None:
+        """A deleted user's mailbox: gone with its key pairs and identities."""
+        key = email.lower()
+        with self._lock(key):
+            self._connection().execute(_DELETE, (key,))

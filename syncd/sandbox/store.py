@@ -60,7 +60,8 @@ class DirectoryUser(_Model):
     isMailboxSetup: bool = True
     customSchemas: dict[str, dict[str, Any]] = {}
     aliases: list[str] = []
-    """The user's alias addresses (Google's ``aliases``: returned only when there are some)."""
+    """The user's alias addresses (Google's ``aliases``: returned only when there are some); a
+    rename keeps the old primary address here, and calls naming an alias reach the mailbox."""
 
     @property
     def user_id(self) -> str:
@@ -94,10 +95,14 @@ class DirectoryData(_Model):
 
     @cached_property
     def users_by_email(self) -> dict[str, DirectoryUser]:
-        """Users by lower-cased primary address (the first of a duplicated one)."""
+        """Users by lower-cased primary address (the first of a duplicated one), then by
+        alias (a primary address wins over an alias)."""
         found: dict[str, DirectoryUser] = {}
         for user in self.users:
             found.setdefault(user.primaryEmail.lower(), user)
+        for user in self.users:
+            for alias in user.aliases:
+                found.setdefault(alias.lower(), user)
         return found
 
     def user(self, email: str) -> DirectoryUser | None:
@@ -267,7 +272,24 @@ class Store:
             raise ConfigError(str(path), "must be a mapping of fault settings")
         return data
 
+    def write_directory(self, directory: DirectoryData) -> None:
+        """Replace the directory file (in its own format) with ``directory``."""
+        self.directory()  # finds the file, or ConfigError
+        path = self._directory_path
+        assert path is not None
+        data = directory.model_dump(exclude_none=True, exclude_defaults=True)
+        data["domain"] = directory.domain
+        if path.suffix == ".json":
+            write_json(path, data, mode=0o644)
+        else:
+            atomic_write(path, yaml.safe_dump(data, sort_keys=False).encode(), mode=0o644)
+
     # --- state -------------------------------------------------------------------------
+
+    @property
+    def mailboxes(self) -> Mailboxes:
+        """Every user's Gmail state (keyed by primary address)."""
+        return self._mailboxes
 
     def user_state(self, email: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
         """One user's Gmail state, locked for the block and saved if the block changed it."""

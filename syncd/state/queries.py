@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, RowMapping, or_, select
 
 from syncd.domain import KeyPairStatus, TaskStatus
 from syncd.state.tables import audit_log, key_pairs, tasks, users
@@ -132,10 +132,13 @@ def key_pairs_in_other_format(
 
 
 def history(session: Session | Connection, email: str) -> list[dict[str, Any]]:
-    """The audit trail of one user, oldest first."""
+    """The audit trail of one user, oldest first: the events of the address, and those of the
+    user now holding it under an earlier address (a rename keeps one history)."""
+    address = email.strip().lower()
+    holder = select(users.c.id).where(users.c.email == address).scalar_subquery()
     events = session.execute(
         select(audit_log.c.at, audit_log.c.action, audit_log.c.run_id, audit_log.c.detail)
-        .where(audit_log.c.email == email.strip().lower())
+        .where(or_(audit_log.c.email == address, audit_log.c.user_id == holder))
         .order_by(audit_log.c.at, audit_log.c.id)
     ).mappings()
     return [

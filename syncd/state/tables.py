@@ -65,6 +65,7 @@ audit_log = table(
     column("id", Integer),
     column("at", UTCDateTime()),
     column("run_id", Integer),
+    column("user_id", Integer),
     column("email", String),
     column("action", String),
     column("detail", JSON),

@@ -10,7 +10,7 @@ table reaches every rule of the chain.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -40,6 +40,7 @@ POLICY = Policy(
     profile=DESIRED,
 )
 USER = "u@x.com"
+OLD = "old@x.com"
 BYSTANDER = "keep@x.com"
 HOLD = "hold"
 
@@ -217,6 +218,43 @@ TABLE = [
         None, HOLD, ReasonCode.BACKOFF_PENDING, "unfinished_deprovision",
         "deprovision failed at upload_keypair (3 attempts); next try after "
         "2026-11-30 14:00Z: 503 backendError", unusable=UNUSABLE),
+    # renamed (the state store knows the directory id under OLD, the directory lists USER)
+    Row("renamed, holding a credential", replace(known(), email=OLD), listed(),
+        ActionKind.RENAME, ReasonCode.RENAMED, "renamed",
+        "renamed from old@x.com (directory id id-u): new credential for the new address, the "
+        "old identity deleted, the old key pair kept enabled", TaskKind.RENAME),
+    Row("renamed during an unfinished renewal",
+        replace(known(task=task(TaskKind.RENEW, TaskStatus.FAILED, due=NOW)), email=OLD),
+        listed(), ActionKind.RENAME, ReasonCode.RENAMED, "renamed",
+        "renamed from old@x.com (directory id id-u): new credential for the new address, the "
+        "old identity deleted, the old key pair kept enabled", TaskKind.RENAME),
+    Row("renamed before any credential",
+        replace(known(expires_in=None, holds=False), email=OLD), listed(),
+        ActionKind.PROVISION, ReasonCode.NO_CREDENTIAL, "not_provisioned",
+        "in scope without a credential", TaskKind.PROVISION),
+    Row("renamed and disabled", replace(known(), email=OLD), listed(enabled=False),
+        ActionKind.DEPROVISION, ReasonCode.DISABLED_IN_DIRECTORY, "left_or_disabled",
+        "disabled or suspended in the directory", TaskKind.DEPROVISION),
+    # address_reused (the state store knows USER under another directory id)
+    Row("address given to another person", replace(known(), directory_id="id-old"), listed(),
+        ActionKind.REASSIGN, ReasonCode.ADDRESS_REUSED, "address_reused",
+        "address now belongs to directory id id-u (was id-old): the old credential is ended "
+        "(identity deleted, key pairs disabled, KMS keys revoked) and a fresh one made",
+        TaskKind.REASSIGN),
+    Row("address given to another person during a provision",
+        replace(known(expires_in=None, holds=False,
+                      task=task(TaskKind.PROVISION, TaskStatus.RUNNING)), directory_id="id-old"),
+        listed(), ActionKind.REASSIGN, ReasonCode.ADDRESS_REUSED, "address_reused",
+        "address now belongs to directory id id-u (was id-old): the old credential is ended "
+        "(identity deleted, key pairs disabled, KMS keys revoked) and a fresh one made",
+        TaskKind.REASSIGN),
+    Row("address reused after the old credential ended",
+        replace(known(expires_in=None, holds=False, in_scope=False), directory_id="id-old"),
+        listed(), ActionKind.PROVISION, ReasonCode.NO_CREDENTIAL, "not_provisioned",
+        "in scope without a credential", TaskKind.PROVISION),
+    Row("address given to a disabled person", replace(known(), directory_id="id-old"),
+        listed(enabled=False), ActionKind.DEPROVISION, ReasonCode.DISABLED_IN_DIRECTORY,
+        "left_or_disabled", "disabled or suspended in the directory", TaskKind.DEPROVISION),
     # permanent_failure
     Row("permanently failed provision",
         known(expires_in=None, task=task(TaskKind.PROVISION, TaskStatus.FAILED,
@@ -308,7 +346,9 @@ def decision(row: Row) -> Action | Hold | None:
 def deciding_rule(row: Row) -> str | None:
     views = [row.state] if row.state is not None else []
     due = USER in verification_slice(views, POLICY, NOW, None)
-    subject = Subject(USER, row.entry, row.state, POLICY, NOW, row.unusable, verify_due=due)
+    renamed_from = row.state.email if row.state and row.state.email != USER else None
+    subject = Subject(USER, row.entry, row.state, POLICY, NOW, row.unusable, verify_due=due,
+                      renamed_from=renamed_from)
     for rule in RULES:
         if rule(subject) is not None:
             return rule.__name__

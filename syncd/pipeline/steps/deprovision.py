@@ -14,12 +14,21 @@ from syncd.pipeline.steps.base import (
     current_identity,
     mailbox_unavailable,
 )
+from syncd.pipeline.steps.rename import delete_identity_at
 from syncd.pipeline.steps.revocation import revocation_of
 
 CESSATION = "cessationOfOperation"
 
 
 def delete_identity(work: Work, services: Services) -> Outcome:
+    outcome = _delete_current_identity(work, services)
+    earlier = delete_identity_at(work, services, work.previous_email)  # a renamed user's
+    if earlier.audit is not None:
+        outcome.audit = {**(outcome.audit or {}), **earlier.audit}
+    return outcome
+
+
+def _delete_current_identity(work: Work, services: Services) -> Outcome:
     try:
         if current_identity(work, services) is None:
             return Outcome()
