@@ -222,6 +222,8 @@ _KEY_PAIR_VIEW = (
     KeyPair.gmail_key_pair_id,
     KeyPair.private_key_format,
     KeyPair.kms_backend,
+    KeyPair.superseded_at,
+    KeyPair.disabled_at,
 )  # in KeyPairView's field order
 _TASK_VIEW = (
     Task.kind,
@@ -393,7 +395,7 @@ def record_step(
     if following is None:
         if work.kind is TaskKind.DEPROVISION:
             connection.execute(_USER_DEPROVISIONED, {"user": work.user_id, "at": now})
-        elif work.user_deprovisioned:  # provisioned again after leaving
+        elif work.user_deprovisioned and work.kind is not TaskKind.RETIRE:  # back again
             connection.execute(_USER_DEPROVISIONED, {"user": work.user_id, "at": None})
         events.append((f"{work.kind}.done", {}))
     if events:

@@ -123,6 +123,15 @@ def expiring(s: Subject) -> Decision:
         return None
     if active.not_after - s.policy.renew_before > s.now:
         return None
+    issuer_ends = s.policy.issuer_not_after
+    if issuer_ends is not None and issuer_ends <= active.not_after:
+        return Hold(
+            s.email,
+            f"certificate (generation {active.generation}) expires {active.not_after:%Y-%m-%d}: "
+            f"certificates cannot outlive the issuing CA (expires {issuer_ends:%Y-%m-%d}); "
+            "import a new CA and set ca.label",
+            code=ReasonCode.ISSUER_EXPIRING,
+        )
     if too_young_to_renew(active, s.now):
         return None
     return act(

@@ -69,7 +69,9 @@ def revoke_keys(work: Work, services: Services) -> Outcome:
         for key_id in sorted(ids):
             kms.revoke(key_id, f"deprovisioned: {work.email}")
             revoked.append(key_id)
-        status = KeyPairStatus.DISABLED if kp.gmail_key_pair_id else KeyPairStatus.ABANDONED
-        outcome.update(kp.id, status=status)
+        if kp.gmail_key_pair_id:  # disabled in Gmail by disable_keypairs
+            outcome.update(kp.id, status=KeyPairStatus.DISABLED, disabled_at=services.clock())
+        else:
+            outcome.update(kp.id, status=KeyPairStatus.ABANDONED)
     outcome.audit = {"revoked": revoked}
     return outcome

@@ -136,7 +136,9 @@ def insert_identity(work: Work, services: Services) -> Outcome:
     outcome.update(target.id, status=KeyPairStatus.ACTIVE)
     for other in work.others:
         if other.status is KeyPairStatus.ACTIVE:
-            outcome.update(other.id, status=KeyPairStatus.SUPERSEDED)
+            outcome.update(
+                other.id, status=KeyPairStatus.SUPERSEDED, superseded_at=services.clock()
+            )
     return outcome
 
 
