@@ -14,6 +14,7 @@ from syncd.output import Format, emit_listing, render_table, to_json
 
 if TYPE_CHECKING:
     from syncd.config import Config
+    from syncd.domain import ReasonCode
     from syncd.pipeline.sync import PassResult
     from syncd.plan import Plan
     from syncd.state.db import Database
@@ -36,14 +37,27 @@ def _plan_rows(the_plan: Plan) -> list[dict[str, Any]]:
 def _plan_document(the_plan: Plan) -> dict[str, Any]:
     return {
         "actions": [
-            {"email": a.email, "action": a.kind.value, "reason": a.reason, "task": a.task_kind}
+            {
+                "email": a.email,
+                "action": a.kind.value,
+                "reason": a.reason,
+                "code": _code(a.code),
+                "task": a.task_kind,
+            }
             for a in the_plan.actions
         ],
-        "held": [{"email": h.email, "reason": h.reason} for h in the_plan.held],
+        "held": [
+            {"email": h.email, "reason": h.reason, "code": _code(h.code)} for h in the_plan.held
+        ],
         "blocked_deprovisions": [a.email for a in the_plan.blocked_deprovisions],
         "blocked_reason": the_plan.blocked_reason,
+        "blocked_code": _code(the_plan.blocked_code),
         "skipped_entries": the_plan.skipped_entries,
     }
+
+
+def _code(code: ReasonCode | None) -> str | None:
+    return code.value if code is not None else None
 
 
 def _print_plan(the_plan: Plan, fmt: Format) -> None:
@@ -67,6 +81,7 @@ def pass_document(result: PassResult) -> dict[str, Any]:
         ],
         "unknown_users": list(result.unknown_users),
         "blocked_reason": result.plan.blocked_reason,
+        "blocked_code": _code(result.plan.blocked_code),
     }
 
 

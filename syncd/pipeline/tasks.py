@@ -142,6 +142,7 @@ def _enqueue_chunk(
             user=user,
             run_id=run_id,
             reason=action.reason,
+            code=action.code.value if action.code is not None else None,
             task_kind=task.kind.value,
         )
         queued.append(task)

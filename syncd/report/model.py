@@ -16,6 +16,8 @@ Definitions (docs/cli.md, "syncd report"):
   (already expired ones included, with a negative ``days_left``);
 - *changes*: ``provision.done``, ``renew.done``/``replace.done`` and ``deprovision.done`` audit
   events after ``changes_since``;
+- *reasons*: the actions sync passes planned after ``changes_since`` (``plan.*`` audit
+  events), counted by kind and reason code (``syncd.domain.ReasonCode``);
 - *other key format*: key pairs still in Gmail whose kaclsData holds the private key in another
   format than ``kacls.private_key_format`` (PKCS#8 ones from before syncd wrote PKCS#1).
 
@@ -104,6 +106,15 @@ class KeyFormatRow:
 
 
 @dataclass(frozen=True)
+class ReasonCount:
+    """Plan decisions of one kind and reason code (``plan.*`` audit events) in the period."""
+
+    action: str
+    code: str
+    count: int
+
+
+@dataclass(frozen=True)
 class Inputs:
     """Everything a report is built from."""
 
@@ -120,6 +131,8 @@ class Inputs:
     """``kacls.private_key_format``."""
     other_key_format: Sequence[KeyFormatRow] = ()
     """Key pairs in Gmail written in another format than ``key_format``."""
+    reasons: Sequence[ReasonCount] = ()
+    """The passes' planned actions after ``changes_since``, counted by kind and reason code."""
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -214,6 +227,8 @@ class Report:
     blocked: Blocked = Blocked([])
     key_format: str = "pkcs1"
     other_key_format: list[KeyFormatRow] = field(default_factory=list)
+    reasons: list[ReasonCount] = field(default_factory=list)
+    """Actions planned since ``changes_since`` by kind and reason code, most frequent first."""
 
     def metrics(self) -> dict[str, float]:
         """The values ``--fail-on`` conditions test."""
@@ -399,6 +414,7 @@ def build_report(
         other_key_format=sorted(
             inputs.other_key_format, key=lambda row: (row.email, row.generation)
         ),
+        reasons=sorted(inputs.reasons, key=lambda r: (-r.count, r.action, r.code)),
     )
 
 

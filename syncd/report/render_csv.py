@@ -8,7 +8,9 @@ Columns: ``section, user, item, at, value, detail``. Sections and what the colum
 - ``change``: user, item = provisioned | renewed | deprovisioned, at = when;
 - ``pass``: item = ``<kind> run <id>``, at = start, value = seconds, detail = outcome;
 - ``blocked``: user, item = ``deprovision blocked``, at = the pass, value = its run id,
-  detail = why.
+  detail = why;
+- ``reason``: item = ``<action>/<reason code>``, at = since when, value = how many the passes
+  planned.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def _rows(report: Report) -> Iterator[tuple[Any, ...]]:
     refused = report.blocked
     for email in refused.users:
         yield "blocked", email, "deprovision blocked", refused.at, refused.run_id, refused.reason
+    for r in report.reasons:
+        yield "reason", None, f"{r.action}/{r.code}", report.changes_since, r.count, None
 
 
 def render_csv(report: Report) -> str:

@@ -35,6 +35,7 @@ def to_document(report: Report) -> dict[str, Any]:
                 "configured": report.key_format,
                 "other": [asdict(k) for k in report.other_key_format],
             },
+            "reasons": [asdict(r) for r in report.reasons],
         }
     }
 

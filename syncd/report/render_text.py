@@ -36,6 +36,7 @@ _KEY_FORMAT_COLUMNS = [
     ("key_pair_id", "key pair"),
     ("private_key_format", "format"),
 ]
+_REASON_COLUMNS = [("action", "action"), ("code", "code"), ("count", "count")]
 _PASS_COLUMNS = [
     ("id", "run"),
     ("kind", "kind"),
@@ -61,6 +62,17 @@ def _blocked(report: Report) -> list[str]:
         _title(f"Deprovisions blocked ({len(refused.users)})"),
         f"pass {refused.run_id}, {when}: {refused.reason}",
         render_table([{"email": email} for email in refused.users], [("email", "user")]),
+        "",
+    ]
+
+
+def _reasons(report: Report, since: str) -> list[str]:
+    """The planned actions by reason code: only when some were planned."""
+    if not report.reasons:
+        return []
+    return [
+        _title(f"Actions planned since {since}, by reason code"),
+        render_table([asdict(r) for r in report.reasons], _REASON_COLUMNS),
         "",
     ]
 
@@ -93,6 +105,7 @@ def render_text(report: Report) -> str:
         ", ".join(f"{kind}: {len(report.changes[kind])}" for kind in CHANGE_KINDS),
         render_table(changes, _CHANGE_COLUMNS),
         "",
+        *_reasons(report, since),
         _title("Last passes"),
         render_table([asdict(p) for p in report.passes], _PASS_COLUMNS),
     ]
