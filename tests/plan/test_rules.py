@@ -10,7 +10,7 @@ table reaches every rule of the chain.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -255,6 +255,24 @@ TABLE += [
         ReasonCode.SUPERSEDED_DISABLE_DUE, "retire_due",
         "key pair generation 2 superseded on 2026-08-31, more than 90d ago "
         "(policy.superseded_disable_after): disable", TaskKind.RETIRE, policy=RETIRING),
+    # a departed user's RETIRE task goes on (and is not mistaken for something to deprovision)
+    Row("a departed user's interrupted retire",
+        replace(retiring(disabled(1, 70), wanted=False),
+                open_task=task(TaskKind.RETIRE, TaskStatus.RUNNING)), None, ActionKind.RESUME,
+        ReasonCode.TASK_INTERRUPTED, "unfinished_task", "retire interrupted at upload_keypair",
+        TaskKind.RETIRE, policy=RETIRING),
+    Row("a departed user's failed retire, waiting for its next attempt",
+        replace(retiring(disabled(1, 70), wanted=False),
+                open_task=task(TaskKind.RETIRE, TaskStatus.FAILED, due=NOW + timedelta(hours=1))),
+        None, HOLD, ReasonCode.BACKOFF_PENDING, "unfinished_task",
+        "retire failed at upload_keypair (3 attempts); next try after 2026-11-30 13:00Z: "
+        "503 backendError", policy=RETIRING),
+    Row("a departed user's retire failed permanently",
+        replace(retiring(disabled(1, 70), wanted=False),
+                open_task=task(TaskKind.RETIRE, TaskStatus.FAILED, permanent=True)),
+        None, HOLD, ReasonCode.PERMANENT_FAILURE, "permanent_failure",
+        "permanent failure at upload_keypair: 400 invalid certificate; fix the cause, then "
+        "syncd resync --user u@x.com", policy=RETIRING),
     # expiring: the half-validity guard (a renewal cannot loop)
     Row("renewed in this pass: too young to renew again", issued(0, 365), listed(), None, None,
         None, policy=EAGER),
