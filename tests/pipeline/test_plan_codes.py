@@ -6,6 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sqlalchemy import select
+
+from syncd.state.db import Database
+from syncd.state.models import AuditEvent
+
 from .conftest import Deployment, sandbox_users
 
 
@@ -47,3 +52,12 @@ def test_plan_pass_and_audit_carry_reason_codes(deployment: Deployment) -> None:
     assert plan["blocked_reason"].startswith("5 of 6 managed users would be deprovisioned")
     assert sorted(plan["blocked_deprovisions"]) == users[1:]
     assert _json(deploy, "sync", "--once")["pass"]["blocked_code"] == "mass_deprovision_blocked"
+    database = Database.open(deploy.config.state.url)
+    try:
+        with database.sessions() as session:
+            [blocked] = session.scalars(
+                select(AuditEvent.detail).where(AuditEvent.action == "pass.deprovision_blocked")
+            )
+    finally:
+        database.close()
+    assert blocked["code"] == "mass_deprovision_blocked"

@@ -62,8 +62,10 @@ def disable_superseded(work: Work, services: Services) -> Outcome:
                 if not not_found(error):  # gone from Gmail: nothing left to disable there
                     raise
         kms = services.holding(kp)
-        ids = {kp.kms_private_key_id} if kp.kms_private_key_id else set()
-        ids |= {ref.private_key_id for ref in kms.locate(kp.kms_label) if ref.state == "active"}
+        located = {ref.private_key_id: ref.state for ref in kms.locate(kp.kms_label)}
+        ids = {key_id for key_id, state in located.items() if state == "active"}
+        if kp.kms_private_key_id and kp.kms_private_key_id not in located:
+            ids.add(kp.kms_private_key_id)  # not found by its label: revoke it by its id
         for key_id in sorted(ids):
             kms.revoke(key_id, f"superseded: {work.email} generation {kp.generation}")
             revoked.append(key_id)
