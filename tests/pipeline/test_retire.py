@@ -12,6 +12,7 @@ then both move together (Gmail obliterates).
 from __future__ import annotations
 
 import json
+import signal
 from typing import Any
 
 from sqlalchemy import select
@@ -139,9 +140,13 @@ def test_superseded_key_pairs_are_disabled_then_obliterated(deployment: Deployme
     assert _rows(deploy, leaver)[0][1] is KeyPairStatus.DISABLED
     assert _retire_actions(deploy) == []
 
-    # Gmail's month passes too: both are obliterated; the leaver stays deprovisioned.
+    # Gmail's month passes too: both are obliterated; the leaver stays deprovisioned. The first
+    # pass is killed right after an obliterate, before syncd records it: the next pass resumes
+    # the task, and Gmail's 404 tells it the key pair is gone.
     deploy.admin("POST", "clock", {"advance_seconds": MONTH * 86400})
     age_key_pairs(url, MONTH + 1, ("disabled_at",), emails=(renewed, leaver))
+    crashed = deploy.syncd("sync", "--once", crash_at="after:obliterate_disabled")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     _ok(deploy, "sync", "--once")
     assert gmail_state(deploy, leaver)[0] == []
     assert [kp["keyPairId"] for kp in gmail_state(deploy, renewed)[0]] == [second]
@@ -149,8 +154,10 @@ def test_superseded_key_pairs_are_disabled_then_obliterated(deployment: Deployme
         KeyPairStatus.OBLITERATED, KeyPairStatus.ACTIVE
     ]
     assert _rows(deploy, leaver)[0][1] is KeyPairStatus.OBLITERATED
-    obliterated = _history(deploy, leaver, "retire.obliterate_disabled")[-1]
-    assert obliterated["obliterated"] == [gone_id] and "refused" not in obliterated
+    for email, key_pair_id in ((renewed, first), (leaver, gone_id)):
+        last = _history(deploy, email, "retire.obliterate_disabled")[-1]
+        assert last["obliterated"] + last.get("gone", []) == [key_pair_id], email
+        assert "refused" not in last
     status = json.loads(_ok(deploy, "status", "--user", leaver, "--format", "json"))["users"]
     assert status[0]["state"] == "deprovisioned"
 

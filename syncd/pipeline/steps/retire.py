@@ -46,7 +46,7 @@ def disable_superseded(work: Work, services: Services) -> Outcome:
     outcome = Outcome()
     disabled: list[str] = []
     revoked: list[str] = []
-    for kp in due:
+    for index, kp in enumerate(due):
         if kp.gmail_key_pair_id:
             try:
                 keypair = services.gmail.get_keypair(work.email, kp.gmail_key_pair_id)
@@ -54,10 +54,10 @@ def disable_superseded(work: Work, services: Services) -> Outcome:
                     services.gmail.disable_keypair(work.email, kp.gmail_key_pair_id)
                     disabled.append(kp.gmail_key_pair_id)
             except GoogleAPIError as error:
-                if mailbox_unavailable(error):  # asked again one period later
-                    for later in due:
+                if mailbox_unavailable(error):  # the rest asked again one period later
+                    for later in due[index:]:
                         outcome.update(later.id, superseded_at=now)
-                    outcome.audit = dict(UNAVAILABLE)
+                    outcome.audit = {**UNAVAILABLE, "disabled": disabled, "revoked": revoked}
                     return outcome
                 if not not_found(error):  # gone from Gmail: nothing left to disable there
                     raise
@@ -87,6 +87,7 @@ def obliterate_disabled(work: Work, services: Services) -> Outcome:
         return Outcome()
     outcome = Outcome()
     obliterated: list[str] = []
+    gone: list[str] = []
     refused: dict[str, str] = {}
     for kp in due:
         if kp.gmail_key_pair_id:
@@ -97,8 +98,9 @@ def obliterate_disabled(work: Work, services: Services) -> Outcome:
                     outcome.update(kp.id, disabled_at=now)  # asked again one period later
                     refused[kp.gmail_key_pair_id] = UNAVAILABLE["gmail"]
                     continue
-                if not_found(error):  # gone from Gmail already (by hand)
+                if not_found(error):  # gone already (an earlier attempt, or by hand)
                     outcome.update(kp.id, status=KeyPairStatus.OBLITERATED)
+                    gone.append(kp.gmail_key_pair_id)
                     continue
                 if error.status != 400:
                     raise
@@ -112,6 +114,8 @@ def obliterate_disabled(work: Work, services: Services) -> Outcome:
         "obliterated": obliterated,
         "code": "obliterate_due",
     }
+    if gone:
+        detail["gone"] = gone
     if refused:
         detail["refused"] = refused
     outcome.audit = detail
