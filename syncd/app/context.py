@@ -13,6 +13,7 @@ from functools import cached_property
 from types import TracebackType
 from typing import Any, Self
 
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from syncd.config import Config
@@ -36,6 +37,7 @@ from syncd.state import audit, fencing
 from syncd.state.db import Database, driver_message
 from syncd.state.fencing import Fence
 from syncd.state.lock import acquire
+from syncd.state.models import Issuer
 
 
 class App:
@@ -142,6 +144,7 @@ class App:
         config = self.config
         if not config.kacls.uri:
             raise ConfigError("kacls.uri", "required: Gmail needs it to reach the KACLS")
+        policy = self.policy()
         return Services(
             keys=self.keyring(need_wrapping_key=True),
             gmail=GmailCSE(config.google),
@@ -154,6 +157,8 @@ class App:
             desired=self.desired_profile(),
             existing_credentials=config.policy.existing_credentials,
             issuers=tuple(list_issuers(self.database.sessions)),
+            superseded_disable_after=policy.superseded_disable_after,
+            obliterate_after=policy.obliterate_after,
         )
 
     def desired_profile(self) -> DesiredProfile:
@@ -188,7 +193,15 @@ class App:
             if config.policy.obliterate_after_days is None
             else timedelta(days=config.policy.obliterate_after_days),
             existing_credentials=config.policy.existing_credentials,
+            issuer_not_after=self._issuer_not_after(),
         )
+
+    def _issuer_not_after(self) -> datetime | None:
+        """When the issuing CA ``ca.label`` expires (None: not imported yet)."""
+        with self.database.sessions() as session:
+            return session.scalar(
+                select(Issuer.not_after).where(Issuer.label == self.config.ca.label)
+            )
 
     def pass_context(self, *, allow_mass_deprovision: bool = False) -> PassContext:
         """The collaborators of a pass (see syncd.pipeline.sync.PassContext); opens the

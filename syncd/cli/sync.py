@@ -15,6 +15,7 @@ from syncd.output import Format, emit_listing, render_table, to_json
 
 if TYPE_CHECKING:
     from syncd.config import Config
+    from syncd.domain import ReasonCode
     from syncd.pipeline.sync import PassResult
     from syncd.plan import Plan
     from syncd.state.db import Database
@@ -41,14 +42,17 @@ def _plan_document(the_plan: Plan, reissue_per_pass: str) -> dict[str, Any]:
                 "email": a.email,
                 "action": a.kind.value,
                 "reason": a.reason,
-                "code": a.code,
+                "code": _code(a.code),
                 "task": a.task_kind,
             }
             for a in the_plan.actions
         ],
-        "held": [{"email": h.email, "reason": h.reason, "code": h.code} for h in the_plan.held],
+        "held": [
+            {"email": h.email, "reason": h.reason, "code": _code(h.code)} for h in the_plan.held
+        ],
         "blocked_deprovisions": [a.email for a in the_plan.blocked_deprovisions],
         "blocked_reason": the_plan.blocked_reason,
+        "blocked_code": _code(the_plan.blocked_code),
         "skipped_entries": the_plan.skipped_entries,
         "reissue": {**_reissue_counts(the_plan), "per_pass": reissue_per_pass},
     }
@@ -60,6 +64,10 @@ def _reissue_counts(the_plan: Plan) -> dict[str, int]:
     issued = sum(1 for a in the_plan.actions if a.code is ReasonCode.CONFIG_CHANGED)
     pending = the_plan.pending_reissue
     return {"out_of_date": issued + pending, "this_pass": issued, "pending": pending}
+
+
+def _code(code: ReasonCode | None) -> str | None:
+    return code.value if code is not None else None
 
 
 def _print_plan(the_plan: Plan, fmt: Format, reissue_per_pass: str) -> None:
@@ -90,6 +98,7 @@ def pass_document(result: PassResult) -> dict[str, Any]:
         ],
         "unknown_users": list(result.unknown_users),
         "blocked_reason": result.plan.blocked_reason,
+        "blocked_code": _code(result.plan.blocked_code),
     }
 
 

@@ -270,6 +270,7 @@ def sync_pass(
                             "pass.deprovision_blocked",
                             run_id=run_id,
                             reason=the_plan.blocked_reason,
+                            code=the_plan.blocked_code,
                             users=[a.email for a in the_plan.blocked_deprovisions],
                         )
             except LockLostError as error:

@@ -145,6 +145,7 @@ def _enqueue_chunk(
             user=user,
             run_id=run_id,
             reason=action.reason,
+            code=action.code.value if action.code is not None else None,
             task_kind=task.kind.value,
         )
     return queued
@@ -224,6 +225,8 @@ _KEY_PAIR_VIEW = (
     KeyPair.gmail_key_pair_id,
     KeyPair.private_key_format,
     KeyPair.kms_backend,
+    KeyPair.superseded_at,
+    KeyPair.disabled_at,
 )  # in KeyPairView's field order
 _TASK_VIEW = (
     Task.kind,
@@ -398,7 +401,7 @@ def record_step(
     if following is None:
         if work.kind is TaskKind.DEPROVISION:
             connection.execute(_USER_DEPROVISIONED, {"user": work.user_id, "at": now})
-        elif work.user_deprovisioned:  # provisioned again after leaving
+        elif work.user_deprovisioned and work.kind is not TaskKind.RETIRE:  # back again
             connection.execute(_USER_DEPROVISIONED, {"user": work.user_id, "at": None})
         # A verification that found nothing leaves no audit entry: verified_at records it.
         if work.kind is not TaskKind.VERIFY or outcome.audit is not None:

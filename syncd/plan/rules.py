@@ -26,6 +26,9 @@ from syncd.plan.views import (
     format_duration,
 )
 
+_EVEN_IF_GONE = (TaskKind.DEPROVISION, TaskKind.RETIRE)
+"""Task kinds that go on for a user who left (a departed user's key pairs are retired too)."""
+
 
 def unfinished_deprovision(s: Subject) -> Decision:
     task = s.known.open_task if s.known else None
@@ -51,7 +54,7 @@ def permanent_failure(s: Subject) -> Decision:
     task = s.known.open_task if s.known else None
     if task is None or not task.permanent or task.status is not TaskStatus.FAILED:
         return None
-    if task.kind is not TaskKind.DEPROVISION and not s.wanted:
+    if task.kind not in _EVEN_IF_GONE and not s.wanted:
         return None
     step = task.next_step or "start"
     cause = (task.last_error or "").removeprefix(f"{step}: ")
@@ -65,8 +68,9 @@ def permanent_failure(s: Subject) -> Decision:
 def left_or_disabled(s: Subject) -> Decision:
     if s.wanted or s.known is None:
         return None
-    if not (s.known.holds_credentials or s.known.open_task):
-        return None
+    task = s.known.open_task
+    if not (s.known.holds_credentials or (task is not None and task.kind is not TaskKind.RETIRE)):
+        return None  # nothing to undo (a departed user's key pairs may still be retired)
     if s.listed is not None:
         return act(
             s,
@@ -96,7 +100,7 @@ def left_or_disabled(s: Subject) -> Decision:
 
 def unfinished_task(s: Subject) -> Decision:
     task = s.known.open_task if s.known else None
-    if task is None or not s.wanted:
+    if task is None or not (s.wanted or task.kind is TaskKind.RETIRE):
         return None
     return _task_decision(s, task)
 
@@ -123,6 +127,15 @@ def expiring(s: Subject) -> Decision:
         return None
     if active.not_after - s.policy.renew_before > s.now:
         return None
+    issuer_ends = s.policy.issuer_not_after
+    if issuer_ends is not None and issuer_ends <= active.not_after:
+        return Hold(
+            s.email,
+            f"certificate (generation {active.generation}) expires {active.not_after:%Y-%m-%d}: "
+            f"certificates cannot outlive the issuing CA (expires {issuer_ends:%Y-%m-%d}); "
+            "import a new CA and set ca.label",
+            code=ReasonCode.ISSUER_EXPIRING,
+        )
     if too_young_to_renew(active, s.now):
         return None
     return act(

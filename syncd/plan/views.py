@@ -126,6 +126,8 @@ class Policy:
     """Obliterate a key pair disabled this long ago (None: never; at least 30 days)."""
     existing_credentials: str = "hold"
     """hold | adopt | replace: what to do with an identity syncd did not make."""
+    issuer_not_after: datetime | None = None
+    """When the issuing CA (``ca.label``) expires: no certificate outlives it (None: unknown)."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ Definitions (docs/cli.md, "syncd report"):
   (already expired ones included, with a negative ``days_left``);
 - *changes*: ``provision.done``, ``renew.done``/``replace.done`` and ``deprovision.done`` audit
   events after ``changes_since``;
+- *reasons*: the actions sync passes planned after ``changes_since`` (``plan.*`` audit
+  events), counted by kind and reason code (``syncd.domain.ReasonCode``);
 - *other key format*: key pairs still in Gmail whose kaclsData holds the private key in another
   format than ``kacls.private_key_format`` (PKCS#8 ones from before syncd wrote PKCS#1).
 
@@ -116,6 +118,15 @@ class KeyFormatRow:
 
 
 @dataclass(frozen=True)
+class ReasonCount:
+    """Plan decisions of one kind and reason code (``plan.*`` audit events) in the period."""
+
+    action: str
+    code: str
+    count: int
+
+
+@dataclass(frozen=True)
 class Inputs:
     """Everything a report is built from."""
 
@@ -134,6 +145,8 @@ class Inputs:
     """Key pairs in Gmail written in another format than ``key_format``."""
     drift_events: Sequence[DriftEventRow] = ()
     """Drifts found and repairs of the users with a drift found, oldest first."""
+    reasons: Sequence[ReasonCount] = ()
+    """The passes' planned actions after ``changes_since``, counted by kind and reason code."""
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -230,6 +243,8 @@ class Report:
     key_format: str = "pkcs1"
     other_key_format: list[KeyFormatRow] = field(default_factory=list)
     drift: Drift = field(default_factory=Drift)
+    reasons: list[ReasonCount] = field(default_factory=list)
+    """Actions planned since ``changes_since`` by kind and reason code, most frequent first."""
 
     def metrics(self) -> dict[str, float]:
         """The values ``--fail-on`` conditions test."""
@@ -432,6 +447,7 @@ def build_report(
             inputs.other_key_format, key=lambda row: (row.email, row.generation)
         ),
         drift=summarize(drifting(inputs.users), inputs.drift_events, changes_since),
+        reasons=sorted(inputs.reasons, key=lambda r: (-r.count, r.action, r.code)),
     )
 
 

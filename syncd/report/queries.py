@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session
 
 from syncd.domain import KeyPairStatus, TaskStatus
 from syncd.report.drift import DRIFT_FOUND, REPAIRS, DriftEventRow
-from syncd.report.model import BlockedRow, EventRow, Inputs, KeyFormatRow, RunRow, UserRow
+from syncd.report.model import (
+    BlockedRow,
+    EventRow,
+    Inputs,
+    KeyFormatRow,
+    ReasonCount,
+    RunRow,
+    UserRow,
+)
 from syncd.state.models import AuditEvent, KeyPair, Run, Task, User
 from syncd.state.queries import key_pairs_in_other_format, user_status
 
@@ -153,6 +161,18 @@ def _blocked(session: Session) -> BlockedRow | None:
     )
 
 
+def _reasons(session: Session, since: datetime) -> list[ReasonCount]:
+    """``plan.*`` audit events after ``since``, counted by action and reason code (``none``:
+    an event recorded before codes were)."""
+    code = func.coalesce(AuditEvent.detail["code"].as_string(), "none")
+    rows = session.execute(
+        select(AuditEvent.action, code, func.count())
+        .where(AuditEvent.action.like("plan.%"), AuditEvent.at > since)
+        .group_by(AuditEvent.action, code)
+    )
+    return [ReasonCount(action.removeprefix("plan."), str(c), int(n)) for action, c, n in rows]
+
+
 def read_inputs(session: Session, changes_since: datetime, key_format: str = "pkcs1") -> Inputs:
     events = session.execute(
         select(AuditEvent.email, AuditEvent.action, AuditEvent.at)
@@ -176,6 +196,7 @@ def read_inputs(session: Session, changes_since: datetime, key_format: str = "pk
         .limit(HISTORY_POINTS)
     )
     return Inputs(
+        reasons=_reasons(session, changes_since),
         users=_users(session),
         events=[EventRow(str(email), action, at) for email, action, at in events],
         passes=[_run_row(run) for run in runs],

@@ -12,6 +12,8 @@ Columns: ``section, user, item, at, value, detail``. Sections and what the colum
 - ``drift``: user, item = the drift's reason code, at = when found, detail = what was found
   (users not covered until repaired); then item = ``found`` and ``repaired``, value = how many
   since ``changes_since``.
+- ``reason``: item = ``<action>/<reason code>``, at = since when, value = how many the passes
+  planned.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def _rows(report: Report) -> Iterator[tuple[Any, ...]]:
         yield "drift", d.email, d.code, d.found, None, d.detail
     yield "drift", None, "found", report.changes_since, report.drift.found, None
     yield "drift", None, "repaired", report.changes_since, report.drift.repaired, None
+    for r in report.reasons:
+        yield "reason", None, f"{r.action}/{r.code}", report.changes_since, r.count, None
 
 
 def render_csv(report: Report) -> str:

@@ -84,6 +84,10 @@ $expiring
 <p>$change_counts</p>
 $changes
 </section>
+<section id="reasons">
+<h2>Actions planned since $since, by reason code</h2>
+$reasons
+</section>
 <section id="passes">
 <h2>Last passes</h2>
 $passes
@@ -212,6 +216,9 @@ def render_html(report: Report) -> str:
             ", ".join(f"{kind}: {len(report.changes[kind])}" for kind in CHANGE_KINDS)
         ),
         changes=_table(["at", "change", "user"], changes),
+        reasons=_table(
+            ["action", "code", "count"], [(r.action, r.code, r.count) for r in report.reasons]
+        ),
         passes=_table(
             ["run", "kind", "started", "seconds", "outcome", "done", "failed"],
             [

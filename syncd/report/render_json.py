@@ -36,6 +36,7 @@ def to_document(report: Report) -> dict[str, Any]:
                 "other": [asdict(k) for k in report.other_key_format],
             },
             "drift": asdict(report.drift),
+            "reasons": [asdict(r) for r in report.reasons],
         }
     }
 

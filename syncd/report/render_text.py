@@ -38,6 +38,7 @@ _KEY_FORMAT_COLUMNS = [
     ("key_pair_id", "key pair"),
     ("private_key_format", "format"),
 ]
+_REASON_COLUMNS = [("action", "action"), ("code", "code"), ("count", "count")]
 _PASS_COLUMNS = [
     ("id", "run"),
     ("kind", "kind"),
@@ -79,6 +80,17 @@ def _drift(report: Report) -> list[str]:
     ]
 
 
+def _reasons(report: Report, since: str) -> list[str]:
+    """The planned actions by reason code: only when some were planned."""
+    if not report.reasons:
+        return []
+    return [
+        _title(f"Actions planned since {since}, by reason code"),
+        render_table([asdict(r) for r in report.reasons], _REASON_COLUMNS),
+        "",
+    ]
+
+
 def render_text(report: Report) -> str:
     stamp = report.generated_at.strftime("%Y-%m-%d %H:%M:%SZ")
     since = report.changes_since.strftime("%Y-%m-%d %H:%M:%SZ")
@@ -108,6 +120,7 @@ def render_text(report: Report) -> str:
         ", ".join(f"{kind}: {len(report.changes[kind])}" for kind in CHANGE_KINDS),
         render_table(changes, _CHANGE_COLUMNS),
         "",
+        *_reasons(report, since),
         _title("Last passes"),
         render_table([asdict(p) for p in report.passes], _PASS_COLUMNS),
     ]

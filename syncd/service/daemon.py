@@ -370,7 +370,11 @@ class Daemon:
             # Retry waits outside the steps (directory reads) wake on stop too.
             with spending(RetryBudget(stop=self.stop)):
                 result = sync_pass(
-                    app, stop=self.stop, on_step=self._on_step, on_done=self._on_task
+                    app,
+                    stop=self.stop,
+                    on_step=self._on_step,
+                    on_done=self._on_task,
+                    on_plan=self.metrics.observe_plan,
                 )
             outcome = outcome_of(result)
             summary = result.summary()

@@ -22,6 +22,7 @@ from syncd.domain import KeyPairStatus, ReasonCode
 from syncd.errors import ConfigError, KMSError
 from syncd.google.errors import GoogleAPIError
 from syncd.pipeline.runner import TaskResult
+from syncd.plan import Plan
 from syncd.report.drift import DRIFT_FOUND
 from syncd.state.db import Database
 from syncd.state.models import AuditEvent, KeyPair
@@ -50,6 +51,10 @@ def google_error_kind(error: GoogleAPIError) -> str:
     if error.reason:
         return error.reason
     return str(error.status) if error.status is not None else "no_answer"
+
+
+def _code(code: ReasonCode | None) -> str:
+    return code.value if code is not None else "none"
 
 
 class Metrics:
@@ -120,6 +125,19 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.actions = Counter(
+            "syncd_actions",
+            "Actions planned by sync passes, by kind and reason code (syncd.domain.ReasonCode).",
+            ["kind", "code"],
+            registry=r,
+        )
+        self.holds = Counter(
+            "syncd_holds",
+            "Users held (left alone) by sync passes, by reason code; deprovisions blocked by "
+            "policy.max_deprovision count here too.",
+            ["code"],
+            registry=r,
+        )
         self.up = Gauge(
             "syncd_up", "1 while the daemon is ready and scheduling passes.", registry=r
         )
@@ -150,6 +168,16 @@ class Metrics:
     def observe_task(self, result: TaskResult) -> None:
         state = "stopped" if result.stopped else ("ok" if result.ok else "failed")
         self.tasks.labels(result.kind, state).inc()
+
+    def observe_plan(self, plan: Plan) -> None:
+        """A pass's plan: its actions by kind and code, its holds (and blocked deprovisions)
+        by code."""
+        for action in plan.actions:
+            self.actions.labels(action.kind.value, _code(action.code)).inc()
+        for hold in plan.held:
+            self.holds.labels(_code(hold.code)).inc()
+        if plan.blocked_deprovisions:
+            self.holds.labels(_code(plan.blocked_code)).inc(len(plan.blocked_deprovisions))
 
     def observe_pass(self, outcome: str, seconds: float, ended: datetime) -> None:
         self.passes.labels(outcome).inc()

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+
+from syncd.directory.base import DirectoryUser, Snapshot
+from syncd.plan import CredentialView, Policy, UserView, plan
+from syncd.service.metrics import Metrics
 
 from .conftest import Deployment, RunningDaemon, finished_passes
 
@@ -58,5 +64,34 @@ def test_metrics_endpoint_serves_pass_step_user_error_and_expiry_metrics(
         assert count >= 6, step
     assert _value(samples, "syncd_google_errors_total", kind="UNAVAILABLE") >= 1
     assert _value(samples, "syncd_tasks_total", kind="provision", result="ok") == 6
+    # The first pass planned six provisions of users new in scope (reason code new_in_scope).
+    assert _value(samples, "syncd_actions_total", kind="provision", code="new_in_scope") == 6
     assert "# syncd_kms_errors" in samples
     assert daemon.stop() == 0
+
+
+def test_plan_decisions_are_counted_by_kind_and_reason_code() -> None:
+    """One plan: two users new in scope, one missing within the grace period (held), three
+    gone whose deprovision policy.max_deprovision blocks; the exposition text counts each by
+    its reason code."""
+    now = datetime.now(UTC)
+    listed = (DirectoryUser("new1@x.com", "n1"), DirectoryUser("new2@x.com", "n2"),
+              DirectoryUser("keep@x.com", "k"))  # fmt: skip
+    active = CredentialView(1, now + timedelta(days=300))
+    views = [UserView("keep@x.com", "k", True, active, holds_credentials=True)]
+    views.append(UserView("away@x.com", "a", True, active, holds_credentials=True,
+                          missing_since=now))  # fmt: skip
+    views += [UserView(f"gone{i}@x.com", f"g{i}", True, active, holds_credentials=True,
+                       missing_since=now - timedelta(days=1)) for i in range(3)]  # fmt: skip
+    policy = Policy(timedelta(days=30), "1", deprovision_after=timedelta(hours=1))
+    metrics = Metrics()
+    metrics.observe_plan(plan(Snapshot("static", now, listed), views, policy, now))
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    assert samples[("syncd_actions_total", (("code", "new_in_scope"), ("kind", "provision")))] == 2
+    assert samples[("syncd_holds_total", (("code", "missing_grace_period"),))] == 1
+    assert samples[("syncd_holds_total", (("code", "mass_deprovision_blocked"),))] == 3
+    assert not [key for key in samples if key[0] == "syncd_actions_total" and "deprovision"
+                in dict(key[1]).values()]  # fmt: skip

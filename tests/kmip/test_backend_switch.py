@@ -16,6 +16,7 @@ from syncd.state.models import KeyPair, KmsKey, KmsKeyState, User
 from tests.conftest import _migrate
 from tests.kmip.server import PyKmipServer
 from tests.kmip.test_kmip_commands import pykmip_client
+from tests.pipeline.aging import age_key_pairs
 from tests.pipeline.conftest import (  # noqa: F401  (fixtures used by this module)
     P12_PASSWORD,
     Deployment,
@@ -117,7 +118,10 @@ def test_switch_to_kmip_keeps_old_users_until_renewal(
     assert state is KmsKeyState.REVOKED
 
     # Renewal: the new keys are made in the KMIP server.
-    deploy.update_config(certificate={"renew_before_days": 400, "validity_days": 3650})
+    # Eleven months pass, for syncd: the state store's certificate dates move back 340 days
+    # (tests/pipeline/aging.py), so every 365-day certificate is due (25 days left, inside
+    # renew_before_days) and past half its validity.
+    age_key_pairs(deploy.config.state.url, 340)
     _ok(deploy, "sync", "--once")
     renewed = _rows(deploy, users[2])
     assert [row.kms_backend for row in renewed] == ["local", "kmip"]

@@ -27,6 +27,7 @@ from syncd.state.models import Base, KeyPair, KmsKey, KmsKeyState, User
 from syncd.state.queries import user_status
 from tests.conftest import _migrate
 
+from .aging import age_key_pairs
 from .conftest import P12_PASSWORD, Deployment, gmail_state, sandbox_users
 
 
@@ -141,7 +142,10 @@ def test_switching_backend_keeps_old_users_until_renewal(deployment: Deployment)
     assert state is KmsKeyState.REVOKED
 
     # Renewal: the new generation's key is made in the configured backend.
-    deploy.update_config(certificate={"renew_before_days": 400, "validity_days": 3650})
+    # Eleven months pass, for syncd: the state store's certificate dates move back 340 days
+    # (tests/pipeline/aging.py), so every 365-day certificate is due (25 days left, inside
+    # renew_before_days) and past half its validity.
+    age_key_pairs(deploy.config.state.url, 340)
     app = SwitchedApp(deploy.config, other)
     assert sync_pass(app).clean
     renewed = _rows(app, users[2])

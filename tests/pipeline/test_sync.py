@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ..conftest import kacls_view
+from .aging import age_key_pairs
 from .conftest import Deployment, gmail_state, sandbox_users
 
 
@@ -184,9 +185,13 @@ def test_resync_repairs_and_force_replaces(deployment: Deployment) -> None:
 def test_certificates_about_to_expire_are_renewed(deployment: Deployment) -> None:
     assert deployment.syncd("sync", "--once").returncode == 0
     before = {e: assert_provisioned(deployment, e) for e in sandbox_users(6)}
-    deployment.update_config(certificate={"renew_before_days": 400, "validity_days": 3650})
+    # Eleven months pass, for syncd: it plans from the dates its state store keeps, so they move
+    # back 340 days (the certificates in Gmail keep their real dates; nothing here reads them).
+    # Each 365-day certificate now expires in 25 days, inside renew_before_days (30), and is
+    # past half its validity (renewal's guard against renewing a fresh one).
+    assert age_key_pairs(deployment.config.state.url, 340) == 6
     plan = json.loads(deployment.syncd("plan", "--format", "json").stdout)["plan"]
-    assert {a["action"] for a in plan["actions"]} == {"renew"}
+    assert {(a["action"], a["code"]) for a in plan["actions"]} == {("renew", "expiring")}
     assert deployment.syncd("sync", "--once").returncode == 0
     for email, old in before.items():
         keypairs, identity = gmail_state(deployment, email)

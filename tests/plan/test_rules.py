@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from syncd.directory.base import DirectoryUser, SkippedEntry, Snapshot
-from syncd.domain import ActionKind, ReasonCode, TaskKind, TaskStatus
+from syncd.domain import ActionKind, KeyPairStatus, ReasonCode, TaskKind, TaskStatus
 from syncd.pipeline.claims import hold_claimed
 from syncd.plan import (
     RULES,
@@ -25,6 +25,7 @@ from syncd.plan import (
     DesiredProfile,
     Hold,
     Policy,
+    RetiredKeyPair,
     Subject,
     TaskView,
     UserView,
@@ -111,6 +112,7 @@ class Row:
     reason: str = ""
     task: TaskKind | None = None
     unusable: SkippedEntry | None = None
+    policy: Policy = POLICY
 
 
 TABLE = [
@@ -321,6 +323,122 @@ TABLE = [
 ]
 
 
+# retire_due (superseded key pairs disabled, disabled ones obliterated) and the renewal guards
+# (too_young_to_renew, issuer_expiring): rows with a policy of their own.
+RETIRING = Policy(
+    renew_before=timedelta(days=30), max_deprovision="100%", deprovision_after=timedelta(hours=1),
+    superseded_disable_after=timedelta(days=90), obliterate_after=timedelta(days=60),
+)
+EAGER = Policy(renew_before=timedelta(days=200), max_deprovision="100%")
+"""renew_before 200 days against a 365-day certificate: due as soon as it is issued."""
+
+
+def retiring(*retired: RetiredKeyPair, wanted: bool = True) -> UserView:
+    """A user with earlier key pairs: active generation 3, or (departed) nothing active."""
+    active = CredentialView(3, NOW + timedelta(days=300)) if wanted else None
+    return UserView(USER, "id-u", wanted, active, None, wanted,
+                    None if wanted else NOW - timedelta(days=90), retired=retired)
+
+
+def superseded(generation: int, days_ago: int) -> RetiredKeyPair:
+    return RetiredKeyPair(generation, KeyPairStatus.SUPERSEDED,
+                          superseded_at=NOW - timedelta(days=days_ago))
+
+
+def disabled(generation: int, days_ago: int) -> RetiredKeyPair:
+    return RetiredKeyPair(generation, KeyPairStatus.DISABLED,
+                          superseded_at=NOW - timedelta(days=400),
+                          disabled_at=NOW - timedelta(days=days_ago))
+
+
+def issued(days_ago: float, valid_days: float) -> UserView:
+    """Active generation 2, issued ``days_ago`` with ``valid_days`` of validity."""
+    start = NOW - timedelta(days=days_ago)
+    active = CredentialView(
+        2, start + timedelta(days=valid_days), not_before=start, verified_at=NOW
+    )  # verified just now: the rotating verification leaves it alone
+    return UserView(USER, "id-u", True, active, None, True)
+
+
+TABLE += [
+    # retire_due
+    Row("superseded longer than superseded_disable_after",
+        retiring(superseded(1, 91)), listed(), ActionKind.RETIRE,
+        ReasonCode.SUPERSEDED_DISABLE_DUE, "retire_due",
+        "key pair generation 1 superseded on 2026-08-31, more than 90d ago "
+        "(policy.superseded_disable_after): disable", TaskKind.RETIRE, policy=RETIRING),
+    Row("two superseded, one due", retiring(superseded(1, 120), superseded(2, 10)), listed(),
+        ActionKind.RETIRE, ReasonCode.SUPERSEDED_DISABLE_DUE, "retire_due",
+        "key pair generation 1 superseded on 2026-08-02, more than 90d ago "
+        "(policy.superseded_disable_after): disable", TaskKind.RETIRE, policy=RETIRING),
+    Row("superseded within superseded_disable_after", retiring(superseded(1, 89)), listed(),
+        None, None, None, policy=RETIRING),
+    Row("superseded long ago, policy off (the default)", retiring(superseded(1, 900)),
+        listed(), None, None, None),
+    Row("disabled longer than obliterate_after", retiring(disabled(1, 61)), listed(),
+        ActionKind.RETIRE, ReasonCode.OBLITERATE_DUE, "retire_due",
+        "key pair generation 1 disabled on 2026-09-30, more than 60 days ago "
+        "(policy.obliterate_after_days): obliterate", TaskKind.RETIRE, policy=RETIRING),
+    Row("a departed user's disabled key pairs", retiring(disabled(1, 70), disabled(2, 70),
+        wanted=False), None, ActionKind.RETIRE, ReasonCode.OBLITERATE_DUE, "retire_due",
+        "key pair generations 1, 2 disabled on 2026-09-21, more than 60 days ago "
+        "(policy.obliterate_after_days): obliterate", TaskKind.RETIRE, policy=RETIRING),
+    Row("a departed user's disabled key pairs, policy off",
+        retiring(disabled(1, 700), wanted=False), None, None, None, None),
+    Row("disabled within obliterate_after", retiring(disabled(1, 59)), listed(), None, None,
+        None, policy=RETIRING),
+    Row("obliterate_after below Gmail's 30 days waits 31",
+        retiring(disabled(1, 30)), listed(), None, None, None,
+        policy=Policy(timedelta(days=30), "100%", obliterate_after=timedelta(days=1))),
+    Row("disabling comes before obliterating",
+        retiring(disabled(1, 61), superseded(2, 91)), listed(), ActionKind.RETIRE,
+        ReasonCode.SUPERSEDED_DISABLE_DUE, "retire_due",
+        "key pair generation 2 superseded on 2026-08-31, more than 90d ago "
+        "(policy.superseded_disable_after): disable", TaskKind.RETIRE, policy=RETIRING),
+    # a departed user's RETIRE task goes on (and is not mistaken for something to deprovision)
+    Row("a departed user's interrupted retire",
+        replace(retiring(disabled(1, 70), wanted=False),
+                open_task=task(TaskKind.RETIRE, TaskStatus.RUNNING)), None, ActionKind.RESUME,
+        ReasonCode.TASK_INTERRUPTED, "unfinished_task", "retire interrupted at upload_keypair",
+        TaskKind.RETIRE, policy=RETIRING),
+    Row("a departed user's failed retire, waiting for its next attempt",
+        replace(retiring(disabled(1, 70), wanted=False),
+                open_task=task(TaskKind.RETIRE, TaskStatus.FAILED, due=NOW + timedelta(hours=1))),
+        None, HOLD, ReasonCode.BACKOFF_PENDING, "unfinished_task",
+        "retire failed at upload_keypair (3 attempts); next try after 2026-11-30 13:00Z: "
+        "503 backendError", policy=RETIRING),
+    Row("a departed user's retire failed permanently",
+        replace(retiring(disabled(1, 70), wanted=False),
+                open_task=task(TaskKind.RETIRE, TaskStatus.FAILED, permanent=True)),
+        None, HOLD, ReasonCode.PERMANENT_FAILURE, "permanent_failure",
+        "permanent failure at upload_keypair: 400 invalid certificate; fix the cause, then "
+        "syncd resync --user u@x.com", policy=RETIRING),
+    # expiring: the half-validity guard (a renewal cannot loop)
+    Row("renewed in this pass: too young to renew again", issued(0, 365), listed(), None, None,
+        None, policy=EAGER),
+    Row("younger than half its validity", issued(182, 365), listed(), None, None, None,
+        policy=EAGER),
+    Row("older than half its validity", issued(183, 365), listed(), ActionKind.RENEW,
+        ReasonCode.EXPIRING, "expiring", "certificate (generation 2) expires 2027-05-31",
+        TaskKind.RENEW, policy=EAGER),
+    Row("no issue date known: renewed when due", known(expires_in=timedelta(days=10)),
+        listed(), ActionKind.RENEW, ReasonCode.EXPIRING, "expiring",
+        "certificate (generation 2) expires 2026-12-10", TaskKind.RENEW, policy=EAGER),
+    # expiring: the issuing CA ends first
+    Row("cut short by an expiring issuer", issued(1, 10), listed(), HOLD,
+        ReasonCode.ISSUER_EXPIRING, "expiring",
+        "certificate (generation 2) expires 2026-12-09: certificates cannot outlive the issuing "
+        "CA (expires 2026-12-09); import a new CA and set ca.label",
+        policy=Policy(timedelta(days=30), "100%", issuer_not_after=NOW + timedelta(days=9))),
+    Row("issuer expiring, a renewal still reaches further", issued(355, 365), listed(),
+        ActionKind.RENEW, ReasonCode.EXPIRING, "expiring",
+        "certificate (generation 2) expires 2026-12-10", TaskKind.RENEW,
+        policy=Policy(timedelta(days=30), "100%", issuer_not_after=NOW + timedelta(days=20))),
+    Row("issuer expiring, certificate not due yet", issued(1, 365), listed(), None, None, None,
+        policy=Policy(timedelta(days=30), "100%", issuer_not_after=NOW + timedelta(days=20))),
+]
+
+
 def bystander() -> tuple[DirectoryUser, UserView]:
     return (
         DirectoryUser(BYSTANDER, "id-keep"),
@@ -335,7 +453,7 @@ def decision(row: Row) -> Action | Hold | None:
     listed_users = (entry,) if row.entry is None else (entry, row.entry)
     skipped = (row.unusable,) if row.unusable is not None else ()
     views = [view] if row.state is None else [view, row.state]
-    result = plan(Snapshot("static", NOW, listed_users, skipped), views, POLICY, NOW)
+    result = plan(Snapshot("static", NOW, listed_users, skipped), views, row.policy, NOW)
     mine: list[Action | Hold] = [a for a in result.actions if a.email == USER]
     mine += [h for h in result.held if h.email == USER]
     assert BYSTANDER not in {a.email for a in result.actions}
@@ -345,10 +463,10 @@ def decision(row: Row) -> Action | Hold | None:
 
 def deciding_rule(row: Row) -> str | None:
     views = [row.state] if row.state is not None else []
-    due = USER in verification_slice(views, POLICY, NOW, None)
+    due = USER in verification_slice(views, row.policy, NOW, None)
     renamed_from = row.state.email if row.state and row.state.email != USER else None
-    subject = Subject(USER, row.entry, row.state, POLICY, NOW, row.unusable, verify_due=due,
-                      renamed_from=renamed_from)
+    subject = Subject(USER, row.entry, row.state, row.policy, NOW, row.unusable,
+                      verify_due=due, renamed_from=renamed_from)
     for rule in RULES:
         if rule(subject) is not None:
             return rule.__name__

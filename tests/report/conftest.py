@@ -37,7 +37,7 @@ from syncd.directory.base import DirectoryUser, Snapshot
 from syncd.pipeline import plan_state, tasks
 from syncd.pipeline.claims import Claim
 from syncd.pipeline.steps import Outcome
-from syncd.plan import Action, ActionKind
+from syncd.plan import Action, ActionKind, ReasonCode
 from syncd.state.db import Database
 from syncd.state.models import KeyPairStatus
 from syncd.state.runs import finish_run, start_run
@@ -45,6 +45,18 @@ from syncd.state.runs import finish_run, start_run
 DOMAIN = "example.com"
 ENABLED = ["a1", "a2", "a3", "a4", "a5", "a6", "r1", "f1", "f2", "p1"]
 EXPIRES_IN_DAYS = {"a1": 5, "a2": 20, "a3": 45, "a4": 200, "a5": 200, "a6": -2, "r1": 300}
+
+
+CODES = {
+    ActionKind.PROVISION: ReasonCode.NEW_IN_SCOPE,
+    ActionKind.RENEW: ReasonCode.EXPIRING,
+    ActionKind.DEPROVISION: ReasonCode.LEFT_SCOPE,
+    ActionKind.RESUME: ReasonCode.TASK_INTERRUPTED,
+    ActionKind.RETRY: ReasonCode.BACKOFF_ELAPSED,
+    ActionKind.REPAIR: ReasonCode.RESYNC_REPAIR,
+    ActionKind.REPLACE: ReasonCode.RESYNC_REPLACE,
+}
+"""The reason code each kind of action the fill enqueues carries (as the plan gives them)."""
 
 
 def email(name: str) -> str:
@@ -99,7 +111,8 @@ class Filler:
         with self.database.transaction() as session:
             [task_id] = tasks.enqueue(
                 session,
-                [Action(email(name), action, f"test: {task_kind}", task_kind, f"id-{name}")],
+                [Action(email(name), action, f"test: {task_kind}", task_kind, f"id-{name}",
+                        CODES[action])],
                 self.run_id,
                 datetime.now(UTC),
             )
@@ -137,7 +150,8 @@ class Filler:
         with self.database.transaction() as session:
             tasks.enqueue(
                 session,
-                [Action(self._email_of(session, task_id), ActionKind.RETRY, "retry", "provision")],
+                [Action(self._email_of(session, task_id), ActionKind.RETRY, "retry", "provision",
+                        code=ReasonCode.BACKOFF_ELAPSED)],
                 self.run_id,
                 datetime.now(UTC),
             )

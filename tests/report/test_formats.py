@@ -41,6 +41,7 @@ TOP_KEYS = [
     "blocked_deprovisions",
     "key_format",
     "drift",
+    "reasons",
 ]
 
 
@@ -61,6 +62,13 @@ def test_json_shape_and_values(store: Store) -> None:
     report = _json(store, "--no-record")
     assert list(report) == TOP_KEYS
     assert report["version"] == 1
+    # The plan.* audit events of the fill, counted by kind and reason code, most frequent first.
+    assert report["reasons"] == [
+        {"action": "provision", "code": "new_in_scope", "count": 12},
+        {"action": "deprovision", "code": "left_scope", "count": 2},
+        {"action": "renew", "code": "expiring", "count": 1},
+        {"action": "retry", "code": "backoff_elapsed", "count": 1},
+    ]
     assert report["expiring_days"] == 30
     assert report["coverage"] == COVERAGE
     generated = _time(str(report["generated_at"]))
@@ -138,6 +146,7 @@ def test_table(store: Store) -> None:
     assert re.search(r"^f1@example\.com\s+provision\s+issue_certificate\s+1\s", text, re.M)
     assert "provisioned: 9, renewed: 1, deprovisioned: 2" in text
     assert re.search(r"^1\s+sync\s+.*failures\s+12\s+2$", text, re.M)
+    assert re.search(r"^provision\s+new_in_scope\s+12$", text, re.M)
 
 
 def test_csv(store: Store) -> None:
@@ -160,6 +169,9 @@ def test_csv(store: Store) -> None:
     ]
     changes = [(r["item"], r["user"]) for r in rows if r["section"] == "change"]
     assert len(changes) == 12 and ("renewed", email("r1")) in changes
+    reasons = {r["item"]: r["value"] for r in rows if r["section"] == "reason"}
+    assert reasons == {"provision/new_in_scope": "12", "deprovision/left_scope": "2",
+                       "renew/expiring": "1", "retry/backoff_elapsed": "1"}
     [run] = [r for r in rows if r["section"] == "pass"]
     assert run["item"].startswith("sync run ") and run["detail"] == "failures"
 
@@ -183,6 +195,7 @@ def test_html_is_self_contained(store: Store) -> None:
     for name in ("a6", "a1", "a2", "f1", "f2", "gone"):
         assert email(name) in page
     assert "@media print" in page
+    assert re.search(r"<td>renew</td>\s*<td>expiring</td>\s*<td>1</td>", page)
 
 
 def test_output_folder_missing_is_one_line_error(store: Store) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from syncd.credentials.issuers import IssuingCA
@@ -43,6 +43,7 @@ class GmailKeyPairs(Protocol):
     def get_identity(self, user: str) -> dict[str, Any]: ...
     def patch_identity(self, user: str, key_pair_id: str) -> dict[str, Any]: ...
     def delete_identity(self, user: str, email: str | None = None) -> None: ...
+    def obliterate_keypair(self, user: str, key_pair_id: str) -> None: ...
 
 
 class StepError(SyncdError):
@@ -70,6 +71,10 @@ class Services:
     issuers: tuple[IssuingCA, ...] = ()
     """Every imported issuing CA (``issuer`` among them): names the issuer of a certificate
     made before a CA rollover when it is revoked."""
+    superseded_disable_after: timedelta | None = None
+    """policy.superseded_disable_after (None: superseded key pairs stay enabled)."""
+    obliterate_after: timedelta | None = None
+    """policy.obliterate_after_days (None: disabled key pairs are never obliterated)."""
 
     @property
     def kms(self) -> KeyManager:
@@ -100,6 +105,8 @@ class KeyPairView:
     private_key_format: str | None = None
     kms_backend: str = "local"
     """The backend holding the key (meaningful once kms_private_key_id is set)."""
+    superseded_at: datetime | None = None
+    disabled_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -82,8 +82,10 @@ def revoke_keys(work: Work, services: Services) -> Outcome:
         for key_id in sorted(ids):
             kms.revoke(key_id, f"deprovisioned: {work.email}")
             revoked.append(key_id)
-        status = KeyPairStatus.DISABLED if kp.gmail_key_pair_id else KeyPairStatus.ABANDONED
-        outcome.update(kp.id, status=status)
+        if kp.gmail_key_pair_id:  # disabled in Gmail by disable_keypairs
+            outcome.update(kp.id, status=KeyPairStatus.DISABLED, disabled_at=services.clock())
+        else:
+            outcome.update(kp.id, status=KeyPairStatus.ABANDONED)
     outcome.audit = {"revoked": revoked}
     # Every certificate of the user goes into the CRL, those of key pairs disabled earlier too.
     listed = (revocation_of(kp, work.email, CESSATION, services) for kp in work.others)

@@ -158,7 +158,9 @@ def insert_identity(work: Work, services: Services) -> Outcome:
         outcome.update(target.id, drift=None, drift_detail=None, verified_at=services.clock())
     for other in work.others:
         if other.status is KeyPairStatus.ACTIVE:
-            outcome.update(other.id, status=KeyPairStatus.SUPERSEDED)
+            outcome.update(
+                other.id, status=KeyPairStatus.SUPERSEDED, superseded_at=services.clock()
+            )
             if work.kind is TaskKind.REPLACE:  # a replacement revokes what it replaces
                 revoked = revocation_of(other, work.email, "superseded", services)
                 outcome.revocations += [revoked] if revoked else []
