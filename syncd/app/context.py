@@ -16,7 +16,7 @@ from typing import Any, Self
 from sqlalchemy.exc import DBAPIError
 
 from syncd.config import Config
-from syncd.credentials.issuers import load_issuer
+from syncd.credentials.issuers import list_issuers, load_issuer
 from syncd.errors import (
     CANotImportedError,
     ConfigError,
@@ -153,6 +153,7 @@ class App:
             private_key_format=config.kacls.private_key_format,
             desired=self.desired_profile(),
             existing_credentials=config.policy.existing_credentials,
+            issuers=tuple(list_issuers(self.database.sessions)),
         )
 
     def desired_profile(self) -> DesiredProfile:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from syncd.directory.base import DirectoryUser, SkippedEntry, Snapshot
-from syncd.domain import ActionKind, ReasonCode, TaskKind, TaskStatus
+from syncd.domain import EXISTING_CREDENTIALS_PREFIX, ActionKind, ReasonCode, TaskKind, TaskStatus
 from syncd.pipeline.claims import hold_claimed
 from syncd.plan import (
     RULES,
@@ -67,6 +67,11 @@ def task(
     return TaskView(kind, status, "upload_keypair", 3, due, error, permanent)
 
 
+HAND_MADE = (
+    f"{EXISTING_CREDENTIALS_PREFIX}u@x.com points at key pair kp-hand, not made by syncd; "
+    "policy.existing_credentials is hold: set it to adopt (take over a valid key pair) or "
+    "replace, then syncd resync --user u@x.com"
+)
 UNUSABLE = SkippedEntry("users.yaml entry 4", "invalid email 'u@'", None, "id-u")
 
 
@@ -180,6 +185,11 @@ TABLE = [
         ReasonCode.PERMANENT_FAILURE, "permanent_failure",
         "permanent failure at upload_keypair: 400 invalid certificate; fix the cause, then "
         "syncd resync --user u@x.com"),
+    Row("an identity made by hand, policy.existing_credentials hold",
+        known(expires_in=None, task=TaskView(
+            TaskKind.PROVISION, TaskStatus.FAILED, "check_existing", 1, None,
+            f"check_existing: {HAND_MADE}", True)),
+        listed(), HOLD, ReasonCode.EXISTING_CREDENTIALS, "permanent_failure", HAND_MADE),
 ]
 
 

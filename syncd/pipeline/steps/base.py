@@ -67,6 +67,9 @@ class Services:
     """What a certificate issued now carries (recorded with it as its profile)."""
     existing_credentials: str = "hold"
     """policy.existing_credentials: hold | adopt | replace."""
+    issuers: tuple[IssuingCA, ...] = ()
+    """Every imported issuing CA: a key pair made by hand is adopted when its certificate
+    chains to one of them (``issuer`` is always tried, first)."""
 
     @property
     def kms(self) -> KeyManager:
@@ -139,7 +142,8 @@ class Work:
             target=target,
             others=tuple(updated(v) for v in self.others),
             fresh_certificate=issued,
-            fresh_key=False,
+            # Only create_key makes a key with the target's label, and it records it.
+            fresh_key=self.fresh_key and not outcome.key_pairs,
         )
 
 

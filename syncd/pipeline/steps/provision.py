@@ -24,8 +24,8 @@ from syncd.pki.profile import check_certifiable
 
 def create_key(work: Work, services: Services) -> Outcome:
     target = target_of(work)
-    if target.kms_private_key_id:
-        return Outcome()
+    if target.kms_private_key_id or target.gmail_key_pair_id:
+        return Outcome()  # made, or adopted by check_existing (a key pair with no KMS key)
     check_certifiable(work.email)  # permanent: no KMS key for a certificate that cannot be
     found = (
         []
@@ -128,11 +128,12 @@ def insert_identity(work: Work, services: Services) -> Outcome:
         previous = _create_identity(work, services, target.gmail_key_pair_id)
     else:
         previous = _point_identity(work, services, target.gmail_key_pair_id)
-    outcome = Outcome(
-        audit={"key_pair_id": target.gmail_key_pair_id, "previous_key_pair_id": previous}
-        if previous != target.gmail_key_pair_id
-        else None
-    )
+    audit: dict[str, object] | None = None
+    if previous != target.gmail_key_pair_id:
+        audit = {"key_pair_id": target.gmail_key_pair_id, "previous_key_pair_id": previous}
+        if previous and previous not in {o.gmail_key_pair_id for o in work.others}:
+            audit["replaced_existing"] = previous  # a key pair syncd did not make
+    outcome = Outcome(audit=audit)
     outcome.update(target.id, status=KeyPairStatus.ACTIVE)
     for other in work.others:
         if other.status is KeyPairStatus.ACTIVE:
