@@ -134,9 +134,10 @@ def test_an_identity_made_by_hand_is_held_then_adopted_as_the_message_says(
     first = deployment.syncd("sync", "--once")
     assert first.returncode == 1, first.stderr  # a failure, reported once
     assert "2 done, 1 failed" in first.stdout
+    issuer = pipeline_ca.intermediate_cert.subject.rfc4514_string()
     expected = (
         f"existing CSE identity for {users[1]} points at key pair {by_hand}, not made by syncd "
-        f"(certificate CN={users[1]}, issued by {pipeline_ca.intermediate_cert.subject.rfc4514_string()}, "
+        f"(certificate CN={users[1]}, issued by {issuer}, "
         f"expires {leaf.not_valid_after_utc:%Y-%m-%d}); policy.existing_credentials is hold: "
         f"set it to adopt (take over a valid key pair) or replace, then syncd resync --user "
         f"{users[1]}"
@@ -256,9 +257,7 @@ def test_replace_repoints_the_identity_and_audits_what_it_replaced(
         "previous_key_pair_id": by_hand,
         "replaced_existing": by_hand,
     }
-    assert not _audit(deployment, users[1], "provision.insert_identity")[0].get(
-        "replaced_existing"
-    )
+    assert not _audit(deployment, users[1], "provision.insert_identity")[0].get("replaced_existing")
 
 
 @SQLITE_ONLY
@@ -268,9 +267,7 @@ def test_adopt_holds_what_it_cannot_take_over_with_the_reason(
     # A CA Google trusts but syncd never imported (ca import): its leaves upload to Gmail.
     other = make_test_hierarchy(organization="Elsewhere")
     roots = deployment.root / "sandbox" / "trusted_roots.pem"
-    roots.write_bytes(
-        roots.read_bytes() + other.root_cert.public_bytes(serialization.Encoding.PEM)
-    )
+    roots.write_bytes(roots.read_bytes() + other.root_cert.public_bytes(serialization.Encoding.PEM))
     deployment.update_config(policy={"existing_credentials": "adopt"})
     users = sandbox_users(3)
     deployment.set_users(users)
@@ -299,9 +296,7 @@ def test_adopt_holds_what_it_cannot_take_over_with_the_reason(
     assert [kp["keyPairId"] for kp in keypairs] == [foreign]
     assert identity is not None and identity["primaryKeyPairId"] == foreign
     keypairs, identity = gmail_state(deployment, users[1])
-    assert [(kp["keyPairId"], kp["enablementState"]) for kp in keypairs] == [
-        (disabled, "disabled")
-    ]
+    assert [(kp["keyPairId"], kp["enablementState"]) for kp in keypairs] == [(disabled, "disabled")]
     assert identity is not None and identity["primaryKeyPairId"] == disabled
     assert not [
         label for label in _kms_labels(deployment) if users[0] in label or users[1] in label
