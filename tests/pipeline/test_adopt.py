@@ -24,6 +24,10 @@ from sqlalchemy import select
 
 from syncd.app.passes import dry_run
 from syncd.domain import ReasonCode
+from syncd.pipeline.steps.adopt import certificate_profile
+from syncd.pki.issue import issue_leaf
+from syncd.pki.profile import LeafProfile
+from syncd.plan import DesiredProfile
 from syncd.state.db import Database
 from syncd.state.models import AuditEvent, KeyPair, KmsKey, User
 from tests.support.testca import TestHierarchy, make_test_hierarchy
@@ -234,6 +238,19 @@ def test_adopt_takes_a_valid_key_pair_over_and_renews_it_when_due(
     assert not _audit(deployment, users[1], "renew.insert_identity")[0].get("replaced_existing")
     _only_identity(deployment, users[0], current)
 
+    # An adopted user who leaves: identity deleted, the adopted key pair disabled (found by its
+    # certificate), no KMS key to revoke and nothing else revoked.
+    deployment.update_config(policy={"deprovision_after": 0})
+    deployment.set_users(users[1:])
+    left = deployment.syncd("sync", "--once")
+    assert left.returncode == 0, left.stderr
+    keypairs, identity = gmail_state(deployment, users[0])
+    assert identity is None
+    assert [(kp["keyPairId"], kp["enablementState"]) for kp in keypairs] == [(current, "disabled")]
+    [row] = _rows(deployment, users[0])
+    assert (row.status, row.origin) == ("disabled", "adopted")
+    assert _audit(deployment, users[0], "deprovision.revoke_keys") == [{"revoked": []}]
+
 
 @SQLITE_ONLY
 def test_replace_repoints_the_identity_and_audits_what_it_replaced(
@@ -301,3 +318,33 @@ def test_adopt_holds_what_it_cannot_take_over_with_the_reason(
     assert not [
         label for label in _kms_labels(deployment) if users[0] in label or users[1] in label
     ]
+
+
+def test_an_adopted_certificate_is_described_as_syncd_describes_its_own(
+    pipeline_ca: TestHierarchy,
+) -> None:
+    """What adoption records of a certificate compares key by key with what syncd records of
+    one it issues (DesiredProfile.record, less the subject template no certificate states)."""
+    desired = DesiredProfile(
+        key_bits=2048,
+        hash="sha384",
+        crl=("http://crl.example.com/issuing.crl",),
+        aia_ca_issuers=("http://pki.example.com/issuing.cer",),
+        aia_ocsp=("http://ocsp.example.com/",),
+        issuer="pipeline",
+    )
+    profile = LeafProfile(
+        hash="sha384",
+        crl_distribution_points=desired.crl,
+        aia_ca_issuers=desired.aia_ca_issuers,
+        aia_ocsp=desired.aia_ocsp,
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    email = "user00@example.com"
+    leaf = issue_leaf(
+        email, key.public_key(), pipeline_ca.intermediate_cert, pipeline_ca.signer("sha384"),
+        profile, NOW,
+    )  # fmt: skip
+    expected = desired.record()
+    del expected["subject_template"]
+    assert certificate_profile(leaf, email, "pipeline") == expected
