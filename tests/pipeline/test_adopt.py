@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,9 +48,10 @@ def hand_made(
     *,
     not_before: datetime | None = None,
     not_after: datetime | None = None,
+    identity: bool = True,
 ) -> tuple[str, x509.Certificate]:
-    """A key pair and identity made the way the guide says, with no syncd code: the key pair's
-    Gmail id and its certificate."""
+    """A key pair (and, with ``identity``, the identity pointing at it) made the way the guide
+    says, with no syncd code: the key pair's Gmail id and its certificate."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     spec = LeafSpec(email, key.public_key())
     spec.not_before = not_before or spec.not_before
@@ -73,8 +75,25 @@ def hand_made(
     assert uri is not None
     created = gmail.create_keypair(email, chain, uri, base64.b64encode(sealed).decode())
     key_pair_id = str(created["keyPairId"])
-    gmail.create_identity(email, key_pair_id)
+    if identity:
+        gmail.create_identity(email, key_pair_id)
     return key_pair_id, leaf
+
+
+def split_identity(deploy: Deployment, email: str, signing: str, encryption: str) -> None:
+    """An identity with separate signing and encryption key pairs (GAM can make one; syncd's
+    client makes only one-key-pair identities, so the request is written here)."""
+    from syncd.google.gmail import _cse
+
+    body = {
+        "emailAddress": email,
+        "signAndEncryptKeyPairs": {"signingKeyPairId": signing, "encryptionKeyPairId": encryption},
+    }
+    deploy.gmail().session.call(
+        "identities.create",
+        email,
+        lambda s: _cse(s, "identities").create(userId=email, body=body),
+    )
 
 
 def _rows(deploy: Deployment, email: str) -> list[KeyPair]:
@@ -286,21 +305,26 @@ def test_adopt_holds_what_it_cannot_take_over_with_the_reason(
     roots = deployment.root / "sandbox" / "trusted_roots.pem"
     roots.write_bytes(roots.read_bytes() + other.root_cert.public_bytes(serialization.Encoding.PEM))
     deployment.update_config(policy={"existing_credentials": "adopt"})
-    users = sandbox_users(3)
+    users = sandbox_users(5)
     deployment.set_users(users)
     foreign, _ = hand_made(deployment, users[0], other)
     disabled, _ = hand_made(deployment, users[1], pipeline_ca)
     deployment.gmail().disable_keypair(users[1], disabled)
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    hand_made(deployment, users[2], pipeline_ca, not_after=expires)
+    signing, _ = hand_made(deployment, users[3], pipeline_ca, identity=False)
+    encryption, _ = hand_made(deployment, users[3], pipeline_ca, identity=False)
+    split_identity(deployment, users[3], signing, encryption)
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds() + 1))
 
     done = deployment.syncd("sync", "--once")
     assert done.returncode == 1
-    assert "1 done, 2 failed" in done.stdout
-    assert_provisioned(deployment, users[2])
+    assert "1 done, 4 failed" in done.stdout
+    assert_provisioned(deployment, users[4])
     held = _held(deployment)
-    assert {email: code for email, (code, _) in held.items()} == {
-        users[0]: ReasonCode.EXISTING_CREDENTIALS,
-        users[1]: ReasonCode.EXISTING_CREDENTIALS,
-    }
+    assert {email: code for email, (code, _) in held.items()} == dict.fromkeys(
+        users[:4], ReasonCode.EXISTING_CREDENTIALS
+    )
     issuer = other.intermediate_cert.subject.rfc4514_string()
     assert (
         f"policy.existing_credentials is adopt, but it cannot be adopted: chain: no issuer "
@@ -309,15 +333,22 @@ def test_adopt_holds_what_it_cannot_take_over_with_the_reason(
         f"policy.existing_credentials to replace, then syncd resync --user {users[0]}"
     ) in held[users[0]][1]
     assert "cannot be adopted: the key pair is disabled, not enabled." in held[users[1]][1]
+    assert f"cannot be adopted: leaf: expired on {expires:%Y-%m-%dT%H:%M:%SZ}" in held[users[2]][1]
+    assert held[users[3]][1] == (
+        f"existing CSE identity for {users[3]} points at key pairs {signing} (signing) and "
+        f"{encryption} (encryption), not made by syncd; policy.existing_credentials is adopt, "
+        "but it cannot be adopted: syncd adopts an identity with one key pair for signing and "
+        "encryption. Replace it by hand, or set policy.existing_credentials to replace, then "
+        f"syncd resync --user {users[3]}"
+    )
     keypairs, identity = gmail_state(deployment, users[0])
     assert [kp["keyPairId"] for kp in keypairs] == [foreign]
     assert identity is not None and identity["primaryKeyPairId"] == foreign
     keypairs, identity = gmail_state(deployment, users[1])
     assert [(kp["keyPairId"], kp["enablementState"]) for kp in keypairs] == [(disabled, "disabled")]
     assert identity is not None and identity["primaryKeyPairId"] == disabled
-    assert not [
-        label for label in _kms_labels(deployment) if users[0] in label or users[1] in label
-    ]
+    made = [label for label in _kms_labels(deployment) if "@" in label]
+    assert made and all(users[4] in label for label in made), "a KMS key for a held user"
 
 
 def test_an_adopted_certificate_is_described_as_syncd_describes_its_own(

@@ -66,27 +66,57 @@ def check_existing(work: Work, services: Services) -> Outcome:
         # and create_key refuses it permanently (no certificate can name it).
         return Outcome()
     identity = current_identity(work, services)
-    found = str(identity.get("primaryKeyPairId") or "") if identity else ""
-    if not found or found in _known_ids(work):
+    pointed = list(dict.fromkeys(pointed_key_pairs(identity))) if identity else []
+    unknown = [k for k in pointed if k not in _known_ids(work)]
+    if not unknown:
         return Outcome()
+    if len(pointed) > 1:  # separate signing and encryption key pairs: never syncd's
+        raise _split_refusal(work.email, pointed, mode)
+    [found] = unknown
     keypair = _keypair(work.email, found, services)
     leaf = keypair_leaf(keypair) if keypair is not None else None
     if leaf is not None and fingerprint(leaf) in _known_fingerprints(work):
         return Outcome()  # one of syncd's own, its Gmail id not recorded: nothing to hold
     if mode != "adopt":
-        raise ExistingCredentialsError(
-            f"{_found(work.email, found, leaf)}; policy.existing_credentials is hold: set it to "
-            f"adopt (take over a valid key pair) or replace, then syncd resync --user "
-            f"{work.email}"
-        )
+        raise ExistingCredentialsError(f"{_found(work.email, found, leaf)}; {_HOLD}{work.email}")
     issuer, refusals = _adoptable(work.email, keypair, leaf, services)
     if issuer is None or leaf is None:
         raise ExistingCredentialsError(
-            f"{_found(work.email, found, leaf)}; policy.existing_credentials is adopt, but it "
-            f"cannot be adopted: {'; '.join(refusals)}. Replace it by hand, or set "
-            f"policy.existing_credentials to replace, then syncd resync --user {work.email}"
+            f"{_found(work.email, found, leaf)}; {_NOT_ADOPTABLE.format('; '.join(refusals))}"
+            f"{work.email}"
         )
     return _adopt(target, work.email, found, leaf, issuer)
+
+
+_HOLD = (
+    "policy.existing_credentials is hold: set it to adopt (take over a valid key pair) or "
+    "replace, then syncd resync --user "
+)
+_NOT_ADOPTABLE = (
+    "policy.existing_credentials is adopt, but it cannot be adopted: {}. Replace it by hand, "
+    "or set policy.existing_credentials to replace, then syncd resync --user "
+)
+
+
+def pointed_key_pairs(identity: dict[str, Any]) -> list[str]:
+    """The key pairs a CSE identity names: its primary one, or its signing and encryption
+    ones (an identity syncd makes always names one primary key pair)."""
+    if identity.get("primaryKeyPairId"):
+        return [str(identity["primaryKeyPairId"])]
+    pairs = identity.get("signAndEncryptKeyPairs") or {}
+    return [str(pairs[k]) for k in ("signingKeyPairId", "encryptionKeyPairId") if pairs.get(k)]
+
+
+def _split_refusal(email: str, pointed: list[str], mode: str) -> ExistingCredentialsError:
+    signing, encryption = pointed
+    found = (
+        f"{EXISTING_CREDENTIALS_PREFIX}{email} points at key pairs {signing} (signing) and "
+        f"{encryption} (encryption), not made by syncd"
+    )
+    if mode != "adopt":
+        return ExistingCredentialsError(f"{found}; {_HOLD}{email}")
+    reason = "syncd adopts an identity with one key pair for signing and encryption"
+    return ExistingCredentialsError(f"{found}; {_NOT_ADOPTABLE.format(reason)}{email}")
 
 
 def _known_ids(work: Work) -> set[str]:

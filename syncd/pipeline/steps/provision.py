@@ -10,6 +10,7 @@ from syncd.credentials.credential import certify
 from syncd.domain import KeyPairStatus, TaskKind
 from syncd.google.errors import GoogleAPIError
 from syncd.kms.base import KeyRef
+from syncd.pipeline.steps.adopt import pointed_key_pairs
 from syncd.pipeline.steps.base import (
     Outcome,
     Services,
@@ -158,7 +159,8 @@ def _create_identity(work: Work, services: Services, key_pair_id: str) -> str | 
 def _point_identity(work: Work, services: Services, key_pair_id: str) -> str | None:
     """Make the identity point at ``key_pair_id``; returns what it pointed at before."""
     identity = current_identity(work, services)
-    previous = identity.get("primaryKeyPairId") if identity else None
+    # One key pair, or (an identity made by hand) a signing and an encryption one.
+    previous = ", ".join(dict.fromkeys(pointed_key_pairs(identity))) if identity else None
     if identity is None:
         services.gmail.create_identity(work.email, key_pair_id)
     elif previous != key_pair_id:
