@@ -174,7 +174,8 @@ def test_an_identity_made_by_hand_is_held_then_adopted_as_the_message_says(
     # Held, with its code, until the administrator decides; the next pass changes nothing.
     assert _held(deployment) == {users[1]: (ReasonCode.EXISTING_CREDENTIALS, expected)}
     plan = json.loads(deployment.syncd("plan", "--format", "json").stdout)["plan"]
-    assert plan["actions"] == [] and plan["held"] == [{"email": users[1], "reason": expected}]
+    [held] = plan["held"]
+    assert plan["actions"] == [] and (held["email"], held["reason"]) == (users[1], expected)
     writes = deployment.writes()
     again = deployment.syncd("sync", "--once")
     assert again.returncode == 0, again.stderr
