@@ -109,7 +109,14 @@ class ReasonCode(enum.StrEnum):
     MASS_DEPROVISION_BLOCKED = "mass_deprovision_blocked"  # over policy.max_deprovision
 
 
+EXISTING_CREDENTIALS_PREFIX = "existing CSE identity for "
+"""How the message of check_existing's refusal begins (an identity syncd did not make, held or
+not adoptable): the plan's permanent_failure rule holds such a user with
+ReasonCode.EXISTING_CREDENTIALS instead of PERMANENT_FAILURE."""
+
+
 __all__ = [
+    "EXISTING_CREDENTIALS_PREFIX",
     "ActionKind",
     "KeyPairStatus",
     "KmsKeyState",

@@ -42,6 +42,8 @@ from syncd.state.fencing import Fence
 log = logging.getLogger("syncd.pipeline")
 
 MAX_STEP_BACKOFF = 8.0
+_BEFORE_KEY = ("check_existing", "create_key")
+"""A task starting at one of these has not tried create_key yet (see Work.fresh_key)."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ class Runner:
         except LockLostError as error:
             self._lose(error)
             return self._stopped(task_id, None)
-        if self._first_start_of_fresh_key(task_id) and step == "create_key":
+        if self._first_start_of_fresh_key(task_id) and step in _BEFORE_KEY:
             work = replace(work, fresh_key=True)
         bind(user=work.email)
         while step is not None:

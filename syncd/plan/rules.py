@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from syncd.domain import ActionKind, ReasonCode, TaskKind, TaskStatus
+from syncd.domain import EXISTING_CREDENTIALS_PREFIX, ActionKind, ReasonCode, TaskKind, TaskStatus
 from syncd.plan.drift import drifted, verify_due
 from syncd.plan.identity import address_reused, renamed
 from syncd.plan.reissue import config_changed
@@ -58,6 +58,8 @@ def permanent_failure(s: Subject) -> Decision:
         return None
     step = task.next_step or "start"
     cause = (task.last_error or "").removeprefix(f"{step}: ")
+    if cause.startswith(EXISTING_CREDENTIALS_PREFIX):  # says what was found and what to do
+        return Hold(s.email, cause, code=ReasonCode.EXISTING_CREDENTIALS)
     return Hold(
         s.email,
         f"permanent failure at {step}: {cause}; fix the cause, then syncd resync --user {s.email}",

@@ -25,7 +25,13 @@ def _gmail_requests(deploy: Deployment) -> int:
 @SQLITE_ONLY
 def test_a_failing_step_sends_its_budget_and_no_more(deployment: Deployment) -> None:
     deployment.set_users(sandbox_users(2))
-    deployment.update_config(pipeline={"step_attempts": 4, "step_retries": 2})
+    # replace: no identity lookup (check_existing) before the key is made, so the first step
+    # to reach Gmail is upload_keypair, a write; in the default mode (hold) one identities.get
+    # per first provisioning comes first, with the same budget.
+    deployment.update_config(
+        pipeline={"step_attempts": 4, "step_retries": 2},
+        policy={"existing_credentials": "replace"},
+    )
     deployment.admin("POST", "faults", {"error_503": 1.0})
     result = sync_pass(deployment.app())
     assert [r.failed_step for r in result.results] == ["upload_keypair"] * 2
@@ -41,6 +47,7 @@ def test_a_closed_endpoint_gives_up_within_the_time_budget(deployment: Deploymen
     deployment.update_config(
         google={"endpoint": f"http://127.0.0.1:{free_port()}/"},
         pipeline={"step_attempts": 5, "step_retries": 50, "step_time_limit": "2s"},
+        policy={"existing_credentials": "replace"},  # upload_keypair first reaches Gmail
     )
     app = deployment.app()
     started = time.monotonic()

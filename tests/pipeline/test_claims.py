@@ -75,24 +75,29 @@ def test_a_stale_token_records_nothing(database: Database) -> None:
     task_id, run_id = _task(database, "alice@example.com")
     with database.engine.begin() as connection:
         work, step = tasks.start(connection, task_id, run_id, mine, NOW)
-    assert step == "create_key"
-    assert _row(database, task_id) == (TaskStatus.RUNNING, "create_key", mine.token, NOW + LEASE)
+    # A provisioning first looks for credentials made by hand (policy.existing_credentials).
+    assert step == "check_existing"
+    assert _row(database, task_id) == (
+        TaskStatus.RUNNING, "check_existing", mine.token, NOW + LEASE
+    )  # fmt: skip
 
     _take(database)  # another process took the run lock
     later = NOW + timedelta(seconds=5)
     outcome = Outcome().update(work.target.id if work.target else 0, kms_label="x")
     with pytest.raises(LockLostError, match="was lost"), database.engine.begin() as connection:
-        tasks.record_step(connection, work, "create_key", outcome, later, run_id, mine)
+        tasks.record_step(connection, work, "check_existing", outcome, later, run_id, mine)
     with pytest.raises(LockLostError), database.transaction() as session:
         tasks.fail(session, task_id, "boom", later, run_id, 60.0, 3600.0, mine)
     with pytest.raises(LockLostError), database.engine.begin() as connection:
         tasks.renew(connection, task_id, mine, later)
-    assert _row(database, task_id) == (TaskStatus.RUNNING, "create_key", mine.token, NOW + LEASE)
+    assert _row(database, task_id) == (
+        TaskStatus.RUNNING, "check_existing", mine.token, NOW + LEASE
+    )  # fmt: skip
 
     other_id, _ = _task(database, "bob@example.com")
     with pytest.raises(LockLostError), database.engine.begin() as connection:
         tasks.start(connection, other_id, run_id, mine, later)
-    assert _row(database, other_id) == (TaskStatus.PENDING, "create_key", None, None)
+    assert _row(database, other_id) == (TaskStatus.PENDING, "check_existing", None, None)
 
 
 def _dead_pid() -> int:

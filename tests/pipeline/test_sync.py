@@ -136,7 +136,9 @@ def test_one_users_failure_does_not_stop_the_others(deployment: Deployment) -> N
     status = json.loads(
         deployment.syncd("status", "--user", "nobody@example.com", "--format", "json").stdout
     )["users"][0]
-    assert status["state"] == "failed" and status["step"] == "upload_keypair"
+    # Its first call to Gmail is check_existing's identity lookup (policy.existing_credentials):
+    # it fails there, before any KMS key or certificate is made for it.
+    assert status["state"] == "failed" and status["step"] == "check_existing"
     assert status["last_error"] and status["attempts"] == 1
 
     # The next pass holds it until its backoff has elapsed, and says so.

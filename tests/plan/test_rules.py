@@ -16,7 +16,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from syncd.directory.base import DirectoryUser, SkippedEntry, Snapshot
-from syncd.domain import ActionKind, KeyPairStatus, ReasonCode, TaskKind, TaskStatus
+from syncd.domain import (
+    EXISTING_CREDENTIALS_PREFIX,
+    ActionKind,
+    KeyPairStatus,
+    ReasonCode,
+    TaskKind,
+    TaskStatus,
+)
 from syncd.pipeline.claims import hold_claimed
 from syncd.plan import (
     RULES,
@@ -98,6 +105,11 @@ def credential(
 FOUND = timedelta(hours=1)  # the drift rows' verification: 2026-11-30 11:00Z
 
 
+HAND_MADE = (
+    f"{EXISTING_CREDENTIALS_PREFIX}u@x.com points at key pair kp-hand, not made by syncd; "
+    "policy.existing_credentials is hold: set it to adopt (take over a valid key pair) or "
+    "replace, then syncd resync --user u@x.com"
+)
 UNUSABLE = SkippedEntry("users.yaml entry 4", "invalid email 'u@'", None, "id-u")
 
 
@@ -436,6 +448,11 @@ TABLE += [
         policy=Policy(timedelta(days=30), "100%", issuer_not_after=NOW + timedelta(days=20))),
     Row("issuer expiring, certificate not due yet", issued(1, 365), listed(), None, None, None,
         policy=Policy(timedelta(days=30), "100%", issuer_not_after=NOW + timedelta(days=20))),
+    Row("an identity made by hand, policy.existing_credentials hold",
+        known(expires_in=None, task=TaskView(
+            TaskKind.PROVISION, TaskStatus.FAILED, "check_existing", 1, None,
+            f"check_existing: {HAND_MADE}", True)),
+        listed(), HOLD, ReasonCode.EXISTING_CREDENTIALS, "permanent_failure", HAND_MADE),
 ]
 
 

@@ -69,8 +69,9 @@ class Services:
     existing_credentials: str = "hold"
     """policy.existing_credentials: hold | adopt | replace."""
     issuers: tuple[IssuingCA, ...] = ()
-    """Every imported issuing CA (``issuer`` among them): names the issuer of a certificate
-    made before a CA rollover when it is revoked."""
+    """Every imported issuing CA (``issuer`` among them, always tried first): names the issuer
+    of a certificate made before a CA rollover when it is revoked, and a key pair made by hand
+    is adopted when its certificate chains to one of them."""
     superseded_disable_after: timedelta | None = None
     """policy.superseded_disable_after (None: superseded key pairs stay enabled)."""
     obliterate_after: timedelta | None = None
@@ -149,7 +150,8 @@ class Work:
             target=target,
             others=tuple(updated(v) for v in self.others),
             fresh_certificate=issued,
-            fresh_key=False,
+            # Only create_key makes a key with the target's label, and it records it.
+            fresh_key=self.fresh_key and not outcome.key_pairs,
         )
 
 

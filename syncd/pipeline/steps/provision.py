@@ -13,6 +13,7 @@ from syncd.credentials.credential import certify
 from syncd.domain import KeyPairStatus, TaskKind
 from syncd.google.errors import GoogleAPIError
 from syncd.kms.base import KeyRef
+from syncd.pipeline.steps.adopt import pointed_key_pairs
 from syncd.pipeline.steps.aliases import certificate_aliases
 from syncd.pipeline.steps.base import (
     Outcome,
@@ -29,8 +30,8 @@ from syncd.pki.profile import check_certifiable
 
 def create_key(work: Work, services: Services) -> Outcome:
     target = target_of(work)
-    if target.kms_private_key_id:
-        return Outcome()
+    if target.kms_private_key_id or target.gmail_key_pair_id:
+        return Outcome()  # made, or adopted by check_existing (a key pair with no KMS key)
     check_certifiable(work.email)  # permanent: no KMS key for a certificate that cannot be
     found = (
         []
@@ -148,11 +149,12 @@ def insert_identity(work: Work, services: Services) -> Outcome:
         previous = _create_identity(work, services, target.gmail_key_pair_id)
     else:
         previous = _point_identity(work, services, target.gmail_key_pair_id)
-    outcome = Outcome(
-        audit={"key_pair_id": target.gmail_key_pair_id, "previous_key_pair_id": previous}
-        if previous != target.gmail_key_pair_id
-        else None
-    )
+    audit: dict[str, object] | None = None
+    if previous != target.gmail_key_pair_id:
+        audit = {"key_pair_id": target.gmail_key_pair_id, "previous_key_pair_id": previous}
+        if previous and previous not in {o.gmail_key_pair_id for o in work.others}:
+            audit["replaced_existing"] = previous  # a key pair syncd did not make
+    outcome = Outcome(audit=audit)
     outcome.update(target.id, status=KeyPairStatus.ACTIVE)
     if work.kind is TaskKind.REPAIR:  # identity and key pair whole again: any drift is healed
         outcome.update(target.id, drift=None, drift_detail=None, verified_at=services.clock())
@@ -184,7 +186,8 @@ def _create_identity(work: Work, services: Services, key_pair_id: str) -> str | 
 def _point_identity(work: Work, services: Services, key_pair_id: str) -> str | None:
     """Make the identity point at ``key_pair_id``; returns what it pointed at before."""
     identity = current_identity(work, services)
-    previous = identity.get("primaryKeyPairId") if identity else None
+    # One key pair, or (an identity made by hand) a signing and an encryption one.
+    previous = ", ".join(dict.fromkeys(pointed_key_pairs(identity))) if identity else None
     if identity is None:
         services.gmail.create_identity(work.email, key_pair_id)
     elif previous != key_pair_id:
