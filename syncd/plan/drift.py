@@ -114,6 +114,16 @@ def drifted(s: Subject) -> Decision:
         return act(
             s, ActionKind.REPLACE, active.drift, f"{reason}; a fresh key pair", TaskKind.REPLACE
         )
+    if active.drift is ReasonCode.DRIFT_KEYPAIR_MISSING and active.origin == "adopted":
+        # An adopted key pair's private key was never in syncd's KMS: it cannot be uploaded
+        # again, only replaced by a key pair of syncd's own.
+        return act(
+            s,
+            ActionKind.REPLACE,
+            active.drift,
+            f"{reason}; adopted, so a fresh key pair of syncd's own",
+            TaskKind.REPLACE,
+        )
     return act(s, ActionKind.REPAIR, active.drift, reason, TaskKind.REPAIR)
 
 

@@ -310,6 +310,13 @@ TABLE = [
         listed(), ActionKind.REPLACE, ReasonCode.DRIFT_KMS_KEY_REVOKED, "drifted",
         "KMS key revoked outside syncd (found 2026-11-30 11:00Z): KMS key 7 in local is "
         "revoked; a fresh key pair", TaskKind.REPLACE),
+    Row("adopted key pair deleted outside syncd: replaced",
+        replace(credential(drift=ReasonCode.DRIFT_KEYPAIR_MISSING, verified=FOUND),
+                active=CredentialView(2, NOW + timedelta(days=300), verified_at=NOW - FOUND,
+                                      drift=ReasonCode.DRIFT_KEYPAIR_MISSING, origin="adopted")),
+        listed(), ActionKind.REPLACE, ReasonCode.DRIFT_KEYPAIR_MISSING, "drifted",
+        "key pair deleted outside syncd (found 2026-11-30 11:00Z); adopted, so a fresh key "
+        "pair of syncd's own", TaskKind.REPLACE),
     Row("drift of a user who left: deprovisioned, not repaired",
         credential(drift=ReasonCode.DRIFT_KEYPAIR_DISABLED, verified=FOUND),
         listed(enabled=False), ActionKind.DEPROVISION, ReasonCode.DISABLED_IN_DIRECTORY,
