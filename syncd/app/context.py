@@ -194,6 +194,8 @@ class App:
             else timedelta(days=config.policy.obliterate_after_days),
             existing_credentials=config.policy.existing_credentials,
             issuer_not_after=self._issuer_not_after(),
+            max_new_per_pass=config.policy.max_new_per_pass,
+            rollout_order=tuple(config.policy.rollout_order),
         )
 
     def _issuer_not_after(self) -> datetime | None:

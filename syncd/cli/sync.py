@@ -14,7 +14,7 @@ from syncd.errors import EXIT_FAILURES, EXIT_OK, ConfigError
 from syncd.output import Format, emit_listing, render_table, to_json
 
 if TYPE_CHECKING:
-    from syncd.config import Config
+    from syncd.config import Config, PolicyConfig
     from syncd.domain import ReasonCode
     from syncd.pipeline.sync import PassResult
     from syncd.plan import Plan
@@ -35,7 +35,7 @@ def _plan_rows(the_plan: Plan) -> list[dict[str, Any]]:
     return rows
 
 
-def _plan_document(the_plan: Plan, reissue_per_pass: str) -> dict[str, Any]:
+def _plan_document(the_plan: Plan, policy: PolicyConfig) -> dict[str, Any]:
     return {
         "actions": [
             {
@@ -54,7 +54,12 @@ def _plan_document(the_plan: Plan, reissue_per_pass: str) -> dict[str, Any]:
         "blocked_reason": the_plan.blocked_reason,
         "blocked_code": _code(the_plan.blocked_code),
         "skipped_entries": the_plan.skipped_entries,
-        "reissue": {**_reissue_counts(the_plan), "per_pass": reissue_per_pass},
+        "reissue": {**_reissue_counts(the_plan), "per_pass": policy.reissue_per_pass},
+        "rollout": {
+            **_rollout_counts(the_plan),
+            "max_new_per_pass": policy.max_new_per_pass,
+            "order": list(policy.rollout_order),
+        },
     }
 
 
@@ -66,14 +71,24 @@ def _reissue_counts(the_plan: Plan) -> dict[str, int]:
     return {"out_of_date": issued + pending, "this_pass": issued, "pending": pending}
 
 
+def _rollout_counts(the_plan: Plan) -> dict[str, int]:
+    """Users without a credential: provisioned this pass, and left for later passes by
+    policy.max_new_per_pass."""
+    first = (ReasonCode.NEW_IN_SCOPE, ReasonCode.NO_CREDENTIAL)
+    provisioned = sum(1 for a in the_plan.actions if a.code in first)
+    deferred = the_plan.deferred_new
+    return {"new": provisioned + deferred, "this_pass": provisioned, "deferred": deferred}
+
+
 def _code(code: ReasonCode | None) -> str | None:
     return code.value if code is not None else None
 
 
-def _print_plan(the_plan: Plan, fmt: Format, reissue_per_pass: str) -> None:
+def _print_plan(the_plan: Plan, fmt: Format, policy: PolicyConfig) -> None:
     if fmt == "json":
-        print(to_json({"plan": _plan_document(the_plan, reissue_per_pass)}))
+        print(to_json({"plan": _plan_document(the_plan, policy)}))
         return
+    reissue_per_pass = policy.reissue_per_pass
     print(render_table(_plan_rows(the_plan), _PLAN_COLUMNS))
     reissue = _reissue_counts(the_plan)
     if reissue["out_of_date"]:
@@ -81,6 +96,13 @@ def _print_plan(the_plan: Plan, fmt: Format, reissue_per_pass: str) -> None:
             f"\n{reissue['out_of_date']:,} credentials out of date with the configuration: "
             f"{reissue['this_pass']:,} re-issued this pass, {reissue['pending']:,} pending "
             f"(policy.reissue_per_pass: {reissue_per_pass})"
+        )
+    rollout = _rollout_counts(the_plan)
+    if policy.max_new_per_pass is not None and rollout["new"]:
+        print(
+            f"\n{rollout['this_pass']:,} of {rollout['new']:,} new users provisioned this pass, "
+            f"{rollout['deferred']:,} deferred (policy.max_new_per_pass: "
+            f"{policy.max_new_per_pass})"
         )
     if the_plan.blocked_reason:
         print(f"\nblocked: {the_plan.blocked_reason}", file=sys.stderr)
@@ -122,6 +144,11 @@ def _report_pass(result: PassResult, fmt: Format) -> int:
             if result.plan.pending_reissue
             else ""
         )
+        + (
+            f", {result.plan.deferred_new:,} new users deferred"
+            if result.plan.deferred_new
+            else ""
+        )
     )
     return code
 
@@ -132,7 +159,7 @@ def cmd_plan(args: argparse.Namespace, config: Config) -> int:
 
     with App(config) as app:
         result = dry_run(app, allow_mass_deprovision=args.allow_mass_deprovision)
-    _print_plan(result.plan, args.format, config.policy.reissue_per_pass)
+    _print_plan(result.plan, args.format, config.policy)
     return EXIT_OK
 
 

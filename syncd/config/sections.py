@@ -189,9 +189,21 @@ class PolicyConfig(Section):
     for this long has missed them (0: at the first read that misses them). A user disabled or
     suspended in the directory is deprovisioned at once."""
 
-    @field_validator("max_deprovision", "reissue_per_pass", mode="before")
+    max_new_per_pass: str | None = None
+    """Rollout of a first deployment: most users given their first credential in one pass, a
+    count (``500``) or a percentage (``1%``) of the users the directory lists in scope and
+    enabled; at least one a pass. Unset: no limit. The others are deferred to later passes."""
+    rollout_order: list[str] = []
+    """Who gets a first credential first under ``max_new_per_pass``: org units (``/Pilot``,
+    with the units under it), LDAP DNs (an OU and the entries under it) or groups the source
+    reads for scope (an address or a DN); earlier entries first, then everyone else, by
+    email within each."""
+
+    @field_validator("max_deprovision", "reissue_per_pass", "max_new_per_pass", mode="before")
     @classmethod
-    def _count_or_percent(cls, value: Any) -> str:
+    def _count_or_percent(cls, value: Any) -> str | None:
+        if value is None:
+            return None
         text = str(value).strip()
         if not re.fullmatch(r"\d+%?", text):
             raise ValueError("must be a count such as 25 or a percentage such as 10%")

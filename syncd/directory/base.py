@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -58,6 +59,11 @@ class DirectoryUser:
     aliases: tuple[str, ...] = ()
     """Other addresses of the user (normalised, the primary excluded), where the source
     reads them."""
+    org_unit: str | None = None
+    """Where the user sits, where the source knows it: a Google ``orgUnitPath``, the parent
+    DN of an LDAP entry, a static file's ``org_unit`` (for ``policy.rollout_order``)."""
+    groups: tuple[str, ...] = ()
+    """The groups read for scope that list the user (addresses or DNs; static: a column)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,8 @@ class RawEntry:
     """Set by a source that already knows the entry is unusable."""
     aliases: tuple[object, ...] = ()
     """The user's other addresses as read (normalised by :func:`clean_aliases`)."""
+    org_unit: str | None = None
+    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -214,6 +222,12 @@ def _problem(entry: RawEntry) -> str | None:
     return _id_problem(directory_id, email)
 
 
+def _shared(text: str | None) -> str | None:
+    """One string object per distinct org unit or group, however many users share it (the
+    snapshot of 100,000 users holds a few hundred of them)."""
+    return None if text is None or not text.strip() else sys.intern(text.strip())
+
+
 def build_snapshot(source: str, entries: Iterable[RawEntry], now: datetime) -> Snapshot:
     """Normalise entries; skip (and report) unusable ones, missing ids and duplicates.
 
@@ -239,5 +253,14 @@ def build_snapshot(source: str, entries: Iterable[RawEntry], now: datetime) -> S
         seen_emails[email] = where
         seen_ids[directory_id] = where
         aliases = clean_aliases(where, email, entry.aliases) if entry.aliases else ()
-        users.append(DirectoryUser(email, directory_id, entry.enabled, aliases=aliases))
+        users.append(
+            DirectoryUser(
+                email,
+                directory_id,
+                entry.enabled,
+                aliases=aliases,
+                org_unit=_shared(entry.org_unit),
+                groups=tuple(sys.intern(g.strip()) for g in entry.groups if g.strip()),
+            )
+        )
     return Snapshot(source, now, tuple(users), tuple(skipped))

@@ -78,6 +78,7 @@ class PassResult:
             "blocked_deprovisions": len(self.plan.blocked_deprovisions),
             "skipped_entries": self.plan.skipped_entries,
             "pending_reissue": self.plan.pending_reissue,
+            "deferred_new": self.plan.deferred_new,
         }
 
 

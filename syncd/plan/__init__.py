@@ -16,7 +16,8 @@ deprovision was blocked, stay in scope (``Plan.kept_in_scope``).
 
 Across users, before the chain: renames are paired (:mod:`syncd.plan.identity`) and the
 rotating verification slice is chosen (:mod:`syncd.plan.drift`); after it, re-issues for
-configuration drift are throttled (:mod:`syncd.plan.reissue`).
+configuration drift are throttled (:mod:`syncd.plan.reissue`), and so are first credentials
+in a rollout (:mod:`syncd.plan.rollout`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from syncd.domain import ActionKind, ReasonCode, TaskKind
 from syncd.plan.drift import verification_slice
 from syncd.plan.identity import pair_renames
 from syncd.plan.reissue import throttle
+from syncd.plan.rollout import throttle_new
 from syncd.plan.rules import RULES, decide
 from syncd.plan.safety import check_snapshot, deprovision_limit, managed, unusable_entries
 from syncd.plan.views import (
@@ -89,6 +91,9 @@ def plan(
         elif isinstance(decision, Hold):
             held.append(decision)
     actions, pending_reissue = throttle(actions, policy, len(managed(views)))
+    actions, deferred_new = throttle_new(
+        actions, policy.max_new_per_pass, policy.rollout_order, listed, known
+    )
 
     deprovisions = [a for a in actions if a.kind in DEPROVISIONING]
     active = len(managed(views))
@@ -109,6 +114,7 @@ def plan(
             len(snapshot.skipped),
             blocked_code=ReasonCode.MASS_DEPROVISION_BLOCKED,
             pending_reissue=pending_reissue,
+            deferred_new=deferred_new,
             renames=renamed_pairs,
         )
     return Plan(
@@ -116,6 +122,7 @@ def plan(
         tuple(held),
         skipped_entries=len(snapshot.skipped),
         pending_reissue=pending_reissue,
+        deferred_new=deferred_new,
         renames=renamed_pairs,
     )
 

@@ -128,6 +128,11 @@ class Policy:
     """hold | adopt | replace: what to do with an identity syncd did not make."""
     issuer_not_after: datetime | None = None
     """When the issuing CA (``ca.label``) expires: no certificate outlives it (None: unknown)."""
+    max_new_per_pass: str | None = None
+    """Most users given their first credential in one pass: a count or a % of the users
+    listed in scope and enabled (None: no limit; :mod:`syncd.plan.rollout`)."""
+    rollout_order: tuple[str, ...] = ()
+    """Org units, DNs or groups whose users get their first credential first."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,8 @@ class Plan:
     pending_reissue: int = 0
     """Credentials out of date with the configuration left for later passes
     (``policy.reissue_per_pass``)."""
+    deferred_new: int = 0
+    """Users without a credential left for later passes (``policy.max_new_per_pass``)."""
     renames: tuple[tuple[str, str], ...] = ()
     """(new address, old address) of each user the plan took for renamed
     (:func:`syncd.plan.identity.pair_renames`): the state store renames the same ones."""

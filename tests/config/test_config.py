@@ -36,6 +36,7 @@ def test_example_and_demo_configurations_are_valid() -> None:
         ({"pipeline": {"workers": "many"}}, "pipeline.workers", "valid integer"),
         ({"certificate": {"key_bits": 1024}}, "certificate.key_bits", "2048"),
         ({"policy": {"max_deprovision": "lots"}}, "policy.max_deprovision", "percentage"),
+        ({"policy": {"max_new_per_pass": "half"}}, "policy.max_new_per_pass", "percentage"),
         ({"schedule": {"interval": "5 fortnights"}}, "schedule.interval", "not a duration"),
         ({"policy": {"deprovision_after": "soon"}}, "policy.deprovision_after", "not a duration"),
         ({"kacls": {"uri": "ftp://x"}}, "kacls.uri", "http(s) URL"),
