@@ -238,6 +238,7 @@ def build_snapshot(source: str, entries: Iterable[RawEntry], now: datetime) -> S
     skipped: list[SkippedEntry] = []
     seen_emails: dict[str, str] = {}
     seen_ids: dict[str, str] = {}
+    shared_groups: dict[tuple[str, ...], tuple[str, ...]] = {}
     for entry in entries:
         where = printable(entry.where, MAX_WHERE)
         email, directory_id = readable_identity(entry)
@@ -253,14 +254,18 @@ def build_snapshot(source: str, entries: Iterable[RawEntry], now: datetime) -> S
         seen_emails[email] = where
         seen_ids[directory_id] = where
         aliases = clean_aliases(where, email, entry.aliases) if entry.aliases else ()
+        groups: tuple[str, ...] = ()
+        if entry.groups:
+            groups = tuple(sys.intern(g.strip()) for g in entry.groups if g.strip())
+            groups = shared_groups.setdefault(groups, groups)  # one tuple per combination
         users.append(
             DirectoryUser(
                 email,
                 directory_id,
                 entry.enabled,
                 aliases=aliases,
-                org_unit=_shared(entry.org_unit),
-                groups=tuple(sys.intern(g.strip()) for g in entry.groups if g.strip()),
+                org_unit=_shared(entry.org_unit) if entry.org_unit else None,
+                groups=groups,
             )
         )
     return Snapshot(source, now, tuple(users), tuple(skipped))

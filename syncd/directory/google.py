@@ -28,7 +28,9 @@ How the selectors of ``directory.google`` combine:
      take key pairs for them yet, and they are provisioned by the first pass after Google has
      created their mailbox.
 
-The stable directory id is the Google user ``id``; the user's ``aliases`` (which users.list
+Each user carries its ``orgUnitPath`` and the configured groups that list it (members of
+nested groups included), which ``policy.rollout_order`` matches. The stable directory id is the
+Google user ``id``; the user's ``aliases`` (which users.list
 returns with every projection: no field mask is sent) are the addresses
 ``certificate.include_aliases`` puts in the certificate (``nonEditableAliases``, the addresses
 of domain aliases and the test domain, are not). Every listing is read to its last page
@@ -80,6 +82,8 @@ class GoogleSource:
     ) -> None:
         self.scope = scope
         self.directory = GoogleDirectory(google, retry=retry, sleep=sleep)
+        self._groups_of: dict[str, list[str]] = {}
+        """User id -> the configured groups that list the user (filled by each read)."""
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -115,12 +119,16 @@ class GoogleSource:
                     skipped.append(RawEntry(where, email, member.get("id"), problem=problem))
                 else:
                     members.append(user)
+                    mine = self._groups_of.setdefault(str(user.get("id")), [])
+                    if group not in mine:
+                        mine.append(group)
         return members, skipped
 
     def _selected(self) -> tuple[list[Record], list[RawEntry]]:
         """The union of the positive selectors (each user once) and the skipped members."""
         chosen: list[Record] = []
         skipped: list[RawEntry] = []
+        self._groups_of = {}
         for unit in self.scope.org_units:
             chosen += self._unit_users(unit)
         if self.scope.custom_schema_field:
@@ -146,8 +154,11 @@ class GoogleSource:
             self.scope.exclude_archived and bool(user.get("archived"))
         )
         aliases = user.get("aliases")
+        unit = user.get("orgUnitPath")
         return RawEntry(where, email, user_id, enabled=not disabled,
-                        aliases=tuple(aliases) if isinstance(aliases, list) else ())
+                        aliases=tuple(aliases) if isinstance(aliases, list) else (),
+                        org_unit=unit if isinstance(unit, str) else None,
+                        groups=tuple(self._groups_of.get(str(user_id), ())))
 
     def entries(self) -> Iterable[RawEntry]:
         """The raw entries of a complete read; SourceError when the directory cannot be read."""

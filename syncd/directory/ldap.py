@@ -12,6 +12,9 @@ read, never a smaller directory. Values are normalised (email lower-cased by bui
 ids as text: entryUUID as it is, objectGUID in the form Windows shows). Anything that stops
 the read (no server, a lost connection between pages, a limit, a referral, a missing base DN
 or group) is a SourceError: the pass stops before planning.
+
+A user's org unit is its entry's parent DN; its groups, the configured ones listing it when
+membership is resolved here (not on AD): ``policy.rollout_order`` matches both.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from syncd.directory.ldap_values import (
     group_member_filter,
     guid_string,
     normalise_dn,
+    parent_dn,
     primary_group_id,
     uac_disabled,
 )
@@ -128,7 +132,8 @@ class LdapSource:
                     for key, entry in configured.items()
                 }
                 members = self._members(endpoint, values, set(found), names)
-                found = {dn: entry for dn, entry in found.items() if dn in members}
+                found = {dn: replace(entry, groups=members[dn])
+                         for dn, entry in found.items() if dn in members}
             return list(found.values())
         finally:
             close(endpoint)
@@ -303,7 +308,8 @@ class LdapSource:
             problem = problem or str(exc)
         if problem is not None:
             return RawEntry(dn, email, directory_id, problem=problem)
-        return RawEntry(dn, email, directory_id, enabled, aliases=tuple(aliases))
+        return RawEntry(dn, email, directory_id, enabled, aliases=tuple(aliases),
+                        org_unit=parent_dn(dn))
 
     def _aliases(
         self, attributes: RawAttributes, emails: list[str], chosen: str | None
@@ -463,20 +469,28 @@ class LdapSource:
         configured: Mapping[str, GroupValues],
         users: set[str],
         names: dict[str, list[str]],
-    ) -> set[str]:
-        """Normalised DNs of the in-scope users who are members of the configured groups."""
+    ) -> dict[str, tuple[str, ...]]:
+        """Normalised DNs of the in-scope users who are members of the configured groups, each
+        with those groups (their DNs as configured). Each group entry is read once, however
+        many configured groups nest it."""
         nested = any(group.nested for group in self.config.groups)
         known = self._known_groups(endpoint) if nested else {}
+        cache: dict[str, GroupValues | None] = dict(configured)
 
         def read(group: GroupToExpand) -> GroupValues | None:
-            cached = configured.get(normalise_dn(group.dn))
-            if cached is not None:
-                return cached
-            entry = self._read_group(endpoint, group.dn, group.where)
-            return None if entry is None else group_values(entry, self.config.member_attribute)
+            key = normalise_dn(group.dn)
+            if key not in cache:
+                entry = self._read_group(endpoint, group.dn, group.where)
+                cache[key] = (
+                    None if entry is None else group_values(entry, self.config.member_attribute)
+                )
+            return cache[key]
 
-        groups = [
-            GroupToExpand(group.dn, group.nested, f"{WHERE}.groups.{number}")
-            for number, group in enumerate(self.config.groups)
-        ]
-        return expand_groups(groups, read, users, names, known)
+        members: dict[str, tuple[str, ...]] = {}
+        for number, group in enumerate(self.config.groups):
+            where = f"{WHERE}.groups.{number}"
+            for dn in expand_groups(
+                [GroupToExpand(group.dn, group.nested, where)], read, users, names, known
+            ):
+                members[dn] = (*members.get(dn, ()), group.dn)
+        return members

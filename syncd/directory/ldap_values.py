@@ -169,6 +169,19 @@ def _fold(value: str) -> str:
         value = value.lower()
     return _SPACES.sub(" ", value) if "  " in value else value
 
+def parent_dn(dn: str) -> str | None:
+    """The DN of the entry above ``dn`` (after its first unescaped comma); None at the top."""
+    escaped = False
+    for index, char in enumerate(dn):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ",":
+            return dn[index + 1 :].strip() or None
+    return None
+
+
 
 def normalise_dn(dn: str) -> str:
     """A canonical form of ``dn`` for comparing two spellings of the same entry, as the server

@@ -6,7 +6,9 @@ YAML: a list of mappings (or ``{users: [...]}``) with ``email``, ``id`` and opti
 ``;``, which the header line decides; a UTF-8 byte order mark is ignored. Both take an
 optional ``aliases``: the user's other addresses (for ``certificate.include_aliases``), a YAML
 list or, in either format, one text with the addresses separated by ``;`` (a CSV cell in
-quotes when the file itself is ``;``-separated). A file that is
+quotes when the file itself is ``;``-separated). Both take an optional ``org_unit`` (a text
+such as ``/Pilot``) and ``groups`` (like ``aliases``), which ``policy.rollout_order`` matches.
+A file that is
 missing or cannot be parsed is a SourceError; a bad entry is skipped and named by its position
 (``users.csv line 7``, ``users.yaml entry 3``).
 """
@@ -43,6 +45,10 @@ def _enabled(value: Any) -> bool | str:
     if text in _FALSE:
         return False
     return f"enabled must be true or false, not {value!r}"
+
+
+def _org_unit(value: Any) -> str | None:
+    return None if value is None or not str(value).strip() else str(value).strip()
 
 
 def _aliases(value: Any) -> tuple[object, ...]:
@@ -111,6 +117,8 @@ class StaticSource:
             if isinstance(enabled, str):
                 entries.append(RawEntry(where, row.get("email"), row.get("id"), problem=enabled))
             else:
+                groups = tuple(str(g) for g in _aliases(row.get("groups")))
                 entries.append(RawEntry(where, row.get("email"), row.get("id"), enabled,
-                                        aliases=_aliases(row.get("aliases"))))
+                                        aliases=_aliases(row.get("aliases")),
+                                        org_unit=_org_unit(row.get("org_unit")), groups=groups))
         return build_snapshot(self.name, entries, now)
