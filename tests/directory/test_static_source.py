@@ -57,6 +57,23 @@ def test_csv_file(tmp_path: Path) -> None:
     assert [s.where for s in snapshot.skipped] == ["users.csv line 4"]
 
 
+def test_org_unit_and_groups_columns(tmp_path: Path) -> None:
+    """Optional: what policy.rollout_order matches (an empty cell is no org unit)."""
+    path = tmp_path / "users.csv"
+    path.write_text(
+        "email,id,org_unit,groups\n"
+        "alice@example.com,a1,/Pilot,it@example.com;pilots@example.com\n"
+        "bob@example.com,b1, ,\n"
+    )
+    alice, bob = StaticSource(path).read(NOW).users
+    assert (alice.org_unit, alice.groups) == ("/Pilot", ("it@example.com", "pilots@example.com"))
+    assert (bob.org_unit, bob.groups) == (None, ())
+    yaml_path = tmp_path / "users.yaml"
+    yaml_path.write_text("- {email: carol@example.com, id: c1, org_unit: /IT, groups: [ops]}\n")
+    (carol,) = StaticSource(yaml_path).read(NOW).users
+    assert (carol.org_unit, carol.groups) == ("/IT", ("ops",))
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [

@@ -207,3 +207,20 @@ def test_example_configuration_documents_the_schema() -> None:
     config = parse_config({"directory": {"source": "google", "google": body}})
     assert config.directory.google is not None
     assert [u.include_sub_units for u in config.directory.google.org_units] == [True, False]
+
+
+def test_each_user_carries_its_org_unit_and_the_configured_groups_listing_it(
+    sandbox: RunningSandbox,
+) -> None:
+    """What policy.rollout_order matches: orgUnitPath as Google gives it, and each configured
+    group whose (derived) membership lists the user."""
+    source = source_for(sandbox, org_units=["/Sales"], groups=[at("cse"), at("platform")])
+    users = {u.email.split("@")[0]: (u.org_unit, u.groups) for u in source.read(NOW).users}
+    assert users == {
+        "alice": ("/Sales", (at("cse"),)),
+        "bob": ("/Engineering", (at("cse"),)),
+        "carol": ("/Sales/EMEA", ()),
+        "dave": ("/Sales", ()),
+        "frank": ("/Engineering/Platform", (at("cse"), at("platform"))),
+        "oscar": ("/Sales", ()),
+    }

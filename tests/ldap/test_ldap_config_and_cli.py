@@ -123,7 +123,8 @@ def test_directory_test_on_the_static_source(
     assert (document["source"], document["users_in_scope"], document["disabled"]) == (
         "static", 2, 1)
     assert document["users"][0] == {"email": "a@example.org", "directory_id": "a1",
-                                    "enabled": True, "aliases": []}
+                                    "enabled": True, "aliases": [], "org_unit": None,
+                                    "groups": []}
     assert document["skipped"] == [
         {"where": "users.csv line 4", "reason": "no email", "email": None, "directory_id": "c1"}
     ]
