@@ -125,3 +125,30 @@ def test_a_missing_group_base_is_named(ldap_config: Build) -> None:
         LdapSource(config).read(NOW)
     assert str(caught.value) == (
         f"directory.ldap.group_base_dns.0: no such entry ou=nope,{SUFFIX}")
+
+
+def test_each_member_carries_its_parent_dn_and_the_configured_groups_listing_it(
+    ldap_config: Build,
+) -> None:
+    """What policy.rollout_order matches: the entry's parent DN (an escaped comma is part of
+    the entry's own name) and each configured group, as configured, whose (nested) membership
+    lists the user."""
+    from syncd.plan.rollout import matches
+
+    cse, unique = group("cse"), group("unique", nested=False)
+    users = {
+        u.email: (u.org_unit, u.groups)
+        for u in LdapSource(ldap_config(groups=[cse, unique])).read(NOW).users
+    }
+    people, staff = f"ou=people,{SUFFIX}", f"ou=staff,{SUFFIX}"
+    assert users == {
+        "alice@example.org": (people, (cse["dn"], unique["dn"])),
+        "zoe@example.org": (people, (cse["dn"],)),
+        "john.smith@example.org": (people, (cse["dn"],)),
+        "s001@example.org": (staff, (cse["dn"],)),
+        "team-a@example.org": (people, (unique["dn"],)),
+    }
+    by_email = {u.email: u for u in LdapSource(ldap_config(groups=[unique])).read(NOW).users}
+    assert matches(f"OU=People, {SUFFIX}", by_email["team-a@example.org"])
+    assert matches(f"CN=unique,{GROUPS_BASE}", by_email["alice@example.org"])
+    assert not matches(staff, by_email["alice@example.org"])
