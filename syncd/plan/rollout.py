@@ -51,11 +51,15 @@ def _dn(text: str) -> str:
     return ",".join(part.strip() for part in text.lower().split(","))
 
 
-def matches(entry: str, user: DirectoryUser) -> bool:
-    """Whether one ``rollout_order`` entry names the user: their org unit or one above it (a
-    ``/path`` or a DN), or one of their groups (an address or a DN)."""
+def _prepared(entry: str) -> tuple[str, str]:
+    """An order entry as compared: (its text lower-cased, its DN form)."""
     wanted = entry.strip().lower()
-    if any(wanted == group.lower() or _dn(wanted) == _dn(group) for group in user.groups):
+    return wanted, _dn(wanted)
+
+
+def _names(prepared: tuple[str, str], user: DirectoryUser) -> bool:
+    wanted, as_dn = prepared
+    if any(wanted == group.lower() or as_dn == _dn(group) for group in user.groups):
         return True
     unit = user.org_unit
     if unit is None:
@@ -64,18 +68,28 @@ def matches(entry: str, user: DirectoryUser) -> bool:
         path, mine = wanted.rstrip("/"), unit.lower().rstrip("/")
         return path == "" or mine == path or mine.startswith(path + "/")
     if "=" in wanted:
-        dn, mine = _dn(wanted), _dn(unit)
-        return mine == dn or mine.endswith("," + dn)
+        mine = _dn(unit)
+        return mine == as_dn or mine.endswith("," + as_dn)
     return False
+
+
+def matches(entry: str, user: DirectoryUser) -> bool:
+    """Whether one ``rollout_order`` entry names the user: their org unit or one above it (a
+    ``/path`` or a DN), or one of their groups (an address or a DN)."""
+    return _names(_prepared(entry), user)
 
 
 def tier(user: DirectoryUser | None, order: Sequence[str]) -> int:
     """The index of the first ``order`` entry naming the user; ``len(order)`` for none."""
+    return _tier(user, [_prepared(entry) for entry in order])
+
+
+def _tier(user: DirectoryUser | None, prepared: Sequence[tuple[str, str]]) -> int:
     if user is not None:
-        for index, entry in enumerate(order):
-            if matches(entry, user):
+        for index, entry in enumerate(prepared):
+            if _names(entry, user):
                 return index
-    return len(order)
+    return len(prepared)
 
 
 def throttle_new(
@@ -90,14 +104,27 @@ def throttle_new(
     Kept: the first ``limit`` first-credential provisions by (tier, email); every other
     action is kept as it is, in the order given.
     """
-    eligible = sum(1 for user in listed.values() if user.enabled)
-    limit = new_limit(max_new_per_pass, eligible)
-    if limit is None:
+    if max_new_per_pass is None:
         return list(actions), 0
     new = [a for a in actions if first_credential(a, known.get(a.email))]
+    limit = new_limit(max_new_per_pass, sum(1 for user in listed.values() if user.enabled))
+    assert limit is not None
     if len(new) <= limit:
         return list(actions), 0
-    ranked = sorted(new, key=lambda a: (tier(listed.get(a.email), order), a.email))
+    prepared = [_prepared(entry) for entry in order]
+    tiers: dict[tuple[str | None, tuple[str, ...]], int] = {}  # users share units and groups
+
+    def rank(action: Action) -> tuple[int, str]:
+        user = listed.get(action.email)
+        if user is None or not prepared:
+            return len(prepared), action.email
+        where = (user.org_unit, user.groups)
+        found = tiers.get(where)
+        if found is None:
+            found = tiers[where] = _tier(user, prepared)
+        return found, action.email
+
+    ranked = sorted(new, key=rank)
     deferred = {a.email for a in ranked[limit:]}
     kept = [a for a in actions if a.email not in deferred]  # one action per user
     return kept, len(deferred)
