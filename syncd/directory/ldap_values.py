@@ -8,6 +8,7 @@ rule) is tested on values alone.
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
@@ -178,7 +179,7 @@ def parent_dn(dn: str) -> str | None:
         elif char == "\\":
             escaped = True
         elif char == ",":
-            return dn[index + 1 :].strip() or None
+            return sys.intern(dn[index + 1 :].strip()) or None  # one string per OU
     return None
 
 
