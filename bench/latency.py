@@ -1,0 +1,236 @@
+"""Benchmark: provisioning throughput when Google is slow, against the bound it should reach.
+
+For each worker count W (``--workers 4,16,32,64``), in a child process of its own (so that its
+peak memory is its own), one run
+  * starts the sandbox as a separate process (``syncd sandbox serve --threads max(64, W)``)
+    and injects ``--latency-ms`` (200) on every Gmail/Directory API call through its
+    ``faults`` admin endpoint (the token endpoint is not slowed: tokens are cached per user);
+  * measures the crypto floor with bench/provision.py's own code (N RSA key generations and
+    certificate issuances on W threads, half before the pipeline, half after);
+  * provisions N directory users with one ``sync_pass`` and ``pipeline.workers: W`` (local
+    KMS, SQLite state store; bench/provision.py's deployment);
+  * counts the Google API calls per user from the sandbox's stats (since issue 15 a first
+    provisioning reads the user's identities once, ``check_existing``; aliases add
+    ``insert_alias_identities`` calls, and the bench users have none);
+and prints users/s, the bound 0.8 x min(W / (calls per user x latency), floor), the ratio to
+the bound and the child's peak memory, then whether memory grows at most linearly with W.
+
+``google.requests_per_second`` is set to 100,000 (bench/provision.py's deployment): the default
+of 10 a second would cap every worker count at 10 / calls per user, which is the limiter's
+figure, not Google's. Figures are ratios against a floor measured in the same run because the
+machine is shared and noisy.
+
+    .venv/bin/python bench/latency.py [--users 300] [--workers 4,16,32,64] [--latency-ms 200]
+        [--bits 2048]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # bench/provision.py and the test CA in tests/support/
+    sys.path.insert(0, str(REPO))
+
+from bench.provision import (  # noqa: E402
+    DOMAIN,
+    PASSWORD,
+    _cpu_seconds,
+    _free_port,
+    _wait_for,
+    deploy,
+    floor,
+    pipeline,
+)
+from syncd.config import CertificateConfig  # noqa: E402
+from syncd.pki.profile import LeafProfile  # noqa: E402
+from syncd.sandbox import init_sandbox_data  # noqa: E402
+from tests.support.testca import make_test_hierarchy  # noqa: E402
+
+TOKEN_METHOD = "oauth2.token"
+MIN_SANDBOX_THREADS = 64
+TARGET = 0.8
+
+
+@dataclass(frozen=True)
+class Measured:
+    workers: int
+    users: int
+    latency_ms: float
+    floor_rate: float
+    pipeline_rate: float
+    calls: dict[str, int]
+    token_requests: int
+    peak_mb: float
+    sandbox_cpu: float
+
+    @property
+    def calls_per_user(self) -> float:
+        return sum(self.calls.values()) / self.users
+
+    @property
+    def latency_bound(self) -> float:
+        """Users/s if each worker did nothing but wait on Google."""
+        return self.workers / (self.calls_per_user * self.latency_ms / 1000.0)
+
+    @property
+    def bound(self) -> float:
+        return TARGET * min(self.latency_bound, self.floor_rate)
+
+    @property
+    def ratio(self) -> float:
+        return self.pipeline_rate / self.bound
+
+
+def _admin(port: int, verb: str, name: str, body: dict[str, Any] | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else (b"" if verb == "POST" else None)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/sandbox/v1/{name}", data=data, method=verb
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def measure(users: int, workers: int, latency_ms: float, bits: int) -> Measured:
+    """One worker count: floor halves around one slowed-down pass (in this process)."""
+    with tempfile.TemporaryDirectory(prefix="syncd-latency-") as tmp:
+        work = Path(tmp)
+        hierarchy = make_test_hierarchy(work / "ca", password=PASSWORD)
+        profile = LeafProfile.from_config(CertificateConfig())
+        root_pem = hierarchy.root_cert.public_bytes(serialization.Encoding.PEM)
+        mailboxes = [f"user{i:05d}@{DOMAIN}" for i in range(users)] + [f"admin@{DOMAIN}"]
+        init_sandbox_data(work / "sandbox", DOMAIN, mailboxes, root_pem)
+        port = _free_port()
+        threads = max(MIN_SANDBOX_THREADS, workers)
+        sandbox = subprocess.Popen(
+            [sys.executable, "-m", "syncd", "sandbox", "serve", "--port", str(port)]
+            + ["--data", str(work / "sandbox"), "--threads", str(threads)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_for(port, sandbox)
+            config = deploy(work, hierarchy, users, workers, bits, port, None)
+            _admin(port, "POST", "faults", {"latency_ms": latency_ms})
+            half = max(users // 2, 1)
+            floor_seconds = floor(hierarchy, profile, half, workers, bits)
+            _admin(port, "POST", "stats:reset")
+            cpu_before = _cpu_seconds(sandbox.pid)
+            pipeline_seconds = pipeline(config, users)
+            sandbox_cpu = _cpu_seconds(sandbox.pid) - cpu_before
+            stats = _admin(port, "GET", "stats")["methods"]
+            floor_seconds += floor(hierarchy, profile, users - half, workers, bits)
+        finally:
+            sandbox.send_signal(signal.SIGINT)
+            sandbox.wait(timeout=30)
+    calls = {name: int(v["requests"]) for name, v in stats.items() if name != TOKEN_METHOD}
+    return Measured(
+        workers=workers,
+        users=users,
+        latency_ms=latency_ms,
+        floor_rate=users / floor_seconds,
+        pipeline_rate=users / pipeline_seconds,
+        calls=calls,
+        token_requests=int(stats.get(TOKEN_METHOD, {}).get("requests", 0)),
+        peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        sandbox_cpu=sandbox_cpu,
+    )
+
+
+def _in_child(users: int, workers: int, latency_ms: float, bits: int) -> Measured:
+    """``measure`` in a fresh interpreter, so each worker count's peak memory is its own."""
+    completed = subprocess.run(
+        [sys.executable, __file__, "--child", "--users", str(users), "--workers", str(workers)]
+        + ["--latency-ms", str(latency_ms), "--bits", str(bits)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if completed.returncode != 0:
+        raise SystemExit(f"bench: the run at {workers} workers failed:\n{completed.stderr}")
+    data = json.loads(completed.stdout.strip().splitlines()[-1])
+    return Measured(**data)
+
+
+def linear_memory(results: list[Measured]) -> tuple[bool, str]:
+    """Whether peak memory grows at most linearly with workers: the growth per added worker
+    from the smallest count to each larger one stays within 1.5x that of the first step
+    (plus 0.5 MB a worker of slack for noise)."""
+    ordered = sorted(results, key=lambda r: r.workers)
+    if len(ordered) < 2:
+        return True, "one worker count: nothing to compare"
+    base = ordered[0]
+    slopes = [
+        (r.peak_mb - base.peak_mb) / (r.workers - base.workers)
+        for r in ordered[1:]
+        if r.workers != base.workers
+    ]
+    first = max(slopes[0], 0.0)
+    ok = all(slope <= 1.5 * first + 0.5 for slope in slopes)
+    text = ", ".join(
+        f"{base.workers}->{r.workers}: {slope:+.2f} MB/worker"
+        for r, slope in zip(ordered[1:], slopes, strict=True)
+    )
+    return ok, text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=300)
+    parser.add_argument("--workers", default="4,16,32,64", help="comma-separated worker counts")
+    parser.add_argument("--latency-ms", type=float, default=200.0)
+    parser.add_argument("--bits", type=int, default=2048, choices=[2048, 3072, 4096])
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    counts = [int(part) for part in args.workers.split(",") if part.strip()]
+    if args.child:
+        measured = measure(args.users, counts[0], args.latency_ms, args.bits)
+        print(json.dumps(asdict(measured)))
+        return 0
+
+    print(
+        f"users: {args.users}, Google latency: {args.latency_ms:g} ms a call (sandbox faults), "
+        f"RSA {args.bits}, google.requests_per_second: 100000 (the default 10/s would be the "
+        f"limit, not Google), workers: {', '.join(map(str, counts))}"
+    )
+    results: list[Measured] = []
+    met = True
+    for workers in counts:
+        started = time.perf_counter()
+        r = _in_child(args.users, workers, args.latency_ms, args.bits)
+        results.append(r)
+        ok = r.ratio >= 1.0
+        met = met and ok
+        calls = ", ".join(f"{name} {n / r.users:.2f}" for name, n in sorted(r.calls.items()))
+        print(
+            f"workers {workers:3d}: {r.pipeline_rate:6.1f} users/s; bound {r.bound:6.1f} = 0.8 x "
+            f"min({workers} / ({r.calls_per_user:.2f} calls x {args.latency_ms:g} ms) = "
+            f"{r.latency_bound:.1f}, floor {r.floor_rate:.1f}); ratio {r.ratio:.2f} "
+            f"({'met' if ok else 'MISSED'}); peak {r.peak_mb:.0f} MB; "
+            f"[{time.perf_counter() - started:.0f} s]"
+        )
+        print(
+            f"             Google calls a user: {calls}; token requests {r.token_requests}; "
+            f"sandbox CPU {1000 * r.sandbox_cpu / r.users:.1f} ms a user"
+        )
+    linear, text = linear_memory(results)
+    print(f"peak memory growth: {text} ({'linear: ok' if linear else 'MORE THAN LINEAR'})")
+    print(f"throughput bound: {'met' if met else 'MISSED'} at every worker count")
+    return 0 if met and linear else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
