@@ -116,8 +116,10 @@ def measure(users: int, workers: int, latency_ms: float, bits: int) -> Measured:
         port = _free_port()
         threads = max(MIN_SANDBOX_THREADS, workers)
         sandbox = subprocess.Popen(
-            [sys.executable, "-m", "syncd", "sandbox", "serve", "--port", str(port)]
-            + ["--data", str(work / "sandbox"), "--threads", str(threads)],
+            [
+                *(sys.executable, "-m", "syncd", "sandbox", "serve", "--port", str(port)),
+                *("--data", str(work / "sandbox"), "--threads", str(threads)),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -153,8 +155,10 @@ def measure(users: int, workers: int, latency_ms: float, bits: int) -> Measured:
 def _in_child(users: int, workers: int, latency_ms: float, bits: int) -> Measured:
     """``measure`` in a fresh interpreter, so each worker count's peak memory is its own."""
     completed = subprocess.run(
-        [sys.executable, __file__, "--child", "--users", str(users), "--workers", str(workers)]
-        + ["--latency-ms", str(latency_ms), "--bits", str(bits)],
+        [
+            *(sys.executable, __file__, "--child", "--users", str(users)),
+            *("--workers", str(workers), "--latency-ms", str(latency_ms), "--bits", str(bits)),
+        ],
         check=False,
         capture_output=True,
         text=True,
