@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,28 @@ def test_threads_use_their_own_http_objects(client: GmailCSE) -> None:
     for thread in threads:
         thread.join()
     assert len({id(http) for http in seen}) == 4
+
+
+def test_calls_from_many_threads_wait_on_a_slow_google_side_by_side(
+    sandbox: RunningSandbox, client: GmailCSE
+) -> None:
+    """With 300 ms injected on every call, 16 threads' calls overlap: sharing one connection
+    or a lock held across the request would take 16 x 300 ms."""
+    threads, latency = 16, 0.3
+    users = [f"user{i:03d}@{DOMAIN}" for i in range(threads)]
+    sandbox.admin("POST", "faults", {"latency_ms": latency * 1000})
+    sandbox.admin("POST", "stats:reset")
+    barrier = threading.Barrier(threads, timeout=10)
+
+    def work(user: str) -> object:
+        barrier.wait()
+        assert client.list_keypairs(user) == []
+        return client.session._thread_parts()[0]
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        https = list(pool.map(work, users))
+    elapsed = time.monotonic() - started
+    assert sandbox.requests("gmail.users.settings.cse.keypairs.list") == threads
+    assert len({id(http) for http in https}) == threads
+    assert latency <= elapsed < threads * latency / 2

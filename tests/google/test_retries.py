@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -155,3 +156,16 @@ def test_fifty_users_provisioned_through_503s_and_429s(
     methods = sandbox.admin("GET", "stats")["methods"]
     injected = methods["gmail.users.settings.cse.keypairs.create"]["faults"]
     assert injected.get("503", 0) >= 5 and injected.get("429", 0) >= 1
+
+
+def test_rate_limiter_waits_run_side_by_side_not_under_its_lock() -> None:
+    """Threads due at different times sleep at once: a limiter sleeping under its lock would
+    hold the second sleeper until the first woke, and the barrier would break."""
+    sleepers = 3
+    barrier = threading.Barrier(sleepers, timeout=5)
+    limiter = RateLimiter(1.0, burst=1, sleep=lambda seconds: barrier.wait())
+    with ThreadPoolExecutor(sleepers + 1) as pool:
+        waits = sorted(pool.map(lambda _: limiter.acquire(), range(sleepers + 1)))
+    assert not barrier.broken
+    assert waits[0] == 0.0
+    assert waits[1:] == pytest.approx([1.0, 2.0, 3.0], abs=0.2)
