@@ -278,6 +278,13 @@ def baseline(kind: str, config: Config, bare: dict[str, Any]) -> Callable[[], in
     return parse
 
 
+def no_verification_due(app: App) -> None:
+    """Move the previous sync pass's start to now: the next pass has no verification due."""
+    with app.database.transaction() as session:
+        last = session.scalar(select(func.max(Run.id)).where(Run.kind == "sync"))
+        session.execute(update(Run).where(Run.id == last).values(started_at=datetime.now(UTC)))
+
+
 def child(kind: str, config_path: Path, rounds: int, bare: dict[str, Any]) -> int:
     from syncd.app.passes import sync_pass
 
@@ -292,10 +299,7 @@ def child(kind: str, config_path: Path, rounds: int, bare: dict[str, Any]) -> in
         base_times.append(time.perf_counter() - started)
 
         app = App(config)
-        with app.database.transaction() as session:  # no verification due (see the docstring)
-            last = session.scalar(select(func.max(Run.id)).where(Run.kind == "sync"))
-            session.execute(update(Run).where(Run.id == last).values(
-                started_at=datetime.now(UTC)))
+        no_verification_due(app)
         timer = Timer()
         with stage_timers(timer):
             started = time.perf_counter()
