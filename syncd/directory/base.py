@@ -122,6 +122,8 @@ def normalise_email(value: object) -> str | None:
 def bad_character(text: str) -> str | None:
     """The first character a state store cannot hold or a person cannot see (control
     characters, NUL included, and lone surrogates), as ``U+0000``; None when there is none."""
+    if text.isprintable():  # the usual case, in C: printable text has no Cc or Cs character
+        return None
     for char in text:
         if unicodedata.category(char) in ("Cc", "Cs"):
             return f"U+{ord(char):04X}"
