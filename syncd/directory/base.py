@@ -229,7 +229,10 @@ def build_snapshot(source: str, entries: Iterable[RawEntry], now: datetime) -> S
     for entry in entries:
         where = printable(entry.where, MAX_WHERE)
         email, directory_id = readable_identity(entry)
-        problem = _problem(entry)
+        # Both readable as they are (the usual case) means both usable: skip the checks that
+        # would only say why not.
+        usable = entry.problem is None and email is not None and directory_id is not None
+        problem = None if usable else _problem(entry)
         if problem is None and email in seen_emails:
             problem = f"duplicate email {email} (first at {seen_emails[email]})"
         elif problem is None and directory_id in seen_ids:
