@@ -50,7 +50,7 @@ class SourceError(SyncdError):
     exit_code = EXIT_FAILURES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DirectoryUser:
     email: str
     directory_id: str
@@ -60,7 +60,7 @@ class DirectoryUser:
     reads them."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SkippedEntry:
     where: str
     """Which entry: ``users.csv line 7``, an LDAP DN, a Google user id."""
@@ -71,7 +71,7 @@ class SkippedEntry:
     """The entry's directory id, when it is readable despite the problem."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawEntry:
     """An entry as a source read it, before normalisation."""
 

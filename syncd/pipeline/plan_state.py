@@ -75,7 +75,7 @@ def load_views(session: Session) -> list[UserView]:
     loads them in a fraction of the time the entities take.
     """
     decode = _Json()
-    active: dict[int, Row[Any]] = {}
+    active: dict[int, CredentialView] = {}
     holding: set[int] = set()
     retired: dict[int, list[RetiredKeyPair]] = defaultdict(list)
     for kp in session.execute(
@@ -95,8 +95,17 @@ def load_views(session: Session) -> list[UserView]:
         ).order_by(KeyPair.generation)
     ):
         status = kp.status
-        if status is KeyPairStatus.ACTIVE:
-            active[kp.user_id] = kp  # ordered by generation: the last one wins
+        if status is KeyPairStatus.ACTIVE:  # ordered by generation: the last one wins
+            active[kp.user_id] = CredentialView(
+                kp.generation,
+                kp.not_after,
+                not_before=kp.not_before,
+                verified_at=kp.verified_at,
+                drift=ReasonCode(kp.drift) if kp.drift else None,
+                drift_detail=kp.drift_detail,
+                profile=decode(kp.profile),
+                origin=kp.origin,
+            )
         if status in HOLDING:
             holding.add(kp.user_id)
         if status in _RETIRED:
@@ -139,25 +148,13 @@ def load_views(session: Session) -> list[UserView]:
             _text(User.aliases),
         ).order_by(User.email)
     ):
-        credential = active.get(user.id)
         mine = retired.get(user.id)
         views.append(
             UserView(
                 email=user.email,
                 directory_id=user.directory_id,
                 in_scope=user.in_scope,
-                active=None
-                if credential is None
-                else CredentialView(
-                    credential.generation,
-                    credential.not_after,
-                    not_before=credential.not_before,
-                    verified_at=credential.verified_at,
-                    drift=ReasonCode(credential.drift) if credential.drift else None,
-                    drift_detail=credential.drift_detail,
-                    profile=decode(credential.profile),
-                    origin=credential.origin,
-                ),
+                active=active.get(user.id),
                 open_task=open_tasks.get(user.id),
                 holds_credentials=user.id in holding,
                 missing_since=user.missing_since,
