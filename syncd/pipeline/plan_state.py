@@ -68,105 +68,122 @@ def _text(column: Any) -> Any:
     return cast(column, Text).label(column.key)
 
 
+_USERS = User.metadata.tables["users"]
+_KEY_PAIRS = User.metadata.tables["key_pairs"]
+_TASKS = User.metadata.tables["tasks"]
+
+
 def load_views(session: Session) -> list[UserView]:
     """Every user the state store knows, as the plan sees them (three queries in all).
 
-    Core selects of the columns the plan reads (no ORM objects): a pass at 100,000 users
-    loads them in a fraction of the time the entities take.
+    Core selects of the columns the plan reads, on the tables (no ORM objects, no ORM
+    loading), rows unpacked as tuples: a pass at 100,000 users loads them in a fraction of
+    the time the entities take.
     """
     decode = _Json()
+    kps, tasks = _KEY_PAIRS.c, _TASKS.c
     active: dict[int, CredentialView] = {}
     holding: set[int] = set()
     retired: dict[int, list[RetiredKeyPair]] = defaultdict(list)
-    for kp in session.execute(
+    key_pairs = session.execute(
         select(
-            KeyPair.user_id,
-            KeyPair.generation,
-            KeyPair.status,
-            KeyPair.not_after,
-            KeyPair.not_before,
-            KeyPair.verified_at,
-            KeyPair.drift,
-            KeyPair.drift_detail,
-            _text(KeyPair.profile),
-            KeyPair.origin,
-            KeyPair.superseded_at,
-            KeyPair.disabled_at,
-        ).order_by(KeyPair.generation)
-    ):
-        status = kp.status
+            kps.user_id,
+            kps.generation,
+            kps.status,
+            kps.not_after,
+            kps.not_before,
+            kps.verified_at,
+            kps.drift,
+            kps.drift_detail,
+            _text(kps.profile),
+            kps.origin,
+            kps.superseded_at,
+            kps.disabled_at,
+        ).order_by(kps.generation)
+    )
+    for (
+        user_id,
+        generation,
+        status,
+        not_after,
+        not_before,
+        verified_at,
+        drift,
+        drift_detail,
+        profile,
+        origin,
+        superseded_at,
+        disabled_at,
+    ) in key_pairs:
         if status is KeyPairStatus.ACTIVE:  # ordered by generation: the last one wins
-            active[kp.user_id] = CredentialView(
-                kp.generation,
-                kp.not_after,
-                not_before=kp.not_before,
-                verified_at=kp.verified_at,
-                drift=ReasonCode(kp.drift) if kp.drift else None,
-                drift_detail=kp.drift_detail,
-                profile=decode(kp.profile),
-                origin=kp.origin,
+            active[user_id] = CredentialView(
+                generation,
+                not_after,
+                not_before=not_before,
+                verified_at=verified_at,
+                drift=ReasonCode(drift) if drift else None,
+                drift_detail=drift_detail,
+                profile=decode(profile),
+                origin=origin,
             )
         if status in HOLDING:
-            holding.add(kp.user_id)
+            holding.add(user_id)
         if status in _RETIRED:
-            retired[kp.user_id].append(
-                RetiredKeyPair(kp.generation, status, kp.superseded_at, kp.disabled_at)
+            retired[user_id].append(
+                RetiredKeyPair(generation, status, superseded_at, disabled_at)
             )
     open_tasks = {
-        task.user_id: TaskView(
-            task.kind,
-            task.status,
-            task.next_step,
-            task.attempts,
-            task.next_attempt_at,
-            task.last_error,
-            task.permanent,
-        )
-        for task in session.execute(
+        row[0]: TaskView(*row[1:])
+        for row in session.execute(
             select(
-                Task.user_id,
-                Task.kind,
-                Task.status,
-                Task.next_step,
-                Task.attempts,
-                Task.next_attempt_at,
-                Task.last_error,
-                Task.permanent,
-            ).where(Task.status.in_(OPEN))
+                tasks.user_id,
+                tasks.kind,
+                tasks.status,
+                tasks.next_step,
+                tasks.attempts,
+                tasks.next_attempt_at,
+                tasks.last_error,
+                tasks.permanent,
+            ).where(tasks.status.in_(OPEN))
         )
     }
-    views = []
+    users = _USERS.c
     no_retired: tuple[RetiredKeyPair, ...] = ()
-    for user in session.execute(
-        select(
-            User.id,
-            User.email,
-            User.directory_id,
-            User.in_scope,
-            User.missing_since,
-            User.previous_email,
-            _text(User.aliases),
-        ).order_by(User.email)
-    ):
-        mine = retired.get(user.id)
-        views.append(
-            UserView(
-                email=user.email,
-                directory_id=user.directory_id,
-                in_scope=user.in_scope,
-                active=active.get(user.id),
-                open_task=open_tasks.get(user.id),
-                holds_credentials=user.id in holding,
-                missing_since=user.missing_since,
-                retired=tuple(mine) if mine else no_retired,
-                previous_email=user.previous_email,
-                aliases=tuple(decode(user.aliases) or ()),
-            )
+    return [
+        UserView(
+            email=email,
+            directory_id=directory_id,
+            in_scope=in_scope,
+            active=active.get(user_id),
+            open_task=open_tasks.get(user_id),
+            holds_credentials=user_id in holding,
+            missing_since=missing_since,
+            retired=tuple(retired[user_id]) if user_id in retired else no_retired,
+            previous_email=previous_email,
+            aliases=tuple(decode(aliases) or ()),
         )
-    return views
+        for (
+            user_id,
+            email,
+            directory_id,
+            in_scope,
+            missing_since,
+            previous_email,
+            aliases,
+        ) in session.execute(
+            select(
+                users.id,
+                users.email,
+                users.directory_id,
+                users.in_scope,
+                users.missing_since,
+                users.previous_email,
+                _text(users.aliases),
+            ).order_by(users.email)
+        )
+    ]
 
 
-_USERS = User.metadata.tables["users"]
 _UserRow = Row[Any]
 
 
