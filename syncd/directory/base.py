@@ -51,7 +51,7 @@ class SourceError(SyncdError):
     exit_code = EXIT_FAILURES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DirectoryUser:
     email: str
     directory_id: str
@@ -66,7 +66,7 @@ class DirectoryUser:
     """The groups read for scope that list the user (addresses or DNs; static: a column)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SkippedEntry:
     where: str
     """Which entry: ``users.csv line 7``, an LDAP DN, a Google user id."""
@@ -77,7 +77,7 @@ class SkippedEntry:
     """The entry's directory id, when it is readable despite the problem."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawEntry:
     """An entry as a source read it, before normalisation."""
 
@@ -130,6 +130,8 @@ def normalise_email(value: object) -> str | None:
 def bad_character(text: str) -> str | None:
     """The first character a state store cannot hold or a person cannot see (control
     characters, NUL included, and lone surrogates), as ``U+0000``; None when there is none."""
+    if text.isprintable():  # the usual case, in C: printable text has no Cc or Cs character
+        return None
     for char in text:
         if unicodedata.category(char) in ("Cc", "Cs"):
             return f"U+{ord(char):04X}"
@@ -242,7 +244,10 @@ def build_snapshot(source: str, entries: Iterable[RawEntry], now: datetime) -> S
     for entry in entries:
         where = printable(entry.where, MAX_WHERE)
         email, directory_id = readable_identity(entry)
-        problem = _problem(entry)
+        # Both readable as they are (the usual case) means both usable: skip the checks that
+        # would only say why not.
+        usable = entry.problem is None and email is not None and directory_id is not None
+        problem = None if usable else _problem(entry)
         if problem is None and email in seen_emails:
             problem = f"duplicate email {email} (first at {seen_emails[email]})"
         elif problem is None and directory_id in seen_ids:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from syncd.directory.base import SkippedEntry, Snapshot
 from syncd.state import audit
-from syncd.state.models import SkippedDirectoryEntry, User
+from syncd.state.models import SkippedDirectoryEntry
 
 log = logging.getLogger("syncd.pass")
 
@@ -71,9 +71,11 @@ def record(
     snapshot: Snapshot,
     now: datetime,
     run_id: int | None,
-    users: Mapping[str, User],
+    users: Mapping[str, int],
 ) -> SkippedChanges:
-    """Store this read's skipped entries; audit the new and the resolved ones."""
+    """Store this read's skipped entries; audit the new and the resolved ones.
+
+    ``users``: the id of every user the state store knew before this read, by email."""
     current, stored = _current(snapshot), _stored(session)
     changes = _changes(current, stored)
     for (source, where), entry in current.items():
@@ -91,10 +93,12 @@ def record(
         previous: dict[str, Any] = {} if row is None else {"previous_reason": row.reason}
         if row is not None:
             row.reason = entry.reason
+        user_id = users.get(entry.email) if entry.email else None
         audit.record(
             session,
             "directory.entry_skipped",
-            user=users.get(entry.email) if entry.email else None,
+            user_id=user_id,
+            email=entry.email if user_id is not None else None,
             run_id=run_id,
             entry=entry.where,
             reason=entry.reason,

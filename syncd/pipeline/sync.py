@@ -247,6 +247,7 @@ def sync_pass(
                     held = plan_state.held_by_others(session, fence.token, now)
                     last_pass = plan_state.last_pass_start(session, run_id)
                 the_plan = plan(snapshot, views, ctx.policy, now, last_pass)
+                del views  # one per user: freed before the snapshot is recorded (peak memory)
                 the_plan = hold_claimed(the_plan, held)
             except SourceError as error:
                 with ctx.database.transaction() as session:

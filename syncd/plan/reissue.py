@@ -12,11 +12,12 @@ many passes. Renewals for expiry and every other action are never throttled.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 
 from syncd.domain import ActionKind, ReasonCode, TaskKind
-from syncd.plan.views import Action, Decision, Policy, Subject, act
+from syncd.plan.views import Action, Decision, DesiredProfile, Policy, Subject, act
 
 ORIGINS = ("syncd", "adopted")
 """Credentials syncd re-issues when the configuration changes: made or taken over by it."""
@@ -52,7 +53,10 @@ def config_changed(s: Subject) -> Decision:
     if active.origin not in ORIGINS or active.profile is None:
         return None
     aliases = s.listed.aliases if s.listed is not None else ()
-    changed = differences(active.profile, profile.record(aliases))
+    desired = _record(profile, aliases)
+    if active.profile == desired:  # the usual case: nothing to compare key by key
+        return None
+    changed = differences(active.profile, desired)
     if not changed:
         return None
     return act(
@@ -62,6 +66,13 @@ def config_changed(s: Subject) -> Decision:
         "config changed: " + "; ".join(changed),
         TaskKind.RENEW,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _record(profile: DesiredProfile, aliases: tuple[str, ...]) -> Mapping[str, object]:
+    """``profile.record(aliases)``, made once per pass for the many users who share it (read
+    only)."""
+    return profile.record(aliases)
 
 
 def reissue_limit(per_pass: str, managed: int) -> int:

@@ -11,7 +11,7 @@ from syncd.directory.base import DirectoryUser, SkippedEntry
 from syncd.domain import ActionKind, KeyPairStatus, ReasonCode, TaskKind, TaskStatus
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CredentialView:
     """The active generation: the key pair Gmail's identity points at."""
 
@@ -29,7 +29,7 @@ class CredentialView:
     """``syncd``, or ``adopted``: a key pair made by hand that syncd took over."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RetiredKeyPair:
     """An earlier generation still in Gmail: superseded (enabled) or disabled."""
 
@@ -39,7 +39,7 @@ class RetiredKeyPair:
     disabled_at: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskView:
     kind: TaskKind
     status: TaskStatus  # pending | running | failed
@@ -55,7 +55,7 @@ class TaskView:
         object.__setattr__(self, "status", TaskStatus(self.status))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UserView:
     """What the state store knows of one user."""
 
@@ -204,7 +204,7 @@ class Plan:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Subject:
     """One user as the rules see them: in the directory, in the state store, or both."""
 
