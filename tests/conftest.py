@@ -278,6 +278,35 @@ def kacls_view(kacls_data: str, wrapping_key: bytes) -> KaclsView:
     )
 
 
+LONGEST_FILES = (
+    "pipeline/test_crash_safety.py",
+    "google_commands/test_keypairs_identities.py",
+    "pipeline/test_sync.py",
+    "pipeline/test_crash_safety_kmip.py",
+    "pipeline/test_retire.py",
+    "pipeline/test_drift.py",
+    "pipeline/test_rollover.py",
+    "daemon/test_stop.py",
+    "demo/test_wheel.py",
+    "pipeline/test_renewal_loop.py",
+)
+"""Test files that take longest (``--durations`` of a whole run), longest first. They are
+collected first: with ``--dist loadfile --no-loadscope-reorder`` (the Makefile) pytest-xdist hands
+out whole files in collection order as workers come free, so the long ones start at once and the
+many short files fill the gaps, instead of one long file running alone on one worker at the end
+while the other worker sits idle. (xdist's default reorder, by number of tests, puts these
+files, which have few but long tests, last.) Only the order of files changes, never the order of
+tests within a file."""
+
+
+def _file_rank(item: pytest.Item, tests: Path) -> int:
+    if item.path.is_relative_to(tests):
+        name = item.path.relative_to(tests).as_posix()
+        if name in LONGEST_FILES:
+            return LONGEST_FILES.index(name)
+    return len(LONGEST_FILES)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tests = Path(__file__).parent
     for item in items:
@@ -286,3 +315,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         folder = item.path.relative_to(tests).parts[0]
         if folder in SHORT_TIMEOUTS and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(SHORT_TIMEOUTS[folder]))
+    items.sort(key=lambda item: _file_rank(item, tests))  # stable: files keep their own order
