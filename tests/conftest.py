@@ -7,11 +7,13 @@ per session from the installed binaries, and missing binaries fail the tests, ne
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import uuid
@@ -178,6 +180,25 @@ def _postgres_migrated_template(postgres_server: PostgresServer) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def _sqlite_migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store upgraded to head once per session, copied for each ``migrated_db_url``
+    (as PostgreSQL's template database: running every migration again for each test cost a
+    few tenths of a second each; the migrations themselves are tested in tests/state)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "state.db"
+    _migrate(f"sqlite:///{path}")
+    return path
+
+
+def _copy_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy through SQLite's backup API (whatever is still in a WAL file too)."""
+    with (
+        contextlib.closing(sqlite3.connect(source)) as original,
+        contextlib.closing(sqlite3.connect(target)) as copy,
+    ):
+        original.backup(copy)
+
+
 def _migrate(url: str) -> None:
     engine = create_engine_for(url)
     try:
@@ -190,7 +211,8 @@ def _fresh_store(request: pytest.FixtureRequest, tmp_path: Path, migrated: bool)
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'state.db'}"
         if migrated:
-            _migrate(url)
+            template: Path = request.getfixturevalue("_sqlite_migrated_template")
+            _copy_sqlite(template, tmp_path / "state.db")
         yield url
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
