@@ -44,10 +44,13 @@ system-deps:
 
 # Two workers (one per core of the reference machine); a test file stays on one worker, so
 # its module and session fixtures (PostgreSQL, slapd, the sandbox) start once per worker.
+# Files are handed out in collection order, the longest first (LONGEST_FILES in
+# tests/conftest.py), not xdist's default order (most tests first), which ran the few long
+# files last, one worker busy and the other idle.
 PYTEST_WORKERS ?= 2
 
 test: venv system-deps lint
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 lint: venv
 	$(VENV)/bin/ruff check syncd tests migrations bench docs/gen

@@ -7,11 +7,13 @@ per session from the installed binaries, and missing binaries fail the tests, ne
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import uuid
@@ -178,6 +180,25 @@ def _postgres_migrated_template(postgres_server: PostgresServer) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def _sqlite_migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store upgraded to head once per session, copied for each ``migrated_db_url``
+    (as PostgreSQL's template database: running every migration again for each test cost a
+    few tenths of a second each; the migrations themselves are tested in tests/state)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "state.db"
+    _migrate(f"sqlite:///{path}")
+    return path
+
+
+def _copy_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy through SQLite's backup API (whatever is still in a WAL file too)."""
+    with (
+        contextlib.closing(sqlite3.connect(source)) as original,
+        contextlib.closing(sqlite3.connect(target)) as copy,
+    ):
+        original.backup(copy)
+
+
 def _migrate(url: str) -> None:
     engine = create_engine_for(url)
     try:
@@ -190,7 +211,8 @@ def _fresh_store(request: pytest.FixtureRequest, tmp_path: Path, migrated: bool)
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'state.db'}"
         if migrated:
-            _migrate(url)
+            template: Path = request.getfixturevalue("_sqlite_migrated_template")
+            _copy_sqlite(template, tmp_path / "state.db")
         yield url
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
@@ -278,6 +300,35 @@ def kacls_view(kacls_data: str, wrapping_key: bytes) -> KaclsView:
     )
 
 
+LONGEST_FILES = (
+    "pipeline/test_crash_safety.py",
+    "google_commands/test_keypairs_identities.py",
+    "pipeline/test_sync.py",
+    "pipeline/test_crash_safety_kmip.py",
+    "pipeline/test_retire.py",
+    "pipeline/test_drift.py",
+    "pipeline/test_rollover.py",
+    "daemon/test_stop.py",
+    "demo/test_wheel.py",
+    "pipeline/test_renewal_loop.py",
+)
+"""Test files that take longest (``--durations`` of a whole run), longest first. They are
+collected first: with ``--dist loadfile --no-loadscope-reorder`` (the Makefile) pytest-xdist hands
+out whole files in collection order as workers come free, so the long ones start at once and the
+many short files fill the gaps, instead of one long file running alone on one worker at the end
+while the other worker sits idle. (xdist's default reorder, by number of tests, puts these
+files, which have few but long tests, last.) Only the order of files changes, never the order of
+tests within a file."""
+
+
+def _file_rank(item: pytest.Item, tests: Path) -> int:
+    if item.path.is_relative_to(tests):
+        name = item.path.relative_to(tests).as_posix()
+        if name in LONGEST_FILES:
+            return LONGEST_FILES.index(name)
+    return len(LONGEST_FILES)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tests = Path(__file__).parent
     for item in items:
@@ -286,3 +337,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         folder = item.path.relative_to(tests).parts[0]
         if folder in SHORT_TIMEOUTS and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(SHORT_TIMEOUTS[folder]))
+    items.sort(key=lambda item: _file_rank(item, tests))  # stable: files keep their own order

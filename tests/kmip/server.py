@@ -11,6 +11,7 @@ refuse.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
@@ -168,11 +169,15 @@ class PyKmipServer:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        """Stop the server. SIGKILL: PyKMIP waits 10-12 s for its accept loop on SIGTERM, and
-        its SQLite database is thrown away with the folder."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
+        """Stop the server and the processes it forked. SIGKILL: PyKMIP waits 10-12 s for its
+        accept loop on SIGTERM, and its SQLite database is thrown away with the folder.
+
+        ``pykmip-server`` forks a ``multiprocessing`` manager and a policy-directory monitor
+        that outlive a SIGKILL of the parent alone; the server runs in a session of its own
+        (``start_new_session``), so the whole process group goes."""
+        with contextlib.suppress(ProcessLookupError):  # every member has exited already
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
 
 def pykmip_server_binary() -> str:
@@ -253,6 +258,7 @@ def start_pykmip_server(folder: Path) -> PyKmipServer:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         cwd=folder,
+        start_new_session=True,  # its own process group: stop() kills the forked children too
     )
     server = PyKmipServer(
         "127.0.0.1", port, folder, client, stranger, colleague, other_pem, process

@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 
+import pytest
 from sqlalchemy import select
 
 from syncd.pipeline.steps import PIPELINES
@@ -21,6 +22,11 @@ from syncd.state.models import AuditEvent, KeyPair, KmsKey, KmsKeyState
 from .conftest import Deployment, gmail_state, sandbox_users
 
 PHASES = ("before", "after", "committed")
+
+SWEEP_TIMEOUT = 600
+"""Seconds for a whole sweep: some 25 ``syncd`` processes one after another (each with a
+timeout of its own), about a minute on an idle 2-core machine but over the default 180 s when
+the machine is shared; a hung server still fails each process after its own timeout."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,7 @@ def sigkill_sweep(deployment: Deployment, users_per_point: int) -> Swept:
     return Swept(listed, leaving, generations)
 
 
+@pytest.mark.timeout(SWEEP_TIMEOUT)
 def test_sigkill_at_every_step_boundary_then_resume(deployment: Deployment) -> None:
     swept = sigkill_sweep(deployment, users_per_point=2)
 

@@ -8,13 +8,16 @@ resume. SQLite only: the store's engines are swept with the embedded KMS."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.kmip.inventory import by_name, held_objects
 from tests.kmip.server import PyKmipServer
 
 from .conftest import Deployment
-from .test_crash_safety import sigkill_sweep
+from .test_crash_safety import SWEEP_TIMEOUT, sigkill_sweep
 
 
+@pytest.mark.timeout(SWEEP_TIMEOUT)
 def test_sigkill_sweep_with_an_external_kms(
     kmip_deployment: Deployment, kmip_server: PyKmipServer
 ) -> None:
