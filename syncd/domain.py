@@ -115,8 +115,22 @@ not adoptable): the plan's permanent_failure rule holds such a user with
 ReasonCode.EXISTING_CREDENTIALS instead of PERMANENT_FAILURE."""
 
 
+USER_REVOCATION_REASONS = (
+    "keyCompromise",
+    "superseded",
+    "affiliationChanged",
+    "cessationOfOperation",
+    "privilegeWithdrawn",
+    "unspecified",
+)
+"""The RFC 5280 reasons ``syncd revoke`` takes for a user's certificate: a revocation is
+permanent, so certificateHold (undone later) is not one; cACompromise and aACompromise are
+about CAs."""
+
+
 __all__ = [
     "EXISTING_CREDENTIALS_PREFIX",
+    "USER_REVOCATION_REASONS",
     "ActionKind",
     "KeyPairStatus",
     "KmsKeyState",

@@ -9,22 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from syncd.cli.common import format_option, now
+from syncd.domain import USER_REVOCATION_REASONS
 from syncd.errors import EXIT_OK, EXIT_USAGE, ConfigError
 from syncd.output import emit_record
 
 if TYPE_CHECKING:
     from syncd.config import Config
 
-REASON_CHOICES = (
-    "keyCompromise",
-    "superseded",
-    "affiliationChanged",
-    "cessationOfOperation",
-    "privilegeWithdrawn",
-    "unspecified",
-)
-"""syncd.pki.crl.USER_REASONS, for the help (building the parser loads no cryptography);
-check_reason refuses any other, naming these."""
+REASON_CHOICES = USER_REVOCATION_REASONS
+"""The reasons for the help; check_reason refuses any other, naming these."""
 
 
 def cmd_crl(args: argparse.Namespace, config: Config) -> int:

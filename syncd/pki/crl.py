@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from syncd.domain import USER_REVOCATION_REASONS
 from syncd.errors import CertificateError
 from syncd.pki.chain import describe
 from syncd.pki.extensions import authority_key_identifier
@@ -42,16 +43,8 @@ REASONS: dict[str, x509.ReasonFlags] = {
 }
 """RFC 5280 reason names (as stored in ``revocations.reason``) and their CRL reason codes."""
 
-USER_REASONS = (
-    "keyCompromise",
-    "superseded",
-    "affiliationChanged",
-    "cessationOfOperation",
-    "privilegeWithdrawn",
-    "unspecified",
-)
-"""The reasons ``syncd revoke`` takes for a user's certificate: a revocation is permanent, so
-certificateHold (undone later) is not one; cACompromise and aACompromise are about CAs."""
+USER_REASONS = USER_REVOCATION_REASONS
+"""The reasons ``syncd revoke`` takes (syncd.domain.USER_REVOCATION_REASONS)."""
 
 MAX_CRL_NUMBER = 2**159 - 1  # at most 20 octets (RFC 5280 5.2.3)
 
