@@ -61,6 +61,11 @@ class LockLostError(SyncdError):
     exit_code = EXIT_LOCKED
 
 
+class ClaimLostError(SyncdError):
+    """A task this instance claimed was taken over by another instance of a shared group
+    (its lease ended first): this instance records nothing more of it."""
+
+
 class KMSError(SyncdError):
     """A key management operation failed or was refused."""
 

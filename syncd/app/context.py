@@ -36,6 +36,7 @@ from syncd.plan import DesiredProfile, Policy
 from syncd.state import audit, fencing
 from syncd.state.db import Database, driver_message
 from syncd.state.fencing import Fence
+from syncd.state.instances import Membership
 from syncd.state.lock import acquire
 from syncd.state.models import Issuer
 
@@ -43,8 +44,11 @@ from syncd.state.models import Issuer
 class App:
     """One command's view of the installation described by ``config``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, membership: Membership | None = None) -> None:
         self.config = config
+        self._membership = membership
+        """The daemon's membership of a shared group, or None: joined when first needed."""
+        self._joined: Membership | None = None
         # Every keyring and key manager handed out, closed (again: closing is idempotent) by
         # close(); weak, so a long-lived App does not keep those its callers closed.
         self._opened: weakref.WeakSet[KeyManager | Keyring] = weakref.WeakSet()
@@ -63,6 +67,9 @@ class App:
     def close(self) -> None:
         """Close the KMS connections this App opened and dispose of the database engine (if
         it was opened). The App may be used again afterwards: it reopens what it needs."""
+        if self._joined is not None:
+            self._joined.leave()
+            self._joined = None
         opened = list(self._opened)
         self._opened.clear()
         for keys in opened:
@@ -72,6 +79,18 @@ class App:
         if "database" in self.__dict__:
             database = self.__dict__.pop("database")
             database.close()
+
+    @property
+    def membership(self) -> Membership | None:
+        """This process's membership of the shared group (``state.shared``), or None: the only
+        instance. A command joins for its own lifetime (until close())."""
+        if not self.config.state.shared:
+            return None
+        if self._membership is not None:
+            return self._membership
+        if self._joined is None:
+            self._joined = Membership(self.database, self.config.pipeline.workers).join()
+        return self._joined
 
     @cached_property
     def database(self) -> Database:
@@ -145,9 +164,12 @@ class App:
         if not config.kacls.uri:
             raise ConfigError("kacls.uri", "required: Gmail needs it to reach the KACLS")
         policy = self.policy()
+        gmail = GmailCSE(config.google)
+        if (membership := self.membership) is not None:
+            gmail.session.limiter.divide_among(membership.group_size)
         return Services(
             keys=self.keyring(need_wrapping_key=True),
-            gmail=GmailCSE(config.google),
+            gmail=gmail,
             issuer=load_issuer(self.database.sessions, config.ca.label),
             profile=LeafProfile.from_config(config.certificate),
             kacls_uri=config.kacls.uri,
@@ -215,6 +237,7 @@ class App:
             services=self.services,
             check_kms=self.check_kms,
             run_lock=self.run_lock,
+            membership=self.membership,
         )
 
     def audit(self, action: str, *, email: str | None = None, **detail: Any) -> None:

@@ -272,12 +272,19 @@ def refresh_if_due(app: App, fence: Fence, now: datetime | None = None) -> list[
         except LockLostError:
             raise
         except SyncdError as error:
-            log.error("the CRL of %r at %s (%s) was not written: %s", issuer.label, path,
-                      reason, error)
+            log.error(
+                "the CRL of %r at %s (%s) was not written: %s", issuer.label, path, reason, error
+            )
             app.audit("crl.failed", issuer=issuer.label, path=str(path), error=str(error))
             continue
-        log.info("wrote CRL %d of %r to %s (%s): %d revoked", done.number, issuer.label, path,
-                 reason, done.entries)
+        log.info(
+            "wrote CRL %d of %r to %s (%s): %d revoked",
+            done.number,
+            issuer.label,
+            path,
+            reason,
+            done.entries,
+        )
         written.append(done)
     return written
 
@@ -324,16 +331,23 @@ class UserRevocation:
         }
 
     def lines(self) -> list[str]:
-        found = [f"revoked {r.serial_hex} (issuing CA {r.issuer_label!r}) for {self.email}: "
-                 f"{self.reason}" for r in self.revoked]
+        found = [
+            f"revoked {r.serial_hex} (issuing CA {r.issuer_label!r}) for {self.email}: "
+            f"{self.reason}"
+            for r in self.revoked
+        ]
         found += [f"{serial} was already revoked" for serial in self.already]
-        found += [f"{serial}: issued by no imported issuing CA; no CRL of syncd's lists it"
-                  for serial in self.unlisted]
+        found += [
+            f"{serial}: issued by no imported issuing CA; no CRL of syncd's lists it"
+            for serial in self.unlisted
+        ]
         if not found:
             found.append(f"{self.email} has no active or superseded certificate to revoke")
         if self.revoked:
-            found.append("the CRL lists them from its next writing (`syncd crl`, or the next "
-                         "pass when crl.output is set)")
+            found.append(
+                "the CRL lists them from its next writing (`syncd crl`, or the next "
+                "pass when crl.output is set)"
+            )
         if self.replacement:
             found.append(f"the next pass replaces the credential of {self.email}")
         return found
@@ -360,8 +374,11 @@ def revoke_user(
     with app.database.transaction() as session:
         fencing.prove(session.connection(), fence.token)
         user = _user(session, email)
-        held = [kp for kp in user.key_pairs if kp.certificate_pem
-                and kp.status in (KeyPairStatus.ACTIVE, KeyPairStatus.SUPERSEDED)]
+        held = [
+            kp
+            for kp in user.key_pairs
+            if kp.certificate_pem and kp.status in (KeyPairStatus.ACTIVE, KeyPairStatus.SUPERSEDED)
+        ]
         wanted, unlisted = [], []
         for kp in held:
             certificate = x509.load_pem_x509_certificate((kp.certificate_pem or "").encode())
@@ -380,10 +397,23 @@ def revoke_user(
         )
         if replace:
             prose = f"syncd revoke --reason {reason}: fresh key pair"
-            action = Action(email, ActionKind.REPLACE, prose, TaskKind.REPLACE,
-                            user.directory_id, ReasonCode.RESYNC_REPLACE)
+            action = Action(
+                email,
+                ActionKind.REPLACE,
+                prose,
+                TaskKind.REPLACE,
+                user.directory_id,
+                ReasonCode.RESYNC_REPLACE,
+            )
             tasks.enqueue(session, [action], None, now)
-        audit.record(session, "credential.revoked", user=user, reason=reason,
-                     serials=[r.serial_hex for r in changed], already_revoked=list(already),
-                     not_listed=unlisted, replacement_queued=replace)
+        audit.record(
+            session,
+            "credential.revoked",
+            user=user,
+            reason=reason,
+            serials=[r.serial_hex for r in changed],
+            already_revoked=list(already),
+            not_listed=unlisted,
+            replacement_queued=replace,
+        )
     return UserRevocation(email, reason, tuple(changed), already, tuple(unlisted), replace)

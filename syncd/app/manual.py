@@ -361,4 +361,3 @@ def describe_identity(user: str, identity: dict[str, Any]) -> dict[str, Any]:
         "signing_key_pair_id": pairs.get("signingKeyPairId"),
         "encryption_key_pair_id": pairs.get("encryptionKeyPairId"),
     }
-

@@ -7,10 +7,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import timedelta
 
 from syncd.app.context import App
 from syncd.app.crl import refresh_if_due
 from syncd.directory import open_source
+from syncd.errors import LockHeldError
+from syncd.pipeline import shared
 from syncd.pipeline import sync as pipeline
 from syncd.pipeline.runner import StepObserver, TaskResult
 from syncd.pipeline.sync import PassContext, PassResult
@@ -46,16 +49,62 @@ def sync_pass(
     stop: threading.Event | None = None,
     on_step: StepObserver | None = None,
 ) -> PassResult:
-    """One full pass under the run lock (see syncd.pipeline.sync.sync_pass)."""
+    """One full pass under the run lock (see syncd.pipeline.sync.sync_pass); in a shared
+    group, planned under the run lock and worked with the group (syncd.pipeline.shared)."""
     source = open_source(app.config.directory, app.config.google)
+    ctx = _with_crl(app, app.pass_context(allow_mass_deprovision=allow_mass_deprovision))
+    if ctx.membership is not None:
+        result = shared.planned_pass(
+            ctx, source, on_plan=on_plan, on_done=on_done, stop=stop, on_step=on_step
+        )
+        assert result is not None  # no min_gap: always planned
+        return result
     return pipeline.sync_pass(
-        _with_crl(app, app.pass_context(allow_mass_deprovision=allow_mass_deprovision)),
-        source,
-        on_plan=on_plan,
-        on_done=on_done,
-        stop=stop,
-        on_step=on_step,
+        ctx, source, on_plan=on_plan, on_done=on_done, stop=stop, on_step=on_step
     )
+
+
+def scheduled_pass(
+    app: App,
+    min_gap: timedelta | None,
+    *,
+    on_plan: Callable[[Plan], None] | None = None,
+    on_done: Callable[[TaskResult], None] | None = None,
+    stop: threading.Event | None = None,
+    on_step: StepObserver | None = None,
+) -> PassResult | None:
+    """The daemon's scheduled pass. Alone: a full pass. In a shared group: a pass planned
+    here unless another instance plans now or planned less than ``min_gap`` ago; then the
+    queue is worked (None when there was nothing to do)."""
+    if app.config.state.shared:
+        ctx = _with_crl(app, app.pass_context())
+        try:
+            source = open_source(app.config.directory, app.config.google)
+            result = shared.planned_pass(
+                ctx,
+                source,
+                min_gap=min_gap,
+                on_plan=on_plan,
+                on_done=on_done,
+                stop=stop,
+                on_step=on_step,
+            )
+        except LockHeldError:
+            result = None  # another instance is planning: its tasks are worked below
+        return result or shared.work_queue(ctx, on_done=on_done, stop=stop, on_step=on_step)
+    return sync_pass(app, on_plan=on_plan, on_done=on_done, stop=stop, on_step=on_step)
+
+
+def work_queue(
+    app: App,
+    *,
+    on_done: Callable[[TaskResult], None] | None = None,
+    stop: threading.Event | None = None,
+    on_step: StepObserver | None = None,
+) -> PassResult | None:
+    """A shared group's instance between passes: work the tasks free to claim, if any."""
+    ctx = _with_crl(app, app.pass_context())
+    return shared.work_queue(ctx, on_done=on_done, stop=stop, on_step=on_step)
 
 
 def resync(
@@ -66,6 +115,7 @@ def resync(
     on_done: Callable[[TaskResult], None] | None = None,
 ) -> PassResult:
     """Re-run the pipeline for named users (all managed users when ``emails`` is None)."""
-    return pipeline.resync(
-        _with_crl(app, app.pass_context()), emails, force=force, on_done=on_done
-    )
+    ctx = _with_crl(app, app.pass_context())
+    if ctx.membership is not None:
+        return shared.resync(ctx, emails, force=force, on_done=on_done)
+    return pipeline.resync(ctx, emails, force=force, on_done=on_done)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from syncd.cli.common import format_option
@@ -144,11 +145,7 @@ def _report_pass(result: PassResult, fmt: Format) -> int:
             if result.plan.pending_reissue
             else ""
         )
-        + (
-            f", {result.plan.deferred_new:,} new users deferred"
-            if result.plan.deferred_new
-            else ""
-        )
+        + (f", {result.plan.deferred_new:,} new users deferred" if result.plan.deferred_new else "")
     )
     return code
 
@@ -223,9 +220,29 @@ def _database(config: Config) -> Database:
     return Database.open(config.state.url, require_current=True)
 
 
-def cmd_status(args: argparse.Namespace, config: Config) -> int:
-    from syncd.state.queries import key_pairs_in_other_format, user_status
+_INSTANCE_COLUMNS = [
+    ("instance", "instance"),
+    ("token", "token"),
+    ("started", "started"),
+    ("heartbeat", "last heartbeat"),
+    ("live", "live"),
+    ("workers", "workers"),
+    ("claimed_tasks", "claimed tasks"),
+]
 
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    from syncd.state.queries import instance_status, key_pairs_in_other_format, user_status
+
+    if args.instances:
+        if not config.state.shared:
+            raise ConfigError(
+                "--instances", "lists a shared group's instances: state.shared is not set"
+            )
+        with _database(config).engine.connect() as connection:
+            members = instance_status(connection, datetime.now(UTC))
+        emit_listing("instances", members, _INSTANCE_COLUMNS, args.format)
+        return EXIT_OK
     if args.other_key_format:
         with _database(config).engine.connect() as connection:
             configured = config.kacls.private_key_format
@@ -236,7 +253,8 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         rows = user_status(connection, args.user)
     if args.user and not rows:
         raise ConfigError("--user", f"{args.user} is not in the state store")
-    emit_listing("users", rows, _STATUS_COLUMNS, args.format)
+    columns = [*_STATUS_COLUMNS, ("held_by", "held by")] if config.state.shared else _STATUS_COLUMNS
+    emit_listing("users", rows, columns, args.format)
     return EXIT_OK
 
 
@@ -290,6 +308,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--other-key-format",
         action="store_true",
         help="list the key pairs in Gmail whose kaclsData is not in kacls.private_key_format",
+    )
+    status_cmd.add_argument(
+        "--instances",
+        action="store_true",
+        help="list the instances of the shared group (state.shared) and the tasks each holds",
     )
     format_option(status_cmd)
     status_cmd.set_defaults(handler=cmd_status)

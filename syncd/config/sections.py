@@ -37,6 +37,10 @@ class StateConfig(Section):
     """SQLAlchemy URL: sqlite:///relative.db, sqlite:////absolute.db or postgresql+psycopg://..."""
     lock_file: ConfigPath | None = None
     """SQLite only: the run-lock file (default: the database file plus ``.lock``)."""
+    shared: bool = False
+    """PostgreSQL only: several syncd instances (hosts) with this configuration share the work.
+    One plans a pass at a time; every instance claims tasks; a killed instance's tasks are
+    taken over after pipeline.claim_timeout. A SQLite store serves one instance."""
 
     @field_validator("url")
     @classmethod
@@ -52,6 +56,17 @@ class StateConfig(Section):
         ):
             return f"sqlite:///{resolve_relative(Path(relative_file), info)}"
         return url
+
+    @field_validator("shared")
+    @classmethod
+    def _shared_needs_postgresql(cls, shared: bool, info: ValidationInfo) -> bool:
+        url = str(info.data.get("url", ""))
+        if shared and not url.startswith("postgresql"):
+            raise ValueError(
+                "a SQLite state store serves one syncd instance: set state.url to a "
+                "PostgreSQL database to run several instances"
+            )
+        return shared
 
 
 class CAConfig(Section):
@@ -158,9 +173,13 @@ class PipelineConfig(Section):
     """First wait before a failed task is tried again by a later pass (then doubled)."""
     retry_max: Duration = 6 * 3600.0
     """Longest wait before a failed task is tried again."""
-    claim_lease: Duration = 600.0
+    claim_timeout: Duration = 600.0
     """How long a running task stays claimed by its pass after its last checkpoint: another
-    process leaves it alone until then. Longer than any one attempt of a step can take."""
+    process leaves it alone until then, and takes it over after (a killed instance's tasks).
+    Longer than any one attempt of a step can take."""
+    poll_interval: Duration = 10.0
+    """Shared state store (``state.shared``): how often an instance looks for tasks to claim
+    between the passes it plans itself (another instance's pass, a killed one's tasks)."""
 
 
 class PolicyConfig(Section):

@@ -3,6 +3,10 @@
 Generic cell rate: calls are due ``1/rate`` apart; a caller sleeps (outside the lock) until
 its call is due, less the ``burst - 1`` intervals of slack, so up to ``burst`` calls may go
 at once after an idle spell.
+
+In a shared group (``state.shared``) the rate is the group's: ``divide_among`` gives each
+instance its share, rate and burst divided by the number of live instances (re-read at every
+call, so a member joining or leaving changes the shares within one heartbeat).
 """
 
 from __future__ import annotations
@@ -29,14 +33,22 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next = clock()
+        self._group_size: Callable[[], int] = lambda: 1
+
+    def divide_among(self, group_size: Callable[[], int]) -> None:
+        """Keep to a 1/``group_size()`` share of the rate (the instances of a shared group)."""
+        self._group_size = group_size
 
     def acquire(self) -> float:
         """Wait for this call's slot; returns the seconds waited."""
+        members = max(1, self._group_size())
+        interval = self._interval * members
+        burst = max(1, self._burst // members)
         with self._lock:
             now = self._clock()
             due = max(self._next, now)
-            self._next = due + self._interval
-        wait = due - now - (self._burst - 1) * self._interval
+            self._next = due + interval
+        wait = due - now - (burst - 1) * interval
         if wait > 0:
             self._sleep(wait)
             return wait

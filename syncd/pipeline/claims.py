@@ -1,6 +1,6 @@
 """Task claims: a running task belongs to the pass that claimed it until its lease ends.
 
-A pass claims each task it starts with its run-lock token and a lease (``pipeline.claim_lease``
+A pass claims each task it starts with its run-lock token and a lease (``pipeline.claim_timeout``
 past the last checkpoint, renewed at each one). Another pass leaves a task claimed under
 another token alone while the lease runs, so the external call of a process that lost the run
 lock can never race with the new holder's; after the lease the task resumes from its
@@ -20,10 +20,17 @@ from syncd.plan import Hold, Plan
 
 @dataclass(frozen=True)
 class Claim:
-    """What a pass stamps on the tasks it runs: its token and how long a lease lasts."""
+    """What a pass stamps on the tasks it runs: its token and how long a lease lasts.
+
+    ``fenced``: the token is the run-lock token, and each checkpoint also proves it is still
+    the store's. An instance of a shared group (``state.shared``) claims with its instance
+    token, unfenced: there the claim on the task itself is the proof (a task taken over by
+    another instance shows as no row changed: ClaimLostError).
+    """
 
     token: int
     lease: timedelta
+    fenced: bool = True
 
     def until(self, now: datetime) -> datetime:
         return now + self.lease

@@ -13,6 +13,11 @@ Each task is claimed under the pass's run-lock token, and every checkpoint prove
 still the store's. Once the lock is lost (seen locally, or a checkpoint's proof fails) no task
 starts and no step begins: each task stays at its checkpoint, its claim released, and
 ``lock_lost`` holds the error the pass ends with.
+
+In a shared group (``state.shared``) the runner drains the queue instead (``drain``): each
+worker claims the next free task (FOR UPDATE SKIP LOCKED) under the instance's token until
+none is left, and a task whose claim another instance took over (ClaimLostError) is dropped
+by this one, the others going on.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from datetime import timedelta
 from syncd.budget import RetryBudget, StopRequested, spending
 from syncd.config import PipelineConfig
 from syncd.domain import TaskKind
-from syncd.errors import KMSUnavailableError, LockLostError, PermanentError
+from syncd.errors import ClaimLostError, KMSUnavailableError, LockLostError, PermanentError
 from syncd.google.errors import GoogleAPIError
 from syncd.logs import bind, log_context
 from syncd.pipeline import tasks
@@ -99,7 +104,9 @@ class Runner:
         """When set, no task starts and no step begins: each task stays at its checkpoint."""
         self.on_step = on_step
         self.fence = fence
-        self.claim = Claim(fence.token, timedelta(seconds=config.claim_lease))
+        self.claim = Claim(
+            fence.token, timedelta(seconds=config.claim_timeout), fenced=fence.fenced
+        )
         self.lock_lost: LockLostError | None = None
         """Set once this pass lost the run lock: the error the pass ends with."""
         self._lost_mutex = threading.Lock()
@@ -142,23 +149,58 @@ class Runner:
         with ThreadPoolExecutor(workers, thread_name_prefix="syncd-worker") as pool:
             return list(pool.map(self._run_isolated, task_ids))
 
-    def _run_isolated(self, task_id: int) -> TaskResult:
+    def drain(self) -> list[TaskResult]:
+        """Claim and run free tasks until none is left (a shared group's instance)."""
+        with ThreadPoolExecutor(self.config.workers, thread_name_prefix="syncd-worker") as pool:
+            batches = list(pool.map(lambda _: self._drain_worker(), range(self.config.workers)))
+        return [result for batch in batches for result in batch]
+
+    def _drain_worker(self) -> list[TaskResult]:
+        results = []
+        while not self._stopping():
+            with self.database.engine.begin() as connection:
+                claimed = tasks.claim_next(
+                    connection, self.run_id, self.claim, self.services.clock()
+                )
+            if claimed is None:
+                break
+            results.append(self._run_isolated(claimed[0].task_id, claimed))
+        return results
+
+    def _run_isolated(
+        self, task_id: int, claimed: tuple[Work, str | None] | None = None
+    ) -> TaskResult:
         with log_context(pass_id=self.run_id):
-            result = self._run_task(task_id)
+            result = self._run_task(task_id, claimed)
         if self.on_done is not None:
             self.on_done(result)
         return result
 
-    def _run_task(self, task_id: int) -> TaskResult:
-        if self._stopping():
-            return self._stopped(task_id, None)
-        now = self.services.clock
+    def _taken_over(self, work: Work, step: str | None, error: ClaimLostError) -> TaskResult:
+        log.warning("%s %s: %s", work.kind, work.email, error)
+        return TaskResult(work.task_id, work.email, work.kind, False, step, None, stopped=True)
+
+    def _run_task(self, task_id: int, claimed: tuple[Work, str | None] | None = None) -> TaskResult:
+        if claimed is not None:
+            work, step = claimed
+        else:
+            if self._stopping():
+                return self._stopped(task_id, None)
+            try:
+                with self.database.engine.begin() as connection:
+                    work, step = tasks.start(
+                        connection, task_id, self.run_id, self.claim, self.services.clock()
+                    )
+            except LockLostError as error:
+                self._lose(error)
+                return self._stopped(task_id, None)
         try:
-            with self.database.engine.begin() as connection:
-                work, step = tasks.start(connection, task_id, self.run_id, self.claim, now())
-        except LockLostError as error:
-            self._lose(error)
-            return self._stopped(task_id, None)
+            return self._walk(task_id, work, step)
+        except ClaimLostError as error:
+            return self._taken_over(work, step, error)
+
+    def _walk(self, task_id: int, work: Work, step: str | None) -> TaskResult:
+        now = self.services.clock
         if self._first_start_of_fresh_key(task_id) and step in _BEFORE_KEY:
             work = replace(work, fresh_key=True)
         bind(user=work.email)
@@ -172,6 +214,8 @@ class Runner:
             except LockLostError as error:
                 self._lose(error)
                 return self._stopped(task_id, step)
+            except ClaimLostError:
+                raise
             except Exception as error:  # any failure stays with this user's task
                 message = f"{step}: {error}" if str(error) else f"{step}: {error!r}"
                 permanent = isinstance(error, PermanentError)

@@ -34,6 +34,7 @@ from syncd.plan import Action, Plan, Policy, on_demand, plan
 from syncd.state import audit, fencing
 from syncd.state.db import Database
 from syncd.state.fencing import Fence
+from syncd.state.instances import Membership
 from syncd.state.runs import finish_run, start_run
 
 log = logging.getLogger("syncd.pass")
@@ -99,6 +100,9 @@ class PassContext:
     run_lock: Callable[[], AbstractContextManager[Fence]]
     after_tasks: Callable[[Fence], None] | None = None
     """Run under the run lock once a pass's or a resync's tasks are done (the CRL refresh)."""
+    membership: Membership | None = None
+    """This instance's membership of a shared group (``state.shared``, run by
+    syncd.pipeline.shared), or None: the only instance."""
 
 
 def dry_run(database: Database, snapshot: Snapshot, policy: Policy, now: datetime) -> PassResult:
@@ -240,44 +244,9 @@ def sync_pass(
             run_id = start_run(session, "sync", now)
         bind(pass_id=run_id)
         with crash_recorded(ctx, run_id):
-            try:
-                snapshot = source.read(now)
-                with ctx.database.sessions() as session:
-                    views = plan_state.load_views(session)
-                    held = plan_state.held_by_others(session, fence.token, now)
-                    last_pass = plan_state.last_pass_start(session, run_id)
-                the_plan = plan(snapshot, views, ctx.policy, now, last_pass)
-                del views  # one per user: freed before the snapshot is recorded (peak memory)
-                the_plan = hold_claimed(the_plan, held)
-            except SourceError as error:
-                with ctx.database.transaction() as session:
-                    audit.record(session, "pass.source_failed", run_id=run_id, error=str(error))
-                    finish_run(session, run_id, "source_failed", utcnow(), {"error": str(error)})
-                raise
-            try:
-                with ctx.database.transaction() as session:
-                    fencing.prove(session.connection(), fence.token)
-                    changes = plan_state.record_snapshot(
-                        session,
-                        snapshot,
-                        now,
-                        run_id,
-                        the_plan.kept_in_scope,
-                        the_plan.renames,
-                        the_plan.reassigned,
-                    )
-                    if the_plan.blocked_reason:
-                        audit.record(
-                            session,
-                            "pass.deprovision_blocked",
-                            run_id=run_id,
-                            reason=the_plan.blocked_reason,
-                            code=the_plan.blocked_code,
-                            users=[a.email for a in the_plan.blocked_deprovisions],
-                        )
-            except LockLostError as error:
-                return _finish(ctx, PassResult(the_plan, run_id=run_id), fence, error)
-            skipped.log_changes(changes)
+            the_plan, lost = plan_and_record(ctx, source, fence, run_id, now)
+            if lost is not None:
+                return _finish(ctx, PassResult(the_plan, run_id=run_id), fence, lost)
             if on_plan is not None:
                 on_plan(the_plan)
             result = PassResult(the_plan, run_id=run_id)
@@ -285,6 +254,55 @@ def sync_pass(
                 ctx, the_plan.actions, run_id, fence, on_done, stop, on_step
             )
             return _finish(ctx, result, fence, lost)
+
+
+def plan_and_record(
+    ctx: PassContext, source: DirectorySource, fence: Fence, run_id: int, now: datetime
+) -> tuple[Plan, LockLostError | None]:
+    """Read the directory, plan against the store and record the snapshot (proving the
+    run-lock token); the plan, and the error if the lock was lost. Users with a task another
+    process holds a live claim on are held (in a shared group: any claim, this instance's
+    own workers included)."""
+    holds_for = None if ctx.membership is not None else fence.token
+    try:
+        snapshot = source.read(now)
+        with ctx.database.sessions() as session:
+            views = plan_state.load_views(session)
+            held = plan_state.held_by_others(session, holds_for, now)
+            last_pass = plan_state.last_pass_start(session, run_id)
+        the_plan = plan(snapshot, views, ctx.policy, now, last_pass)
+        del views  # one per user: freed before the snapshot is recorded (peak memory)
+        the_plan = hold_claimed(the_plan, held)
+    except SourceError as error:
+        with ctx.database.transaction() as session:
+            audit.record(session, "pass.source_failed", run_id=run_id, error=str(error))
+            finish_run(session, run_id, "source_failed", utcnow(), {"error": str(error)})
+        raise
+    try:
+        with ctx.database.transaction() as session:
+            fencing.prove(session.connection(), fence.token)
+            changes = plan_state.record_snapshot(
+                session,
+                snapshot,
+                now,
+                run_id,
+                the_plan.kept_in_scope,
+                the_plan.renames,
+                the_plan.reassigned,
+            )
+            if the_plan.blocked_reason:
+                audit.record(
+                    session,
+                    "pass.deprovision_blocked",
+                    run_id=run_id,
+                    reason=the_plan.blocked_reason,
+                    code=the_plan.blocked_code,
+                    users=[a.email for a in the_plan.blocked_deprovisions],
+                )
+    except LockLostError as error:
+        return the_plan, error
+    skipped.log_changes(changes)
+    return the_plan, None
 
 
 def resync(

@@ -9,21 +9,25 @@ committing to it, so one transaction covers one change.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, Update, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session
 
 from syncd.domain import ActionKind, KeyPairStatus, TaskKind, TaskStatus
+from syncd.errors import ClaimLostError
 from syncd.pipeline.claims import Claim
 from syncd.pipeline.steps import PIPELINES, KeyPairView, Outcome, Work, next_step, revocation
 from syncd.plan import Action
 from syncd.state import audit, fencing
 from syncd.state.models import KeyPair, Task, User
+
+log = logging.getLogger("syncd.pipeline")
 
 OPEN = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.FAILED)
 HOLDING = (KeyPairStatus.PENDING, KeyPairStatus.ACTIVE, KeyPairStatus.SUPERSEDED)
@@ -38,15 +42,22 @@ def enqueue(
     run_id: int | None,
     now: datetime,
     fresh_keys: set[int] | None = None,
+    *,
+    shared: bool = False,
 ) -> list[int]:
     """Tasks for the actions: open tasks resumed, new ones created. Returns their ids, and
     adds to ``fresh_keys`` those of the tasks that start a key pair generation made now (no
-    key can have been created for it yet)."""
+    key can have been created for it yet).
+
+    ``shared``: other instances claim tasks meanwhile. The users' open tasks are locked while
+    they are changed, and one another instance holds a live claim on is left alone (the
+    plan's hold saw the claims of a moment earlier).
+    """
     queued: list[Task] = []
     new_generations: list[Task] = []
     for first in range(0, len(actions), ENQUEUE_CHUNK):
         chunk = actions[first : first + ENQUEUE_CHUNK]
-        queued += _enqueue_chunk(session, chunk, run_id, now, new_generations)
+        queued += _enqueue_chunk(session, chunk, run_id, now, new_generations, shared)
     session.flush()
     if fresh_keys is not None:
         fresh_keys.update(task.id for task in new_generations)
@@ -63,7 +74,7 @@ class _Known:
     active: dict[int, KeyPair]
 
 
-def _known(session: Session, actions: Sequence[Action], now: datetime) -> _Known:
+def _known(session: Session, actions: Sequence[Action], now: datetime, lock: bool) -> _Known:
     emails = [action.email for action in actions]
     users = {u.email: u for u in session.scalars(select(User).where(User.email.in_(emails)))}
     for action in actions:
@@ -78,12 +89,10 @@ def _known(session: Session, actions: Sequence[Action], now: datetime) -> _Known
             session.add(users[action.email])
     session.flush()
     ids = [user.id for user in users.values()]
-    open_tasks = {
-        task.user_id: task
-        for task in session.scalars(
-            select(Task).where(Task.user_id.in_(ids), Task.status.in_(OPEN))
-        )
-    }
+    open_query = select(Task).where(Task.user_id.in_(ids), Task.status.in_(OPEN))
+    if lock:
+        open_query = open_query.with_for_update()
+    open_tasks = {task.user_id: task for task in session.scalars(open_query)}
     latest = {
         user_id: generation
         for user_id, generation in session.execute(
@@ -109,12 +118,16 @@ def _enqueue_chunk(
     run_id: int | None,
     now: datetime,
     new_generations: list[Task],
+    shared: bool,
 ) -> list[Task]:
-    known = _known(session, actions, now)
+    known = _known(session, actions, now, lock=shared)
     queued = []
     for action in actions:
         user = known.users[action.email]
         task = known.open_tasks.get(user.id)
+        if shared and task is not None and _live_claim(task, now):
+            log.info("%s: left alone, another instance is running its task %d", user.email, task.id)
+            continue
         if action.kind in (ActionKind.RESUME, ActionKind.RETRY) and task is not None:
             task.status = TaskStatus.PENDING
             task.next_attempt_at = None
@@ -149,6 +162,14 @@ def _enqueue_chunk(
             task_kind=task.kind.value,
         )
     return queued
+
+
+def _live_claim(task: Task, now: datetime) -> bool:
+    return (
+        task.status is TaskStatus.RUNNING
+        and task.lease_until is not None
+        and task.lease_until > now
+    )
 
 
 _NEW_GENERATION = (
@@ -201,18 +222,9 @@ def _new_task(session: Session, user: User, action: Action, now: datetime, known
 
 # The per-step path runs these for every step of every user. They are built once, with bind
 # parameters: building and hashing a statement costs several times more than running it.
-# Each carries the fencing proof (the run-lock token is still ours) in its WHERE clause and
-# renews the task's claim: a changed token shows as no row changed.
-_START = (
-    update(Task)
-    .where(Task.id == bindparam("task_id"), fencing.still_ours())
-    .values(
-        status=TaskStatus.RUNNING,
-        run_id=bindparam("run"),
-        claimed_by=bindparam("token"),
-        lease_until=bindparam("lease_until"),
-    )
-)
+# Each renews the task's claim and, for a run-lock claim (Claim.fenced), carries the fencing
+# proof (the run-lock token is still ours) in its WHERE clause: a changed token, or a task
+# taken over by another instance, shows as no row changed.
 _KEY_PAIR_VIEW = (
     KeyPair.id,
     KeyPair.generation,
@@ -246,47 +258,90 @@ _WORK = (
     .order_by(KeyPair.generation)
 )
 """The task, its user and each of the user's key pairs (a row each; one row with none)."""
-_OURS = (
-    Task.id == bindparam("task_id"),
-    Task.status == TaskStatus.RUNNING,
-    Task.claimed_by == bindparam("token"),
-    fencing.still_ours(),
-)
-_ADVANCE = (
-    update(Task)
-    .where(*_OURS, Task.next_step == bindparam("step"))
-    .values(
-        next_step=bindparam("following"),
-        updated_at=bindparam("now"),
-        lease_until=bindparam("lease_until"),
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The per-step statements, with or without the run-lock fencing proof."""
+
+    start: Update
+    advance: Update
+    finish: Update
+    renew: Update
+    fail: Update
+
+
+def _statements(fenced: bool) -> _Statements:
+    proof = (fencing.still_ours(),) if fenced else ()
+    ours = (
+        Task.id == bindparam("task_id"),
+        Task.status == TaskStatus.RUNNING,
+        Task.claimed_by == bindparam("token"),
+        *proof,
     )
-)
-_FINISH = (
-    update(Task)
-    .where(*_OURS, Task.next_step == bindparam("step"))
-    .values(
-        next_step=None,
-        updated_at=bindparam("now"),
-        status=TaskStatus.DONE,
-        finished_at=bindparam("now"),
-        last_error=None,
-        lease_until=None,
+    return _Statements(
+        start=update(Task)
+        .where(Task.id == bindparam("task_id"), *proof)
+        .values(
+            status=TaskStatus.RUNNING,
+            run_id=bindparam("run"),
+            claimed_by=bindparam("token"),
+            lease_until=bindparam("lease_until"),
+        ),
+        advance=update(Task)
+        .where(*ours, Task.next_step == bindparam("step"))
+        .values(
+            next_step=bindparam("following"),
+            updated_at=bindparam("now"),
+            lease_until=bindparam("lease_until"),
+        ),
+        finish=update(Task)
+        .where(*ours, Task.next_step == bindparam("step"))
+        .values(
+            next_step=None,
+            updated_at=bindparam("now"),
+            status=TaskStatus.DONE,
+            finished_at=bindparam("now"),
+            last_error=None,
+            lease_until=None,
+        ),
+        renew=update(Task).where(*ours).values(lease_until=bindparam("lease_until")),
+        fail=update(Task)
+        .where(*ours)
+        .values(
+            status=TaskStatus.FAILED,
+            attempts=bindparam("attempts"),
+            last_error=bindparam("error"),
+            next_attempt_at=bindparam("retry_at"),
+            permanent=bindparam("permanent"),
+            updated_at=bindparam("now"),
+            lease_until=None,
+        ),
     )
+
+
+_FENCED = _statements(fenced=True)
+_UNFENCED = _statements(fenced=False)
+
+
+def _for(claim: Claim) -> _Statements:
+    return _FENCED if claim.fenced else _UNFENCED
+
+
+_FREE = or_(
+    Task.status == TaskStatus.PENDING,
+    and_(
+        Task.status == TaskStatus.RUNNING,
+        or_(Task.lease_until.is_(None), Task.lease_until < bindparam("now")),
+    ),
 )
-_RENEW = update(Task).where(*_OURS).values(lease_until=bindparam("lease_until"))
-_FAIL = (
-    update(Task)
-    .where(*_OURS)
-    .values(
-        status=TaskStatus.FAILED,
-        attempts=bindparam("attempts"),
-        last_error=bindparam("error"),
-        next_attempt_at=bindparam("retry_at"),
-        permanent=bindparam("permanent"),
-        updated_at=bindparam("now"),
-        lease_until=None,
-    )
+"""A task free to claim: pending, or running with no live lease (its claimant stopped or
+was killed)."""
+_ANY_FREE = select(Task.id).where(_FREE).limit(1)
+_CLAIMABLE = (
+    select(Task.id).where(_FREE).order_by(Task.id).limit(1).with_for_update(skip_locked=True)
 )
+"""The next free task; rows another transaction is claiming are skipped, not waited for."""
 _RELEASE = (
     update(Task)
     .where(
@@ -316,23 +371,52 @@ def start(
         "token": claim.token,
         "lease_until": claim.until(now),
     }
-    if connection.execute(_START, values).rowcount != 1:
-        fencing.check(connection, claim.token)
+    if connection.execute(_for(claim).start, values).rowcount != 1:
+        if claim.fenced:
+            fencing.check(connection, claim.token)
         raise NoResultFound(f"no task {task_id}")
     return load_work(connection, task_id)
 
 
-def _moved(connection: Connection, claim: Claim, what: str) -> RuntimeError:
-    """A fenced statement changed nothing: LockLostError if the token moved, else ``what``."""
-    fencing.check(connection, claim.token)
+def claim_next(
+    connection: Connection, run_id: int | None, claim: Claim, now: datetime
+) -> tuple[Work, str | None] | None:
+    """Claim the next task free to claim (see _CLAIMABLE) for ``claim``'s instance and mark
+    it running; None when there is none. On PostgreSQL, instances claiming at once each get
+    a different task (FOR UPDATE SKIP LOCKED)."""
+    task_id = connection.execute(_CLAIMABLE, {"now": now}).scalar()
+    if task_id is None:
+        return None
+    return start(connection, task_id, run_id, claim, now)
+
+
+def claimable(connection: Connection, now: datetime) -> bool:
+    """Whether any task is free to claim (a cheap look, no lock taken)."""
+    return connection.execute(_ANY_FREE, {"now": now}).first() is not None
+
+
+def _moved(connection: Connection, task_id: int, claim: Claim, what: str) -> Exception:
+    """A claimed statement changed nothing: LockLostError if the run-lock token moved,
+    ClaimLostError if another instance took the task over, else ``what``."""
+    if claim.fenced:
+        fencing.check(connection, claim.token)
+        return RuntimeError(what)
+    holder = connection.execute(select(Task.claimed_by).where(Task.id == task_id)).scalar()
+    if holder != claim.token:
+        return ClaimLostError(
+            f"task {task_id} was taken over by another instance (token {holder}) after this "
+            "instance's claim ended: this instance records nothing more of it"
+        )
     return RuntimeError(what)
 
 
 def renew(connection: Connection, task_id: int, claim: Claim, now: datetime) -> None:
     """Extend the task's claim (before a step is attempted again); proves the token."""
     values = {"task_id": task_id, "token": claim.token, "lease_until": claim.until(now)}
-    if connection.execute(_RENEW, values).rowcount != 1:
-        raise _moved(connection, claim, f"task {task_id} is no longer claimed by this pass")
+    if connection.execute(_for(claim).renew, values).rowcount != 1:
+        raise _moved(
+            connection, task_id, claim, f"task {task_id} is no longer claimed by this pass"
+        )
 
 
 def release(connection: Connection, task_id: int, token: int) -> None:
@@ -383,13 +467,18 @@ def record_step(
     following = next_step(work.kind, step)
     at_step = {"task_id": work.task_id, "step": step, "now": now, "token": claim.token}
     moved = connection.execute(
-        _FINISH if following is None else _ADVANCE,
+        _for(claim).finish if following is None else _for(claim).advance,
         at_step
         if following is None
         else {**at_step, "following": following, "lease_until": claim.until(now)},
     )
     if moved.rowcount != 1:
-        raise _moved(connection, claim, f"task {work.task_id} moved on from {step} while it ran")
+        raise _moved(
+            connection,
+            work.task_id,
+            claim,
+            f"task {work.task_id} moved on from {step} while it ran",
+        )
     for key_pair_id, columns in outcome.key_pairs.items():
         connection.execute(
             _UPDATE_KEY_PAIR, {**columns, "updated_at": now, "key_pair": key_pair_id}
@@ -453,8 +542,10 @@ def fail(
         "now": now,
     }
     connection = session.connection()
-    if connection.execute(_FAIL, values).rowcount != 1:
-        raise _moved(connection, claim, f"task {task_id} is no longer claimed by this pass")
+    if connection.execute(_for(claim).fail, values).rowcount != 1:
+        raise _moved(
+            connection, task_id, claim, f"task {task_id} is no longer claimed by this pass"
+        )
     detail: dict[str, Any] = {"permanent": True} if permanent else {}
     audit.record(
         session,

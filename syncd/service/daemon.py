@@ -40,7 +40,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from syncd.app.context import App
-from syncd.app.passes import sync_pass
+from syncd.app.passes import scheduled_pass, work_queue
 from syncd.app.setup import check_configuration
 from syncd.budget import RetryBudget, StopRequested, spending
 from syncd.config import Config, load_config, read_secret
@@ -59,7 +59,9 @@ from syncd.pipeline.runner import TaskResult
 from syncd.pipeline.sync import PassResult
 from syncd.service.metrics import Metrics
 from syncd.service.sdnotify import notify, watchdog_period
-from syncd.state.db import database_error
+from syncd.state.db import Database, database_error
+from syncd.state.instances import Membership
+from syncd.state.lock import RunLock, hold_sqlite_instance
 
 log = logging.getLogger("syncd.daemon")
 
@@ -176,6 +178,9 @@ class Daemon:
         self._status = "starting"
         self.progress = PassProgress()
         self._stall_reported = False
+        self._instance_lock: RunLock | None = None
+        self.membership: Membership | None = None
+        """In a shared group (state.shared): this process's membership, for its lifetime."""
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -186,7 +191,15 @@ class Daemon:
         if not self._wait_until_usable():
             log.info("stopped while waiting for the dependencies")
             return EXIT_OK
+        self._instance_lock = hold_sqlite_instance(
+            self.config.state.url, self.config.state.lock_file
+        )
         self.metrics.serve(self.config.metrics.listen)
+        if self.config.state.shared:
+            self.membership = Membership(
+                Database.open(self.config.state.url, require_current=True),
+                self.config.pipeline.workers,
+            ).join()
         self._schedule(self.config, first_pass_now=True)
         self._scheduler.start()
         self.metrics.up.set(1)
@@ -290,6 +303,11 @@ class Daemon:
             )
             logging.shutdown()
             os._exit(EXIT_FAILURES)
+        if self.membership is not None:
+            self.membership.leave()
+            self.membership.database.close()
+        if self._instance_lock is not None:
+            self._instance_lock.release()
         self.metrics.close()
         log.info("stopped")
         return EXIT_OK
@@ -312,6 +330,16 @@ class Daemon:
                 id="sync-interval",
                 next_run_time=first,
                 max_instances=3,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        if config.state.shared:
+            # Joins the passes other instances plan, and takes over a killed one's tasks.
+            scheduler.add_job(
+                self._work_job,
+                IntervalTrigger(seconds=config.pipeline.poll_interval),
+                id="work-queue",
+                max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,
             )
@@ -356,26 +384,54 @@ class Daemon:
         try:
             if not self.stop.is_set():
                 with log_context():
-                    self._one_pass()
+                    self._one_pass(self._scheduled)
         finally:
             self._pass_lock.release()
 
-    def _one_pass(self) -> None:
+    def _work_job(self) -> None:
+        """A shared group's instance between its passes: work any task free to claim."""
+        if self.stop.is_set() or not self._pass_lock.acquire(blocking=False):
+            return
+        try:
+            if not self.stop.is_set():
+                with log_context():
+                    self._one_pass(self._queued)
+        finally:
+            self._pass_lock.release()
+
+    def _min_gap(self) -> timedelta:
+        """A shared group plans one pass per interval: a scheduled pass less than half an
+        interval (a minute without one) after the group's last only works the queue."""
+        interval = self.config.schedule.interval
+        return timedelta(seconds=interval / 2 if interval else 60.0)
+
+    def _scheduled(self, app: App) -> PassResult | None:
+        return scheduled_pass(
+            app,
+            self._min_gap(),
+            stop=self.stop,
+            on_step=self._on_step,
+            on_done=self._on_task,
+            on_plan=self.metrics.observe_plan,
+        )
+
+    def _queued(self, app: App) -> PassResult | None:
+        return work_queue(app, stop=self.stop, on_step=self._on_step, on_done=self._on_task)
+
+    def _one_pass(self, run: Callable[[App], PassResult | None]) -> None:
         config = self.config
-        app = App(config)
+        app = App(config, self.membership)
         started = time.monotonic()
         outcome, described = "error", ""
+        idle = False
         self.progress.started()
         try:
             # Retry waits outside the steps (directory reads) wake on stop too.
             with spending(RetryBudget(stop=self.stop)):
-                result = sync_pass(
-                    app,
-                    stop=self.stop,
-                    on_step=self._on_step,
-                    on_done=self._on_task,
-                    on_plan=self.metrics.observe_plan,
-                )
+                result = run(app)
+            if result is None:  # a shared group's instance found nothing to do
+                idle = True
+                return
             outcome = outcome_of(result)
             summary = result.summary()
             described = (
@@ -411,11 +467,14 @@ class Daemon:
         finally:
             self.progress.ended()
             ended = datetime.now(UTC)
-            self.metrics.observe_pass(outcome, time.monotonic() - started, ended)
-            try:
-                self.metrics.refresh_state(app.database, config.report.expiring_days, ended)
-            except Exception as error:  # metrics must never break the daemon
-                log.warning("metrics: cannot read the state store: %s", error)
+            if not idle:
+                self.metrics.observe_pass(outcome, time.monotonic() - started, ended)
+                try:
+                    self.metrics.refresh_state(app.database, config.report.expiring_days, ended)
+                    if config.state.shared:
+                        self.metrics.refresh_instances(app.database, ended)
+                except Exception as error:  # metrics must never break the daemon
+                    log.warning("metrics: cannot read the state store: %s", error)
             app.close()
         self._status = f"last pass at {_stamp(ended)}: {described}"
         notify(f"STATUS={self._status}")

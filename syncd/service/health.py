@@ -165,12 +165,16 @@ _PASS_COLUMNS = [runs.c[name] for name in PassRow.__dataclass_fields__]
 def _last_pass(database: Database, config: Config, now: datetime) -> Check:
     sync = runs.c.kind == "sync"
     with database.engine.connect() as connection:
-        last = connection.execute(
-            select(*_PASS_COLUMNS)
-            .where(sync, runs.c.finished_at.is_not(None))
-            .order_by(runs.c.finished_at.desc(), runs.c.id.desc())
-            .limit(1)
-        ).mappings().first()
+        last = (
+            connection.execute(
+                select(*_PASS_COLUMNS)
+                .where(sync, runs.c.finished_at.is_not(None))
+                .order_by(runs.c.finished_at.desc(), runs.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
         run = PassRow(**last) if last is not None else None
         later = select(*_PASS_COLUMNS).where(sync, runs.c.finished_at.is_(None))
         if run is not None:

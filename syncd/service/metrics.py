@@ -26,7 +26,7 @@ from syncd.plan import Plan
 from syncd.report.drift import DRIFT_FOUND
 from syncd.state.db import Database
 from syncd.state.models import AuditEvent, KeyPair
-from syncd.state.queries import user_status
+from syncd.state.queries import instance_status, user_status
 
 log = logging.getLogger("syncd.metrics")
 
@@ -138,6 +138,17 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.instances_live = Gauge(
+            "syncd_instances_live",
+            "Live instances of the shared group (state.shared); 0 when not shared.",
+            registry=r,
+        )
+        self.instance_claims = Gauge(
+            "syncd_instance_claimed_tasks",
+            "Tasks each instance of the shared group holds a live claim on (instance: host:pid).",
+            ["instance"],
+            registry=r,
+        )
         self.up = Gauge(
             "syncd_up", "1 while the daemon is ready and scheduling passes.", registry=r
         )
@@ -205,6 +216,15 @@ class Metrics:
         )
         self.expiring_window.set(expiring_days)
         self._refresh_drift(database)
+
+    def refresh_instances(self, database: Database, now: datetime) -> None:
+        """The shared group's live members and the tasks each holds (state.shared)."""
+        with database.engine.connect() as connection:
+            members = instance_status(connection, now)
+        self.instances_live.set(sum(1 for m in members if m["live"]))
+        self.instance_claims.clear()
+        for member in members:
+            self.instance_claims.labels(member["instance"]).set(member["claimed_tasks"])
 
     def _refresh_drift(self, database: Database) -> None:
         """Users with drift now, by code; the drifts audited since the last refresh counted

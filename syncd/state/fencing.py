@@ -32,9 +32,7 @@ _CURRENT = (
 _TAKE = (
     update(RunLockState)
     .where(RunLockState.id == ROW)
-    .values(
-        token=RunLockState.token + 1, holder=bindparam("holder"), acquired_at=bindparam("now")
-    )
+    .values(token=RunLockState.token + 1, holder=bindparam("holder"), acquired_at=bindparam("now"))
 )
 _PROVE = (
     update(RunLockState)
@@ -96,14 +94,25 @@ def lost_error(where: str, cause: str) -> LockLostError:
 
 @dataclass(frozen=True)
 class Fence:
-    """A run lock this process holds and the token its acquisition took."""
+    """A run lock this process holds and the token its acquisition took.
+
+    Without a lock: an instance of a shared group (``state.shared``) working tasks under its
+    instance token, which no run lock guards (each task's claim does).
+    """
 
     token: int
     where: str
     """The state store, for messages (password masked)."""
-    lock: RunLock
+    lock: RunLock | None
+
+    @property
+    def fenced(self) -> bool:
+        """Whether checkpoints prove the token against the store's run-lock token."""
+        return self.lock is not None
 
     def lost(self) -> LockLostError | None:
         """The error if this process saw its lock go (no query: a flag or a stat), else None."""
+        if self.lock is None:
+            return None
         reason = self.lock.lost_reason()
         return None if reason is None else lost_error(self.where, reason)

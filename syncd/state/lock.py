@@ -361,6 +361,10 @@ class RunLock:
             raise
         return self
 
+    def holder(self) -> str:
+        """``pid X on host Y`` of the process holding the lock (or "holder unknown")."""
+        return self._backend.holder()
+
     def _held_message(self, waited: float) -> str:
         after = f" (waited {waited:.0f} s)" if self.wait else ""
         return (
@@ -392,3 +396,26 @@ def acquire(
 ) -> RunLock:
     """Take the run lock for ``url`` now (see RunLock) and return it, held."""
     return RunLock(url, lock_file, wait=wait, timeout=timeout).acquire()
+
+
+def hold_sqlite_instance(url: str, lock_file: str | os.PathLike[str] | None) -> RunLock | None:
+    """For ``syncd run`` on SQLite: hold, for the process's lifetime, a lock that a second
+    ``syncd run`` on the same store cannot take (LockHeldError naming the first and saying
+    why). None on PostgreSQL, where instances share a store (``state.shared``) or take turns.
+    """
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    base = Path(lock_file) if lock_file is not None else sqlite_path(parsed)
+    if base is None:
+        return None  # an in-memory store: no other process can see it
+    lock = RunLock(url, Path(f"{base}.instance"))
+    try:
+        return lock.acquire()
+    except LockHeldError:
+        holder = lock.holder()
+        raise LockHeldError(
+            f"another syncd run ({holder}) already serves the SQLite state store "
+            f"{display_url(parsed)}: a SQLite store serves one syncd instance; to run several, "
+            "use PostgreSQL (state.url) with state.shared: true"
+        ) from None

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -192,7 +193,8 @@ class Task(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     claimed_by: Mapped[int | None] = mapped_column(Integer)
-    """The run-lock token of the pass running the task (see RunLockState)."""
+    """Who runs the task: the run-lock token of its pass (see RunLockState), or in a shared
+    group (``state.shared``) the id of the instance that claimed it (see Instance)."""
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     """While running, no other pass touches the task before this time (renewed at each step)."""
 
@@ -308,3 +310,26 @@ class CrlState(Base):
     number: Mapped[int] = mapped_column(Integer)
     this_update: Mapped[datetime] = mapped_column(UTCDateTime())
     next_update: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+INSTANCE_TOKENS_START = 1_000_000_000
+"""Instance tokens start here, far above any run-lock token (one per pass), so that a task's
+``claimed_by`` names one claimant whichever kind of token it holds."""
+
+
+class Instance(Base):
+    """A ``syncd`` process of a group sharing a PostgreSQL state store (``state.shared``).
+
+    Its id is the token it claims tasks with; it proves it is alive with ``heartbeat_at``.
+    """
+
+    __tablename__ = "instances"
+
+    id: Mapped[int] = mapped_column(
+        Integer, Identity(start=INSTANCE_TOKENS_START), primary_key=True
+    )
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    workers: Mapped[int] = mapped_column(Integer, default=0)

@@ -7,12 +7,13 @@ connection alike.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, RowMapping, or_, select
+from sqlalchemy import Connection, RowMapping, func, or_, select
 
 from syncd.domain import KeyPairStatus, TaskStatus
-from syncd.state.tables import audit_log, key_pairs, tasks, users
+from syncd.state.tables import audit_log, instances, key_pairs, tasks, users
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -38,8 +39,53 @@ def _state(user: Row, active: Row | None, task: Row | None) -> str:
     return "not provisioned"
 
 
+INSTANCE_LIVE_FOR = timedelta(seconds=15)
+"""A shared group's member whose heartbeat is older is not live (syncd.state.instances)."""
+
+
+def _claimants(session: Session | Connection) -> dict[int, str]:
+    """``host:pid`` of each member of a shared group, by its token."""
+    rows = session.execute(select(instances.c.id, instances.c.host, instances.c.pid))
+    return {row.id: f"{row.host}:{row.pid}" for row in rows}
+
+
+def _held_by(task: Row | None, claimants: dict[int, str], now: datetime) -> str | None:
+    """Who is running the task now: an instance of a shared group, or a pass's token."""
+    if task is None or task["status"] is not TaskStatus.RUNNING:
+        return None
+    if task["lease_until"] is None or task["lease_until"] <= now or task["claimed_by"] is None:
+        return None
+    token = int(task["claimed_by"])
+    return claimants.get(token, f"token {token}")
+
+
+def instance_status(session: Session | Connection, now: datetime) -> list[dict[str, Any]]:
+    """One row per member of a shared group (``state.shared``): who, since when, whether its
+    heartbeat is recent, and how many tasks it holds a live claim on."""
+    claimed: dict[int, int] = dict(
+        session.execute(
+            select(tasks.c.claimed_by, func.count())
+            .where(tasks.c.status == TaskStatus.RUNNING, tasks.c.lease_until > now)
+            .group_by(tasks.c.claimed_by)
+        ).tuples()
+    )
+    return [
+        {
+            "instance": f"{row.host}:{row.pid}",
+            "token": row.id,
+            "started": row.started_at,
+            "heartbeat": row.heartbeat_at,
+            "live": row.heartbeat_at > now - INSTANCE_LIVE_FOR,
+            "workers": row.workers,
+            "claimed_tasks": int(claimed.get(row.id, 0)),
+        }
+        for row in session.execute(select(instances).order_by(instances.c.id))
+    ]
+
+
 def user_status(session: Session | Connection, email: str | None = None) -> list[dict[str, Any]]:
-    """One row per user: state, current step, key pair id, certificate expiry, last error."""
+    """One row per user: state, current step, key pair id, certificate expiry, last error, and
+    the instance running its task now (``held_by``)."""
     users_query = select(users).order_by(users.c.email)
     if email is not None:
         users_query = users_query.where(users.c.email == email.strip().lower())
@@ -58,6 +104,12 @@ def user_status(session: Session | Connection, email: str | None = None) -> list
             select(tasks).where(tasks.c.user_id.in_(ids), tasks.c.status.in_(_OPEN))
         ).mappings()
     }
+    claimants = (
+        _claimants(session)
+        if any(t["status"] is TaskStatus.RUNNING for t in open_tasks.values())
+        else {}
+    )
+    now = datetime.now(UTC)
     rows = []
     for user in found:
         kp, task = active.get(user["id"]), open_tasks.get(user["id"])
@@ -78,6 +130,7 @@ def user_status(session: Session | Connection, email: str | None = None) -> list
                 "next_attempt": task["next_attempt_at"] if task else None,
                 "last_error": task["last_error"] if task else None,
                 "permanent": bool(task and task["permanent"]),
+                "held_by": _held_by(task, claimants, now),
                 "last_seen": user["last_seen"],
             }
         )

@@ -46,6 +46,18 @@ tasks = table(
     column("next_attempt_at", UTCDateTime()),
     column("last_error", Text),
     column("permanent", Boolean),
+    column("claimed_by", Integer),
+    column("lease_until", UTCDateTime()),
+)
+
+instances = table(
+    "instances",
+    column("id", Integer),
+    column("host", String),
+    column("pid", Integer),
+    column("started_at", UTCDateTime()),
+    column("heartbeat_at", UTCDateTime()),
+    column("workers", Integer),
 )
 
 runs = table(

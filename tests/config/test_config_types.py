@@ -27,10 +27,17 @@ from syncd.config.model import secret_names
 from syncd.config.types import Duration, DurationOrZero
 from syncd.errors import ConfigError
 
-LDAP = {"servers": ["ldaps://ldap.example.com"], "search": [{"base_dn": "dc=example,dc=com"}],
-        "bind_dn": "cn=syncd,dc=example,dc=com"}
-EMAIL = {"smtp_host": "smtp.example.com", "sender": "s@example.com",
-         "recipients": ["r@example.com"], "username": "syncd"}
+LDAP = {
+    "servers": ["ldaps://ldap.example.com"],
+    "search": [{"base_dn": "dc=example,dc=com"}],
+    "bind_dn": "cn=syncd,dc=example,dc=com",
+}
+EMAIL = {
+    "smtp_host": "smtp.example.com",
+    "sender": "s@example.com",
+    "recipients": ["r@example.com"],
+    "username": "syncd",
+}
 
 # (section path, secret key, the settings around it) for every secret of the file
 SECRETS: list[tuple[str, str, dict[str, Any]]] = [
@@ -67,8 +74,11 @@ def test_every_secret_is_one_secret_ref(
     secret_file = tmp_path / "secret"
     secret_file.write_bytes(b"from-a-file")
     monkeypatch.setenv("SYNCD_TEST_SECRET", "from-a-variable")
-    cases = {name: "in-line-secret", f"{name}_file": str(secret_file),
-             f"{name}_env": "SYNCD_TEST_SECRET"}
+    cases = {
+        name: "in-line-secret",
+        f"{name}_file": str(secret_file),
+        f"{name}_env": "SYNCD_TEST_SECRET",
+    }
     expected = [b"in-line-secret", b"from-a-file", b"from-a-variable"]
     for (key, value), wanted in zip(cases.items(), expected, strict=True):
         config = parse_config(_document(where, {**around, key: value}))
@@ -92,8 +102,10 @@ def test_every_secret_is_one_secret_ref(
     with pytest.raises(ConfigError, match=f"^{where}.{name}_file: file not found: {tmp_path}"):
         read_secret(_section(gone, where), name, where)
     unset = parse_config(_document(where, {**around, f"{name}_env": "SYNCD_TEST_UNSET_VAR"}))
-    with pytest.raises(ConfigError, match=f"^{where}.{name}_env: environment variable "
-                       "SYNCD_TEST_UNSET_VAR is not set"):
+    with pytest.raises(
+        ConfigError,
+        match=f"^{where}.{name}_env: environment variable SYNCD_TEST_UNSET_VAR is not set",
+    ):
         read_secret(_section(unset, where), name, where)
     with pytest.raises(ConfigError, match=f"^{where}.{name}_env: Input should be a valid string"):
         parse_config(_document(where, {**around, f"{name}_env": 5}))
@@ -120,14 +132,26 @@ def test_a_relative_secret_file_is_relative_to_the_configuration(tmp_path: Path)
 
 
 DURATIONS = [
-    ("ldap", "directory.ldap.connect_timeout"), ("ldap", "directory.ldap.operation_timeout"),
-    ("kmip", "kms.kmip.timeout"), ("", "google.max_retry_after"),
-    ("", "google.timeout_seconds"), ("", "pipeline.step_time_limit"),
-    ("", "pipeline.retry_initial"), ("", "pipeline.retry_max"), ("", "pipeline.claim_lease"),
-    ("", "policy.deprovision_after"), ("", "policy.verify_every"),
-    ("", "policy.superseded_disable_after"), ("", "schedule.interval"), ("", "schedule.jitter"),
-    ("email", "report.email.timeout"), ("", "daemon.stop_timeout"),
-    ("", "daemon.health_max_age"), ("", "daemon.stall_timeout"), ("", "crl.validity"),
+    ("ldap", "directory.ldap.connect_timeout"),
+    ("ldap", "directory.ldap.operation_timeout"),
+    ("kmip", "kms.kmip.timeout"),
+    ("", "google.max_retry_after"),
+    ("", "google.timeout_seconds"),
+    ("", "pipeline.step_time_limit"),
+    ("", "pipeline.retry_initial"),
+    ("", "pipeline.retry_max"),
+    ("", "pipeline.claim_timeout"),
+    ("", "pipeline.poll_interval"),
+    ("", "policy.deprovision_after"),
+    ("", "policy.verify_every"),
+    ("", "policy.superseded_disable_after"),
+    ("", "schedule.interval"),
+    ("", "schedule.jitter"),
+    ("email", "report.email.timeout"),
+    ("", "daemon.stop_timeout"),
+    ("", "daemon.health_max_age"),
+    ("", "daemon.stall_timeout"),
+    ("", "crl.validity"),
 ]
 
 
@@ -142,7 +166,9 @@ def test_every_duration_field_is_listed() -> None:
                 found.add(where)
             annotation = str(field.annotation)
             if "Duration" in annotation or repr(field.annotation) in (
-                repr(Duration), repr(DurationOrZero), repr(Duration | None)
+                repr(Duration),
+                repr(DurationOrZero),
+                repr(Duration | None),
             ):
                 found.add(where)
             for kind in getattr(field.annotation, "__args__", (field.annotation,)):
@@ -159,8 +185,16 @@ def test_every_duration_field_is_listed() -> None:
 def test_every_duration_takes_every_form(needs: str, path: str) -> None:
     *section, key = path.split(".")
     around = {"ldap": LDAP, "kmip": {}, "email": EMAIL, "": {}}[needs]
-    for given, seconds in [(90, 90), (1.5, 1.5), ("90", 90), ("90s", 90), (" 10 m ", 600),
-                           ("2h", 7200), ("1.5h", 5400), ("1d", 86400)]:
+    for given, seconds in [
+        (90, 90),
+        (1.5, 1.5),
+        ("90", 90),
+        ("90s", 90),
+        (" 10 m ", 600),
+        ("2h", 7200),
+        ("1.5h", 5400),
+        ("1d", 86400),
+    ]:
         config = parse_config(_document(".".join(section), {**around, key: given}))
         assert getattr(_section(config, ".".join(section)), key) == seconds
     for wrong in ("5 fortnights", "-1s", "soon", [1]):
@@ -180,8 +214,9 @@ def test_directory_variants() -> None:
     assert isinstance(parse_config({"directory": {"ldap": LDAP}}).directory, NoDirectory)
     static = parse_config({"directory": {"static": {"path": "/u.yaml"}}}).directory
     assert isinstance(static, StaticDirectory) and static.static.path == Path("/u.yaml")
-    ldap = parse_config({"directory": {"source": "ldap", "ldap": LDAP,
-                                       "static": {"path": "/u.yaml"}}}).directory
+    ldap = parse_config(
+        {"directory": {"source": "ldap", "ldap": LDAP, "static": {"path": "/u.yaml"}}}
+    ).directory
     assert isinstance(ldap, LdapDirectory) and ldap.ldap.servers == LDAP["servers"]
     google = parse_config({"directory": {"source": "google", "google": {"query": "x"}}})
     assert isinstance(google.directory, GoogleDirectory)

@@ -37,6 +37,7 @@ REVISIONS = [
     "0006_permanent",
     "0007_kms_backend",
     "0008_lifecycle",
+    "0009_instances",
 ]
 
 

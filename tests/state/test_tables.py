@@ -10,7 +10,14 @@ from sqlalchemy import Enum, TableClause
 from syncd.state import tables
 from syncd.state.models import Base
 
-VIEWS = [tables.users, tables.key_pairs, tables.tasks, tables.runs, tables.audit_log]
+VIEWS = [
+    tables.users,
+    tables.key_pairs,
+    tables.tasks,
+    tables.runs,
+    tables.audit_log,
+    tables.instances,
+]
 
 
 @pytest.mark.parametrize("view", VIEWS, ids=lambda view: view.name)

@@ -1,0 +1,180 @@
+"""The members of a shared group (``state.shared``): syncd processes on one PostgreSQL store.
+
+Each member registers a row in ``instances`` whose id is the token its task claims carry, and
+keeps it alive with a heartbeat thread (every HEARTBEAT_SECONDS). A member is live while its
+heartbeat is recent (LIVE_FOR); the Google request rate limit is split between the live
+members (``group_size``), so the group as a whole keeps ``google.requests_per_second``.
+
+At each heartbeat a member also cleans up after the dead: a member on its own host whose pid
+is gone (killed, crashed) is removed and its claims released at once, so its tasks are taken
+over without waiting for their leases; rows silent for a day are removed. A member elsewhere
+that dies keeps its claims until their leases end (``pipeline.claim_timeout``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from syncd.domain import TaskStatus
+from syncd.state.db import Database
+from syncd.state.lock import pid_alive
+from syncd.state.models import Instance, Task
+from syncd.state.queries import INSTANCE_LIVE_FOR
+
+log = logging.getLogger("syncd.instances")
+
+HEARTBEAT_SECONDS = 5.0
+LIVE_FOR = INSTANCE_LIVE_FOR
+"""A member whose last heartbeat is older than this is not counted in the group (three
+heartbeats missed)."""
+FORGET_AFTER = timedelta(days=1)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def live_count(connection: Connection, now: datetime) -> int:
+    query = select(func.count()).select_from(Instance).where(Instance.heartbeat_at > now - LIVE_FOR)
+    return int(connection.execute(query).scalar_one())
+
+
+def release_claims_of(connection: Connection, token: int) -> int:
+    """End the leases of the running tasks ``token`` claimed: other members take them now."""
+    result = connection.execute(
+        update(Task)
+        .where(Task.claimed_by == token, Task.status == TaskStatus.RUNNING)
+        .values(lease_until=None)
+    )
+    return int(result.rowcount)
+
+
+def sweep(connection: Connection, now: datetime, host: str, me: int) -> list[str]:
+    """Remove the dead: members on ``host`` whose pid is gone (their claims released) and
+    members silent for FORGET_AFTER. Returns what was done, a line each."""
+    done = []
+    rows = connection.execute(
+        select(Instance.id, Instance.host, Instance.pid, Instance.heartbeat_at)
+    )
+    for token, row_host, pid, heartbeat in rows.all():
+        if token == me:
+            continue
+        if row_host == host and not pid_alive(pid):
+            released = release_claims_of(connection, token)
+            connection.execute(delete(Instance).where(Instance.id == token))
+            done.append(
+                f"instance {host}:{pid} (token {token}) is gone: its {released} claimed "
+                "task(s) are free to take over"
+            )
+        elif heartbeat < now - FORGET_AFTER:
+            connection.execute(delete(Instance).where(Instance.id == token))
+    return done
+
+
+class Membership:
+    """This process's membership of the group: register, heartbeat, leave.
+
+    ``group_size()`` is the number of live members, itself included, as of the last heartbeat.
+    """
+
+    def __init__(
+        self, database: Database, workers: int, clock: Callable[[], datetime] = _now
+    ) -> None:
+        self.database = database
+        self.workers = workers
+        self.clock = clock
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.token = 0
+        self._size = 1
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.pid}"
+
+    def group_size(self) -> int:
+        return self._size
+
+    def join(self) -> Membership:
+        now = self.clock()
+        with self.database.engine.begin() as connection:
+            self.token = int(
+                connection.execute(
+                    insert(Instance)
+                    .values(
+                        host=self.host,
+                        pid=self.pid,
+                        started_at=now,
+                        heartbeat_at=now,
+                        workers=self.workers,
+                    )
+                    .returning(Instance.id)
+                ).scalar_one()
+            )
+            self._refresh(connection, now)
+        log.info("joined the shared group as instance %s (token %d)", self.name, self.token)
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._beat, name="syncd-instance-heartbeat", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _refresh(self, connection: Connection, now: datetime) -> None:
+        for line in sweep(connection, now, self.host, self.token):
+            log.warning("%s", line)
+        self._size = max(1, live_count(connection, now))
+
+    def heartbeat(self) -> None:
+        """Prove this member alive, clean up after dead ones, and recount the group."""
+        now = self.clock()
+        with self.database.engine.begin() as connection:
+            alive = connection.execute(
+                update(Instance).where(Instance.id == self.token).values(heartbeat_at=now)
+            ).rowcount
+            if alive != 1:
+                # Removed by another member (this host's clock or pid looked dead to it):
+                # register again under the same token, so this member's claims stay valid.
+                connection.execute(
+                    insert(Instance).values(
+                        id=self.token,
+                        host=self.host,
+                        pid=self.pid,
+                        started_at=now,
+                        heartbeat_at=now,
+                        workers=self.workers,
+                    )
+                )
+            self._refresh(connection, now)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self.heartbeat()
+            except SQLAlchemyError as error:
+                log.warning("instance heartbeat: cannot reach the state store: %s", error)
+
+    def leave(self) -> None:
+        """Stop the heartbeat and remove this member (its claims were released by the runner)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=HEARTBEAT_SECONDS)
+            self._thread = None
+        if not self.token:
+            return
+        try:
+            with self.database.engine.begin() as connection:
+                connection.execute(delete(Instance).where(Instance.id == self.token))
+        except SQLAlchemyError as error:
+            log.warning("cannot remove instance %s from the group: %s", self.name, error)
+        self.token = 0
