@@ -62,13 +62,15 @@ def _held_by(task: Row | None, claimants: dict[int, str], now: datetime) -> str 
 def instance_status(session: Session | Connection, now: datetime) -> list[dict[str, Any]]:
     """One row per member of a shared group (``state.shared``): who, since when, whether its
     heartbeat is recent, and how many tasks it holds a live claim on."""
-    claimed: dict[int, int] = dict(
-        session.execute(
+    claimed: dict[int, int] = {
+        int(token): int(count)
+        for token, count in session.execute(
             select(tasks.c.claimed_by, func.count())
             .where(tasks.c.status == TaskStatus.RUNNING, tasks.c.lease_until > now)
             .group_by(tasks.c.claimed_by)
-        ).tuples()
-    )
+        )
+        if token is not None
+    }
     return [
         {
             "instance": f"{row.host}:{row.pid}",

@@ -1,0 +1,420 @@
+"""Several syncd instances sharing one PostgreSQL state store (``state.shared``, issue 16).
+
+Real parts throughout: PostgreSQL, the Gmail sandbox over HTTP, the embedded KMS in the shared
+store, and ``syncd run`` as real processes. The claim queries are tested on PostgreSQL with
+transactions held open at once, as instances on different hosts would.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select, update
+
+from syncd.config import load_config
+from syncd.domain import KeyPairStatus, TaskKind, TaskStatus
+from syncd.errors import ClaimLostError
+from syncd.google.ratelimit import RateLimiter
+from syncd.pipeline import tasks
+from syncd.pipeline.claims import Claim
+from syncd.pipeline.steps import Outcome
+from syncd.state.db import Database
+from syncd.state.instances import Membership
+from syncd.state.models import AuditEvent, Instance, KeyPair, KmsKey, Run, Task, User
+from tests.conftest import PostgresServer
+from tests.support.testca import TestHierarchy
+
+from ..daemon.conftest import NotifySocket, RunningDaemon, free_port, wait_until
+from .conftest import (
+    Deployment,
+    build_deployment,
+    gmail_state,
+    import_pipeline_issuer,
+    sandbox_users,
+)
+
+USERS = 24
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer, _postgres_migrated_template: str) -> Iterator[str]:
+    name = postgres_server.create_database(template=_postgres_migrated_template)
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def shared(tmp_path: Path, pg_url: str, pipeline_ca: TestHierarchy) -> Iterator[Deployment]:
+    """A deployment on PostgreSQL with ``state.shared`` and short claims and polls."""
+    deploy = build_deployment(tmp_path, pg_url, pipeline_ca)
+    try:
+        import_pipeline_issuer(deploy, pipeline_ca)
+        deploy.update_config(
+            state={"shared": True},
+            pipeline={"workers": 2, "claim_timeout": "20s", "poll_interval": "0.3s"},
+            schedule={"interval": "1h", "jitter": "0.1s"},
+            daemon={"stop_timeout": "60s"},
+            logging={"level": "INFO"},
+        )
+        yield deploy
+    finally:
+        deploy.sandbox.stop()
+
+
+def _claim(token: int) -> Claim:
+    return Claim(token, timedelta(seconds=30), fenced=False)
+
+
+def _seed_pending(database: Database, count: int) -> list[int]:
+    """``count`` users with a pending verification task each (as a plan enqueues them)."""
+    now = datetime.now(UTC)
+    ids = []
+    with database.transaction() as session:
+        for number in range(count):
+            user = User(
+                email=f"seed{number}@example.com",
+                directory_id=f"seed{number}",
+                source="static",
+                first_seen=now,
+                last_seen=now,
+            )
+            session.add(user)
+            session.flush()
+            task = Task(
+                user_id=user.id,
+                kind=TaskKind.VERIFY,
+                status=TaskStatus.PENDING,
+                next_step="verify_credential",
+                created_at=now,
+            )
+            session.add(task)
+            session.flush()
+            ids.append(task.id)
+    return ids
+
+
+def test_instances_claiming_at_once_each_get_a_different_task(pg_url: str) -> None:
+    database = Database.open(pg_url)
+    try:
+        ids = _seed_pending(database, 3)
+        now = datetime.now(UTC)
+        first = database.engine.connect()
+        second = database.engine.connect()
+        try:
+            with first.begin(), second.begin():
+                # Both transactions are open at once: the first's row lock is skipped.
+                a = tasks.claim_next(first, None, _claim(2_000_000_001), now)
+                b = tasks.claim_next(second, None, _claim(2_000_000_002), now)
+                assert a is not None and b is not None
+                assert a[0].task_id != b[0].task_id
+                assert {a[0].task_id, b[0].task_id} <= set(ids)
+        finally:
+            first.close()
+            second.close()
+        with database.engine.begin() as connection:
+            c = tasks.claim_next(connection, None, _claim(2_000_000_003), now)
+            assert c is not None and c[0].task_id not in (a[0].task_id, b[0].task_id)
+            # Every task is now claimed under a live lease: none is free.
+            assert tasks.claim_next(connection, None, _claim(2_000_000_003), now) is None
+            assert not tasks.claimable(connection, now)
+    finally:
+        database.close()
+
+
+def test_a_claim_whose_lease_ended_is_taken_over_and_the_old_holder_records_nothing(
+    pg_url: str,
+) -> None:
+    database = Database.open(pg_url)
+    try:
+        (task_id,) = _seed_pending(database, 1)
+        now = datetime.now(UTC)
+        old, new = _claim(2_000_000_010), _claim(2_000_000_011)
+        with database.engine.begin() as connection:
+            claimed = tasks.claim_next(connection, None, old, now)
+            assert claimed is not None
+            work, step = claimed
+        assert step == "verify_credential"
+        # While the lease runs, nobody else may take it.
+        with database.engine.begin() as connection:
+            assert tasks.claim_next(connection, None, new, now + timedelta(seconds=29)) is None
+        # Once it ended (the old holder killed or frozen), another instance takes it over.
+        later = now + timedelta(seconds=31)
+        with database.engine.begin() as connection:
+            taken = tasks.claim_next(connection, None, new, later)
+            assert taken is not None and taken[0].task_id == task_id
+        # The old holder wakes up: its checkpoint changes nothing and says why.
+        with database.engine.begin() as connection:
+            with pytest.raises(ClaimLostError, match="taken over by another instance"):
+                tasks.record_step(
+                    connection, work, "verify_credential", Outcome(), later, None, old
+                )
+            with pytest.raises(ClaimLostError):
+                tasks.renew(connection, task_id, old, later)
+        with database.sessions() as session:
+            task = session.get_one(Task, task_id)
+            assert task.claimed_by == new.token
+            assert task.next_step == "verify_credential"
+    finally:
+        database.close()
+
+
+def test_a_dead_member_on_this_host_is_removed_and_its_claims_released(pg_url: str) -> None:
+    database = Database.open(pg_url)
+    try:
+        (task_id,) = _seed_pending(database, 1)
+        now = datetime.now(UTC)
+        with database.engine.begin() as connection:
+            token = connection.execute(
+                insert(Instance)
+                .values(
+                    host=Membership(database, 1).host,
+                    pid=2**22 + 12345,  # above the default pid_max: no such process
+                    started_at=now,
+                    heartbeat_at=now,
+                    workers=2,
+                )
+                .returning(Instance.id)
+            ).scalar_one()
+            assert token >= 1_000_000_000  # instance tokens never meet run-lock tokens
+            assert tasks.claim_next(connection, None, _claim(token), now) is not None
+            assert not tasks.claimable(connection, now)
+        me = Membership(database, 2).join()
+        try:
+            with database.engine.connect() as connection:
+                assert tasks.claimable(connection, datetime.now(UTC))
+                assert connection.execute(select(Instance.id)).scalars().all() == [me.token]
+            assert me.group_size() == 1
+        finally:
+            me.leave()
+        with database.engine.connect() as connection:
+            assert connection.execute(select(Instance.id)).first() is None
+            assert (
+                connection.execute(select(Task.lease_until).where(Task.id == task_id)).scalar_one()
+                is None
+            )
+    finally:
+        database.close()
+
+
+def test_the_google_rate_is_divided_among_the_live_members() -> None:
+    clock = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    limiter = RateLimiter(10.0, burst=1, clock=lambda: clock[0], sleep=sleep)
+    members = [3]
+    limiter.divide_among(lambda: members[0])
+    for _ in range(4):
+        limiter.acquire()
+    assert slept == pytest.approx([0.3, 0.3, 0.3])  # 10/s for the group: 3.33/s each
+    members[0] = 1
+    limiter.acquire()
+    limiter.acquire()
+    assert slept[-1] == pytest.approx(0.1)
+
+
+def test_sqlite_cannot_be_shared(tmp_path: Path) -> None:
+    config = tmp_path / "syncd.yaml"
+    config.write_text(
+        json.dumps({"state": {"url": f"sqlite:///{tmp_path / 'state.db'}", "shared": True}})
+    )
+    from syncd.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"state\.shared: a SQLite state store serves one syncd instance"
+    ):
+        load_config(config)
+
+
+def _start(deploy: Deployment, tmp: Path, name: str, **env: str) -> RunningDaemon:
+    notify = NotifySocket(Path(f"/tmp/syncd-shared-{name}-{free_port()}.sock"))
+    return RunningDaemon(deploy, notify, env)
+
+
+def _all_done(database: Database, count: int) -> bool:
+    with database.sessions() as session:
+        active = session.scalars(
+            select(KeyPair.user_id).where(KeyPair.status == KeyPairStatus.ACTIVE)
+        ).all()
+        open_tasks = session.scalars(
+            select(Task.id).where(
+                Task.status.in_((TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.FAILED))
+            )
+        ).all()
+    return len(set(active)) == count and not open_tasks
+
+
+@pytest.mark.timeout(240)
+def test_three_instances_share_a_pass_and_take_over_a_killed_ones_tasks(
+    shared: Deployment, tmp_path: Path
+) -> None:
+    emails = sandbox_users(USERS)
+    shared.set_users(emails)
+    database = Database.open(shared.config.state.url)
+    # The second instance kills itself (SIGKILL) the third time a key pair upload reached
+    # Gmail, before recording it: mid-pass, with claims held and an effect unrecorded.
+    daemons = [
+        _start(shared, tmp_path, "a"),
+        _start(shared, tmp_path, "b", SYNCD_CRASH_AT="after:upload_keypair:3"),
+        _start(shared, tmp_path, "c"),
+    ]
+    try:
+        killed = daemons[1]
+        wait_until(lambda: killed.process.poll() is not None, "instance b to be killed", 120)
+        assert killed.process.returncode == -signal.SIGKILL
+        wait_until(
+            lambda: _all_done(database, USERS),
+            "every user provisioned",
+            150,
+            on_fail="\n".join(d.log()[-3000:] for d in daemons),
+        )
+        survivors = [daemons[0], daemons[2]]
+        assert all(d.running() for d in survivors)
+        with database.sessions() as session:
+            runs = {run.id: run for run in session.scalars(select(Run))}
+            done = session.scalars(select(Task).where(Task.status == TaskStatus.DONE)).all()
+            # One pass was planned for the group, not one per instance.
+            assert sum(1 for run in runs.values() if run.kind == "sync") == 1
+            finishers = {runs[t.run_id].pid for t in done if t.run_id is not None}
+            # Every instance did part of the work.
+            assert finishers >= {d.process.pid for d in survivors}
+            # The killed instance's tasks were finished by the survivors: its users' audit
+            # trails start under its passes and end under a survivor's.
+            killed_runs = {i for i, run in runs.items() if run.pid == killed.process.pid}
+            steps_by: dict[int, set[int]] = {}
+            for user_id, run_id in session.execute(
+                select(AuditEvent.user_id, AuditEvent.run_id).where(
+                    AuditEvent.run_id.is_not(None), AuditEvent.user_id.is_not(None)
+                )
+            ):
+                steps_by.setdefault(user_id, set()).add(run_id)
+            taken_over = [
+                user_id
+                for user_id, run_ids in steps_by.items()
+                if run_ids & killed_runs and run_ids - killed_runs
+            ]
+            assert taken_over, "no task of the killed instance was finished by another"
+            # Exactly one active key pair per user, and every user KMS key is in use.
+            pairs = session.scalars(select(KeyPair)).all()
+            kms_keys = session.scalars(
+                select(KmsKey.id).where(KmsKey.label.like("syncd:user%"))
+            ).all()
+        assert sorted(p.user_id for p in pairs) == sorted(set(p.user_id for p in pairs))
+        assert set(kms_keys) == {p.kms_private_key_id for p in pairs}
+        # Gmail holds exactly one key pair and one identity per user, the recorded ones.
+        recorded = {p.user_id: p.gmail_key_pair_id for p in pairs}
+        with database.sessions() as session:
+            ids = {
+                email: user_id for email, user_id in session.execute(select(User.email, User.id))
+            }
+        for email in emails:
+            keypairs, identity = gmail_state(shared, email)
+            assert len(keypairs) == 1, email
+            assert identity is not None
+            assert identity["primaryKeyPairId"] == keypairs[0]["keyPairId"]
+            assert keypairs[0]["keyPairId"] == recorded[ids[email]]
+        # syncd status names the live instances.
+        listed = shared.syncd("status", "--instances", "--format", "json")
+        assert listed.returncode == 0, listed.stderr
+        names = {m["instance"].rsplit(":", 1)[1] for m in json.loads(listed.stdout)["instances"]}
+        assert names == {str(d.process.pid) for d in survivors}
+    finally:
+        for daemon in daemons:
+            code = daemon.stop()
+            daemon.notify.close()
+            daemon.notify.path.unlink(missing_ok=True)
+            if daemon is not daemons[1]:
+                assert code == 0, daemon.log()[-3000:]
+        database.close()
+    # A clean stop leaves the group.
+    with Database.open(shared.config.state.url).engine.connect() as connection:
+        assert connection.execute(select(Instance.id)).first() is None
+
+
+def test_a_second_syncd_run_on_sqlite_says_so(
+    tmp_path: Path, pipeline_ca: TestHierarchy, _sqlite_migrated_template: Path
+) -> None:
+    from tests.conftest import _copy_sqlite
+
+    _copy_sqlite(_sqlite_migrated_template, tmp_path / "state.db")
+    deploy = build_deployment(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", pipeline_ca)
+    try:
+        import_pipeline_issuer(deploy, pipeline_ca)
+        deploy.update_config(schedule={"interval": "1h", "jitter": "0.1s"})
+        first = _start(deploy, tmp_path, "first")
+        first.wait_for_notification("READY=1")
+        second = _start(deploy, tmp_path, "second")
+        code = second.process.wait(60)
+        assert code == 3, second.log()
+        assert "already serves the SQLite state store" in second.log()
+        assert f"pid {first.process.pid}" in second.log()
+        assert "use PostgreSQL (state.url) with state.shared: true" in second.log()
+        assert first.running()
+        assert first.stop() == 0
+        for daemon in (first, second):
+            daemon.notify.close()
+            daemon.notify.path.unlink(missing_ok=True)
+    finally:
+        deploy.sandbox.stop()
+
+
+def test_a_shared_resync_and_status_show_the_holder(shared: Deployment) -> None:
+    shared.set_users(sandbox_users(3))
+    synced = shared.syncd("sync", "--once")
+    assert synced.returncode == 0, synced.stderr
+    database = Database.open(shared.config.state.url)
+    try:
+        assert _all_done(database, 3)
+        # A task another instance holds a live claim on is shown with its holder.
+        now = datetime.now(UTC)
+        with database.engine.begin() as connection:
+            token = connection.execute(
+                insert(Instance)
+                .values(host="other-host", pid=4242, started_at=now, heartbeat_at=now, workers=2)
+                .returning(Instance.id)
+            ).scalar_one()
+            user_id = connection.execute(
+                select(User.id).where(User.email == sandbox_users(3)[0])
+            ).scalar_one()
+            connection.execute(
+                insert(Task).values(
+                    user_id=user_id,
+                    kind=TaskKind.VERIFY,
+                    status=TaskStatus.RUNNING,
+                    reason="test",
+                    next_step="verify",
+                    attempts=0,
+                    permanent=False,
+                    created_at=now,
+                    updated_at=now,
+                    claimed_by=token,
+                    lease_until=now + timedelta(minutes=5),
+                )
+            )
+        status = shared.syncd("status", "--format", "json")
+        assert status.returncode == 0, status.stderr
+        held = {u["email"]: u["held_by"] for u in json.loads(status.stdout)["users"]}
+        assert held[sandbox_users(3)[0]] == "other-host:4242"
+        # A resync leaves the claimed user alone and works the others.
+        resynced = shared.syncd("resync", "--all", "--format", "json")
+        assert resynced.returncode in (0, 1), resynced.stderr
+        with database.engine.begin() as connection:
+            claimed_by = connection.execute(
+                select(Task.claimed_by).where(
+                    Task.user_id == user_id, Task.status == TaskStatus.RUNNING
+                )
+            ).scalar_one()
+            assert claimed_by == token
+            connection.execute(update(Task).where(Task.user_id == user_id).values(lease_until=None))
+    finally:
+        database.close()
