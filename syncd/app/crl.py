@@ -30,7 +30,7 @@ from syncd.app.context import App
 from syncd.credentials.issuers import IssuingCA, list_issuers, load_issuer
 from syncd.domain import ActionKind, KeyPairStatus, ReasonCode, TaskKind
 from syncd.errors import CertificateError, ConfigError, LockLostError, SyncdError
-from syncd.pipeline import tasks
+from syncd.pipeline.enqueue import enqueue
 from syncd.pipeline.steps.base import RevokedCertificate
 from syncd.pipeline.steps.revocation import insert_new, issuer_label_of
 from syncd.pki.crl import (
@@ -405,7 +405,7 @@ def revoke_user(
                 user.directory_id,
                 ReasonCode.RESYNC_REPLACE,
             )
-            tasks.enqueue(session, [action], None, now)
+            enqueue(session, [action], None, now)
         audit.record(
             session,
             "credential.revoked",

@@ -71,6 +71,7 @@ def hold_claimed(the_plan: Plan, held: Mapping[str, str]) -> Plan:
     kept = tuple(a for a in the_plan.actions if a.email not in held)
     holds = tuple(
         Hold(a.email, held[a.email], code=ReasonCode.CLAIMED_BY_ANOTHER_PASS)
-        for a in the_plan.actions if a.email in held
+        for a in the_plan.actions
+        if a.email in held
     )
     return replace(the_plan, actions=kept, held=the_plan.held + holds)

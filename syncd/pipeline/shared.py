@@ -27,6 +27,7 @@ from syncd.errors import LockHeldError, LockLostError
 from syncd.logs import bind
 from syncd.pipeline import plan_state, tasks
 from syncd.pipeline.claims import hold_claimed
+from syncd.pipeline.enqueue import enqueue
 from syncd.pipeline.runner import Runner, StepObserver, TaskResult
 from syncd.pipeline.sync import (
     PassContext,
@@ -63,7 +64,7 @@ def _enqueue(ctx: PassContext, actions: Sequence[Action], run_id: int, fence: Fe
     fresh_keys: set[int] = set()
     with ctx.database.transaction() as session:
         fencing.prove(session.connection(), fence.token)
-        tasks.enqueue(session, actions, run_id, utcnow(), fresh_keys, shared=True)
+        enqueue(session, actions, run_id, utcnow(), fresh_keys, shared=True)
     return fresh_keys
 
 

@@ -26,8 +26,9 @@ from syncd.config import PipelineConfig
 from syncd.directory.base import DirectorySource, Snapshot, SourceError
 from syncd.errors import LockLostError
 from syncd.logs import bind, redact
-from syncd.pipeline import plan_state, skipped, tasks
+from syncd.pipeline import plan_state, skipped
 from syncd.pipeline.claims import hold_claimed
+from syncd.pipeline.enqueue import enqueue
 from syncd.pipeline.runner import Runner, StepObserver, TaskResult
 from syncd.pipeline.steps import Services
 from syncd.plan import Action, Plan, Policy, on_demand, plan
@@ -130,7 +131,7 @@ def _execute(
         with ctx.database.transaction() as session:
             fencing.prove(session.connection(), fence.token)
             fresh_keys: set[int] = set()
-            task_ids = tasks.enqueue(session, actions, run_id, utcnow(), fresh_keys)
+            task_ids = enqueue(session, actions, run_id, utcnow(), fresh_keys)
     except LockLostError as error:
         return [], error
     if not task_ids:

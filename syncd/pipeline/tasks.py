@@ -1,29 +1,28 @@
-"""Persistent tasks: the state store side of the pipeline.
+"""Persistent tasks: claims and checkpoints, the state store side of the runner.
 
-Turns the plan's actions into tasks (with a new key pair generation where one is needed), and
-records each step's outcome together with the task's checkpoint, proving the pass's claim and
-run-lock token in the same statement. What the plan reads lives in
-:mod:`syncd.pipeline.plan_state`. Every function takes the caller's Session and leaves
-committing to it, so one transaction covers one change.
+Claims a task (by id for a pass alone, or the next free one in a shared group), and records
+each step's outcome together with the task's checkpoint, proving the claim (and for a run-lock
+claim, the token) in the same statement. Turning the plan's actions into tasks is
+:mod:`syncd.pipeline.enqueue`; what the plan reads lives in :mod:`syncd.pipeline.plan_state`.
+Every function takes the caller's connection or Session and leaves committing to it, so one
+transaction covers one change.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Update, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Update, and_, bindparam, or_, select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session
 
-from syncd.domain import ActionKind, KeyPairStatus, TaskKind, TaskStatus
+from syncd.domain import KeyPairStatus, TaskKind, TaskStatus
 from syncd.errors import ClaimLostError
 from syncd.pipeline.claims import Claim
-from syncd.pipeline.steps import PIPELINES, KeyPairView, Outcome, Work, next_step, revocation
-from syncd.plan import Action
+from syncd.pipeline.steps import KeyPairView, Outcome, Work, next_step, revocation
 from syncd.state import audit, fencing
 from syncd.state.models import KeyPair, Task, User
 
@@ -31,193 +30,6 @@ log = logging.getLogger("syncd.pipeline")
 
 OPEN = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.FAILED)
 HOLDING = (KeyPairStatus.PENDING, KeyPairStatus.ACTIVE, KeyPairStatus.SUPERSEDED)
-
-
-ENQUEUE_CHUNK = 500  # users looked up per query (SQLite caps bound parameters)
-
-
-def enqueue(
-    session: Session,
-    actions: Sequence[Action],
-    run_id: int | None,
-    now: datetime,
-    fresh_keys: set[int] | None = None,
-    *,
-    shared: bool = False,
-) -> list[int]:
-    """Tasks for the actions: open tasks resumed, new ones created. Returns their ids, and
-    adds to ``fresh_keys`` those of the tasks that start a key pair generation made now (no
-    key can have been created for it yet).
-
-    ``shared``: other instances claim tasks meanwhile. The users' open tasks are locked while
-    they are changed, and one another instance holds a live claim on is left alone (the
-    plan's hold saw the claims of a moment earlier).
-    """
-    queued: list[Task] = []
-    new_generations: list[Task] = []
-    for first in range(0, len(actions), ENQUEUE_CHUNK):
-        chunk = actions[first : first + ENQUEUE_CHUNK]
-        queued += _enqueue_chunk(session, chunk, run_id, now, new_generations, shared)
-    session.flush()
-    if fresh_keys is not None:
-        fresh_keys.update(task.id for task in new_generations)
-    return [task.id for task in queued]
-
-
-@dataclass
-class _Known:
-    """What enqueuing needs to know of a chunk's users, read in four queries."""
-
-    users: dict[str, User]
-    open_tasks: dict[int, Task]
-    latest_generation: dict[int, int]
-    active: dict[int, KeyPair]
-
-
-def _known(session: Session, actions: Sequence[Action], now: datetime, lock: bool) -> _Known:
-    emails = [action.email for action in actions]
-    users = {u.email: u for u in session.scalars(select(User).where(User.email.in_(emails)))}
-    for action in actions:
-        if action.email not in users:
-            users[action.email] = User(
-                email=action.email,
-                directory_id=action.directory_id or action.email,
-                source="manual",
-                first_seen=now,
-                last_seen=now,
-            )
-            session.add(users[action.email])
-    session.flush()
-    ids = [user.id for user in users.values()]
-    open_query = select(Task).where(Task.user_id.in_(ids), Task.status.in_(OPEN))
-    if lock:
-        open_query = open_query.with_for_update()
-    open_tasks = {task.user_id: task for task in session.scalars(open_query)}
-    latest = {
-        user_id: generation
-        for user_id, generation in session.execute(
-            select(KeyPair.user_id, func.max(KeyPair.generation))
-            .where(KeyPair.user_id.in_(ids))
-            .group_by(KeyPair.user_id)
-        )
-    }
-    active = {
-        kp.user_id: kp  # ordered by generation: the newest active one wins
-        for kp in session.scalars(
-            select(KeyPair)
-            .where(KeyPair.user_id.in_(ids), KeyPair.status == KeyPairStatus.ACTIVE)
-            .order_by(KeyPair.generation)
-        )
-    }
-    return _Known(users, open_tasks, latest, active)
-
-
-def _enqueue_chunk(
-    session: Session,
-    actions: Sequence[Action],
-    run_id: int | None,
-    now: datetime,
-    new_generations: list[Task],
-    shared: bool,
-) -> list[Task]:
-    known = _known(session, actions, now, lock=shared)
-    queued = []
-    for action in actions:
-        user = known.users[action.email]
-        task = known.open_tasks.get(user.id)
-        if shared and task is not None and _live_claim(task, now):
-            log.info("%s: left alone, another instance is running its task %d", user.email, task.id)
-            continue
-        if action.kind in (ActionKind.RESUME, ActionKind.RETRY) and task is not None:
-            task.status = TaskStatus.PENDING
-            task.next_attempt_at = None
-            task.permanent = False
-        else:
-            if task is not None:
-                task.status = TaskStatus.CANCELLED
-                task.finished_at = now
-                audit.record(
-                    session,
-                    "task.cancelled",
-                    user=user,
-                    run_id=run_id,
-                    task_id=task.id,
-                    superseded_by=action.task_kind,
-                )
-                session.flush()  # the old task leaves "open" before the new one arrives
-            task = _new_task(session, user, action, now, known)
-            if task.kind in _NEW_GENERATION:  # its key pair generation was made just now
-                new_generations.append(task)
-        task.run_id = run_id
-        queued.append(task)
-        if task.kind is TaskKind.VERIFY:  # audited only when it finds drift
-            continue
-        audit.record(
-            session,
-            f"plan.{action.kind.value}",
-            user=user,
-            run_id=run_id,
-            reason=action.reason,
-            code=action.code.value if action.code is not None else None,
-            task_kind=task.kind.value,
-        )
-    return queued
-
-
-def _live_claim(task: Task, now: datetime) -> bool:
-    return (
-        task.status is TaskStatus.RUNNING
-        and task.lease_until is not None
-        and task.lease_until > now
-    )
-
-
-_NEW_GENERATION = (
-    TaskKind.PROVISION,
-    TaskKind.RENEW,
-    TaskKind.REPLACE,
-    TaskKind.RENAME,
-    TaskKind.REASSIGN,
-)
-"""Task kinds that work on a key pair generation of their own, made when they are."""
-
-
-_ON_ACTIVE = (TaskKind.REPAIR, TaskKind.VERIFY)
-"""Task kinds that work on the active generation (none: the user is provisioned instead)."""
-
-
-def _new_generation(user: User, now: datetime, known: _Known) -> KeyPair:
-    generation = known.latest_generation.get(user.id, 0) + 1
-    known.latest_generation[user.id] = generation
-    return KeyPair(
-        user_id=user.id,
-        generation=generation,
-        status=KeyPairStatus.PENDING,
-        kms_label=f"syncd:{user.email}:g{generation}:{int(now.timestamp())}",
-        created_at=now,
-    )
-
-
-def _new_task(session: Session, user: User, action: Action, now: datetime, known: _Known) -> Task:
-    kind = action.task_kind
-    key_pair: KeyPair | None = None
-    if kind in _ON_ACTIVE:
-        key_pair = known.active.get(user.id)
-        if key_pair is None:
-            kind = TaskKind.PROVISION
-    if kind in _NEW_GENERATION:
-        key_pair = _new_generation(user, now, known)
-    task = Task(
-        user_id=user.id,
-        kind=kind,
-        status=TaskStatus.PENDING,
-        reason=action.reason,
-        next_step=PIPELINES[kind][0],
-        key_pair=key_pair,
-        created_at=now,
-    )
-    session.add(task)
-    return task
 
 
 # The per-step path runs these for every step of every user. They are built once, with bind
@@ -558,10 +370,3 @@ def fail(
         **detail,
     )
     return retry_at
-
-
-def open_task_ids(session: Session, emails: Iterable[str] | None = None) -> list[int]:
-    query = select(Task.id).join(User).where(Task.status.in_(OPEN))
-    if emails is not None:
-        query = query.where(User.email.in_(list(emails)))
-    return list(session.scalars(query.order_by(Task.id)))

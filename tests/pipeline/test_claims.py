@@ -17,6 +17,7 @@ from sqlalchemy import update
 from syncd.errors import LockLostError
 from syncd.pipeline import plan_state, tasks
 from syncd.pipeline.claims import Claim, ForeignClaim, claim_holds, hold_claimed
+from syncd.pipeline.enqueue import enqueue
 from syncd.pipeline.steps import Outcome
 from syncd.plan import Action, ActionKind, Hold, Plan
 from syncd.state import fencing
@@ -45,7 +46,7 @@ def _task(database: Database, email: str) -> tuple[int, int]:
     with database.transaction() as session:
         run_id = start_run(session, "sync", NOW)
         action = Action(email, ActionKind.PROVISION, "test", "provision", f"id-{email}")
-        [task_id] = tasks.enqueue(session, [action], run_id, NOW)
+        [task_id] = enqueue(session, [action], run_id, NOW)
     return task_id, run_id
 
 

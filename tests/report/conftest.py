@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from syncd.directory.base import DirectoryUser, Snapshot
 from syncd.pipeline import plan_state, tasks
 from syncd.pipeline.claims import Claim
+from syncd.pipeline.enqueue import enqueue
 from syncd.pipeline.steps import Outcome
 from syncd.plan import Action, ActionKind, ReasonCode
 from syncd.state.db import Database
@@ -109,7 +110,7 @@ class Filler:
 
     def enqueue(self, name: str, action: ActionKind, task_kind: str) -> int:
         with self.database.transaction() as session:
-            [task_id] = tasks.enqueue(
+            [task_id] = enqueue(
                 session,
                 [Action(email(name), action, f"test: {task_kind}", task_kind, f"id-{name}",
                         CODES[action])],
@@ -148,7 +149,7 @@ class Filler:
     def retry(self, task_id: int, fail_at: str, error: str) -> None:
         """A later pass retries a failed task and it fails again."""
         with self.database.transaction() as session:
-            tasks.enqueue(
+            enqueue(
                 session,
                 [Action(self._email_of(session, task_id), ActionKind.RETRY, "retry", "provision",
                         code=ReasonCode.BACKOFF_ELAPSED)],
