@@ -246,6 +246,14 @@ def shared_groups(
                 else ""
             )
             print(f"             Google calls a user: {calls} ({r.calls_per_user:.2f}){rates}")
+            print(
+                f"             CPU a user: syncd {1000 * r.group_cpu / r.users:.0f} ms (all "
+                f"instances, the command's start-up included), sandbox "
+                f"{1000 * r.sandbox_cpu / r.users:.0f} ms; machine idle during the pass: "
+                f"{100 * r.machine_idle:.0f}%"
+            )
+            parts = ", ".join(f"+{first:.1f}-{last:.1f} s" for first, last in r.timeline)
+            print(f"             planning {r.plan_seconds:.1f} s; each instance's part: {parts}")
     failed = []
     if 1 in results and 2 in results:
         ratio = results[2].rate / results[1].rate

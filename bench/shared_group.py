@@ -12,10 +12,13 @@ PostgreSQL server (bench/postgres_server.py) and a fresh sandbox with the latenc
   * the U users are written, and one ``syncd sync --once`` (instance N) plans the pass under
     the run lock and works the queue with the followers (they find the tasks within a poll
     interval);
-  * the pass lasts from the sync run's start (its row in ``runs``) until every user has an
-    active key pair and no task is open (the database polled every 0.1 s); the command's own
-    start-up (about a second of imports) is left out because it is the same for every N and
-    would only dilute the ratio; the whole command's time is printed too.
+  * the bench polls the database (every 0.1 s) until every user has an active key pair and no
+    task is open; the pass lasts from the sync run's start (its row in ``runs``) to the last
+    task's ``finished_at``; the command's own start-up (imports, a second or more) is left out
+    because it is the same for every N and would only dilute the ratio; the whole command's
+    time is printed too, and so are the planning time (the run's start to the tasks' enqueue,
+    under the run lock: nothing runs meanwhile) and when each instance started and ended its
+    part (audit log, tasks).
 It prints per N the users/s, the ratio to N = 1 measured in the same run, the Google calls a
 user (sandbox stats, token requests apart), how many tasks each instance finished, and whether
 2 instances reached 1.7x one.
@@ -37,6 +40,7 @@ rate over any 3-second window. The limiter lets each instance start with a burst
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -54,7 +58,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
 
 from bench.postgres_server import PostgresServer
-from bench.provision import DOMAIN, PASSWORD, _free_port, _wait_for, deploy
+from bench.provision import DOMAIN, PASSWORD, _cpu_seconds, _free_port, _wait_for, deploy
 from bench.sandbox_admin import admin
 from syncd.app.context import App
 from syncd.config import Config, load_config
@@ -62,7 +66,7 @@ from syncd.credentials.issuers import import_issuer
 from syncd.domain import KeyPairStatus, TaskStatus
 from syncd.sandbox import init_sandbox_data
 from syncd.state.db import Database
-from syncd.state.models import Instance, KeyPair, Run, Task
+from syncd.state.models import AuditEvent, Instance, KeyPair, Run, Task
 from tests.support.testca import TestHierarchy
 
 TOKEN_METHOD = "oauth2.token"
@@ -82,6 +86,15 @@ class GroupMeasured:
     command_seconds: float
     calls: dict[str, int]
     done_by_instance: list[int]
+    group_cpu: float = 0.0
+    """CPU seconds of the group's syncd processes over the pass (the command's start-up too)."""
+    sandbox_cpu: float = 0.0
+    machine_idle: float = 0.0
+    """The machine's idle share of CPU time over the pass (0: every core busy)."""
+    plan_seconds: float = 0.0
+    """From the pass's start to its tasks' enqueue (under the run lock; no task runs yet)."""
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+    """Each instance's first action and last task done, seconds after the pass started."""
     rate_samples: list[tuple[float, int]] = field(default_factory=list)
     """(seconds since the pass started, Google requests so far), one a second."""
 
@@ -105,6 +118,12 @@ class GroupMeasured:
             if span > 0:
                 best = max(best, (end[1] - start[1]) / span)
         return best
+
+
+def _machine_jiffies() -> tuple[int, int]:
+    """(idle, total) CPU time of the machine so far, from /proc/stat, in clock ticks."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])
 
 
 def _shared_config(config_path: Path, url: str, workers: int, rate: float) -> Config:
@@ -262,6 +281,10 @@ def measure_group(
             )
             users_file.write_text(listed)
             admin(port, "POST", "stats:reset")
+            followers_cpu = sum(_cpu_seconds(p.pid) for p in processes)
+            sandbox_cpu = _cpu_seconds(sandbox.pid)
+            children_cpu = _children_cpu()
+            idle, total = _machine_jiffies()
             logs.append(work / "sync-once.log")
             started = time.perf_counter()
             once = _syncd(config_path, logs[-1], "sync", "--once")
@@ -283,14 +306,21 @@ def measure_group(
                     next_sample = time.perf_counter() + 1.0
                 time.sleep(POLL_SECONDS)
             done_at = datetime.now(UTC)
+            followers_cpu = sum(_cpu_seconds(p.pid) for p in processes[:-1]) - followers_cpu
+            sandbox_cpu = _cpu_seconds(sandbox.pid) - sandbox_cpu
+            idle_after, total_after = _machine_jiffies()
+            machine_idle = (idle_after - idle) / max(1, total_after - total)
             pass_start = pass_start or _pass_start(database, once.pid)
             assert pass_start is not None
-            pass_seconds = (done_at - pass_start).total_seconds()
+            timing = _timing(database, pass_start)
+            pass_seconds = max(end for _, end in timing.timeline) if timing.timeline else 0.0
+            pass_seconds = pass_seconds or (done_at - pass_start).total_seconds()
             calls = _google_requests(port)
             samples.append((pass_seconds, sum(calls.values())))
             if once.wait(120) != 0:
                 _fail(f"syncd sync --once exited with {once.returncode}", logs)
             command_seconds = time.perf_counter() - started
+            group_cpu = followers_cpu + _children_cpu() - children_cpu
             done_by = _done_by_instance(database)
         finally:
             for process in processes:
@@ -311,8 +341,52 @@ def measure_group(
         command_seconds=command_seconds,
         calls=calls,
         done_by_instance=done_by,
+        group_cpu=group_cpu,
+        sandbox_cpu=sandbox_cpu,
+        machine_idle=machine_idle,
+        plan_seconds=timing.plan_seconds,
+        timeline=timing.timeline,
         rate_samples=samples,
     )
+
+
+@dataclass(frozen=True)
+class _Timing:
+    plan_seconds: float
+    timeline: list[tuple[float, float]]
+
+
+def _timing(database: Database, start: datetime) -> _Timing:
+    """When the tasks were enqueued, and when each instance started and ended its part,
+    from the store's timestamps (tasks, audit log), in seconds after ``start``."""
+    with database.sessions() as session:
+        enqueued = session.scalar(select(func.max(Task.created_at)))
+        ends = session.execute(
+            select(Run.pid, func.max(Task.finished_at))
+            .join(Task, Task.run_id == Run.id)
+            .where(Task.status == TaskStatus.DONE)
+            .group_by(Run.pid)
+        ).all()
+        starts = dict(
+            session.execute(
+                select(Run.pid, func.min(AuditEvent.at))
+                .join(AuditEvent, AuditEvent.run_id == Run.id)
+                .where(AuditEvent.at > enqueued, AuditEvent.user_id.is_not(None))
+                .group_by(Run.pid)
+            ).all()
+        )
+
+    def after(moment: datetime | None) -> float:
+        return (moment - start).total_seconds() if moment is not None else float("nan")
+
+    timeline = sorted((after(starts.get(pid)), after(end)) for pid, end in ends)
+    return _Timing(after(enqueued), timeline)
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's children waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _pass_start(database: Database, pid: int) -> datetime | None:
