@@ -31,8 +31,18 @@ With 64 workers about a quarter of worker time waits for a pooled database conne
 (one writer at a time), and on PostgreSQL it removed the wait without raising throughput
 here (CPU-bound), so the pool is left as it is.
 
+With ``--instances 1,2,3`` it measures a shared group instead (bench/shared_group.py): the
+same pass worked by N instances of ``state.shared`` on one throwaway PostgreSQL server
+(bench/postgres_server.py), N-1 ``syncd run`` followers and one ``syncd sync --once``, each with
+``--instance-workers`` workers (default 1); it prints users/s, the ratio to one instance in the
+same run (target: 2 instances at least 1.7x one), the Google calls a user, each instance's
+share of the tasks, and with ``--group-rate R`` whether the group's Google request rate kept
+to ``google.requests_per_second: R``.
+
     .venv/bin/python bench/latency.py [--users 300] [--workers 4,16,32,64] [--latency-ms 200]
         [--bits 2048] [--slow-token]
+    .venv/bin/python bench/latency.py --instances 1,2,3 [--users 120] [--instance-workers 1]
+        [--latency-ms 200] [--group-rate R] [--control]
 """
 
 from __future__ import annotations
@@ -199,8 +209,38 @@ def linear_memory(results: list[Measured]) -> tuple[bool, str]:
     return ok, text
 
 
+def _print_group(label: str, r: GroupMeasured, latency_ms: float, rate: float | None) -> None:
+    bound = r.instances * r.workers / (r.calls_per_user * latency_ms / 1000.0)
+    calls = ", ".join(f"{name} {n / r.users:.2f}" for name, n in sorted(r.calls.items()))
+    print(
+        f"{label}: {r.rate:6.1f} users/s; pass {r.pass_seconds:.1f} s (command with start-up "
+        f"{r.command_seconds:.1f} s); latency bound {bound:.1f} users/s ({r.rate / bound:.2f} of "
+        f"it); tasks done by instance: {'/'.join(map(str, r.done_by_instance))}"
+    )
+    rates = (
+        f"; group Google rate: mean {r.mean_request_rate:.1f}/s, peak over {RATE_WINDOW} s "
+        f"{r.peak_request_rate():.1f}/s (limit {rate:g}/s)"
+        if rate
+        else ""
+    )
+    print(f"    Google calls a user: {calls} ({r.calls_per_user:.2f}){rates}")
+    print(
+        f"    CPU a user: syncd {1000 * r.group_cpu / r.users:.0f} ms (every instance, the "
+        f"command's start-up included), sandbox {1000 * r.sandbox_cpu / r.users:.0f} ms; "
+        f"machine idle during the pass: {100 * r.machine_idle:.0f}%"
+    )
+    parts = ", ".join(f"+{first:.1f}-{last:.1f} s" for first, last in r.timeline)
+    print(f"    planning {r.plan_seconds:.1f} s; each instance's part: {parts}")
+
+
 def shared_groups(
-    counts: list[int], users: int, workers: int, latency_ms: float, bits: int, rate: float | None
+    counts: list[int],
+    users: int,
+    workers: int,
+    latency_ms: float,
+    bits: int,
+    rate: float | None,
+    control: bool,
 ) -> int:
     """``--instances``: the same pass worked by 1, 2, 3... instances of a shared group."""
     print(
@@ -215,45 +255,33 @@ def shared_groups(
         postgres_server() as server,
     ):
         hierarchy = make_test_hierarchy(Path(tmp) / "ca", password=PASSWORD)
-        for instances in counts:
-            started = time.perf_counter()
-            r = measure_group(
+
+        def run(instances: int, workers_each: int) -> GroupMeasured:
+            return measure_group(
                 server,
                 hierarchy,
                 instances=instances,
                 users=users,
-                workers=workers,
+                workers=workers_each,
                 latency_ms=latency_ms,
                 bits=bits,
                 rate=rate or 100000.0,
             )
-            results[instances] = r
+
+        for instances in counts:
+            r = results[instances] = run(instances, workers)
             base = results.get(1)
             versus = f"{r.rate / base.rate:.2f}x one instance" if base else "no 1-instance base"
-            bound = instances * workers / (r.calls_per_user * latency_ms / 1000.0)
-            calls = ", ".join(f"{name} {n / r.users:.2f}" for name, n in sorted(r.calls.items()))
-            print(
-                f"instances {instances}: {r.rate:6.1f} users/s ({versus}); pass "
-                f"{r.pass_seconds:.1f} s (command with start-up {r.command_seconds:.1f} s); "
-                f"latency bound {bound:.1f} users/s ({r.rate / bound:.2f} of it); "
-                f"tasks done by instance: {'/'.join(map(str, r.done_by_instance))}; "
-                f"[{time.perf_counter() - started:.0f} s]"
-            )
-            rates = (
-                f"; group Google rate: mean {r.mean_request_rate:.1f}/s, peak over {RATE_WINDOW} s "
-                f"{r.peak_request_rate():.1f}/s (limit {rate:g}/s)"
-                if rate
-                else ""
-            )
-            print(f"             Google calls a user: {calls} ({r.calls_per_user:.2f}){rates}")
-            print(
-                f"             CPU a user: syncd {1000 * r.group_cpu / r.users:.0f} ms (all "
-                f"instances, the command's start-up included), sandbox "
-                f"{1000 * r.sandbox_cpu / r.users:.0f} ms; machine idle during the pass: "
-                f"{100 * r.machine_idle:.0f}%"
-            )
-            parts = ", ".join(f"+{first:.1f}-{last:.1f} s" for first, last in r.timeline)
-            print(f"             planning {r.plan_seconds:.1f} s; each instance's part: {parts}")
+            _print_group(f"instances {instances} ({versus})", r, latency_ms, rate)
+            if control and instances > 1:
+                alone = run(1, instances * workers)
+                _print_group(
+                    f"  control, one instance with {instances * workers} workers (the group "
+                    f"reaches {r.rate / alone.rate:.2f} of it)",
+                    alone,
+                    latency_ms,
+                    None,
+                )
     failed = []
     if 1 in results and 2 in results:
         ratio = results[2].rate / results[1].rate
@@ -299,13 +327,20 @@ def main() -> int:
     parser.add_argument(
         "--instance-workers",
         type=int,
-        default=2,
-        help="pipeline.workers of each instance with --instances (default 2: latency-bound)",
+        default=1,
+        help="pipeline.workers of each instance with --instances (default 1: latency-bound, "
+        "see bench/shared_group.py)",
     )
     parser.add_argument(
         "--group-rate",
         type=float,
         help="with --instances: google.requests_per_second for the group; check it holds",
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="with --instances: also run one instance with N x the workers for each N > 1 "
+        "(same concurrency in one process: what the machine itself allows)",
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -317,6 +352,7 @@ def main() -> int:
             args.latency_ms,
             args.bits,
             args.group_rate,
+            args.control,
         )
     counts = [int(part) for part in args.workers.split(",") if part.strip()]
     if args.child:
