@@ -286,10 +286,11 @@ def shared_groups(
     if 1 in results and 2 in results:
         ratio = results[2].rate / results[1].rate
         met = ratio >= TARGET_TWO
-        print(
-            f"2 instances: {ratio:.2f}x one (target >= {TARGET_TWO}: {'met' if met else 'MISSED'})"
-        )
-        if not met:
+        verdict = "met" if met else "MISSED"
+        if rate:
+            verdict = "not checked: with --group-rate the rate limit, not latency, bounds the pass"
+        print(f"2 instances: {ratio:.2f}x one (target >= {TARGET_TWO}: {verdict})")
+        if not met and not rate:
             failed.append("two-instance scaling")
     if rate:
         over = [
