@@ -29,11 +29,15 @@ costs about 100 ms of syncd CPU (key generation most of it) against 3 calls x 20
 on the 2 shared cores of the development machine, already saturated by other work (load 12,
 0% idle), each added concurrent user slows every other one: one instance reached 1.2, 2.2 and
 3.2 users/s with 1, 2 and 4 workers (0.71, 0.66 and 0.47 of the latency bound), and two
-instances of 2 workers did exactly what one of 4 did (3.3 users/s). So with 2 workers an
-instance, 2 instances reach about 1.5x one on that machine, the machine's limit and not the
-group's; with 1 worker an instance, 1.9x. ``--control`` measures this in the same run: for each
-N > 1 it also runs one instance with N x W workers, the same concurrency in one process; a group
-reaching about 1.0 of it costs nothing for being shared. On a quiet machine a larger W keeps
+instances of 2 workers reached 0.92 of one instance with 4 (``--control``). So with 2 workers
+an instance, 2 instances reach about 1.5x one on that machine, the machine's limit and not the
+group's; with 1 worker an instance, 1.8-1.9x (3 instances: 2.4-2.6x). ``--control`` measures
+this in the same run: for each N > 1 it also runs one instance with N x W workers, the same
+concurrency in one process; a group reaching about 1.0 of it loses nothing for being shared
+(what it loses: a follower starts its part 1-2 s after the pass is enqueued, its poll interval
+plus building its services on a loaded machine). ``N = 1`` is ``syncd sync --once`` alone in the
+same shared configuration, so the ratios compare the same code path.
+On a quiet machine a larger W keeps
 the group latency-bound too (3 instances of 2 workers ask for 10 users/s, about 1 core).
 
 With ``--group-rate R`` the group runs with ``google.requests_per_second: R`` (otherwise
