@@ -36,9 +36,9 @@ this in the same run: for each N > 1 it also runs one instance with N x W worker
 concurrency in one process; a group reaching about 1.0 of it loses nothing for being shared
 (what it loses: a follower starts its part 1-2 s after the pass is enqueued, its poll interval
 plus building its services on a loaded machine). ``N = 1`` is ``syncd sync --once`` alone in the
-same shared configuration, so the ratios compare the same code path.
-On a quiet machine a larger W keeps
-the group latency-bound too (3 instances of 2 workers ask for 10 users/s, about 1 core).
+same shared configuration, so the ratios compare the same code path. On a quiet machine a
+larger W keeps the group latency-bound too (3 instances of 2 workers ask for 10 users/s, about
+1 core of syncd).
 
 With ``--group-rate R`` the group runs with ``google.requests_per_second: R`` (otherwise
 100,000, bench/provision.py's deployment) and the bench samples the sandbox's request counts
