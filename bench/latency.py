@@ -31,8 +31,18 @@ With 64 workers about a quarter of worker time waits for a pooled database conne
 (one writer at a time), and on PostgreSQL it removed the wait without raising throughput
 here (CPU-bound), so the pool is left as it is.
 
+With ``--instances 1,2,3`` it measures a shared group instead (bench/shared_group.py): the
+same pass worked by N instances of ``state.shared`` on one throwaway PostgreSQL server
+(bench/postgres_server.py), N-1 ``syncd run`` followers and one ``syncd sync --once``, each with
+``--instance-workers`` workers (default 1); it prints users/s, the ratio to one instance in the
+same run (target: 2 instances at least 1.7x one), the Google calls a user, each instance's
+share of the tasks, and with ``--group-rate R`` whether the group's Google request rate kept
+to ``google.requests_per_second: R``.
+
     .venv/bin/python bench/latency.py [--users 300] [--workers 4,16,32,64] [--latency-ms 200]
         [--bits 2048] [--slow-token]
+    .venv/bin/python bench/latency.py --instances 1,2,3 [--users 120] [--instance-workers 1]
+        [--latency-ms 200] [--group-rate R] [--control]
 """
 
 from __future__ import annotations
@@ -45,10 +55,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
@@ -56,6 +64,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # bench/provision.py and the test CA in tests/support/
     sys.path.insert(0, str(REPO))
 
+from bench.postgres_server import postgres_server  # noqa: E402
 from bench.provision import (  # noqa: E402
     DOMAIN,
     PASSWORD,
@@ -66,6 +75,8 @@ from bench.provision import (  # noqa: E402
     floor,
     pipeline,
 )
+from bench.sandbox_admin import admin  # noqa: E402
+from bench.shared_group import RATE_WINDOW, TARGET_TWO, GroupMeasured, measure_group  # noqa: E402
 from syncd.config import CertificateConfig  # noqa: E402
 from syncd.pki.profile import LeafProfile  # noqa: E402
 from syncd.sandbox import init_sandbox_data  # noqa: E402
@@ -106,15 +117,6 @@ class Measured:
         return self.pipeline_rate / self.bound
 
 
-def _admin(port: int, verb: str, name: str, body: dict[str, Any] | None = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else (b"" if verb == "POST" else None)
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/sandbox/v1/{name}", data=data, method=verb
-    )
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read())
-
-
 def measure(
     users: int, workers: int, latency_ms: float, bits: int, slow_token: bool = False
 ) -> Measured:
@@ -139,14 +141,14 @@ def measure(
         try:
             _wait_for(port, sandbox)
             config = deploy(work, hierarchy, users, workers, bits, port, None)
-            _admin(port, "POST", "faults", {"latency_ms": latency_ms, "token_endpoint": slow_token})
+            admin(port, "POST", "faults", {"latency_ms": latency_ms, "token_endpoint": slow_token})
             half = max(users // 2, 1)
             floor_seconds = floor(hierarchy, profile, half, workers, bits)
-            _admin(port, "POST", "stats:reset")
+            admin(port, "POST", "stats:reset")
             cpu_before = _cpu_seconds(sandbox.pid)
             pipeline_seconds = pipeline(config, users)
             sandbox_cpu = _cpu_seconds(sandbox.pid) - cpu_before
-            stats = _admin(port, "GET", "stats")["methods"]
+            stats = admin(port, "GET", "stats")["methods"]
             floor_seconds += floor(hierarchy, profile, users - half, workers, bits)
         finally:
             sandbox.send_signal(signal.SIGINT)
@@ -207,6 +209,106 @@ def linear_memory(results: list[Measured]) -> tuple[bool, str]:
     return ok, text
 
 
+def _print_group(label: str, r: GroupMeasured, latency_ms: float, rate: float | None) -> None:
+    bound = r.instances * r.workers / (r.calls_per_user * latency_ms / 1000.0)
+    calls = ", ".join(f"{name} {n / r.users:.2f}" for name, n in sorted(r.calls.items()))
+    print(
+        f"{label}: {r.rate:6.1f} users/s; pass {r.pass_seconds:.1f} s (command with start-up "
+        f"{r.command_seconds:.1f} s); latency bound {bound:.1f} users/s ({r.rate / bound:.2f} of "
+        f"it); tasks done by instance: {'/'.join(map(str, r.done_by_instance))}"
+    )
+    rates = (
+        f"; group Google rate: mean {r.mean_request_rate:.1f}/s, peak over {RATE_WINDOW} s "
+        f"{r.peak_request_rate():.1f}/s (limit {rate:g}/s)"
+        if rate
+        else ""
+    )
+    print(f"    Google calls a user: {calls} ({r.calls_per_user:.2f}){rates}")
+    print(
+        f"    CPU a user: syncd {1000 * r.group_cpu / r.users:.0f} ms (every instance, the "
+        f"command's start-up included), sandbox {1000 * r.sandbox_cpu / r.users:.0f} ms; "
+        f"machine idle during the pass: {100 * r.machine_idle:.0f}%"
+    )
+    parts = ", ".join(f"+{first:.1f}-{last:.1f} s" for first, last in r.timeline)
+    print(f"    planning {r.plan_seconds:.1f} s; each instance's part: {parts}")
+
+
+def shared_groups(
+    counts: list[int],
+    users: int,
+    workers: int,
+    latency_ms: float,
+    bits: int,
+    rate: float | None,
+    control: bool,
+) -> int:
+    """``--instances``: the same pass worked by 1, 2, 3... instances of a shared group."""
+    print(
+        f"shared group on PostgreSQL: users: {users}, Google latency: {latency_ms:g} ms a call "
+        f"(sandbox faults; token endpoint not slowed), RSA {bits}, pipeline.workers: {workers} "
+        f"per instance, google.requests_per_second: {rate if rate else 100000:g} for the group, "
+        f"instances: {', '.join(map(str, counts))}"
+    )
+    results: dict[int, GroupMeasured] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="syncd-latency-ca-") as tmp,
+        postgres_server() as server,
+    ):
+        hierarchy = make_test_hierarchy(Path(tmp) / "ca", password=PASSWORD)
+
+        def run(instances: int, workers_each: int) -> GroupMeasured:
+            return measure_group(
+                server,
+                hierarchy,
+                instances=instances,
+                users=users,
+                workers=workers_each,
+                latency_ms=latency_ms,
+                bits=bits,
+                rate=rate or 100000.0,
+            )
+
+        for instances in counts:
+            r = results[instances] = run(instances, workers)
+            base = results.get(1)
+            versus = f"{r.rate / base.rate:.2f}x one instance" if base else "no 1-instance base"
+            _print_group(f"instances {instances} ({versus})", r, latency_ms, rate)
+            if control and instances > 1:
+                alone = run(1, instances * workers)
+                _print_group(
+                    f"  control, one instance with {instances * workers} workers (the group "
+                    f"reaches {r.rate / alone.rate:.2f} of it)",
+                    alone,
+                    latency_ms,
+                    None,
+                )
+    failed = []
+    if 1 in results and 2 in results:
+        ratio = results[2].rate / results[1].rate
+        met = ratio >= TARGET_TWO
+        verdict = "met" if met else "MISSED"
+        if rate:
+            verdict = "not checked: with --group-rate the rate limit, not latency, bounds the pass"
+        print(f"2 instances: {ratio:.2f}x one (target >= {TARGET_TWO}: {verdict})")
+        if not met and not rate:
+            failed.append("two-instance scaling")
+    if rate:
+        over = [
+            n
+            for n, r in results.items()
+            if r.mean_request_rate > rate * (1 + 1 / r.pass_seconds)
+            or r.peak_request_rate() > rate * (1 + 1 / RATE_WINDOW)
+        ]
+        print(
+            "group rate limit: "
+            + (f"EXCEEDED with {', '.join(map(str, over))} instances" if over else "held")
+            + " (allowance: the limit plus one second's burst over the window)"
+        )
+        if over:
+            failed.append("group rate")
+    return 1 if failed else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=300)
@@ -218,8 +320,41 @@ def main() -> int:
         action="store_true",
         help="inject the latency on the token endpoint too, and count its requests as calls",
     )
+    parser.add_argument(
+        "--instances",
+        help="comma-separated instance counts of a shared group on PostgreSQL (e.g. 1,2,3): "
+        "measure the group's throughput against one instance instead of the worker counts",
+    )
+    parser.add_argument(
+        "--instance-workers",
+        type=int,
+        default=1,
+        help="pipeline.workers of each instance with --instances (default 1: latency-bound, "
+        "see bench/shared_group.py)",
+    )
+    parser.add_argument(
+        "--group-rate",
+        type=float,
+        help="with --instances: google.requests_per_second for the group; check it holds",
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="with --instances: also run one instance with N x the workers for each N > 1 "
+        "(same concurrency in one process: what the machine itself allows)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.instances:
+        return shared_groups(
+            [int(part) for part in args.instances.split(",") if part.strip()],
+            args.users,
+            args.instance_workers,
+            args.latency_ms,
+            args.bits,
+            args.group_rate,
+            args.control,
+        )
     counts = [int(part) for part in args.workers.split(",") if part.strip()]
     if args.child:
         measured = measure(args.users, counts[0], args.latency_ms, args.bits, args.slow_token)
