@@ -165,7 +165,8 @@ class App:
             raise ConfigError("kacls.uri", "required: Gmail needs it to reach the KACLS")
         policy = self.policy()
         gmail = GmailCSE(config.google)
-        if (membership := self.membership) is not None:
+        # Only a pass joins the group (pass_context): a check that opens the services does not.
+        if (membership := self._membership or self._joined) is not None:
             gmail.session.limiter.divide_among(membership.group_size)
         return Services(
             keys=self.keyring(need_wrapping_key=True),

@@ -55,6 +55,7 @@ from syncd.errors import (
     UnavailableError,
 )
 from syncd.logs import log_context, register_secret, setup_logging
+from syncd.pipeline import tasks
 from syncd.pipeline.runner import TaskResult
 from syncd.pipeline.sync import PassResult
 from syncd.service.metrics import Metrics
@@ -390,7 +391,9 @@ class Daemon:
 
     def _work_job(self) -> None:
         """A shared group's instance between its passes: work any task free to claim."""
-        if self.stop.is_set() or not self._pass_lock.acquire(blocking=False):
+        if self.stop.is_set() or self._nothing_to_claim():
+            return
+        if not self._pass_lock.acquire(blocking=False):
             return
         try:
             if not self.stop.is_set():
@@ -398,6 +401,17 @@ class Daemon:
                     self._one_pass(self._queued)
         finally:
             self._pass_lock.release()
+
+    def _nothing_to_claim(self) -> bool:
+        """A cheap look on the membership's own connection pool: no task is free to claim (a
+        poll then opens nothing else). False when the store cannot be read: the pass says why."""
+        if self.membership is None:
+            return False
+        try:
+            with self.membership.database.engine.connect() as connection:
+                return not tasks.claimable(connection, datetime.now(UTC))
+        except SQLAlchemyError:
+            return False
 
     def _min_gap(self) -> timedelta:
         """A shared group plans one pass per interval: a scheduled pass less than half an
