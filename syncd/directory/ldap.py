@@ -103,9 +103,7 @@ class LdapSource:
         self.attributes = list(dict.fromkeys(attributes))
         self._disabled_values = {value.casefold() for value in config.disabled_values}
         # Lower-cased attribute names, for the plain dict raw_entry reads an entry into.
-        self._email_key = config.email_attribute.lower()
-        self._id_key = self._id_attribute.lower()
-        self._guid_id = self._id_key == "objectguid"
+        self._email_key, self._id_key = config.email_attribute.lower(), self._id_attribute.lower()
         self._disabled_key = (config.disabled_attribute or "").lower()
         self._aliases_key = (config.aliases_attribute or "").lower()
 
@@ -291,8 +289,7 @@ class LdapSource:
         self, dn: str, attributes: RawAttributes, now: datetime | None = None
     ) -> RawEntry:
         """One search result as the snapshot's raw entry (a bad value becomes a problem)."""
-        # Attribute names are case-insensitive: one plain dict keyed by the lower-cased name
-        # (ldap3's CaseInsensitiveDict lower-cases the key again on every lookup).
+        # Names are case-insensitive: a plain dict by lower-cased name (cheaper than ldap3's).
         values = {name.lower(): raw for name, raw in attributes.items()}
         # Each value is read on its own, so an entry with one bad attribute still names the
         # user it holds (the plan keeps that user's state instead of taking them as "left").
@@ -320,9 +317,7 @@ class LdapSource:
         return RawEntry(dn, email, directory_id, enabled, aliases=tuple(aliases),
                         org_unit=parent_dn(dn))
 
-    def _aliases(
-        self, values: RawAttributes, emails: list[str], chosen: str | None
-    ) -> list[str]:
+    def _aliases(self, values: RawAttributes, emails: list[str], chosen: str | None) -> list[str]:
         """The entry's aliases: ``aliases_attribute``'s addresses, or the email values
         ``choose_email`` did not choose (build_snapshot normalises them). ``values`` is keyed
         by lower-cased attribute name."""
@@ -333,13 +328,12 @@ class LdapSource:
                              for v in values.get(self._aliases_key) or ()])
 
     def _id(self, raw: bytes) -> str:
-        if self._guid_id:
+        if self._id_key == "objectguid":
             return guid_string(raw)
         return decode_text(raw, self._id_attribute).strip().lower()
 
     def _disabled(self, values: RawAttributes, now: datetime) -> bool:
-        """``values`` is keyed by lower-cased attribute name."""
-        if self._ad:
+        if self._ad:  # ``values`` is keyed by lower-cased attribute name
             flags = values.get("useraccountcontrol") or []
             if flags and uac_disabled(flags[0]):
                 return True
