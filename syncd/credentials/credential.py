@@ -47,6 +47,25 @@ def certify(
     """Issue and validate the leaf for ``key`` (held by ``kms``); returns it and its PKCS#7
     chain. The issuer signs in ``issuer_kms``, the backend holding its key (default ``kms``).
     ``aliases``, the user's other addresses, follow ``email`` in the subjectAltName."""
+    certificate = certify_leaf(
+        email, key, kms, issuer, profile, now, issuer_kms=issuer_kms, aliases=aliases
+    )
+    return certificate, pkcs7_pem([certificate, *issuer.intermediates])
+
+
+def certify_leaf(
+    email: str,
+    key: KeyRef,
+    kms: KeyManager,
+    issuer: IssuingCA,
+    profile: LeafProfile,
+    now: datetime,
+    *,
+    issuer_kms: KeyManager | None = None,
+    aliases: Sequence[str] = (),
+) -> x509.Certificate:
+    """:func:`certify` without the PKCS#7 chain (the pipeline records the certificate alone
+    and builds the chain when it uploads)."""
     signing_kms = issuer_kms or kms
     public_key = kms.public_key(key.public_key_id)
     leaf = _Leaf(email, tuple(aliases), key, public_key)
@@ -72,7 +91,7 @@ def certify(
     # ``now`` (certify_leaf has allowed it a few minutes ahead): judge from that moment.
     checked_at = max(now, certificate.not_valid_before_utc)
     check_for_upload(certificate, issuer.intermediates, email, roots, checked_at)
-    return certificate, pkcs7_pem([certificate, *issuer.intermediates])
+    return certificate
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,10 @@ class LdapSource:
             attributes.append(USER_NAME_ATTRIBUTE)  # what posixGroup memberUid values name
         self.attributes = list(dict.fromkeys(attributes))
         self._disabled_values = {value.casefold() for value in config.disabled_values}
+        # Lower-cased attribute names, for the plain dict raw_entry reads an entry into.
+        self._email_key, self._id_key = config.email_attribute.lower(), self._id_attribute.lower()
+        self._disabled_key = (config.disabled_attribute or "").lower()
+        self._aliases_key = (config.aliases_attribute or "").lower()
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -285,25 +289,27 @@ class LdapSource:
         self, dn: str, attributes: RawAttributes, now: datetime | None = None
     ) -> RawEntry:
         """One search result as the snapshot's raw entry (a bad value becomes a problem)."""
-        config = self.config
+        # Names are case-insensitive: a plain dict by lower-cased name (cheaper than ldap3's).
+        values = {name.lower(): raw for name, raw in attributes.items()}
         # Each value is read on its own, so an entry with one bad attribute still names the
         # user it holds (the plan keeps that user's state instead of taking them as "left").
         email: str | None = None
         directory_id: str | None = None
         aliases: list[str] = []
         try:
-            emails = [decode_text(v, config.email_attribute)
-                      for v in attributes.get(config.email_attribute) or ()]
-            email = choose_email(emails, config.mail_domains)
-            aliases = self._aliases(attributes, emails, email)
+            emails = [decode_text(v, self.config.email_attribute)
+                      for v in values.get(self._email_key) or ()]
+            email = choose_email(emails, self.config.mail_domains)
+            if self._aliases_key or len(emails) > 1:
+                aliases = self._aliases(values, emails, email)
         except ValueError as exc:
             problem: str | None = str(exc)
         else:
             problem = None
         try:
-            ids = attributes.get(self._id_attribute) or []
+            ids = values.get(self._id_key)
             directory_id = self._id(ids[0]) if ids else None
-            enabled = not self._disabled(attributes, now or datetime.now(UTC))
+            enabled = not self._disabled(values, now or datetime.now(UTC))
         except ValueError as exc:
             problem = problem or str(exc)
         if problem is not None:
@@ -311,40 +317,38 @@ class LdapSource:
         return RawEntry(dn, email, directory_id, enabled, aliases=tuple(aliases),
                         org_unit=parent_dn(dn))
 
-    def _aliases(
-        self, attributes: RawAttributes, emails: list[str], chosen: str | None
-    ) -> list[str]:
+    def _aliases(self, values: RawAttributes, emails: list[str], chosen: str | None) -> list[str]:
         """The entry's aliases: ``aliases_attribute``'s addresses, or the email values
-        ``choose_email`` did not choose (build_snapshot normalises them)."""
-        name = self.config.aliases_attribute
-        if not name:
+        ``choose_email`` did not choose (build_snapshot normalises them). ``values`` is keyed
+        by lower-cased attribute name."""
+        if not self._aliases_key:
             return [value for value in emails if value.strip() and value.strip() != chosen]
         # not UTF-8: kept garbled, so build_snapshot drops it with a warning, not the user
         return alias_values([v.decode("utf-8", errors="replace")
-                             for v in attributes.get(name) or ()])
+                             for v in values.get(self._aliases_key) or ()])
 
     def _id(self, raw: bytes) -> str:
-        if self._id_attribute.lower() == "objectguid":
+        if self._id_key == "objectguid":
             return guid_string(raw)
         return decode_text(raw, self._id_attribute).strip().lower()
 
-    def _disabled(self, attributes: RawAttributes, now: datetime) -> bool:
-        if self._ad:
-            flags = attributes.get("userAccountControl") or []
+    def _disabled(self, values: RawAttributes, now: datetime) -> bool:
+        if self._ad:  # ``values`` is keyed by lower-cased attribute name
+            flags = values.get("useraccountcontrol") or []
             if flags and uac_disabled(flags[0]):
                 return True
-            expires = attributes.get("accountExpires") or []
+            expires = values.get("accountexpires") or []
             if expires and account_expired(expires[0], now):
                 return True
-        name = self.config.disabled_attribute
-        if not name:
+        if not self._disabled_key:
             return False
-        values = attributes.get(name) or []
-        if not values:
+        found = values.get(self._disabled_key)
+        if not found:
             return False
         if not self._disabled_values:
             return True
-        return any(decode_text(v, name).strip().casefold() in self._disabled_values for v in values)
+        name = self.config.disabled_attribute or ""
+        return any(decode_text(v, name).strip().casefold() in self._disabled_values for v in found)
 
     # --- groups ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from ldap3.core import exceptions as ldap_errors
 
 from syncd.config import LdapSourceConfig, read_secret
 from syncd.directory.base import SourceError
+from syncd.directory.ldap_strategy import use_raw_values
 from syncd.errors import ConfigError
 
 WHERE = "directory.ldap"
@@ -93,6 +94,7 @@ def connect(config: LdapSourceConfig) -> LdapEndpoint:
             auto_referrals=False,
             check_names=False,
         )
+        use_raw_values(connection)  # syncd reads raw_attributes only
         try:
             connection.open()
             if config.start_tls:

@@ -172,6 +172,9 @@ def _fold(value: str) -> str:
 
 def parent_dn(dn: str) -> str | None:
     """The DN of the entry above ``dn`` (after its first unescaped comma); None at the top."""
+    if "\\" not in dn:  # no escapes (the common case): the first comma is the one
+        _, comma, rest = dn.partition(",")
+        return (sys.intern(rest.strip()) or None) if comma else None
     escaped = False
     for index, char in enumerate(dn):
         if escaped:

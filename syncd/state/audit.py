@@ -6,6 +6,7 @@ module refuses details that could carry secrets or that JSON cannot hold.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ from syncd.state.models import AuditEvent, User
 # Compared against keys lower-cased with everything but letters and digits removed, so
 # "privateKey", "private-key" and "issuer_private_key" all match.
 SECRET_KEY_MARKERS = ("privatekey", "password", "passphrase", "masterkey", "wrappingkey")
+_NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]")
 
 
 def _keys(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -33,10 +35,17 @@ def _keys(value: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from _keys(item, f"{path}[{index}]")
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret_like(key: str) -> bool:
+    """True when a detail key is named like a secret (the pipeline's few key names recur for
+    every step of every user: each is judged once)."""
+    folded = _NOT_ALPHANUMERIC.sub("", key.lower())
+    return any(marker in folded for marker in SECRET_KEY_MARKERS)
+
+
 def _check_detail(action: str, detail: dict[str, Any]) -> None:
     for key, where in _keys(detail, "detail"):
-        folded = re.sub(r"[^a-z0-9]", "", key.lower())
-        if any(marker in folded for marker in SECRET_KEY_MARKERS):
+        if _secret_like(key):
             raise ValueError(
                 f"audit event {action!r}: {where} looks like a secret; "
                 "secrets never go into the audit log"

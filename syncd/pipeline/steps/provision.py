@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from syncd.credentials.credential import certify
+from syncd.credentials.credential import certify_leaf
 from syncd.domain import KeyPairStatus, TaskKind
 from syncd.google.errors import GoogleAPIError
 from syncd.kms.base import KeyRef
@@ -64,7 +64,7 @@ def issue_certificate(work: Work, services: Services) -> Outcome:
     if not target.kms_private_key_id or not target.kms_public_key_id:
         raise StepError(f"{work.email}: no KMS key recorded before issue_certificate")
     ref = KeyRef(target.kms_label, target.kms_private_key_id, target.kms_public_key_id)
-    certificate, _ = certify(
+    certificate = certify_leaf(
         work.email,
         ref,
         services.holding(target),
