@@ -23,12 +23,13 @@ from syncd.config import Config, load_config
 from syncd.credentials.issuers import import_issuer
 from syncd.google.gmail import GmailCSE
 from syncd.kms.local import create_master_key
-from syncd.sandbox import SandboxServer, create_service_account, init_sandbox_data
+from syncd.sandbox import SandboxServer, init_sandbox_data
 from syncd.state.db import Database
 from syncd.state.models import KmsKey
 from tests.conftest import _migrate
 from tests.kmip.server import PyKmipServer, start_pykmip_server
 from tests.support.cli import run_syncd
+from tests.support.sandbox import register_service_account
 from tests.support.testca import TestHierarchy, make_test_hierarchy, write_private_file
 
 DOMAIN = "example.com"
@@ -137,7 +138,7 @@ def build_deployment(
     everyone = [*sandbox_users(40), f"admin@{DOMAIN}", LONG_USER]
     init_sandbox_data(data_dir, DOMAIN, everyone, root_pem)
     server = SandboxServer(data_dir).start()
-    key_info = create_service_account(
+    key_info = register_service_account(
         data_dir, "syncd@pipeline-test.iam.gserviceaccount.com", server.token_uri
     )
     key_file = tmp_path / "service-account.json"
