@@ -302,15 +302,18 @@ def kacls_view(kacls_data: str, wrapping_key: bytes) -> KaclsView:
 
 LONGEST_FILES = (
     "pipeline/test_crash_safety.py",
+    "pipeline/test_crash_safety_kmip.py",
+    "daemon/test_stop.py",
+    "daemon/test_run.py",
+    "demo/test_wheel.py",
+    "bench/test_scale_smoke.py",
+    "pipeline/test_lock_lost.py",
+    "pipeline/test_retire.py",
     "google_commands/test_keypairs_identities.py",
     "pipeline/test_sync.py",
-    "pipeline/test_crash_safety_kmip.py",
-    "pipeline/test_retire.py",
-    "pipeline/test_drift.py",
-    "pipeline/test_rollover.py",
-    "daemon/test_stop.py",
-    "demo/test_wheel.py",
-    "pipeline/test_renewal_loop.py",
+    "kmip/test_backend_switch.py",
+    "pipeline/test_adopt.py",
+    "daemon/test_metrics.py",
 )
 """Test files that take longest (``--durations`` of a whole run), longest first. They are
 collected first: with ``--dist loadfile --no-loadscope-reorder`` (the Makefile) pytest-xdist hands

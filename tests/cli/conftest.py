@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.support.cli import run_syncd
 from tests.support.testca import TestHierarchy, make_test_hierarchy, write_private_file
 
 P12_PASSWORD = b"correct horse battery staple"
@@ -38,13 +37,8 @@ class Installation:
         self.config_path.write_text(yaml.safe_dump(sections))
 
     def syncd(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        done = subprocess.run(
-            [sys.executable, "-m", "syncd", "--config", str(self.config_path), *args],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **(env or {})},
-            timeout=120,
-        )
+        env = {**os.environ, **(env or {})}
+        done = run_syncd(["--config", str(self.config_path), *args], env=env)
         self.outputs += [done.stdout, done.stderr]
         return Result(done.returncode, done.stdout, done.stderr)
 

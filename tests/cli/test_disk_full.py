@@ -73,7 +73,7 @@ def test_disk_full_during_a_pass_and_at_the_lock_file(
 
     # Room for the pass to start (its run, the snapshot, the tasks) but not to finish.
     filler = _fill(state.parent, leave=128 * 1024)
-    result = deploy.syncd("sync", "--once")
+    result = deploy.syncd("sync", "--once", process=True)  # its claims die with it
     assert result.returncode == 4, result.stderr
     line = _one_line_error(result.stderr)
     assert line.startswith(f"syncd: state.url: {state}: ") and "no space left" in line

@@ -152,15 +152,11 @@ def test_deprovision_grace_period() -> None:
 def test_config_check_refuses_a_renewal_window_as_long_as_the_validity(tmp_path: Path) -> None:
     """400 days' renewal window on 30-day certificates would renew every user on every pass
     (a key pair more each time): refused in one line naming both settings, exit 2."""
-    import subprocess
-    import sys
+    from tests.support.cli import run_syncd
 
     config_file = tmp_path / "syncd.yaml"
     config_file.write_text("certificate:\n  validity_days: 30\n  renew_before_days: 400\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "syncd", "--config", str(config_file), "config", "check"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = run_syncd(["--config", str(config_file), "config", "check"])
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         "syncd: certificate: renew_before_days (400) must be shorter than validity_days (30): "

@@ -149,14 +149,9 @@ def test_syncd_config_schema_prints_the_schema_example_yaml_validates_against(
 ) -> None:
     """The command as an administrator runs it (no configuration file needed), judged by
     jsonschema's own validator."""
-    import subprocess
-    import sys
+    from tests.support.cli import run_syncd
 
-    done = subprocess.run(
-        [sys.executable, "-m", "syncd", "--config", str(tmp_path / "absent.yaml"),
-         "config", "schema"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = run_syncd(["--config", str(tmp_path / "absent.yaml"), "config", "schema"])
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
     assert printed == json_schema()

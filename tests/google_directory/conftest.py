@@ -13,10 +13,16 @@ from cryptography.hazmat.primitives import serialization
 from syncd.config import GoogleSourceConfig
 from syncd.directory.google import GoogleSource
 from syncd.google.retry import RetryPolicy
-from syncd.sandbox import SandboxServer, create_service_account, init_sandbox_data
+from syncd.sandbox import SandboxServer, init_sandbox_data
 from syncd.sandbox.seed import DEFAULT_DELEGATED_SCOPES
 from tests.pipeline.conftest import Deployment, deployment, pipeline_ca
-from tests.support.sandbox import ADMIN, DOMAIN, SERVICE_ACCOUNT, RunningSandbox
+from tests.support.sandbox import (
+    ADMIN,
+    DOMAIN,
+    SERVICE_ACCOUNT,
+    RunningSandbox,
+    register_service_account,
+)
 from tests.support.testca import TestHierarchy, make_test_hierarchy
 
 __all__ = ["Deployment", "deployment", "pipeline_ca"]
@@ -83,7 +89,7 @@ def start(
     root = hierarchy.root_cert.public_bytes(serialization.Encoding.PEM)
     init_sandbox_data(data_dir, DOMAIN, users, root, groups=groups)
     server = SandboxServer(data_dir).start()
-    key_info = create_service_account(data_dir, SERVICE_ACCOUNT, server.token_uri, scopes)
+    key_info = register_service_account(data_dir, SERVICE_ACCOUNT, server.token_uri, scopes)
     return RunningSandbox(server, data_dir, key_info, hierarchy)
 
 

@@ -10,7 +10,6 @@ import os
 import socket
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -21,20 +20,14 @@ from syncd.pki.chain import parse_pkcs7
 from tests.conftest import kacls_view
 from tests.kmip.conftest import KmipConfigFactory
 from tests.kmip.server import PyKmipServer
+from tests.support.cli import run_syncd
 from tests.support.testca import make_test_hierarchy, write_private_file
 
 PASSWORD = b"issuer password"
 
 
 def _syncd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ},
-    )
+    return run_syncd(["--config", str(config), *args])
 
 
 def test_ca_import_and_cert_issue_with_keys_in_the_kms(

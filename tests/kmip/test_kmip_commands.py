@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from sqlalchemy import create_engine, func, select, update
 from syncd.state.models import Base, Issuer, RunLockState
 from tests.cli.test_cert_issue_pkcs1 import assert_pkcs1_of_leaf
 from tests.kmip.server import ClientFiles, PyKmipServer
+from tests.support.cli import run_syncd
 from tests.support.testca import TestHierarchy, make_test_hierarchy, write_private_file
 
 P12_PASSWORD = b"kmip commands"
@@ -92,12 +92,7 @@ class KmipInstall:
         self.config_path.write_text(yaml.safe_dump(config))
 
     def syncd(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "syncd", "--config", str(self.config_path), *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_syncd(["--config", str(self.config_path), *args])
 
     def ok(self, *args: str) -> str:
         done = self.syncd(*args)

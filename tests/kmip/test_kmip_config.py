@@ -4,7 +4,6 @@ ConfigError, exit 2 from ``syncd config check``."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,6 +16,7 @@ from syncd.kms import open_key_manager
 from syncd.kms.kmip.manager import KmipKeyManager
 from tests.kmip.conftest import KmipConfigFactory
 from tests.kmip.server import PyKmipServer
+from tests.support.cli import run_syncd
 
 
 def _refusal(config: Any) -> ConfigError:
@@ -97,13 +97,7 @@ def test_a_valid_configuration_opens_without_connecting(kmip_config: KmipConfigF
 
 
 def _config_check(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", "--config", str(path), "config", "check"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_syncd(["--config", str(path), "config", "check"])
 
 
 def test_config_check_exits_2_naming_a_missing_client_key(
@@ -121,12 +115,7 @@ def test_config_check_exits_2_naming_a_missing_client_key(
     }
     config = tmp_path / "syncd.yaml"
     config.write_text(yaml.safe_dump(settings))
-    init = subprocess.run(
-        [sys.executable, "-m", "syncd", "--config", str(config), "init"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    init = run_syncd(["--config", str(config), "init"])
     assert init.returncode == 0, init.stderr
     good = _config_check(config)
     assert good.returncode == 0, good.stderr

@@ -23,11 +23,13 @@ from syncd.config import Config, load_config
 from syncd.credentials.issuers import import_issuer
 from syncd.google.gmail import GmailCSE
 from syncd.kms.local import create_master_key
-from syncd.sandbox import SandboxServer, create_service_account, init_sandbox_data
+from syncd.sandbox import SandboxServer, init_sandbox_data
 from syncd.state.db import Database
 from syncd.state.models import KmsKey
 from tests.conftest import _migrate
 from tests.kmip.server import PyKmipServer, start_pykmip_server
+from tests.support.cli import run_syncd
+from tests.support.sandbox import register_service_account
 from tests.support.testca import TestHierarchy, make_test_hierarchy, write_private_file
 
 DOMAIN = "example.com"
@@ -71,8 +73,16 @@ class Deployment:
             data.setdefault(section, {}).update(values)
         self.config_path.write_text(yaml.safe_dump(data))
 
-    def syncd(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
+    def syncd(
+        self, *args: str, crash_at: str | None = None, process: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """``syncd --config CONFIG ARGS``, run in this process (tests.support.cli) unless it
+        needs one of its own: ``crash_at`` (it kills itself there), or ``process`` (a pass
+        that ends without releasing its claims: they name its pid, and only a pid that is
+        gone lets the next pass take them at once)."""
         env = {k: v for k, v in os.environ.items() if k != "SYNCD_CRASH_AT"}
+        if not crash_at and not process:
+            return run_syncd(["--config", str(self.config_path), *args], env=env)
         if crash_at:
             env["SYNCD_CRASH_AT"] = crash_at
         return subprocess.run(
@@ -128,7 +138,7 @@ def build_deployment(
     everyone = [*sandbox_users(40), f"admin@{DOMAIN}", LONG_USER]
     init_sandbox_data(data_dir, DOMAIN, everyone, root_pem)
     server = SandboxServer(data_dir).start()
-    key_info = create_service_account(
+    key_info = register_service_account(
         data_dir, "syncd@pipeline-test.iam.gserviceaccount.com", server.token_uri
     )
     key_file = tmp_path / "service-account.json"

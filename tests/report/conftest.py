@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +41,7 @@ from syncd.plan import Action, ActionKind, ReasonCode
 from syncd.state.db import Database
 from syncd.state.models import KeyPairStatus
 from syncd.state.runs import finish_run, start_run
+from tests.support.cli import run_syncd
 
 DOMAIN = "example.com"
 ENABLED = ["a1", "a2", "a3", "a4", "a5", "a6", "r1", "f1", "f2", "p1"]
@@ -190,13 +190,8 @@ class Store:
     def syncd(
         self, *args: str, config: Path | None = None, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "syncd", "--config", str(config or self.config()), *args],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **(env or {})},
-            timeout=120,
-            check=False,
+        return run_syncd(
+            ["--config", str(config or self.config()), *args], env={**os.environ, **(env or {})}
         )
 
 

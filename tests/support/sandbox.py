@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from functools import cache
@@ -21,6 +22,7 @@ from syncd.config import GoogleConfig
 from syncd.pki.chain import pkcs7_pem
 from syncd.sandbox.seed import DEFAULT_DELEGATED_SCOPES, create_service_account, init_sandbox_data
 from syncd.sandbox.server import SandboxServer
+from syncd.sandbox.store import ACCOUNTS_FILE, atomic_write
 from tests.support.testca import TestHierarchy
 from tests.support.testcerts import LeafSpec, build_leaf
 
@@ -95,6 +97,35 @@ def root_signed_pkcs7(hierarchy: TestHierarchy, email: str) -> str:
     return pkcs7_pem([build_leaf(spec, hierarchy.root_cert, hierarchy.root_key)])
 
 
+@cache
+def _registered_account(client_email: str, scopes: tuple[str, ...]) -> tuple[bytes, str]:
+    """The sandbox's service-account registry and the key file (JSON) of ``client_email``,
+    made once per process by create_service_account in a folder of its own."""
+    with tempfile.TemporaryDirectory(prefix="syncd-test-account-") as folder:
+        key_info = create_service_account(Path(folder), client_email, "", scopes)
+        return (Path(folder) / ACCOUNTS_FILE).read_bytes(), json.dumps(key_info)
+
+
+def register_service_account(
+    data_dir: Path,
+    client_email: str,
+    token_uri: str,
+    scopes: tuple[str, ...] = DEFAULT_DELEGATED_SCOPES,
+) -> dict[str, Any]:
+    """What ``create_service_account(data_dir, client_email, token_uri, scopes)`` does for a
+    sandbox with no service account yet (a key pair registered, its key file returned), with
+    one key pair per account for the whole test process: generating an RSA key for every
+    sandbox cost tenths of a second each on a loaded machine. A sandbox that already has an
+    account gets a new key, as create_service_account gives it."""
+    if (Path(data_dir) / ACCOUNTS_FILE).exists():
+        return create_service_account(data_dir, client_email, token_uri, scopes)
+    registry, key_file = _registered_account(client_email, tuple(scopes))
+    atomic_write(Path(data_dir) / ACCOUNTS_FILE, registry, mode=0o600)
+    key_info: dict[str, Any] = json.loads(key_file)
+    key_info["token_uri"] = token_uri
+    return key_info
+
+
 @dataclass
 class RunningSandbox:
     server: SandboxServer
@@ -143,7 +174,7 @@ def start_sandbox(
     root_pem = hierarchy.root_cert.public_bytes(serialization.Encoding.PEM)
     init_sandbox_data(data_dir, DOMAIN, sample_users(extra_users), root_pem, groups=sample_groups())
     server = SandboxServer(data_dir).start()
-    key_info = create_service_account(data_dir, SERVICE_ACCOUNT, server.token_uri, scopes)
+    key_info = register_service_account(data_dir, SERVICE_ACCOUNT, server.token_uri, scopes)
     return RunningSandbox(server, data_dir, key_info, hierarchy)
 
 
