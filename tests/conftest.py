@@ -308,6 +308,7 @@ LONGEST_FILES = (
     "demo/test_wheel.py",
     "bench/test_scale_smoke.py",
     "pipeline/test_lock_lost.py",
+    "pipeline/test_shared.py",
     "pipeline/test_retire.py",
     "google_commands/test_keypairs_identities.py",
     "pipeline/test_sync.py",
