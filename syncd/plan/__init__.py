@@ -31,7 +31,7 @@ from syncd.plan.drift import verification_slice
 from syncd.plan.identity import pair_renames
 from syncd.plan.reissue import throttle
 from syncd.plan.rollout import throttle_new
-from syncd.plan.rules import RULES, decide
+from syncd.plan.rules import RULES, decide, quiet
 from syncd.plan.safety import check_snapshot, deprovision_limit, managed, unusable_entries
 from syncd.plan.views import (
     Action,
@@ -75,10 +75,14 @@ def plan(
     held: list[Hold] = []
     for email in sorted((listed.keys() | known.keys()) - renamed_away):
         before = renames.get(email)
+        entry = listed.get(email)
+        view = before if before is not None else known.get(email)
+        if before is None and quiet(entry, view, policy, now, email in verify):
+            continue  # every rule would answer None: the chain is skipped
         subject = Subject(
             email,
-            listed.get(email),
-            before if before is not None else known.get(email),
+            entry,
+            view,
             policy,
             now,
             unusable.get(email),
