@@ -94,13 +94,13 @@ def plan(
             actions.append(decision)
         elif isinstance(decision, Hold):
             held.append(decision)
-    actions, pending_reissue = throttle(actions, policy, len(managed(views)))
+    active = len(managed(views))
+    actions, pending_reissue = throttle(actions, policy, active)
     actions, deferred_new = throttle_new(
         actions, policy.max_new_per_pass, policy.rollout_order, listed, known
     )
 
     deprovisions = [a for a in actions if a.kind in DEPROVISIONING]
-    active = len(managed(views))
     limit = deprovision_limit(policy.max_deprovision, active)
     if len(deprovisions) > limit and not policy.allow_mass_deprovision:
         reason = (
