@@ -295,6 +295,8 @@ def record_snapshot(
     waiting = _reassignments_waiting(session, users, listed, reassigned)
     added: list[dict[str, Any]] = []
     changes: list[tuple[int, dict[str, Any]]] = []
+    due_before = now - LAST_SEEN_STEP
+    any_due = False  # a listed user's last_seen is a step old
     for email, entry in listed.items():
         row = users.get(email)
         if row is None:
@@ -311,7 +313,8 @@ def record_snapshot(
                 }
             )
             continue
-        user_id, _, directory_id, row_source, in_scope, enabled, missing_since, _, aliases = row
+        user_id, _, directory_id, row_source, in_scope, enabled, missing_since, seen, aliases = row
+        any_due = any_due or seen < due_before
         stored_aliases = decode(aliases) or []
         if (
             directory_id == entry.directory_id
@@ -373,15 +376,17 @@ def record_snapshot(
     if added:
         session.execute(insert(_USERS), added)
     _update_rows(session, changes)
+    if not any_due:  # most passes: no listed user's last_seen came due
+        return _record_skipped(session, snapshot, now, run_id, users)
     # Every listed user is now in scope and not missing: one UPDATE sets the last_seen that
-    # came due (none, most passes); the few unlisted users it also matched (named by a
-    # skipped entry, kept in scope) get theirs back.
+    # came due; the few unlisted users it also matched (named by a skipped entry, kept in
+    # scope) get theirs back.
     due = session.execute(
         update(_USERS)
         .where(
             _USERS.c.in_scope.is_(True),
             _USERS.c.missing_since.is_(None),
-            _USERS.c.last_seen < now - LAST_SEEN_STEP,
+            _USERS.c.last_seen < due_before,
         )
         .values(last_seen=now)
     )
@@ -392,7 +397,18 @@ def record_snapshot(
             .values(last_seen=bindparam("seen")),
             [{"_id": user_id, "seen": seen} for user_id, seen in unseen],
         )
-    named = {e.email: users[e.email][0] for e in snapshot.skipped if e.email in users}
+    return _record_skipped(session, snapshot, now, run_id, users)
+
+
+def _record_skipped(
+    session: Session,
+    snapshot: Snapshot,
+    now: datetime,
+    run_id: int | None,
+    users: Mapping[str, _UserRow],
+) -> skipped.SkippedChanges:
+    """The snapshot's skipped entries recorded (with the ids of the users they name)."""
+    named = {e.email: users[e.email][0] for e in snapshot.skipped if e.email and e.email in users}
     return skipped.record(session, snapshot, now, run_id, named)
 
 

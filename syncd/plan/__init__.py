@@ -29,7 +29,7 @@ from syncd.directory.base import Snapshot
 from syncd.domain import ActionKind, ReasonCode, TaskKind
 from syncd.plan.drift import verification_slice
 from syncd.plan.identity import pair_renames
-from syncd.plan.reissue import throttle
+from syncd.plan.reissue import desired_record, throttle
 from syncd.plan.rollout import throttle_new
 from syncd.plan.rules import RULES, decide, quiet
 from syncd.plan.safety import check_snapshot, deprovision_limit, managed, unusable_entries
@@ -73,11 +73,12 @@ def plan(
     verify = verification_slice(views, policy, now, last_pass_at)
     actions: list[Action] = []
     held: list[Hold] = []
+    plain = desired_record(policy.profile, ()) if policy.profile is not None else None
     for email in sorted((listed.keys() | known.keys()) - renamed_away):
         before = renames.get(email)
         entry = listed.get(email)
         view = before if before is not None else known.get(email)
-        if before is None and quiet(entry, view, policy, now, email in verify):
+        if before is None and quiet(entry, view, policy, now, email in verify, plain):
             continue  # every rule would answer None: the chain is skipped
         subject = Subject(
             email,

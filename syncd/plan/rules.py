@@ -7,7 +7,7 @@ their own modules (drift, identity, reissue, retire) and take their place in ``R
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from syncd.directory.base import DirectoryUser
@@ -218,6 +218,7 @@ def quiet(
     policy: Policy,
     now: datetime,
     verify_due: bool,
+    plain_record: Mapping[str, object] | None = None,
 ) -> bool:
     """True when every rule of ``RULES`` would answer None for this user (not renamed, not
     named by a skipped entry): listed, enabled, under the same directory id, with an active
@@ -229,6 +230,9 @@ def quiet(
     user a rule would answer. Keep it in step with ``RULES``: a new rule that can answer for
     such a user must be checked here too (tests/plan/test_quiet.py runs both over many
     users).
+
+    ``plain_record``: ``desired_record(policy.profile, ())``, when the caller made it once
+    for every user: users without aliases are compared with it (no hashing of the profile).
     """
     if listed is None or known is None or not listed.enabled:
         return False
@@ -247,4 +251,6 @@ def quiet(
     profile = policy.profile
     if profile is None or active.origin not in ORIGINS or active.profile is None:
         return True
+    if plain_record is not None and not listed.aliases:
+        return active.profile == plain_record
     return active.profile == desired_record(profile, listed.aliases)
