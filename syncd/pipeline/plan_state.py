@@ -7,21 +7,19 @@ takes the caller's Session and leaves committing to it.
 
 from __future__ import annotations
 
-import gc
-import json
 import socket
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from syncd.directory.base import DirectoryUser, Snapshot
 from syncd.domain import KeyPairStatus, ReasonCode, TaskStatus
 from syncd.pipeline import skipped
+from syncd.pipeline.bulk_rows import JsonTexts, json_text, no_gc_while_building
 from syncd.pipeline.claims import ForeignClaim, claim_holds, hold_reason
 from syncd.pipeline.tasks import HOLDING, OPEN
 from syncd.plan import CredentialView, RetiredKeyPair, TaskView, UserView
@@ -47,53 +45,6 @@ def credential_view(kp: KeyPair) -> CredentialView:
     )
 
 
-class _Json:
-    """JSON columns read as their text and decoded once per distinct text: 100,000 users
-    share a handful of profiles and alias lists. The decoded values are shared between views,
-    which only read them."""
-
-    def __init__(self) -> None:
-        self._decoded: dict[str, Any] = {}
-        self._tuples: dict[str | None, tuple[Any, ...]] = {}
-
-    def as_tuple(self, text: str | None) -> tuple[Any, ...]:
-        """A JSON list (or null: empty) as a tuple, one per distinct text."""
-        try:
-            return self._tuples[text]
-        except KeyError:
-            value = self._tuples[text] = tuple(self(text) or ())
-            return value
-
-    def __call__(self, text: str | None) -> Any:
-        if text is None:
-            return None
-        try:
-            return self._decoded[text]
-        except KeyError:
-            value = self._decoded[text] = json.loads(text)
-            return value
-
-
-def _text(column: Any) -> Any:
-    """A JSON column as its stored text (decoded by :class:`_Json`), same name."""
-    return cast(column, Text).label(column.key)
-
-
-@contextmanager
-def _no_gc_while_building() -> Iterator[None]:
-    """The cyclic garbage collector paused while a pass builds its 100,000 rows and views:
-    they make no cycles, yet each collection walks every object built so far (a third of
-    load_views at 100,000 users). Collection resumes on the way out."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 _USERS = User.metadata.tables["users"]
 _KEY_PAIRS = User.metadata.tables["key_pairs"]
 _TASKS = User.metadata.tables["tasks"]
@@ -106,12 +57,12 @@ def load_views(session: Session) -> list[UserView]:
     loading), rows unpacked as tuples: a pass at 100,000 users loads them in a fraction of
     the time the entities take.
     """
-    with _no_gc_while_building():
+    with no_gc_while_building():
         return _load_views(session)
 
 
 def _load_views(session: Session) -> list[UserView]:
-    decode = _Json()
+    decode = JsonTexts()
     kps, tasks = _KEY_PAIRS.c, _TASKS.c
     active: dict[int, CredentialView] = {}
     holding: set[int] = set()
@@ -126,7 +77,7 @@ def _load_views(session: Session) -> list[UserView]:
             kps.verified_at,
             kps.drift,
             kps.drift_detail,
-            _text(kps.profile),
+            json_text(kps.profile),
             kps.origin,
             kps.superseded_at,
             kps.disabled_at,
@@ -207,7 +158,7 @@ def _load_views(session: Session) -> list[UserView]:
                 users.in_scope,
                 users.missing_since,
                 users.previous_email,
-                _text(users.aliases),
+                json_text(users.aliases),
             ).order_by(users.email)
         )
     ]
@@ -236,7 +187,7 @@ def _user_rows(session: Session) -> dict[str, _UserRow]:
             users.enabled,
             users.missing_since,
             users.last_seen,
-            _text(users.aliases),
+            json_text(users.aliases),
         )
     )
     return {row[1]: row for row in rows}
@@ -287,9 +238,9 @@ def record_snapshot(
     at 100,000 users writes nothing but the ``last_seen`` that came due).
     """
     _rename(session, renames, run_id)
-    with _no_gc_while_building():
+    with no_gc_while_building():
         users = _user_rows(session)
-    decode = _Json()
+    decode = JsonTexts()
     listed = snapshot.by_email()
     source = snapshot.source
     waiting = _reassignments_waiting(session, users, listed, reassigned)
