@@ -11,6 +11,7 @@ import socket
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -81,7 +82,7 @@ def _load_views(session: Session) -> list[UserView]:
             kps.origin,
             kps.superseded_at,
             kps.disabled_at,
-        ).order_by(kps.generation)
+        )  # unordered (SQLite would sort every row): generations are ordered below
     )
     for (
         user_id,
@@ -97,7 +98,9 @@ def _load_views(session: Session) -> list[UserView]:
         superseded_at,
         disabled_at,
     ) in key_pairs:
-        if status is KeyPairStatus.ACTIVE:  # ordered by generation: the last one wins
+        if status is KeyPairStatus.ACTIVE and (
+            user_id not in active or generation > active[user_id].generation
+        ):  # the latest active generation
             active[user_id] = CredentialView(  # positional: 100,000 of them
                 generation,
                 not_after,
@@ -112,6 +115,8 @@ def _load_views(session: Session) -> list[UserView]:
             holding.add(user_id)
         if status in _RETIRED:
             retired[user_id].append(RetiredKeyPair(generation, status, superseded_at, disabled_at))
+    for earlier in retired.values():
+        earlier.sort(key=attrgetter("generation"))  # oldest first
     open_tasks = {
         row[0]: TaskView(*row[1:])
         for row in session.execute(

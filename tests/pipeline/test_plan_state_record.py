@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from syncd.directory.base import DirectoryUser, SkippedEntry, Snapshot
+from syncd.domain import KeyPairStatus
 from syncd.pipeline import plan_state
 from syncd.pipeline.plan_state import LAST_SEEN_STEP
 from syncd.state.db import Database
-from syncd.state.models import User
+from syncd.state.models import KeyPair, User
 
 T0 = datetime(2026, 11, 30, 12, tzinfo=UTC)
 
@@ -115,3 +116,35 @@ def test_a_new_directory_id_is_taken_when_nothing_is_held(database: Database) ->
     _record(database, T0, [_user("a")])
     _record(database, T0 + timedelta(minutes=5), [DirectoryUser("a@x.com", "id-new")])
     assert _rows(database)["a@x.com"]["directory_id"] == "id-new"
+
+
+def test_views_take_the_latest_active_generation_and_earlier_ones_oldest_first(
+    database: Database,
+) -> None:
+    """Whatever order the rows come back in (load_views reads them unordered)."""
+    _record(database, T0, [_user("a")])
+    statuses = {
+        3: KeyPairStatus.SUPERSEDED,
+        1: KeyPairStatus.DISABLED,
+        5: KeyPairStatus.ACTIVE,
+        2: KeyPairStatus.SUPERSEDED,
+        4: KeyPairStatus.ACTIVE,
+    }
+    with database.transaction() as session:
+        user_id = session.scalar(select(User.id).where(User.email == "a@x.com"))
+        for generation, status in statuses.items():
+            session.add(
+                KeyPair(
+                    user_id=user_id,
+                    generation=generation,
+                    status=status,
+                    kms_label=f"a:g{generation}",
+                    not_after=T0 + timedelta(days=generation),
+                )
+            )
+    with database.sessions() as session:
+        (view,) = plan_state.load_views(session)
+    assert view.active is not None and view.active.generation == 5
+    assert view.active.not_after == T0 + timedelta(days=5)
+    assert [kp.generation for kp in view.retired] == [1, 2, 3]
+    assert view.holds_credentials
