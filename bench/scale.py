@@ -12,11 +12,16 @@ file of the same users, or CSV with ``--static-format csv``), it
     before each round), and marks every credential verified an hour ago, so that NO
     VERIFICATION IS DUE: issue 15's rotating verification makes a pass an interval after the
     previous one verify users x interval / policy.verify_every users, which is work, not idle;
+  * seeds every user as last seen at seeding time: a pass rewrites a listed user's
+    ``last_seen`` only once it is ``plan_state.LAST_SEEN_STEP`` (a day) old, so the measured
+    passes write no user row. ``--last-seen-due`` moves every ``last_seen`` back two days
+    before each pass instead: the once-a-day pass that rewrites them all;
   * measures the baseline and the pass, alternating, ``--rounds`` times, each in a child
     process of its own (so that each peak memory is its own), keeping the best time of each:
       - baseline: the bare read of the same entries (ldap: a paged ldap3 search keeping
-        (dn, mail, entryUUID), as bench/ldap_read.py; static: parsing the file with libyaml,
-        or the csv module);
+        (dn, mail, entryUUID), as bench/ldap_read.py; static: parsing the whole file with
+        ``yaml.load`` and libyaml's loader, or the csv module; the static source itself
+        reads a YAML list item by item, syncd.directory.yaml_list);
       - the pass: ``syncd.app.passes.sync_pass`` in-process (the command minus start-up),
         timed per stage: read (the source), load state (``plan_state.load_views``), plan
         (``syncd.plan.plan``), record (``plan_state.record_snapshot``), and the rest (KMS
@@ -30,7 +35,7 @@ actions (must be none), the writes (must be zero) and the peak RSS of the pass's
 slapd and the sandbox are stopped and every file removed at the end, whatever happens.
 
     .venv/bin/python bench/scale.py [--users 100000] [--rounds 2] [--sources ldap,static]
-        [--static-format yaml|csv]
+        [--static-format yaml|csv] [--last-seen-due]
     .venv/bin/python bench/scale.py --users 2000        # a quick smoke run
 """
 
@@ -210,10 +215,12 @@ def google_requests(stats: dict[str, Any]) -> tuple[int, int]:
     return total, writes
 
 
-def _child(kind: str, part: str, config_path: Path, bare: dict[str, Any]) -> dict[str, Any]:
+def _child(kind: str, part: str, config_path: Path, bare: dict[str, Any],
+           last_seen_due: bool = False) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--part", part, "--config",
-         str(config_path), "--bare", json.dumps(bare)],
+         str(config_path), "--bare", json.dumps(bare)]
+        + (["--last-seen-due"] if last_seen_due else []),
         capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"bench: the {kind} {part} child failed:\n{done.stderr[-3000:]}")
@@ -222,7 +229,7 @@ def _child(kind: str, part: str, config_path: Path, bare: dict[str, Any]) -> dic
 
 
 def measure(kind: str, config_path: Path, config: Config, rounds: int, port: int,
-            bare: dict[str, Any]) -> dict[str, Any]:
+            bare: dict[str, Any], last_seen_due: bool = False) -> dict[str, Any]:
     """Baseline and pass, alternating, each in a child process of its own (so each peak
     memory is its own); the best time of each is kept. Adds the writes the passes caused."""
     kms_before = kms_state(config)
@@ -230,7 +237,7 @@ def measure(kind: str, config_path: Path, config: Config, rounds: int, port: int
     baselines, passes = [], []
     for _ in range(rounds):
         baselines.append(_child(kind, "baseline", config_path, bare))
-        passes.append(_child(kind, "pass", config_path, bare))
+        passes.append(_child(kind, "pass", config_path, bare, last_seen_due))
     total, writes = google_requests(sandbox_call(port, "stats"))
     kms_after = kms_state(config)
     base = min(baselines, key=lambda r: r["seconds"])
@@ -322,6 +329,12 @@ def no_verification_due(app: App) -> None:
         session.execute(update(Run).where(Run.id == last).values(started_at=datetime.now(UTC)))
 
 
+def last_seen_due(app: App) -> None:
+    """Every user last seen two days ago: the next pass rewrites every listed user's."""
+    with app.database.transaction() as session:
+        session.execute(update(User).values(last_seen=datetime.now(UTC) - timedelta(days=2)))
+
+
 def peak_rss_kb() -> int:
     """This process's own peak RSS: VmHWM, which a new program starts afresh (ru_maxrss is
     carried over from the parent across fork and exec, and the parent seeded 100,000 users)."""
@@ -331,7 +344,8 @@ def peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux: an upper bound
 
 
-def child(kind: str, part: str, config_path: Path, bare: dict[str, Any]) -> int:
+def child(kind: str, part: str, config_path: Path, bare: dict[str, Any],
+          due: bool = False) -> int:
     """One baseline read or one idle pass, printed as JSON with this process's peak RSS."""
     from syncd.app.passes import sync_pass
 
@@ -345,6 +359,8 @@ def child(kind: str, part: str, config_path: Path, bare: dict[str, Any]) -> int:
     else:
         app = App(config)
         no_verification_due(app)
+        if due:
+            last_seen_due(app)
         timer = Timer()
         with stage_timers(timer):
             started = time.perf_counter()
@@ -426,7 +442,7 @@ def one_source(args: argparse.Namespace, work: Path, kind: str, directory: dict[
     config = load_config(config_path)
     seeded = seed(config, hierarchy)
     seed_seconds = time.perf_counter() - started
-    result = measure(kind, config_path, config, args.rounds, port, bare)
+    result = measure(kind, config_path, config, args.rounds, port, bare, args.last_seen_due)
     result["seeded_users"] = seeded
     result["seed_seconds"] = round(seed_seconds, 1)
     show(result)
@@ -465,17 +481,22 @@ def main() -> int:
     parser.add_argument("--static-format", choices=["yaml", "csv"], default="yaml",
                         help="the static source's file (default yaml)")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--last-seen-due", action="store_true",
+                        help="measure the once-a-day pass that rewrites every last_seen")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--part", choices=["baseline", "pass"], help=argparse.SUPPRESS)
     parser.add_argument("--bare", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.child, args.part, args.config, json.loads(args.bare))
+        return child(args.child, args.part, args.config, json.loads(args.bare),
+                     args.last_seen_due)
 
     print(f"users: {args.users} (every 50th disabled, no credential), rounds: {args.rounds}; "
           f"state seeded directly: every enabled user's active key pair points at one of "
-          f"{POOL} real KMS keys and certificates; nothing in Gmail; no verification due")
+          f"{POOL} real KMS keys and certificates; nothing in Gmail; no verification due; "
+          + ("every last_seen due (the once-a-day pass)" if args.last_seen_due
+             else "last_seen within plan_state.LAST_SEEN_STEP (no user row rewritten)"))
     with tempfile.TemporaryDirectory(prefix="syncd-bench-scale-") as tmp:
         results = run(args, Path(tmp))
     ok = all(met(r) for r in results)

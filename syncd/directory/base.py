@@ -193,8 +193,12 @@ def clean_aliases(where: str, email: str, values: Iterable[object]) -> tuple[str
     for value in values:
         alias = normalise_email(value)
         if alias is None or not alias.isascii() or len(alias) > MAX_EMAIL:
-            log.warning("directory entry %s (%s): alias %s is not a usable ASCII email "
-                        "address; left out", where, email, shown(value))
+            log.warning(
+                "directory entry %s (%s): alias %s is not a usable ASCII email address; left out",
+                where,
+                email,
+                shown(value),
+            )
             continue
         if alias != email:
             kept.setdefault(alias, None)
@@ -210,6 +214,27 @@ def readable_identity(entry: RawEntry) -> tuple[str | None, str | None]:
     if not directory_id or len(directory_id) > MAX_DIRECTORY_ID or bad_character(directory_id):
         return email, None
     return email, directory_id
+
+
+def _usual_identity(entry: RawEntry) -> tuple[str, str] | None:
+    """The entry's (email, directory id) when both are text that is usable as it is (the
+    usual case, checked in a few calls): what :func:`readable_identity` would return then.
+    None: anything else, for readable_identity to work out."""
+    email, directory_id = entry.email, entry.directory_id
+    if type(email) is not str or type(directory_id) is not str:
+        return None
+    email = email.strip().lower()
+    directory_id = directory_id.strip()
+    if (
+        _EMAIL.match(email)
+        and len(email) <= MAX_EMAIL
+        and email.isprintable()
+        and directory_id
+        and len(directory_id) <= MAX_DIRECTORY_ID
+        and directory_id.isprintable()
+    ):
+        return email, directory_id
+    return None
 
 
 def _problem(entry: RawEntry) -> str | None:
@@ -242,8 +267,10 @@ def build_snapshot(source: str, entries: Iterable[RawEntry], now: datetime) -> S
     seen_ids: dict[str, str] = {}
     shared_groups: dict[tuple[str, ...], tuple[str, ...]] = {}
     for entry in entries:
-        where = printable(entry.where, MAX_WHERE)
-        email, directory_id = readable_identity(entry)
+        where = entry.where
+        if not (where.isprintable() and len(where) <= MAX_WHERE):
+            where = printable(where, MAX_WHERE)
+        email, directory_id = _usual_identity(entry) or readable_identity(entry)
         # Both readable as they are (the usual case) means both usable: skip the checks that
         # would only say why not.
         usable = entry.problem is None and email is not None and directory_id is not None
@@ -264,13 +291,13 @@ def build_snapshot(source: str, entries: Iterable[RawEntry], now: datetime) -> S
             groups = tuple(sys.intern(g.strip()) for g in entry.groups if g.strip())
             groups = shared_groups.setdefault(groups, groups)  # one tuple per combination
         users.append(
-            DirectoryUser(
+            DirectoryUser(  # positional: 100,000 of them
                 email,
                 directory_id,
                 entry.enabled,
-                aliases=aliases,
-                org_unit=_shared(entry.org_unit) if entry.org_unit else None,
-                groups=groups,
+                aliases,
+                _shared(entry.org_unit) if entry.org_unit else None,
+                groups,
             )
         )
     return Snapshot(source, now, tuple(users), tuple(skipped))

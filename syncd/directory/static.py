@@ -25,9 +25,7 @@ from typing import Any
 import yaml
 
 from syncd.directory.base import RawEntry, Snapshot, SourceError, build_snapshot
-
-# libyaml's loader when PyYAML was built with it: ten times faster on a large directory file.
-_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from syncd.directory.yaml_list import NotAList, read_list
 
 _TRUE = {"true", "yes", "1", "y", "on", ""}
 _FALSE = {"false", "no", "0", "n", "off"}
@@ -81,19 +79,20 @@ class StaticSource:
         except (OSError, UnicodeDecodeError) as exc:
             raise SourceError(f"directory.static.path: cannot read {self.path}: {exc}") from None
 
-    def _yaml_entries(self, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _yaml_entries(self, text: str) -> list[RawEntry]:
+        """The file's users, read one at a time (:mod:`syncd.directory.yaml_list`): a file of
+        100,000 users is never held as one parsed document."""
         try:
-            data = yaml.load(text, Loader=_SAFE_LOADER)
+            return read_list(text, "users", self._yaml_entry)
         except yaml.YAMLError as exc:
             raise SourceError(f"{self.path}: invalid YAML: {exc}") from None
-        if isinstance(data, dict) and "users" in data:
-            data = data["users"]
-        if data is None:
-            data = []
-        if not isinstance(data, list):
-            raise SourceError(f"{self.path}: expected a list of users (or a 'users:' list)")
-        for number, item in enumerate(data, start=1):
-            yield f"{self.path.name} entry {number}", item if isinstance(item, dict) else {}
+        except NotAList:
+            raise SourceError(
+                f"{self.path}: expected a list of users (or a 'users:' list)"
+            ) from None
+
+    def _yaml_entry(self, number: int, item: Any) -> RawEntry:
+        return _entry(f"{self.path.name} entry {number}", item if isinstance(item, dict) else {})
 
     def _csv_entries(self, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
         reader = csv.DictReader(io.StringIO(text), delimiter=csv_delimiter(text))
@@ -106,19 +105,26 @@ class StaticSource:
 
     def read(self, now: datetime) -> Snapshot:
         text = self._text()
-        rows = (
-            self._csv_entries(text)
-            if self.path.suffix.lower() == ".csv"
-            else (self._yaml_entries(text))
-        )
-        entries = []
-        for where, row in rows:
-            enabled = _enabled(row.get("enabled"))
-            if isinstance(enabled, str):
-                entries.append(RawEntry(where, row.get("email"), row.get("id"), problem=enabled))
-            else:
-                groups = tuple(str(g) for g in _aliases(row.get("groups")))
-                entries.append(RawEntry(where, row.get("email"), row.get("id"), enabled,
-                                        aliases=_aliases(row.get("aliases")),
-                                        org_unit=_org_unit(row.get("org_unit")), groups=groups))
+        if self.path.suffix.lower() == ".csv":
+            entries = [_entry(where, row) for where, row in self._csv_entries(text)]
+        else:
+            entries = self._yaml_entries(text)
+        del text
         return build_snapshot(self.name, entries, now)
+
+
+def _entry(where: str, row: dict[str, Any]) -> RawEntry:
+    """One user's row (a YAML mapping, a CSV line) as the entry it reads as."""
+    enabled = _enabled(row.get("enabled"))
+    if isinstance(enabled, str):
+        return RawEntry(where, row.get("email"), row.get("id"), problem=enabled)
+    groups = tuple(str(g) for g in _aliases(row.get("groups")))
+    return RawEntry(
+        where,
+        row.get("email"),
+        row.get("id"),
+        enabled,
+        aliases=_aliases(row.get("aliases")),
+        org_unit=_org_unit(row.get("org_unit")),
+        groups=groups,
+    )

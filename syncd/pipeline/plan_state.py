@@ -7,19 +7,20 @@ takes the caller's Session and leaves committing to it.
 
 from __future__ import annotations
 
-import json
 import socket
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Row, Text, bindparam, cast, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from syncd.directory.base import DirectoryUser, Snapshot
 from syncd.domain import KeyPairStatus, ReasonCode, TaskStatus
 from syncd.pipeline import skipped
+from syncd.pipeline.bulk_rows import JsonTexts, json_text, no_gc_while_building
 from syncd.pipeline.claims import ForeignClaim, claim_holds, hold_reason
 from syncd.pipeline.tasks import HOLDING, OPEN
 from syncd.plan import CredentialView, RetiredKeyPair, TaskView, UserView
@@ -45,29 +46,6 @@ def credential_view(kp: KeyPair) -> CredentialView:
     )
 
 
-class _Json:
-    """JSON columns read as their text and decoded once per distinct text: 100,000 users
-    share a handful of profiles and alias lists. The decoded values are shared between views,
-    which only read them."""
-
-    def __init__(self) -> None:
-        self._decoded: dict[str, Any] = {}
-
-    def __call__(self, text: str | None) -> Any:
-        if text is None:
-            return None
-        try:
-            return self._decoded[text]
-        except KeyError:
-            value = self._decoded[text] = json.loads(text)
-            return value
-
-
-def _text(column: Any) -> Any:
-    """A JSON column as its stored text (decoded by :class:`_Json`), same name."""
-    return cast(column, Text).label(column.key)
-
-
 _USERS = User.metadata.tables["users"]
 _KEY_PAIRS = User.metadata.tables["key_pairs"]
 _TASKS = User.metadata.tables["tasks"]
@@ -80,7 +58,12 @@ def load_views(session: Session) -> list[UserView]:
     loading), rows unpacked as tuples: a pass at 100,000 users loads them in a fraction of
     the time the entities take.
     """
-    decode = _Json()
+    with no_gc_while_building():
+        return _load_views(session)
+
+
+def _load_views(session: Session) -> list[UserView]:
+    decode = JsonTexts()
     kps, tasks = _KEY_PAIRS.c, _TASKS.c
     active: dict[int, CredentialView] = {}
     holding: set[int] = set()
@@ -95,11 +78,11 @@ def load_views(session: Session) -> list[UserView]:
             kps.verified_at,
             kps.drift,
             kps.drift_detail,
-            _text(kps.profile),
+            json_text(kps.profile),
             kps.origin,
             kps.superseded_at,
             kps.disabled_at,
-        ).order_by(kps.generation)
+        )  # unordered (SQLite would sort every row): generations are ordered below
     )
     for (
         user_id,
@@ -115,23 +98,25 @@ def load_views(session: Session) -> list[UserView]:
         superseded_at,
         disabled_at,
     ) in key_pairs:
-        if status is KeyPairStatus.ACTIVE:  # ordered by generation: the last one wins
-            active[user_id] = CredentialView(
+        if status is KeyPairStatus.ACTIVE and (
+            user_id not in active or generation > active[user_id].generation
+        ):  # the latest active generation
+            active[user_id] = CredentialView(  # positional: 100,000 of them
                 generation,
                 not_after,
-                not_before=not_before,
-                verified_at=verified_at,
-                drift=ReasonCode(drift) if drift else None,
-                drift_detail=drift_detail,
-                profile=decode(profile),
-                origin=origin,
+                not_before,
+                verified_at,
+                ReasonCode(drift) if drift else None,
+                drift_detail,
+                decode(profile),
+                origin,
             )
         if status in HOLDING:
             holding.add(user_id)
         if status in _RETIRED:
-            retired[user_id].append(
-                RetiredKeyPair(generation, status, superseded_at, disabled_at)
-            )
+            retired[user_id].append(RetiredKeyPair(generation, status, superseded_at, disabled_at))
+    for earlier in retired.values():
+        earlier.sort(key=attrgetter("generation"))  # oldest first
     open_tasks = {
         row[0]: TaskView(*row[1:])
         for row in session.execute(
@@ -150,17 +135,17 @@ def load_views(session: Session) -> list[UserView]:
     users = _USERS.c
     no_retired: tuple[RetiredKeyPair, ...] = ()
     return [
-        UserView(
-            email=email,
-            directory_id=directory_id,
-            in_scope=in_scope,
-            active=active.get(user_id),
-            open_task=open_tasks.get(user_id),
-            holds_credentials=user_id in holding,
-            missing_since=missing_since,
-            retired=tuple(retired[user_id]) if user_id in retired else no_retired,
-            previous_email=previous_email,
-            aliases=tuple(decode(aliases) or ()),
+        UserView(  # positional: 100,000 of them
+            email,
+            directory_id,
+            in_scope,
+            active.get(user_id),
+            open_tasks.get(user_id),
+            user_id in holding,
+            missing_since,
+            tuple(retired[user_id]) if user_id in retired else no_retired,
+            previous_email,
+            decode.as_tuple(aliases),
         )
         for (
             user_id,
@@ -178,33 +163,39 @@ def load_views(session: Session) -> list[UserView]:
                 users.in_scope,
                 users.missing_since,
                 users.previous_email,
-                _text(users.aliases),
+                json_text(users.aliases),
             ).order_by(users.email)
         )
     ]
 
 
-_UserRow = Row[Any]
+_UserRow = tuple[int, str, str, str, bool, bool, datetime | None, datetime, str | None]
+"""A row (unpacked as a tuple): id, email, directory_id, source, in_scope, enabled,
+missing_since, last_seen, aliases (the JSON text)."""
+
+LAST_SEEN_STEP = timedelta(days=1)
+"""How stale a listed user's ``last_seen`` may get before a pass rewrites it: an idle pass
+does not rewrite every user's row (at 100,000 users that UPDATE was the largest write of a
+pass that changes nothing, and on PostgreSQL a new version of every row each pass)."""
 
 
 def _user_rows(session: Session) -> dict[str, _UserRow]:
     """Every user's columns a snapshot may change, by email."""
-    return {
-        row.email: row
-        for row in session.execute(
-            select(
-                User.id,
-                User.email,
-                User.directory_id,
-                User.source,
-                User.in_scope,
-                User.enabled,
-                User.missing_since,
-                User.last_seen,
-                _text(User.aliases),
-            )
+    users = _USERS.c
+    rows: Iterable[_UserRow] = session.execute(
+        select(
+            users.id,
+            users.email,
+            users.directory_id,
+            users.source,
+            users.in_scope,
+            users.enabled,
+            users.missing_since,
+            users.last_seen,
+            json_text(users.aliases),
         )
-    }
+    )
+    return {row[1]: row for row in rows}
 
 
 def _update_rows(session: Session, changes: list[tuple[int, dict[str, Any]]]) -> None:
@@ -244,17 +235,24 @@ def record_snapshot(
     them, or has an entry naming them that it skipped (present, though unusable). Returns how
     the skipped entries changed (recorded and audited here).
 
-    In bulk, with SQLAlchemy Core: a row is written only where a value changed, and
-    ``last_seen`` of every listed user in one UPDATE (an idle pass at 100,000 users writes
-    nothing else).
+    ``last_seen``: when a read listed the user, kept to within :data:`LAST_SEEN_STEP`: a
+    listed user's is set to ``now`` once it is that old (a new user's, and one listed again
+    after being missed or out of scope, at once).
+
+    In bulk, with SQLAlchemy Core: a row is written only where a value changed (an idle pass
+    at 100,000 users writes nothing but the ``last_seen`` that came due).
     """
     _rename(session, renames, run_id)
-    decode = _Json()
-    users = _user_rows(session)
+    with no_gc_while_building():
+        users = _user_rows(session)
+    decode = JsonTexts()
     listed = snapshot.by_email()
+    source = snapshot.source
     waiting = _reassignments_waiting(session, users, listed, reassigned)
     added: list[dict[str, Any]] = []
     changes: list[tuple[int, dict[str, Any]]] = []
+    due_before = now - LAST_SEEN_STEP
+    any_due = False  # a listed user's last_seen is a step old
     for email, entry in listed.items():
         row = users.get(email)
         if row is None:
@@ -262,7 +260,7 @@ def record_snapshot(
                 {
                     "email": email,
                     "directory_id": entry.directory_id,
-                    "source": snapshot.source,
+                    "source": source,
                     "in_scope": True,
                     "enabled": entry.enabled,
                     "first_seen": now,
@@ -271,70 +269,103 @@ def record_snapshot(
                 }
             )
             continue
+        user_id, _, directory_id, row_source, in_scope, enabled, missing_since, seen, aliases = row
+        any_due = any_due or seen < due_before
+        stored_aliases = decode(aliases) or []
+        if (
+            directory_id == entry.directory_id
+            and row_source == source
+            and in_scope
+            and enabled == entry.enabled
+            and missing_since is None
+            and (list(entry.aliases) == stored_aliases if entry.aliases else not stored_aliases)
+        ):
+            continue  # the usual case: nothing changed
         values: dict[str, Any] = {}
-        if row.directory_id != entry.directory_id and email not in waiting:
+        if directory_id != entry.directory_id and email not in waiting:
             audit.record(
                 session,
                 "user.reassigned",
-                user_id=row.id,
-                email=row.email,
+                user_id=user_id,
+                email=email,
                 run_id=run_id,
                 code=ReasonCode.ADDRESS_REUSED.value,
-                old_directory_id=row.directory_id,
+                old_directory_id=directory_id,
                 new_directory_id=entry.directory_id,
             )
             values["directory_id"] = entry.directory_id
-        if row.source != snapshot.source:
-            values["source"] = snapshot.source
-        if not row.in_scope:
+        if row_source != source:
+            values["source"] = source
+        if not in_scope or missing_since is not None:
+            values["last_seen"] = now  # listed again: seen now, whatever the step
+        if not in_scope:
             values["in_scope"] = True
-        if row.enabled != entry.enabled:
+        if enabled != entry.enabled:
             values["enabled"] = entry.enabled
-        if row.missing_since is not None:
+        if missing_since is not None:
             values["missing_since"] = None
-        if list(entry.aliases) != (decode(row.aliases) or []):
+        if list(entry.aliases) != stored_aliases:
             values["aliases"] = list(entry.aliases)
         if values:
-            changes.append((row.id, values))
+            changes.append((user_id, values))
     named_emails, named_ids = snapshot.skipped_identities()
     unseen: list[tuple[int, datetime]] = []  # unlisted, yet in scope and not missing
     for email, row in users.items():
         if email in listed:
             continue
+        user_id, _, directory_id, _, in_scope, _, missing_since, last_seen, _ = row
         values = {}
-        missing = row.missing_since
-        if email in named_emails or row.directory_id in named_ids:
+        missing = missing_since
+        if email in named_emails or directory_id in named_ids:
             missing = None
         elif missing is None:
             missing = now
-        if missing != row.missing_since:
+        if missing != missing_since:
             values["missing_since"] = missing
-        in_scope = row.in_scope and email in kept_in_scope
-        if row.in_scope and not in_scope:
+        stays = in_scope and email in kept_in_scope
+        if in_scope and not stays:
             values["in_scope"] = False
         if values:
-            changes.append((row.id, values))
-        if in_scope and missing is None:
-            unseen.append((row.id, row.last_seen))
+            changes.append((user_id, values))
+        if stays and missing is None:
+            unseen.append((user_id, last_seen))
     if added:
         session.execute(insert(_USERS), added)
     _update_rows(session, changes)
-    # Every listed user is now in scope and not missing: one UPDATE sets their last_seen;
-    # the few unlisted users it also matched (named by a skipped entry, kept in scope) get
-    # theirs back.
-    session.execute(
+    if not any_due:  # most passes: no listed user's last_seen came due
+        return _record_skipped(session, snapshot, now, run_id, users)
+    # Every listed user is now in scope and not missing: one UPDATE sets the last_seen that
+    # came due; the few unlisted users it also matched (named by a skipped entry, kept in
+    # scope) get theirs back.
+    due = session.execute(
         update(_USERS)
-        .where(_USERS.c.in_scope.is_(True), _USERS.c.missing_since.is_(None))
+        .where(
+            _USERS.c.in_scope.is_(True),
+            _USERS.c.missing_since.is_(None),
+            _USERS.c.last_seen < due_before,
+        )
         .values(last_seen=now)
     )
-    if unseen:
+    if unseen and due.rowcount:  # type: ignore[attr-defined]
         session.execute(
             update(_USERS)
             .where(_USERS.c.id == bindparam("_id"))
             .values(last_seen=bindparam("seen")),
             [{"_id": user_id, "seen": seen} for user_id, seen in unseen],
         )
-    return skipped.record(session, snapshot, now, run_id, {e: r.id for e, r in users.items()})
+    return _record_skipped(session, snapshot, now, run_id, users)
+
+
+def _record_skipped(
+    session: Session,
+    snapshot: Snapshot,
+    now: datetime,
+    run_id: int | None,
+    users: Mapping[str, _UserRow],
+) -> skipped.SkippedChanges:
+    """The snapshot's skipped entries recorded (with the ids of the users they name)."""
+    named = {e.email: users[e.email][0] for e in snapshot.skipped if e.email and e.email in users}
+    return skipped.record(session, snapshot, now, run_id, named)
 
 
 def _rename(session: Session, renames: Iterable[tuple[str, str]], run_id: int | None) -> None:
@@ -379,10 +410,10 @@ def _reassignments_waiting(
     """Listed users under a new directory id whose old credential is still held and not
     ended this pass."""
     changed = {
-        user.id: email
+        user[0]: email
         for email, entry in listed.items()
         if (user := users.get(email)) is not None
-        and user.directory_id != entry.directory_id
+        and user[2] != entry.directory_id
         and email not in reassigned
     }
     ids, holding = list(changed), set()

@@ -29,9 +29,9 @@ from syncd.directory.base import Snapshot
 from syncd.domain import ActionKind, ReasonCode, TaskKind
 from syncd.plan.drift import verification_slice
 from syncd.plan.identity import pair_renames
-from syncd.plan.reissue import throttle
+from syncd.plan.reissue import desired_record, throttle
 from syncd.plan.rollout import throttle_new
-from syncd.plan.rules import RULES, decide
+from syncd.plan.rules import RULES, decide, quiet
 from syncd.plan.safety import check_snapshot, deprovision_limit, managed, unusable_entries
 from syncd.plan.views import (
     Action,
@@ -73,12 +73,17 @@ def plan(
     verify = verification_slice(views, policy, now, last_pass_at)
     actions: list[Action] = []
     held: list[Hold] = []
+    plain = desired_record(policy.profile, ()) if policy.profile is not None else None
     for email in sorted((listed.keys() | known.keys()) - renamed_away):
         before = renames.get(email)
+        entry = listed.get(email)
+        view = before if before is not None else known.get(email)
+        if before is None and quiet(entry, view, policy, now, email in verify, plain):
+            continue  # every rule would answer None: the chain is skipped
         subject = Subject(
             email,
-            listed.get(email),
-            before if before is not None else known.get(email),
+            entry,
+            view,
             policy,
             now,
             unusable.get(email),
@@ -90,13 +95,13 @@ def plan(
             actions.append(decision)
         elif isinstance(decision, Hold):
             held.append(decision)
-    actions, pending_reissue = throttle(actions, policy, len(managed(views)))
+    active = len(managed(views))
+    actions, pending_reissue = throttle(actions, policy, active)
     actions, deferred_new = throttle_new(
         actions, policy.max_new_per_pass, policy.rollout_order, listed, known
     )
 
     deprovisions = [a for a in actions if a.kind in DEPROVISIONING]
-    active = len(managed(views))
     limit = deprovision_limit(policy.max_deprovision, active)
     if len(deprovisions) > limit and not policy.allow_mass_deprovision:
         reason = (

@@ -10,6 +10,7 @@ outside syncd, a replacement), with the drift's reason code.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -83,13 +84,16 @@ def verification_slice(
     No previous pass: only the overdue ones (the first pass provisions; it verifies nobody
     on the strength of an interval it cannot know).
     """
-    candidates = sorted(_candidates(views), key=_order)
+    candidates = _candidates(views)
     size = slice_size(len(candidates), policy.verify_every, now, last_pass_at)
-    chosen = {view.email for view in candidates[:size]}
-    for view in candidates[size:]:
+    # The slice: the first ``size`` in _order (a total order: emails are unique), found
+    # without sorting everyone (an idle pass soon after the previous one takes none).
+    chosen = {view.email for view in heapq.nsmallest(size, candidates, key=_order)}
+    overdue = now - policy.verify_every
+    for view in candidates:
         assert view.active is not None
         seen = last_verified(view.active)
-        if seen is not None and now - seen >= policy.verify_every:
+        if seen is not None and seen <= overdue:
             chosen.add(view.email)
     return frozenset(chosen)
 

@@ -53,7 +53,7 @@ def config_changed(s: Subject) -> Decision:
     if active.origin not in ORIGINS or active.profile is None:
         return None
     aliases = s.listed.aliases if s.listed is not None else ()
-    desired = _record(profile, aliases)
+    desired = desired_record(profile, aliases)
     if active.profile == desired:  # the usual case: nothing to compare key by key
         return None
     changed = differences(active.profile, desired)
@@ -69,7 +69,7 @@ def config_changed(s: Subject) -> Decision:
 
 
 @functools.lru_cache(maxsize=256)
-def _record(profile: DesiredProfile, aliases: tuple[str, ...]) -> Mapping[str, object]:
+def desired_record(profile: DesiredProfile, aliases: tuple[str, ...]) -> Mapping[str, object]:
     """``profile.record(aliases)``, made once per pass for the many users who share it (read
     only)."""
     return profile.record(aliases)

@@ -7,21 +7,24 @@ their own modules (drift, identity, reissue, retire) and take their place in ``R
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+from syncd.directory.base import DirectoryUser
 from syncd.domain import EXISTING_CREDENTIALS_PREFIX, ActionKind, ReasonCode, TaskKind, TaskStatus
 from syncd.plan.drift import drifted, verify_due
 from syncd.plan.identity import address_reused, renamed
-from syncd.plan.reissue import config_changed
+from syncd.plan.reissue import ORIGINS, config_changed, desired_record
 from syncd.plan.retire import retire_due
 from syncd.plan.views import (
     CredentialView,
     Decision,
     Hold,
+    Policy,
     Rule,
     Subject,
     TaskView,
+    UserView,
     act,
     format_duration,
 )
@@ -207,3 +210,47 @@ def decide(subject: Subject, rules: Sequence[Rule] = RULES) -> Decision:
         if decision is not None:
             return decision
     return None
+
+
+def quiet(
+    listed: DirectoryUser | None,
+    known: UserView | None,
+    policy: Policy,
+    now: datetime,
+    verify_due: bool,
+    plain_record: Mapping[str, object] | None = None,
+) -> bool:
+    """True when every rule of ``RULES`` would answer None for this user (not renamed, not
+    named by a skipped entry): listed, enabled, under the same directory id, with an active
+    credential that has no drift, no open task, no earlier key pair, no renewal due, the
+    configured profile and no verification due. Most users of an idle pass are; the plan
+    skips the chain for them.
+
+    A shortcut, so it may answer False for a user the chain leaves alone, never True for a
+    user a rule would answer. Keep it in step with ``RULES``: a new rule that can answer for
+    such a user must be checked here too (tests/plan/test_quiet.py runs both over many
+    users).
+
+    ``plain_record``: ``desired_record(policy.profile, ())``, when the caller made it once
+    for every user: users without aliases are compared with it (no hashing of the profile).
+    """
+    if listed is None or known is None or not listed.enabled:
+        return False
+    active = known.active
+    if (
+        active is None
+        or verify_due
+        or known.open_task is not None
+        or known.retired
+        or active.drift is not None
+        or listed.directory_id != known.directory_id
+    ):
+        return False
+    if active.not_after is not None and active.not_after - policy.renew_before <= now:
+        return False
+    profile = policy.profile
+    if profile is None or active.origin not in ORIGINS or active.profile is None:
+        return True
+    if plain_record is not None and not listed.aliases:
+        return active.profile == plain_record
+    return active.profile == desired_record(profile, listed.aliases)
