@@ -38,6 +38,7 @@ from syncd.pipeline.sync import (
 )
 from syncd.plan import Action, Plan, on_demand
 from syncd.state import fencing
+from syncd.state.db import Database
 from syncd.state.fencing import Fence
 from syncd.state.instances import Membership
 from syncd.state.runs import finish_run, start_run
@@ -49,6 +50,22 @@ def _membership(ctx: PassContext) -> Membership:
     if ctx.membership is None:
         raise ValueError("a shared pass needs the instance's membership (state.shared)")
     return ctx.membership
+
+
+def min_gap(interval: float | None) -> timedelta:
+    """A group plans one pass per interval: a scheduled pass less than half an interval (a
+    minute without one) after the group's last only works the queue."""
+    return timedelta(seconds=interval / 2 if interval else 60.0)
+
+
+def nothing_to_claim(database: Database) -> bool:
+    """A cheap look (an idle instance's poll opens nothing else): no task is free to claim.
+    False when the store cannot be read: the pass that follows says why."""
+    try:
+        with database.engine.connect() as connection:
+            return not tasks.claimable(connection, utcnow())
+    except SQLAlchemyError:
+        return False
 
 
 def _due(ctx: PassContext, now: datetime, min_gap: timedelta | None) -> bool:

@@ -55,8 +55,8 @@ from syncd.errors import (
     UnavailableError,
 )
 from syncd.logs import log_context, register_secret, setup_logging
-from syncd.pipeline import tasks
 from syncd.pipeline.runner import TaskResult
+from syncd.pipeline.shared import min_gap, nothing_to_claim
 from syncd.pipeline.sync import PassResult
 from syncd.service.metrics import Metrics
 from syncd.service.sdnotify import notify, watchdog_period
@@ -391,7 +391,7 @@ class Daemon:
 
     def _work_job(self) -> None:
         """A shared group's instance between its passes: work any task free to claim."""
-        if self.stop.is_set() or self._nothing_to_claim():
+        if self.stop.is_set() or (self.membership and nothing_to_claim(self.membership.database)):
             return
         if not self._pass_lock.acquire(blocking=False):
             return
@@ -402,27 +402,10 @@ class Daemon:
         finally:
             self._pass_lock.release()
 
-    def _nothing_to_claim(self) -> bool:
-        """A cheap look on the membership's own connection pool: no task is free to claim (a
-        poll then opens nothing else). False when the store cannot be read: the pass says why."""
-        if self.membership is None:
-            return False
-        try:
-            with self.membership.database.engine.connect() as connection:
-                return not tasks.claimable(connection, datetime.now(UTC))
-        except SQLAlchemyError:
-            return False
-
-    def _min_gap(self) -> timedelta:
-        """A shared group plans one pass per interval: a scheduled pass less than half an
-        interval (a minute without one) after the group's last only works the queue."""
-        interval = self.config.schedule.interval
-        return timedelta(seconds=interval / 2 if interval else 60.0)
-
     def _scheduled(self, app: App) -> PassResult | None:
         return scheduled_pass(
             app,
-            self._min_gap(),
+            min_gap(self.config.schedule.interval),
             stop=self.stop,
             on_step=self._on_step,
             on_done=self._on_task,
