@@ -235,9 +235,15 @@ def deploy(
         )
     )
     config = load_config(config_path)
+    prepare_store(config, hierarchy)
+    return config
+
+
+def prepare_store(config: Config, hierarchy: TestHierarchy) -> None:
+    """Migrate the state store to head and import the bench issuer into the KMS."""
     Database.open(config.state.url, require_current=False).upgrade()
-    app = App(config)
     assert hierarchy.issuer_p12 and hierarchy.root_pem
+    app = App(config)
     keys = app.keyring()
     try:
         import_issuer(
@@ -252,7 +258,7 @@ def deploy(
         )
     finally:
         keys.close()
-    return config
+        app.close()
 
 
 def pipeline(config: Config, users: int) -> float:

@@ -68,11 +68,9 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
 
 from bench.postgres_server import PostgresServer
-from bench.provision import DOMAIN, PASSWORD, _cpu_seconds, _free_port, _wait_for, deploy
+from bench.provision import DOMAIN, _cpu_seconds, _free_port, _wait_for, deploy, prepare_store
 from bench.sandbox_admin import admin
-from syncd.app.context import App
 from syncd.config import Config, load_config
-from syncd.credentials.issuers import import_issuer
 from syncd.domain import KeyPairStatus, TaskStatus
 from syncd.sandbox import init_sandbox_data
 from syncd.state.db import Database
@@ -146,28 +144,6 @@ def _shared_config(config_path: Path, url: str, workers: int, rate: float) -> Co
     data["logging"] = {"level": "INFO"}
     config_path.write_text(yaml.safe_dump(data))
     return load_config(config_path)
-
-
-def _import_issuer(config: Config, hierarchy: TestHierarchy) -> None:
-    """Migrate the store to head and import the issuer (as bench/provision.py's deploy)."""
-    Database.open(config.state.url, require_current=False).upgrade()
-    assert hierarchy.issuer_p12 and hierarchy.root_pem
-    app = App(config)
-    keys = app.keyring()
-    try:
-        import_issuer(
-            app.database.sessions,
-            keys.configured,
-            label="bench",
-            pkcs12_data=hierarchy.issuer_p12.read_bytes(),
-            password=PASSWORD,
-            extra_chain_pem=hierarchy.root_pem.read_bytes(),
-            now=datetime.now(UTC),
-            where="issuer.p12",
-        )
-    finally:
-        keys.close()
-        app.close()
 
 
 def _syncd(config_path: Path, log: Path, *command: str) -> subprocess.Popen[bytes]:
@@ -275,7 +251,7 @@ def measure_group(
             listed = users_file.read_text()
             config_path = work / "syncd.yaml"
             config = _shared_config(config_path, server.create_database(), workers, rate)
-            _import_issuer(config, hierarchy)
+            prepare_store(config, hierarchy)
             users_file.write_text(yaml.safe_dump({"users": []}))
             admin(port, "POST", "faults", {"latency_ms": latency_ms, "token_endpoint": False})
             database = Database.open(config.state.url)

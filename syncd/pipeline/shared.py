@@ -26,7 +26,6 @@ from syncd.directory.base import DirectorySource
 from syncd.errors import LockHeldError, LockLostError
 from syncd.logs import bind
 from syncd.pipeline import plan_state, tasks
-from syncd.pipeline.claims import hold_claimed
 from syncd.pipeline.enqueue import enqueue
 from syncd.pipeline.runner import Runner, StepObserver, TaskResult
 from syncd.pipeline.sync import (
@@ -34,9 +33,10 @@ from syncd.pipeline.sync import (
     PassResult,
     crash_recorded,
     plan_and_record,
+    resync_plan,
     utcnow,
 )
-from syncd.plan import Action, Plan, on_demand
+from syncd.plan import Action, Plan
 from syncd.state import fencing
 from syncd.state.db import Database
 from syncd.state.fencing import Fence
@@ -127,13 +127,8 @@ def _finish(ctx: PassContext, result: PassResult) -> PassResult:
                 ctx.after_tasks(fence)
         except (LockHeldError, LockLostError) as error:
             log.info("the CRL is left to the instance planning now: %s", error)
-    outcome = "ok" if result.clean else "failures"
-    if result.plan.blocked_reason:
-        outcome = "blocked"
-    if result.stopped:
-        outcome = "stopped"
     with ctx.database.transaction() as session:
-        finish_run(session, result.run_id, outcome, utcnow(), result.summary())
+        finish_run(session, result.run_id, result.outcome, utcnow(), result.summary())
     return result
 
 
@@ -226,16 +221,7 @@ def resync(
             run_id = start_run(session, "resync", now)
         bind(pass_id=run_id)
         with crash_recorded(ctx, run_id):
-            with ctx.database.sessions() as session:
-                views = plan_state.load_views(session)
-                held = plan_state.held_by_others(session, None, now)
-            wanted = (
-                [e.strip().lower() for e in emails]
-                if emails is not None
-                else [v.email for v in views if v.in_scope and v.active is not None]
-            )
-            actions, unknown = on_demand(wanted, views, force=force)
-            the_plan = hold_claimed(Plan(tuple(actions)), held)
+            the_plan, unknown = resync_plan(ctx, emails, force, None, now)
             try:
                 fresh_keys = _enqueue(ctx, the_plan.actions, run_id, fence)
             except LockLostError as error:

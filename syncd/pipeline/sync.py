@@ -70,6 +70,15 @@ class PassResult:
             and not self.unknown_users
         )
 
+    @property
+    def outcome(self) -> str:
+        """What the runs table records for a pass that ended with this result."""
+        if self.stopped:
+            return "stopped"
+        if self.plan.blocked_reason:
+            return "blocked"
+        return "ok" if self.clean else "failures"
+
     def summary(self) -> dict[str, object]:
         return {
             "planned": self.plan.counts(),
@@ -164,11 +173,7 @@ def _finish(
             ctx.after_tasks(fence)
         except LockLostError as error:
             lost = error
-    outcome = "ok" if result.clean else "failures"
-    if result.plan.blocked_reason:
-        outcome = "blocked"
-    if result.stopped:
-        outcome = "stopped"
+    outcome = result.outcome
     if lost is None:
         try:
             with ctx.database.transaction() as session:
@@ -306,6 +311,28 @@ def plan_and_record(
     return the_plan, None
 
 
+def resync_plan(
+    ctx: PassContext,
+    emails: Sequence[str] | None,
+    force: bool,
+    holds_for: int | None,
+    now: datetime,
+) -> tuple[Plan, list[str]]:
+    """A resync's plan (all managed users when ``emails`` is None), users whose task another
+    claim covers held (``holds_for``: this pass's run-lock token; None: any claim), and the
+    named users the store does not know."""
+    with ctx.database.sessions() as session:
+        views = plan_state.load_views(session)
+        held = plan_state.held_by_others(session, holds_for, now)
+    wanted = (
+        [e.strip().lower() for e in emails]
+        if emails is not None
+        else [v.email for v in views if v.in_scope and v.active is not None]
+    )
+    actions, unknown = on_demand(wanted, views, force=force)
+    return hold_claimed(Plan(tuple(actions)), held), unknown
+
+
 def resync(
     ctx: PassContext,
     emails: Sequence[str] | None,
@@ -321,16 +348,7 @@ def resync(
             run_id = start_run(session, "resync", now)
         bind(pass_id=run_id)
         with crash_recorded(ctx, run_id):
-            with ctx.database.sessions() as session:
-                views = plan_state.load_views(session)
-                held = plan_state.held_by_others(session, fence.token, now)
-            wanted = (
-                [e.strip().lower() for e in emails]
-                if emails is not None
-                else [v.email for v in views if v.in_scope and v.active is not None]
-            )
-            actions, unknown = on_demand(wanted, views, force=force)
-            the_plan = hold_claimed(Plan(tuple(actions)), held)
+            the_plan, unknown = resync_plan(ctx, emails, force, fence.token, now)
             result = PassResult(the_plan, run_id=run_id, unknown_users=unknown)
             result.results, lost = _execute(ctx, the_plan.actions, run_id, fence, on_done)
             return _finish(ctx, result, fence, lost)

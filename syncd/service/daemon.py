@@ -81,15 +81,6 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def outcome_of(result: PassResult) -> str:
-    """The outcome recorded in the runs table for ``result`` (see pipeline.sync._finish)."""
-    if result.stopped:
-        return "stopped"
-    if result.plan.blocked_reason:
-        return "blocked"
-    return "ok" if result.clean else "failures"
-
-
 def startup_checks(config: Config) -> None:
     """Raise unless what the configuration points at is usable: UnavailableError when only
     dependencies are unavailable (try again later), else ConfigError."""
@@ -429,7 +420,7 @@ class Daemon:
             if result is None:  # a shared group's instance found nothing to do
                 idle = True
                 return
-            outcome = outcome_of(result)
+            outcome = result.outcome
             summary = result.summary()
             described = (
                 f"pass {result.run_id}: {outcome}, {summary['done']} done, "
