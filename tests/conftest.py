@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from syncd.state.db import create_engine_for, upgrade
 
@@ -62,6 +63,19 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def admin_connection(url: str) -> psycopg.Connection[tuple[object, ...]]:
+    """An autocommit connection to the database at ``url``, for what a test does behind
+    syncd's back (ending its sessions, changing server settings)."""
+    parsed = make_url(url)
+    return psycopg.connect(
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        dbname=parsed.database,
+        autocommit=True,
+    )
 
 
 @dataclass

@@ -18,6 +18,10 @@ In a shared group (``state.shared``) the runner drains the queue instead (``drai
 worker claims the next free task (FOR UPDATE SKIP LOCKED) under the instance's token until
 none is left, and a task whose claim another instance took over (ClaimLostError) is dropped
 by this one, the others going on.
+
+A checkpoint the database fails to write while unavailable (its session ended by the server,
+a failover) leaves that task at its previous checkpoint, released for whoever resumes it; the
+pass goes on with the other tasks.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from sqlalchemy.exc import DBAPIError
+
 from syncd.budget import RetryBudget, StopRequested, spending
 from syncd.config import PipelineConfig
 from syncd.domain import TaskKind
@@ -41,12 +47,15 @@ from syncd.pipeline import tasks
 from syncd.pipeline.claims import Claim
 from syncd.pipeline.crashpoints import crash_point
 from syncd.pipeline.steps import STEPS, Outcome, Services, Work
-from syncd.state.db import Database
+from syncd.state.db import Database, database_error, is_unavailable
 from syncd.state.fencing import Fence
 
 log = logging.getLogger("syncd.pipeline")
 
 MAX_STEP_BACKOFF = 8.0
+CLAIM_ATTEMPTS = 3
+"""Claims a drain worker tries in a row while the database is unavailable before it gives up."""
+
 _BEFORE_KEY = ("check_existing", "create_key")
 """A task starting at one of these has not tried create_key yet (see Work.fresh_key)."""
 
@@ -72,6 +81,8 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, GoogleAPIError):
         return error.retryable and not error.later
     # The KMS unreachable or its session dropped; a refusal (KMSRefusedError) is permanent.
+    if isinstance(error, DBAPIError):  # the embedded KMS's store, or a step's own reads
+        return is_unavailable(error)
     return isinstance(error, ConnectionError | TimeoutError | KMSUnavailableError)
 
 
@@ -142,6 +153,23 @@ class Runner:
         log.info("stopping: %s %s left %s", work.kind, work.email, where)
         return TaskResult(task_id, work.email, work.kind, False, step, None, stopped=True)
 
+    def _unrecorded(self, work: Work, step: str, error: DBAPIError) -> TaskResult:
+        """The database failed while recording ``step`` (a session ended by the server, a
+        failover): the task is released at its last recorded checkpoint, where this pass's
+        queue (shared group) or the next pass resumes it; the step looks before acting again.
+        A database still unavailable for the release fails the pass."""
+        message = f"{step}: not recorded: {database_error(error, self.database.engine.url)}"
+        log.warning(
+            "%s %s: %s; the task resumes at %s, which finds what this attempt did",
+            work.kind,
+            work.email,
+            message,
+            step,
+        )
+        with self.database.engine.begin() as connection:
+            tasks.release(connection, work.task_id, self.claim.token)
+        return TaskResult(work.task_id, work.email, work.kind, False, step, message)
+
     def run(self, task_ids: Sequence[int]) -> list[TaskResult]:
         if not task_ids:
             return []
@@ -157,11 +185,25 @@ class Runner:
 
     def _drain_worker(self) -> list[TaskResult]:
         results = []
+        failed_claims = 0
         while not self._stopping():
-            with self.database.engine.begin() as connection:
-                claimed = tasks.claim_next(
-                    connection, self.run_id, self.claim, self.services.clock()
+            try:
+                with self.database.engine.begin() as connection:
+                    claimed = tasks.claim_next(
+                        connection, self.run_id, self.claim, self.services.clock()
+                    )
+            except DBAPIError as error:
+                # Rolled back: nothing was claimed. A session ended by the server is worth
+                # another try on a new one; a database that stays away fails the drain.
+                failed_claims += 1
+                if not is_unavailable(error) or failed_claims == CLAIM_ATTEMPTS:
+                    raise
+                log.warning(
+                    "claiming a task: %s; trying again",
+                    database_error(error, self.database.engine.url),
                 )
+                continue
+            failed_claims = 0
             if claimed is None:
                 break
             results.append(self._run_isolated(claimed[0].task_id, claimed))
@@ -217,6 +259,8 @@ class Runner:
             except ClaimLostError:
                 raise
             except Exception as error:  # any failure stays with this user's task
+                if isinstance(error, DBAPIError):  # one line, not the driver's statement dump
+                    error = database_error(error, self.database.engine.url)
                 message = f"{step}: {error}" if str(error) else f"{step}: {error!r}"
                 permanent = isinstance(error, PermanentError)
                 try:
@@ -258,6 +302,10 @@ class Runner:
                 # step looks before acting).
                 self._lose(error)
                 return self._stopped(task_id, step)
+            except DBAPIError as error:
+                if not is_unavailable(error):
+                    raise
+                return self._unrecorded(work, step, error)
             crash_point(f"committed:{step}")
             work, step = work.after(outcome), following
         log.info("%s %s done", work.kind, work.email)

@@ -331,7 +331,9 @@ class Daemon:
                 self._work_job,
                 IntervalTrigger(seconds=config.pipeline.poll_interval),
                 id="work-queue",
-                max_instances=1,
+                # Two, not one: while a drain runs, the next poll returns at once on the pass
+                # lock; at its limit the scheduler would log a warning at every poll instead.
+                max_instances=2,
                 coalesce=True,
                 misfire_grace_time=None,
             )
@@ -382,14 +384,15 @@ class Daemon:
 
     def _work_job(self) -> None:
         """A shared group's instance between its passes: work any task free to claim."""
-        if self.stop.is_set() or (self.membership and nothing_to_claim(self.membership.database)):
-            return
-        if not self._pass_lock.acquire(blocking=False):
-            return
+        if self.stop.is_set() or not self._pass_lock.acquire(blocking=False):
+            return  # this instance's pass or drain is running, and works the queue itself
         try:
-            if not self.stop.is_set():
-                with log_context():
-                    self._one_pass(self._queued)
+            if self.stop.is_set() or (
+                self.membership and nothing_to_claim(self.membership.database)
+            ):
+                return
+            with log_context():
+                self._one_pass(self._queued)
         finally:
             self._pass_lock.release()
 

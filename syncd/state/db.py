@@ -105,16 +105,22 @@ def sqlite_path(url: str | URL) -> Path | None:
 
 
 def create_engine_for(url: str) -> Engine:
-    """An engine for ``url`` (SQLite: foreign keys on, WAL, busy timeout; PostgreSQL: psycopg 3)."""
+    """An engine for ``url`` (SQLite: foreign keys on, WAL, busy timeout; PostgreSQL: psycopg 3).
+
+    Its errors never quote a statement's parameters: they hold sealed keys, certificates and
+    audit details, and an error ends up in logs and in the tasks table."""
     parsed = parse_url(url)
     if parsed.get_backend_name() == "postgresql":
         _require_psycopg()
-        return create_engine(parsed, pool_pre_ping=True)
+        return create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
     path = sqlite_path(parsed)
     if path is None:
         # One shared connection, or every pooled connection would see its own empty database.
         engine = create_engine(
-            parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            parsed,
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False},
+            hide_parameters=True,
         )
     else:
         try:
@@ -123,7 +129,7 @@ def create_engine_for(url: str) -> Engine:
             raise ConfigError(
                 _URL_WHERE, f"cannot create the folder {path.parent} for the database: {error}"
             ) from None
-        engine = create_engine(parsed)
+        engine = create_engine(parsed, hide_parameters=True)
     event.listen(engine, "connect", _configure_sqlite_connection)
     return engine
 

@@ -26,7 +26,7 @@ from syncd.kms.local import create_master_key
 from syncd.sandbox import SandboxServer, init_sandbox_data
 from syncd.state.db import Database
 from syncd.state.models import KmsKey
-from tests.conftest import _migrate
+from tests.conftest import PostgresServer, _migrate
 from tests.kmip.server import PyKmipServer, start_pykmip_server
 from tests.support.cli import run_syncd
 from tests.support.sandbox import register_service_account
@@ -200,6 +200,33 @@ def deployment(
     deploy = build_deployment(tmp_path, migrated_db_url, pipeline_ca)
     try:
         import_pipeline_issuer(deploy, pipeline_ca)
+        yield deploy
+    finally:
+        deploy.sandbox.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer, _postgres_migrated_template: str) -> Iterator[str]:
+    name = postgres_server.create_database(template=_postgres_migrated_template)
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def shared(tmp_path: Path, pg_url: str, pipeline_ca: TestHierarchy) -> Iterator[Deployment]:
+    """A deployment on PostgreSQL with ``state.shared`` and short claims and polls."""
+    deploy = build_deployment(tmp_path, pg_url, pipeline_ca)
+    try:
+        import_pipeline_issuer(deploy, pipeline_ca)
+        deploy.update_config(
+            state={"shared": True},
+            pipeline={"workers": 2, "claim_timeout": "20s", "poll_interval": "0.3s"},
+            schedule={"interval": "1h", "jitter": "0.1s"},
+            daemon={"stop_timeout": "60s"},
+            logging={"level": "INFO"},
+        )
         yield deploy
     finally:
         deploy.sandbox.stop()

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import pytest
 from psycopg import sql
 from sqlalchemy import func, select
@@ -22,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from syncd.state.db import Database
 from syncd.state.models import KeyPair, KmsKey, Run, Task, TaskStatus
+from tests.conftest import admin_connection
 
 from .conftest import Deployment, gmail_state, sandbox_users
 
@@ -164,14 +164,6 @@ def test_sqlite_lock_file_removed_mid_pass_while_a_second_pass_starts(
     _lose_the_lock_mid_pass(deployment, lambda _pid: lock_file.unlink())
 
 
-def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
-    parsed = make_url(url)
-    return psycopg.connect(
-        host=parsed.host, port=parsed.port, user=parsed.username, dbname=parsed.database,
-        autocommit=True,
-    )
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize("migrated_db_url", ["postgresql"], indirect=True)
 def test_postgresql_lock_session_terminated_mid_pass_while_a_second_pass_starts(
@@ -180,7 +172,7 @@ def test_postgresql_lock_session_terminated_mid_pass_while_a_second_pass_starts(
     url = deployment.config.state.url
 
     def terminate(pid: int) -> None:
-        with _admin(url) as admin:
+        with admin_connection(url) as admin:
             ended = admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE application_name LIKE %s",
@@ -199,7 +191,7 @@ def test_postgresql_idle_session_timeout_does_not_end_the_run_lock(
     url = deployment.config.state.url
     database = make_url(url).database
     assert database is not None
-    with _admin(url) as admin:
+    with admin_connection(url) as admin:
         admin.execute(
             sql.SQL("ALTER DATABASE {} SET idle_session_timeout = '1s'").format(
                 sql.Identifier(database)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from syncd.pipeline.steps import Outcome
 from syncd.state.db import Database
 from syncd.state.instances import Membership
 from syncd.state.models import AuditEvent, Instance, KeyPair, KmsKey, Run, Task, User
-from tests.conftest import PostgresServer
+from tests.conftest import admin_connection
 from tests.support.testca import TestHierarchy
 
 from ..daemon.conftest import NotifySocket, RunningDaemon, free_port, wait_until
@@ -39,33 +39,6 @@ from .conftest import (
 )
 
 USERS = 24
-
-
-@pytest.fixture
-def pg_url(postgres_server: PostgresServer, _postgres_migrated_template: str) -> Iterator[str]:
-    name = postgres_server.create_database(template=_postgres_migrated_template)
-    try:
-        yield postgres_server.url(name)
-    finally:
-        postgres_server.drop_database(name)
-
-
-@pytest.fixture
-def shared(tmp_path: Path, pg_url: str, pipeline_ca: TestHierarchy) -> Iterator[Deployment]:
-    """A deployment on PostgreSQL with ``state.shared`` and short claims and polls."""
-    deploy = build_deployment(tmp_path, pg_url, pipeline_ca)
-    try:
-        import_pipeline_issuer(deploy, pipeline_ca)
-        deploy.update_config(
-            state={"shared": True},
-            pipeline={"workers": 2, "claim_timeout": "20s", "poll_interval": "0.3s"},
-            schedule={"interval": "1h", "jitter": "0.1s"},
-            daemon={"stop_timeout": "60s"},
-            logging={"level": "INFO"},
-        )
-        yield deploy
-    finally:
-        deploy.sandbox.stop()
 
 
 def _claim(token: int) -> Claim:
@@ -418,3 +391,85 @@ def test_a_shared_resync_and_status_show_the_holder(shared: Deployment) -> None:
             connection.execute(update(Task).where(Task.user_id == user_id).values(lease_until=None))
     finally:
         database.close()
+
+
+def _done_count(database: Database) -> int:
+    with database.sessions() as session:
+        return len(session.scalars(select(Task.id).where(Task.status == TaskStatus.DONE)).all())
+
+
+def _terminate_other_sessions(url: str) -> int:
+    """End every other session on the database, as a PostgreSQL restart or failover would."""
+    with admin_connection(url) as admin:
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return sum(1 for (ok,) in ended if ok)
+
+
+@pytest.mark.timeout(240)
+def test_a_group_whose_database_sessions_are_all_ended_mid_pass_finishes_it_once(
+    shared: Deployment, tmp_path: Path
+) -> None:
+    """Every session of both instances (pooled, heartbeat, run lock) is ended while they drain
+    a pass: each step whose write was cut is retried, nobody exits, and every user still ends
+    with one key pair and one identity, the recorded ones, and no orphan KMS key."""
+    emails = sandbox_users(USERS)
+    shared.set_users(emails)
+    shared.update_config(pipeline={"claim_timeout": "10m"})  # no task waits out a lease
+    shared.admin("POST", "faults", {"latency_ms": 250})
+    database = Database.open(shared.config.state.url)
+    daemons = [_start(shared, tmp_path, "a"), _start(shared, tmp_path, "b")]
+    try:
+        wait_until(lambda: _done_count(database) >= 3, "a few users provisioned", 120)
+        assert _done_count(database) < USERS, "the pass ended before the sessions were cut"
+        ended = 0
+        for _ in range(15):  # again and again, so that some are cut inside a transaction
+            ended += _terminate_other_sessions(shared.config.state.url)
+            time.sleep(0.2)
+        assert ended >= 15
+        shared.admin("POST", "faults", {})
+        wait_until(
+            lambda: _all_done(database, USERS),
+            "every user provisioned",
+            90,
+            on_fail="\n".join(d.log()[-3000:] for d in daemons),
+        )
+        assert all(d.running() for d in daemons), "\n".join(d.log()[-3000:] for d in daemons)
+        with database.sessions() as session:
+            pairs = session.scalars(select(KeyPair)).all()
+            kms_keys = session.scalars(
+                select(KmsKey.id).where(KmsKey.label.like("syncd:user%"))
+            ).all()
+            ids = {
+                email: user_id for email, user_id in session.execute(select(User.email, User.id))
+            }
+        assert sorted(p.user_id for p in pairs) == sorted(set(p.user_id for p in pairs))
+        assert set(kms_keys) == {p.kms_private_key_id for p in pairs}
+        recorded = {p.user_id: p.gmail_key_pair_id for p in pairs}
+        for email in emails:
+            keypairs, identity = gmail_state(shared, email)
+            assert len(keypairs) == 1, email
+            assert identity is not None and identity["primaryKeyPairId"] == recorded[ids[email]]
+        # Both are members again (the heartbeat rejoins after its session was ended).
+        wait_until(
+            lambda: _members(shared) == {str(d.process.pid) for d in daemons},
+            "both instances listed by syncd status --instances",
+            30,
+        )
+    finally:
+        for daemon in daemons:
+            code = daemon.stop()
+            daemon.notify.close()
+            daemon.notify.path.unlink(missing_ok=True)
+            assert code == 0, daemon.log()[-3000:]
+        database.close()
+    logs = "\n".join(d.log() for d in daemons)
+    assert "Traceback" not in logs, logs[-6000:]
+
+
+def _members(deploy: Deployment) -> set[str]:
+    listed = deploy.syncd("status", "--instances", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    return {m["instance"].rsplit(":", 1)[1] for m in json.loads(listed.stdout)["instances"]}

@@ -11,13 +11,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from syncd.errors import EXIT_LOCKED, LockHeldError, SyncdError
 from syncd.state.lock import RunLock, acquire
+from tests.conftest import admin_connection
 
 # argv: url, seconds to hold (negative: until killed). Prints "locked" once it holds the lock.
 HOLDER = """
@@ -177,16 +177,8 @@ def test_sqlite_lock_file_removed_or_replaced_is_no_longer_held(tmp_path: Path) 
     assert lock.lost_reason() is None and not lock.is_held()
 
 
-def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
-    parsed = make_url(url)
-    return psycopg.connect(
-        host=parsed.host, port=parsed.port, user=parsed.username, dbname=parsed.database,
-        autocommit=True,
-    )
-
-
 def _terminate_lock_session(url: str) -> None:
-    with _admin(url) as admin:
+    with admin_connection(url) as admin:
         ended = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
             (f"syncd-run pid={os.getpid()} %",),
@@ -221,7 +213,7 @@ def test_postgresql_lock_session_ended_is_seen_by_the_heartbeat(
 @pytest.mark.postgres
 def test_postgresql_idle_session_timeout_does_not_end_the_lock(postgres_db_url: str) -> None:
     name = make_url(postgres_db_url).database
-    with _admin(postgres_db_url) as admin:
+    with admin_connection(postgres_db_url) as admin:
         admin.execute(
             sql.SQL("ALTER DATABASE {} SET idle_session_timeout = '300ms'").format(
                 sql.Identifier(str(name))
