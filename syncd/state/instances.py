@@ -9,6 +9,9 @@ At each heartbeat a member also cleans up after the dead: a member on its own ho
 is gone (killed, crashed) is removed and its claims released at once, so its tasks are taken
 over without waiting for their leases; rows silent for a day are removed. A member elsewhere
 that dies keeps its claims until their leases end (``pipeline.claim_timeout``).
+
+Liveness and leases are compared across hosts, so every heartbeat also compares this host's
+clock with the database server's and warns when they are seconds apart.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, delete, func, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from syncd.domain import TaskStatus
-from syncd.state.db import Database
+from syncd.state.db import Database, database_error
 from syncd.state.lock import pid_alive
 from syncd.state.models import Instance, Task
 from syncd.state.queries import INSTANCE_LIVE_FOR
@@ -36,6 +39,9 @@ LIVE_FOR = INSTANCE_LIVE_FOR
 """A member whose last heartbeat is older than this is not counted in the group (three
 heartbeats missed)."""
 FORGET_AFTER = timedelta(days=1)
+CLOCK_SKEW_WARNING = timedelta(seconds=2)
+"""Members compare heartbeats and claim leases written by other hosts' clocks: a clock this
+far from the database's is reported (once, until it is back)."""
 
 
 def _now() -> datetime:
@@ -55,6 +61,25 @@ def release_claims_of(connection: Connection, token: int) -> int:
         .values(lease_until=None)
     )
     return int(result.rowcount)
+
+
+def clock_skew(connection: Connection, now: datetime) -> timedelta:
+    """How far ``now`` (this host's clock) is ahead of the database server's clock."""
+    database_now = connection.execute(select(func.now())).scalar_one()
+    return now - database_now
+
+
+def skew_problem(skew: timedelta) -> str | None:
+    """What a clock ``skew`` from the database's does to a shared group, or None if small."""
+    if abs(skew) < CLOCK_SKEW_WARNING:
+        return None
+    way = "ahead of" if skew > timedelta(0) else "behind"
+    return (
+        f"this host's clock is {abs(skew.total_seconds()):.1f} s {way} the database server's: "
+        f"members count each other live for {LIVE_FOR.total_seconds():.0f} s after a "
+        "heartbeat and take over claims whose lease (pipeline.claim_timeout) ended by their "
+        "own clocks; synchronise the hosts' clocks (NTP)"
+    )
 
 
 def sweep(connection: Connection, now: datetime, host: str, me: int) -> list[str]:
@@ -97,6 +122,8 @@ class Membership:
         self._size = 1
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._skew_reported = False
+        self._unreachable: str | None = None
 
     @property
     def name(self) -> str:
@@ -134,6 +161,12 @@ class Membership:
         for line in sweep(connection, now, self.host, self.token):
             log.warning("%s", line)
         self._size = max(1, live_count(connection, now))
+        problem = skew_problem(clock_skew(connection, now))
+        if problem is not None and not self._skew_reported:
+            log.warning("%s", problem)
+        elif problem is None and self._skew_reported:
+            log.info("this host's clock agrees with the database server's again")
+        self._skew_reported = problem is not None
 
     def heartbeat(self) -> None:
         """Prove this member alive, clean up after dead ones, and recount the group."""
@@ -159,10 +192,32 @@ class Membership:
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
-            try:
-                self.heartbeat()
-            except SQLAlchemyError as error:
-                log.warning("instance heartbeat: cannot reach the state store: %s", error)
+            self.beat_once()
+
+    def beat_once(self) -> None:
+        """One heartbeat of the thread: a failure is logged when heartbeats start failing and
+        when they work again, not at every beat."""
+        try:
+            self.heartbeat()
+        except DBAPIError as error:
+            self._report_unreachable(str(database_error(error, self.database.engine.url)))
+        except SQLAlchemyError as error:
+            self._report_unreachable(str(error).splitlines()[0])
+        else:
+            if self._unreachable is not None:
+                log.info("instance heartbeat: the state store answers again")
+                self._unreachable = None
+
+    def _report_unreachable(self, message: str) -> None:
+        """One warning when heartbeats start failing, not one every HEARTBEAT_SECONDS."""
+        if self._unreachable is None:
+            log.warning(
+                "instance heartbeat failed: %s; other members count this one dead after "
+                "%.0f s without one, and its claims still hold until their leases end",
+                message,
+                LIVE_FOR.total_seconds(),
+            )
+        self._unreachable = message
 
     def leave(self) -> None:
         """Stop the heartbeat and remove this member (its claims were released by the runner)."""

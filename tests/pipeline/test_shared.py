@@ -8,6 +8,7 @@ transactions held open at once, as instances on different hosts would.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select, update
+from sqlalchemy.engine import make_url
 
 from syncd.config import load_config
 from syncd.domain import KeyPairStatus, TaskKind, TaskStatus
@@ -473,3 +475,55 @@ def _members(deploy: Deployment) -> set[str]:
     listed = deploy.syncd("status", "--instances", "--format", "json")
     assert listed.returncode == 0, listed.stderr
     return {m["instance"].rsplit(":", 1)[1] for m in json.loads(listed.stdout)["instances"]}
+
+
+def test_a_member_whose_clock_is_off_the_databases_says_so_once(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="syncd.instances")
+    database = Database.open(pg_url)
+    offset = [timedelta(seconds=42)]
+    me = Membership(database, 2, clock=lambda: datetime.now(UTC) + offset[0])
+    try:
+        me.join()
+        me.heartbeat()
+        skewed = [r.getMessage() for r in caplog.records if "clock" in r.getMessage()]
+        assert len(skewed) == 1, skewed
+        assert skewed[0].startswith("this host's clock is 42.")
+        assert "ahead of the database server's" in skewed[0] and "NTP" in skewed[0]
+        offset[0] = timedelta(0)
+        me.heartbeat()
+        assert caplog.records[-1].getMessage() == (
+            "this host's clock agrees with the database server's again"
+        )
+    finally:
+        me.leave()
+        database.close()
+
+
+def test_a_failing_heartbeat_is_reported_once_in_one_line_and_its_recovery(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="syncd.instances")
+    database = Database.open(pg_url)
+    nowhere = Database.open(
+        pg_url.replace(f":{make_url(pg_url).port}/", f":{free_port()}/"), require_current=False
+    )
+    me = Membership(database, 2).join()
+    try:
+        me.database = nowhere  # the server stops answering
+        me.beat_once()
+        me.beat_once()
+        failures = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(failures) == 1, failures
+        assert failures[0].startswith("instance heartbeat failed: state.url: the database ")
+        assert "is unavailable" in failures[0] and "\n" not in failures[0]
+        me.database = database
+        me.beat_once()
+        assert caplog.records[-1].getMessage() == (
+            "instance heartbeat: the state store answers again"
+        )
+    finally:
+        me.leave()
+        nowhere.close()
+        database.close()
