@@ -62,6 +62,12 @@ class KeyManager(abc.ABC):
     def create_key_pair(self, label: str, bits: int) -> KeyRef:
         """Create an RSA key pair of ``bits`` (2048, 3072 or 4096) tagged with ``label``."""
 
+    def generate_ahead(self, label: str, bits: int) -> None:
+        """A ``create_key_pair(label, bits)`` is likely soon: a KMS that makes its keys in this
+        process may start on it now, storing nothing (syncd.kms.ahead). A KMS server makes
+        keys when asked: nothing to do."""
+        return None
+
     @abc.abstractmethod
     def import_private_key(self, label: str, key: CertificateIssuerPrivateKeyTypes) -> KeyRef:
         """Store an existing private key (an issuing CA's, or a leaf from PKCS#12)."""

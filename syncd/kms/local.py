@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from syncd.config import read_private_file, write_new_key_file
 from syncd.domain import KmsKeyState
 from syncd.errors import ConfigError, KeyNotFoundError, KMSError
+from syncd.kms.ahead import KeysAhead, generate_rsa
 from syncd.kms.base import HashName, KeyManager, KeyRef, PrivateKeyFormat
 from syncd.kms.kacls import kacls_private_key, wrap_private_key
 from syncd.state.models import KeyCheck, KmsKey, utcnow
@@ -177,6 +178,7 @@ class LocalKeyManager(KeyManager):
         # Public keys of the keys this process created last: the next step (the certificate)
         # asks for them straight away. Public, so safe to keep; bounded, so memory stays flat.
         self._recent_public: OrderedDict[str, CertificateIssuerPublicKeyTypes] = OrderedDict()
+        self._ahead = KeysAhead()
 
     # --- sealing ----------------------------------------------------------------------
 
@@ -264,7 +266,11 @@ class LocalKeyManager(KeyManager):
     def create_key_pair(self, label: str, bits: int) -> KeyRef:
         if bits not in RSA_SIZES:
             raise KMSError(f"RSA key size {bits} not supported; use 2048, 3072 or 4096")
-        return self._store(label, rsa.generate_private_key(public_exponent=65537, key_size=bits))
+        return self._store(label, self._ahead.take(label, bits) or generate_rsa(bits))
+
+    def generate_ahead(self, label: str, bits: int) -> None:
+        if bits in RSA_SIZES:
+            self._ahead.start(label, bits)
 
     def import_private_key(self, label: str, key: CertificateIssuerPrivateKeyTypes) -> KeyRef:
         return self._store(label, key)
