@@ -21,10 +21,12 @@ of 10 a second would cap every worker count at 10 / calls per user, which is the
 figure, not Google's. Figures are ratios against a floor measured in the same run because the
 machine is shared and noisy.
 
-What limits it (sampled worker stacks, 2 shared cores, issue 16): at 4 workers each worker
-waits on Google about 75% of the time and generates a key the rest, so key generation's wall
-time in each user's steps, not a lock, keeps the rate under the latency bound on a loaded
-machine; from 16 workers the pass is CPU-bound (key generation). Each thread has its own
+What limits it (sampled worker stacks, 2 shared cores, issue 16): up to 16 workers, each
+worker waits on Google most of the time; the embedded KMS generates a first provisioning's key
+while check_existing waits on Google (syncd/kms/ahead.py), so key generation no longer adds to
+each user's time (16 workers: 0.91 of the bound before, 1.09 after). From 32 workers the pass
+is CPU-bound on the two cores: key generation, syncd's own work (HTTP, checkpoints, about 11 ms
+a user with keys taken out) and the sandbox (5-6 ms a user) share them. Each thread has its own
 httplib2.Http and service object (tests/google), and the rate limiter sleeps outside its lock.
 With 64 workers about a quarter of worker time waits for a pooled database connection
 (SQLAlchemy's 5 + 10): on SQLite a larger pool only moves the wait into SQLite's busy handler
