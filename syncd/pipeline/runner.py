@@ -19,9 +19,10 @@ worker claims the next free task (FOR UPDATE SKIP LOCKED) under the instance's t
 none is left, and a task whose claim another instance took over (ClaimLostError) is dropped
 by this one, the others going on.
 
-A checkpoint the database fails to write while unavailable (its session ended by the server,
-a failover) leaves that task at its previous checkpoint, released for whoever resumes it; the
-pass goes on with the other tasks.
+A checkpoint whose database session the server ended (a restart, a failover) leaves that task
+at its previous checkpoint, released for whoever resumes it; the pass goes on with the other
+tasks. Any other database failure (a full disk, a server that refuses connections) ends the
+pass at once.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from syncd.pipeline import tasks
 from syncd.pipeline.claims import Claim
 from syncd.pipeline.crashpoints import crash_point
 from syncd.pipeline.steps import STEPS, Outcome, Services, Work
-from syncd.state.db import Database, database_error, is_unavailable
+from syncd.state.db import Database, database_error, session_lost
 from syncd.state.fencing import Fence
 
 log = logging.getLogger("syncd.pipeline")
@@ -82,7 +83,7 @@ def is_transient(error: BaseException) -> bool:
         return error.retryable and not error.later
     # The KMS unreachable or its session dropped; a refusal (KMSRefusedError) is permanent.
     if isinstance(error, DBAPIError):  # the embedded KMS's store, or a step's own reads
-        return is_unavailable(error)
+        return session_lost(error)
     return isinstance(error, ConnectionError | TimeoutError | KMSUnavailableError)
 
 
@@ -154,8 +155,8 @@ class Runner:
         return TaskResult(task_id, work.email, work.kind, False, step, None, stopped=True)
 
     def _unrecorded(self, work: Work, step: str, error: DBAPIError) -> TaskResult:
-        """The database failed while recording ``step`` (a session ended by the server, a
-        failover): the task is released at its last recorded checkpoint, where this pass's
+        """The database ended the session recording ``step`` (a restart, a failover, an
+        administrator): the task is released at its last recorded checkpoint, where this pass's
         queue (shared group) or the next pass resumes it; the step looks before acting again.
         A database still unavailable for the release fails the pass."""
         message = f"{step}: not recorded: {database_error(error, self.database.engine.url)}"
@@ -196,7 +197,7 @@ class Runner:
                 # Rolled back: nothing was claimed. A session ended by the server is worth
                 # another try on a new one; a database that stays away fails the drain.
                 failed_claims += 1
-                if not is_unavailable(error) or failed_claims == CLAIM_ATTEMPTS:
+                if not session_lost(error) or failed_claims == CLAIM_ATTEMPTS:
                     raise
                 log.warning(
                     "claiming a task: %s; trying again",
@@ -305,7 +306,7 @@ class Runner:
                 self._lose(error)
                 return self._stopped(task_id, step)
             except DBAPIError as error:
-                if not is_unavailable(error):
+                if not session_lost(error):
                     raise
                 return self._unrecorded(work, step, error)
             crash_point(f"committed:{step}")

@@ -229,6 +229,13 @@ _SQLITE_UNAVAILABLE = ("database or disk is full", "database is locked", "disk i
 _SQLITE_NOT_A_DATABASE = ("file is not a database", "database disk image is malformed")
 
 
+def session_lost(error: DBAPIError) -> bool:
+    """True when ``error`` ended the connection it ran on (the server restarted, failed over or
+    ended the session): what was in flight rolled back, and a new connection may well work.
+    Not a full disk or a database that refuses connections: those fail again at once."""
+    return bool(error.connection_invalidated)
+
+
 def is_unavailable(error: DBAPIError) -> bool:
     """True when ``error`` means the database cannot be reached or cannot serve for now
     (down, refusing connections, timing out, starting up, disk full), not that it is wrong."""
