@@ -246,7 +246,8 @@ class Runner:
         now = self.services.clock
         if self._first_start_of_fresh_key(task_id) and step in _BEFORE_KEY:
             work = replace(work, fresh_key=True)
-            if work.target is not None:  # generated while check_existing waits on Google
+            if step == "check_existing" and work.target is not None:
+                # The key is made while check_existing waits on Google (syncd.kms.ahead).
                 self.services.kms.generate_ahead(work.target.kms_label, self.services.key_bits)
         bind(user=work.email)
         while step is not None:
