@@ -55,7 +55,8 @@ log = logging.getLogger("syncd.pipeline")
 
 MAX_STEP_BACKOFF = 8.0
 CLAIM_ATTEMPTS = 3
-"""Claims a drain worker tries in a row while the database is unavailable before it gives up."""
+"""Tries of a claim, or of a release after a cut checkpoint, on new sessions while the server
+keeps ending them, before the pass fails."""
 
 _BEFORE_KEY = ("check_existing", "create_key")
 """A task starting at one of these has not tried create_key yet (see Work.fresh_key)."""
@@ -167,8 +168,14 @@ class Runner:
             message,
             step,
         )
-        with self.database.engine.begin() as connection:
-            tasks.release(connection, work.task_id, self.claim.token)
+        for attempt in range(1, CLAIM_ATTEMPTS + 1):
+            try:
+                with self.database.engine.begin() as connection:
+                    tasks.release(connection, work.task_id, self.claim.token)
+                break
+            except DBAPIError as again:
+                if not session_lost(again) or attempt == CLAIM_ATTEMPTS:
+                    raise
         return TaskResult(work.task_id, work.email, work.kind, False, step, message)
 
     def run(self, task_ids: Sequence[int]) -> list[TaskResult]:
