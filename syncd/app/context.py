@@ -239,6 +239,9 @@ class App:
             check_kms=self.check_kms,
             run_lock=self.run_lock,
             membership=self.membership,
+            keep_finished_tasks=None
+            if self.config.state.keep_finished_tasks is None
+            else timedelta(seconds=self.config.state.keep_finished_tasks),
         )
 
     def audit(self, action: str, *, email: str | None = None, **detail: Any) -> None:

@@ -41,6 +41,9 @@ class StateConfig(Section):
     """PostgreSQL only: several syncd instances (hosts) with this configuration share the work.
     One plans a pass at a time; every instance claims tasks; a killed instance's tasks are
     taken over after pipeline.claim_timeout. A SQLite store serves one instance."""
+    keep_finished_tasks: Duration | None = 90 * 86400.0
+    """Finished (done or cancelled) tasks older than this are deleted by a pass, at most 20,000
+    a pass; null keeps them all. The audit log keeps what every task did."""
 
     @field_validator("url")
     @classmethod

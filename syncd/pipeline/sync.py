@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -36,6 +36,7 @@ from syncd.state import audit, fencing
 from syncd.state.db import Database
 from syncd.state.fencing import Fence
 from syncd.state.instances import Membership
+from syncd.state.retention import prune_finished_tasks
 from syncd.state.runs import finish_run, start_run
 
 log = logging.getLogger("syncd.pass")
@@ -113,6 +114,9 @@ class PassContext:
     membership: Membership | None = None
     """This instance's membership of a shared group (``state.shared``, run by
     syncd.pipeline.shared), or None: the only instance."""
+    keep_finished_tasks: timedelta | None = None
+    """Finished tasks older than this are deleted when a pass records its snapshot
+    (``state.keep_finished_tasks``); None keeps them."""
 
 
 def dry_run(database: Database, snapshot: Snapshot, policy: Policy, now: datetime) -> PassResult:
@@ -296,6 +300,12 @@ def plan_and_record(
                 the_plan.renames,
                 the_plan.reassigned,
             )
+            if ctx.keep_finished_tasks is not None:
+                pruned = prune_finished_tasks(session.connection(), now - ctx.keep_finished_tasks)
+                if pruned:
+                    log.info(
+                        "deleted %d tasks finished before %s", pruned, now - ctx.keep_finished_tasks
+                    )
             if the_plan.blocked_reason:
                 audit.record(
                     session,

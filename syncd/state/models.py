@@ -191,7 +191,8 @@ class Task(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    """Done or cancelled at; deleted state.keep_finished_tasks later (syncd.state.retention)."""
     claimed_by: Mapped[int | None] = mapped_column(Integer)
     """Who runs the task: the run-lock token of its pass (see RunLockState), or in a shared
     group (``state.shared``) the id of the instance that claimed it (see Instance)."""

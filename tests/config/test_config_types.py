@@ -132,6 +132,7 @@ def test_a_relative_secret_file_is_relative_to_the_configuration(tmp_path: Path)
 
 
 DURATIONS = [
+    ("", "state.keep_finished_tasks"),
     ("ldap", "directory.ldap.connect_timeout"),
     ("ldap", "directory.ldap.operation_timeout"),
     ("kmip", "kms.kmip.timeout"),

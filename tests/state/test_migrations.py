@@ -38,6 +38,7 @@ REVISIONS = [
     "0007_kms_backend",
     "0008_lifecycle",
     "0009_instances",
+    "0010_task_retention",
 ]
 
 
