@@ -35,7 +35,9 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from syncd.budget import RetryBudget, StopRequested, spending
@@ -53,8 +55,10 @@ from syncd.state.fencing import Fence
 
 log = logging.getLogger("syncd.pipeline")
 
+T = TypeVar("T")
+
 MAX_STEP_BACKOFF = 8.0
-CLAIM_ATTEMPTS = 3
+SESSION_ATTEMPTS = 3
 """Tries of a claim, or of a release after a cut checkpoint, on new sessions while the server
 keeps ending them, before the pass fails."""
 
@@ -168,15 +172,25 @@ class Runner:
             message,
             step,
         )
-        for attempt in range(1, CLAIM_ATTEMPTS + 1):
+        self._in_new_sessions(
+            lambda connection: tasks.release(connection, work.task_id, self.claim.token),
+            f"releasing the task of {work.email}",
+        )
+        return TaskResult(work.task_id, work.email, work.kind, False, step, message)
+
+    def _in_new_sessions(self, work: Callable[[Connection], T], what: str) -> T:
+        """``work`` in a transaction, tried again on a new session while the server ends the
+        sessions it runs on (up to SESSION_ATTEMPTS); any other database failure is raised."""
+        for attempt in range(1, SESSION_ATTEMPTS + 1):
             try:
                 with self.database.engine.begin() as connection:
-                    tasks.release(connection, work.task_id, self.claim.token)
-                break
-            except DBAPIError as again:
-                if not session_lost(again) or attempt == CLAIM_ATTEMPTS:
+                    return work(connection)
+            except DBAPIError as error:
+                if not session_lost(error) or attempt == SESSION_ATTEMPTS:
                     raise
-        return TaskResult(work.task_id, work.email, work.kind, False, step, message)
+                message = database_error(error, self.database.engine.url)
+                log.warning("%s: %s; trying again on a new session", what, message)
+        raise AssertionError("unreachable")
 
     def run(self, task_ids: Sequence[int]) -> list[TaskResult]:
         if not task_ids:
@@ -193,25 +207,14 @@ class Runner:
 
     def _drain_worker(self) -> list[TaskResult]:
         results = []
-        failed_claims = 0
         while not self._stopping():
-            try:
-                with self.database.engine.begin() as connection:
-                    claimed = tasks.claim_next(
-                        connection, self.run_id, self.claim, self.services.clock()
-                    )
-            except DBAPIError as error:
-                # Rolled back: nothing was claimed. A session ended by the server is worth
-                # another try on a new one; a database that stays away fails the drain.
-                failed_claims += 1
-                if not session_lost(error) or failed_claims == CLAIM_ATTEMPTS:
-                    raise
-                log.warning(
-                    "claiming a task: %s; trying again",
-                    database_error(error, self.database.engine.url),
-                )
-                continue
-            failed_claims = 0
+            # A claim whose session was ended rolled back: nothing was claimed.
+            claimed = self._in_new_sessions(
+                lambda connection: tasks.claim_next(
+                    connection, self.run_id, self.claim, self.services.clock()
+                ),
+                "claiming a task",
+            )
             if claimed is None:
                 break
             results.append(self._run_isolated(claimed[0].task_id, claimed))

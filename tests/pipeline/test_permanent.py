@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from syncd.app.passes import sync_pass
+from syncd.domain import TaskKind
 from syncd.state.models import AuditEvent, KmsKey
 
 from .conftest import LONG_USER, Deployment, gmail_state, sandbox_users
@@ -76,7 +77,9 @@ def test_permanent_failure_is_reported_once_and_not_retried(
     app = deployment.app()
     second = sync_pass(app)
     app.database.close()
-    assert second.results == []
+    # Only a drift check may run: its slots (policy.verify_every spread over the users, counted
+    # from the epoch) can fall between two passes, as one did at 2026-12-03 00:00Z.
+    assert [r.email for r in second.results if r.kind is not TaskKind.VERIFY] == []
     [held] = second.plan.held
     assert held.email == JOSE
     assert held.reason.startswith("permanent failure at create_key: ")
