@@ -14,7 +14,8 @@ peak memory is its own), one run
     provisioning reads the user's identities once, ``check_existing``; aliases add
     ``insert_alias_identities`` calls, and the bench users have none);
 and prints users/s, the bound 0.8 x min(W / (calls per user x latency), floor), the ratio to
-the bound and the child's peak memory, then whether memory grows at most linearly with W.
+the bound, the CPU a user (syncd, the sandbox, the floor) with the users/s the cores allow at
+that CPU, and the child's peak memory, then whether memory grows at most linearly with W.
 
 ``google.requests_per_second`` is set to 100,000 (bench/provision.py's deployment): the default
 of 10 a second would cap every worker count at 10 / calls per user, which is the limiter's
@@ -51,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -72,6 +74,7 @@ from bench.provision import (  # noqa: E402
     PASSWORD,
     _cpu_seconds,
     _free_port,
+    _own_cpu_seconds,
     _wait_for,
     deploy,
     floor,
@@ -87,6 +90,8 @@ from tests.support.testca import make_test_hierarchy  # noqa: E402
 TOKEN_METHOD = "oauth2.token"
 MIN_SANDBOX_THREADS = 64
 TARGET = 0.8
+CPU_BOUND = 0.9
+"""A pass this close to the CPU ceiling (``Measured.cpu_ceiling``) is CPU-bound."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,17 @@ class Measured:
     token_requests: int
     peak_mb: float
     sandbox_cpu: float
+    syncd_cpu: float
+    """CPU seconds of syncd (this process, every thread) during the pass."""
+    floor_cpu: float
+    """CPU seconds of this process during the floor (both halves)."""
+    cores: int
+
+    @property
+    def cpu_ceiling(self) -> float:
+        """Users/s the machine's cores allow at the CPU a user the pass cost (syncd and the
+        sandbox, which stands in for Google on the same cores)."""
+        return self.cores * self.users / (self.syncd_cpu + self.sandbox_cpu)
 
     @property
     def calls_per_user(self) -> float:
@@ -145,13 +161,19 @@ def measure(
             config = deploy(work, hierarchy, users, workers, bits, port, None)
             admin(port, "POST", "faults", {"latency_ms": latency_ms, "token_endpoint": slow_token})
             half = max(users // 2, 1)
+            own = _own_cpu_seconds()
             floor_seconds = floor(hierarchy, profile, half, workers, bits)
+            floor_cpu = _own_cpu_seconds() - own
             admin(port, "POST", "stats:reset")
             cpu_before = _cpu_seconds(sandbox.pid)
+            own = _own_cpu_seconds()
             pipeline_seconds = pipeline(config, users)
+            syncd_cpu = _own_cpu_seconds() - own
             sandbox_cpu = _cpu_seconds(sandbox.pid) - cpu_before
             stats = admin(port, "GET", "stats")["methods"]
+            own = _own_cpu_seconds()
             floor_seconds += floor(hierarchy, profile, users - half, workers, bits)
+            floor_cpu += _own_cpu_seconds() - own
         finally:
             sandbox.send_signal(signal.SIGINT)
             sandbox.wait(timeout=30)
@@ -168,6 +190,9 @@ def measure(
         token_requests=int(stats.get(TOKEN_METHOD, {}).get("requests", 0)),
         peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         sandbox_cpu=sandbox_cpu,
+        syncd_cpu=syncd_cpu,
+        floor_cpu=floor_cpu,
+        cores=os.cpu_count() or 1,
     )
 
 
@@ -388,7 +413,10 @@ def main() -> int:
         )
         print(
             f"             Google calls a user: {calls}; token requests {r.token_requests}; "
-            f"sandbox CPU {1000 * r.sandbox_cpu / r.users:.1f} ms a user"
+            f"CPU a user: syncd {1000 * r.syncd_cpu / r.users:.1f} ms + sandbox "
+            f"{1000 * r.sandbox_cpu / r.users:.1f} ms, floor {1000 * r.floor_cpu / r.users:.1f} "
+            f"ms; the {r.cores} cores allow at most {r.cpu_ceiling:.1f} users/s at that CPU"
+            + (" (CPU-bound)" if r.pipeline_rate >= CPU_BOUND * r.cpu_ceiling else "")
         )
     linear, text = linear_memory(results)
     print(f"peak memory growth: {text} ({'linear: ok' if linear else 'MORE THAN LINEAR'})")
