@@ -301,11 +301,9 @@ def plan_and_record(
                 the_plan.reassigned,
             )
             if ctx.keep_finished_tasks is not None:
-                pruned = prune_finished_tasks(session.connection(), now - ctx.keep_finished_tasks)
-                if pruned:
-                    log.info(
-                        "deleted %d tasks finished before %s", pruned, now - ctx.keep_finished_tasks
-                    )
+                cutoff = now - ctx.keep_finished_tasks
+                if pruned := prune_finished_tasks(session.connection(), cutoff):
+                    log.info("deleted %d tasks finished before %s", pruned, cutoff)
             if the_plan.blocked_reason:
                 audit.record(
                     session,

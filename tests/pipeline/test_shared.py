@@ -216,6 +216,13 @@ def _start(deploy: Deployment, tmp: Path, name: str, **env: str) -> RunningDaemo
     return RunningDaemon(deploy, notify, env)
 
 
+def _members(deploy: Deployment) -> set[str]:
+    """The pids of the live instances, as `syncd status --instances` lists them."""
+    listed = deploy.syncd("status", "--instances", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    return {m["instance"].rsplit(":", 1)[1] for m in json.loads(listed.stdout)["instances"]}
+
+
 def _all_done(database: Database, count: int) -> bool:
     with database.sessions() as session:
         active = session.scalars(
@@ -299,10 +306,7 @@ def test_three_instances_share_a_pass_and_take_over_a_killed_ones_tasks(
             assert identity["primaryKeyPairId"] == keypairs[0]["keyPairId"]
             assert keypairs[0]["keyPairId"] == recorded[ids[email]]
         # syncd status names the live instances.
-        listed = shared.syncd("status", "--instances", "--format", "json")
-        assert listed.returncode == 0, listed.stderr
-        names = {m["instance"].rsplit(":", 1)[1] for m in json.loads(listed.stdout)["instances"]}
-        assert names == {str(d.process.pid) for d in survivors}
+        assert _members(shared) == {str(d.process.pid) for d in survivors}
     finally:
         for daemon in daemons:
             code = daemon.stop()
@@ -469,12 +473,6 @@ def test_a_group_whose_database_sessions_are_all_ended_mid_pass_finishes_it_once
         database.close()
     logs = "\n".join(d.log() for d in daemons)
     assert "Traceback" not in logs, logs[-6000:]
-
-
-def _members(deploy: Deployment) -> set[str]:
-    listed = deploy.syncd("status", "--instances", "--format", "json")
-    assert listed.returncode == 0, listed.stderr
-    return {m["instance"].rsplit(":", 1)[1] for m in json.loads(listed.stdout)["instances"]}
 
 
 def test_a_member_whose_clock_is_off_the_databases_says_so_once(
