@@ -68,13 +68,18 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # bench/provision.py and the test CA in tests/support/
     sys.path.insert(0, str(REPO))
 
+from bench.cpu import own_cpu_seconds, process_cpu_seconds  # noqa: E402
+from bench.google_floor import (  # noqa: E402
+    LibraryCost,
+    ceiling_rate,
+    client_mailboxes,
+    measure_libraries,
+)
 from bench.postgres_server import postgres_server  # noqa: E402
 from bench.provision import (  # noqa: E402
     DOMAIN,
     PASSWORD,
-    _cpu_seconds,
     _free_port,
-    _own_cpu_seconds,
     _wait_for,
     deploy,
     floor,
@@ -110,6 +115,19 @@ class Measured:
     floor_cpu: float
     """CPU seconds of this process during the floor (both halves)."""
     cores: int
+    library_users: int
+    library_client_cpu: float
+    library_sandbox_cpu: float
+    """The Google client libraries alone (bench/google_floor.py), with the latency off."""
+
+    @property
+    def libraries(self) -> LibraryCost:
+        return LibraryCost(self.library_users, self.library_client_cpu, self.library_sandbox_cpu)
+
+    @property
+    def library_ceiling(self) -> float:
+        """Users/s the cores allow through the client libraries with syncd's own work free."""
+        return ceiling_rate(self.cores, self.floor_cpu / self.users, self.libraries)
 
     @property
     def cpu_ceiling(self) -> float:
@@ -145,7 +163,8 @@ def measure(
         profile = LeafProfile.from_config(CertificateConfig())
         root_pem = hierarchy.root_cert.public_bytes(serialization.Encoding.PEM)
         mailboxes = [f"user{i:05d}@{DOMAIN}" for i in range(users)] + [f"admin@{DOMAIN}"]
-        init_sandbox_data(work / "sandbox", DOMAIN, mailboxes, root_pem)
+        library_users = client_mailboxes(DOMAIN, users)
+        init_sandbox_data(work / "sandbox", DOMAIN, mailboxes + library_users, root_pem)
         port = _free_port()
         threads = max(MIN_SANDBOX_THREADS, workers)
         sandbox = subprocess.Popen(
@@ -161,19 +180,31 @@ def measure(
             config = deploy(work, hierarchy, users, workers, bits, port, None)
             admin(port, "POST", "faults", {"latency_ms": latency_ms, "token_endpoint": slow_token})
             half = max(users // 2, 1)
-            own = _own_cpu_seconds()
+            own = own_cpu_seconds()
             floor_seconds = floor(hierarchy, profile, half, workers, bits)
-            floor_cpu = _own_cpu_seconds() - own
+            floor_cpu = own_cpu_seconds() - own
             admin(port, "POST", "stats:reset")
-            cpu_before = _cpu_seconds(sandbox.pid)
-            own = _own_cpu_seconds()
+            cpu_before = process_cpu_seconds(sandbox.pid)
+            own = own_cpu_seconds()
             pipeline_seconds = pipeline(config, users)
-            syncd_cpu = _own_cpu_seconds() - own
-            sandbox_cpu = _cpu_seconds(sandbox.pid) - cpu_before
+            syncd_cpu = own_cpu_seconds() - own
+            sandbox_cpu = process_cpu_seconds(sandbox.pid) - cpu_before
             stats = admin(port, "GET", "stats")["methods"]
-            own = _own_cpu_seconds()
+            own = own_cpu_seconds()
             floor_seconds += floor(hierarchy, profile, users - half, workers, bits)
-            floor_cpu += _own_cpu_seconds() - own
+            floor_cpu += own_cpu_seconds() - own
+            # CPU a call does not depend on how long Google takes to answer; without the
+            # latency the libraries' round takes seconds, not minutes.
+            admin(port, "POST", "faults", {"latency_ms": 0, "token_endpoint": False})
+            libraries = measure_libraries(
+                service_account_file=work / "service-account.json",
+                endpoint=f"http://127.0.0.1:{port}/",
+                hierarchy=hierarchy,
+                profile=profile,
+                mailboxes=library_users,
+                workers=workers,
+                sandbox_pid=sandbox.pid,
+            )
         finally:
             sandbox.send_signal(signal.SIGINT)
             sandbox.wait(timeout=30)
@@ -193,6 +224,9 @@ def measure(
         syncd_cpu=syncd_cpu,
         floor_cpu=floor_cpu,
         cores=os.cpu_count() or 1,
+        library_users=libraries.users,
+        library_client_cpu=libraries.client_cpu,
+        library_sandbox_cpu=libraries.sandbox_cpu,
     )
 
 
@@ -417,6 +451,11 @@ def main() -> int:
             f"{1000 * r.sandbox_cpu / r.users:.1f} ms, floor {1000 * r.floor_cpu / r.users:.1f} "
             f"ms; the {r.cores} cores allow at most {r.cpu_ceiling:.1f} users/s at that CPU"
             + (" (CPU-bound)" if r.pipeline_rate >= CPU_BOUND * r.cpu_ceiling else "")
+        )
+        print(
+            f"             {r.libraries.describe()} (latency off); with the floor they allow at "
+            f"most {r.library_ceiling:.1f} users/s on these cores"
+            + ("" if r.library_ceiling >= r.bound else ": the bound is out of reach here")
         )
     linear, text = linear_memory(results)
     print(f"peak memory growth: {text} ({'linear: ok' if linear else 'MORE THAN LINEAR'})")

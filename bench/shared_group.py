@@ -67,8 +67,9 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
 
+from bench.cpu import process_cpu_seconds
 from bench.postgres_server import PostgresServer
-from bench.provision import DOMAIN, _cpu_seconds, _free_port, _wait_for, deploy, prepare_store
+from bench.provision import DOMAIN, _free_port, _wait_for, deploy, prepare_store
 from bench.sandbox_admin import admin
 from syncd.config import Config, load_config
 from syncd.domain import KeyPairStatus, TaskStatus
@@ -267,8 +268,8 @@ def measure_group(
             )
             users_file.write_text(listed)
             admin(port, "POST", "stats:reset")
-            followers_cpu = sum(_cpu_seconds(p.pid) for p in processes)
-            sandbox_cpu = _cpu_seconds(sandbox.pid)
+            followers_cpu = sum(process_cpu_seconds(p.pid) for p in processes)
+            sandbox_cpu = process_cpu_seconds(sandbox.pid)
             children_cpu = _children_cpu()
             idle, total = _machine_jiffies()
             logs.append(work / "sync-once.log")
@@ -292,8 +293,8 @@ def measure_group(
                     next_sample = time.perf_counter() + 1.0
                 time.sleep(POLL_SECONDS)
             done_at = datetime.now(UTC)
-            followers_cpu = sum(_cpu_seconds(p.pid) for p in processes[:-1]) - followers_cpu
-            sandbox_cpu = _cpu_seconds(sandbox.pid) - sandbox_cpu
+            followers_cpu = sum(process_cpu_seconds(p.pid) for p in processes[:-1]) - followers_cpu
+            sandbox_cpu = process_cpu_seconds(sandbox.pid) - sandbox_cpu
             idle_after, total_after = _machine_jiffies()
             machine_idle = (idle_after - idle) / max(1, total_after - total)
             pass_start = pass_start or _pass_start(database, once.pid)
