@@ -5,8 +5,8 @@ before any KMS key is made, so that a user who already has one gets none. The em
 makes its keys in this process, so the runner asks for the key as that check starts
 (``KeyManager.generate_ahead``): it is generated on the process's key-generation threads while
 the worker waits on Google, and ``create_key_pair`` stores it. Nothing is stored before then,
-and a key whose user is held is dropped unused. At most MAX_WAITING keys wait, the oldest
-dropped first.
+and a key whose task ends without create_key (its user held) is dropped unused, as are those
+left when the KMS is closed. At most MAX_WAITING keys wait, the oldest dropped first.
 """
 
 from __future__ import annotations
@@ -63,6 +63,23 @@ class KeysAhead:
         with self._guard:
             future = self._waiting.pop((label, bits), None)
         return None if future is None else future.result()
+
+    def discard(self, label: str, bits: int) -> None:
+        """Drop the key started for (label, bits) if it was not taken (its user was held, or
+        its task ended before create_key): not yet generating, it never will."""
+        with self._guard:
+            future = self._waiting.pop((label, bits), None)
+        if future is not None:
+            future.cancel()
+
+    def discard_all(self) -> None:
+        """Drop every key not taken (the KMS is closed): those not yet generating never will,
+        so a stopping process waits at most for the ones being generated."""
+        with self._guard:
+            futures = list(self._waiting.values())
+            self._waiting.clear()
+        for future in futures:
+            future.cancel()
 
     def waiting(self) -> int:
         with self._guard:

@@ -68,6 +68,10 @@ class KeyManager(abc.ABC):
         keys when asked: nothing to do."""
         return None
 
+    def discard_ahead(self, label: str, bits: int) -> None:
+        """The ``generate_ahead(label, bits)`` will not be taken: drop its key."""
+        return None
+
     @abc.abstractmethod
     def import_private_key(self, label: str, key: CertificateIssuerPrivateKeyTypes) -> KeyRef:
         """Store an existing private key (an issuing CA's, or a leaf from PKCS#12)."""

@@ -174,7 +174,10 @@ class LocalKeyManager(KeyManager):
         self._master = AESGCM(master_key)
         self._wrapping_key = wrapping_key
         self._loaded: dict[str, CertificateIssuerPrivateKeyTypes] = {}
-        self._cache_lock = threading.Lock()  # guards _loaded and _recent_public
+        # Keys this process revoked or destroyed: never loaded again, even by a signature
+        # that read the key while the revocation committed.
+        self._retired: set[str] = set()
+        self._cache_lock = threading.Lock()  # guards _loaded, _retired and _recent_public
         # Public keys of the keys this process created last: the next step (the certificate)
         # asks for them straight away. Public, so safe to keep; bounded, so memory stays flat.
         self._recent_public: OrderedDict[str, CertificateIssuerPublicKeyTypes] = OrderedDict()
@@ -243,7 +246,7 @@ class LocalKeyManager(KeyManager):
         """The key, unsealed and kept loaded: only signing keys (issuers) are; users' keys are
         each wrapped once, and keeping them in memory would grow with the directory."""
         with self._cache_lock:
-            cached = self._loaded.get(key_id)
+            cached = None if key_id in self._retired else self._loaded.get(key_id)
         if cached is not None:
             return cached
         # The sealed blob is authenticated, so the key is the one we stored: skip the RSA
@@ -254,12 +257,16 @@ class LocalKeyManager(KeyManager):
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise KMSError(f"key {key_id} is not an RSA or EC key")
         with self._cache_lock:
-            self._loaded[key_id] = key
+            if key_id not in self._retired:
+                self._loaded[key_id] = key
         return key
 
     def _forget(self, key_id: str) -> None:
+        """No longer keep the key loaded, nor load it again (it is being revoked or destroyed;
+        each signature then reads its state from the table)."""
         with self._cache_lock:
             self._loaded.pop(key_id, None)
+            self._retired.add(key_id)
 
     # --- KeyManager ---------------------------------------------------------------------
 
@@ -271,6 +278,13 @@ class LocalKeyManager(KeyManager):
     def generate_ahead(self, label: str, bits: int) -> None:
         if bits in RSA_SIZES:
             self._ahead.start(label, bits)
+
+    def discard_ahead(self, label: str, bits: int) -> None:
+        self._ahead.discard(label, bits)
+
+    def close(self) -> None:
+        """Drop the keys generated ahead and not taken (the table needs no closing)."""
+        self._ahead.discard_all()
 
     def import_private_key(self, label: str, key: CertificateIssuerPrivateKeyTypes) -> KeyRef:
         return self._store(label, key)

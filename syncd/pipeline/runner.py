@@ -63,7 +63,8 @@ SESSION_ATTEMPTS = 3
 keeps ending them, before the pass fails."""
 
 _BEFORE_KEY = ("check_existing", "create_key")
-"""A task starting at one of these has not tried create_key yet (see Work.fresh_key)."""
+"""A task whose first claim starts at one of these has not tried create_key yet (see
+Work.fresh_key)."""
 
 
 @dataclass(frozen=True)
@@ -253,12 +254,26 @@ class Runner:
             return self._taken_over(work, step, error)
 
     def _walk(self, task_id: int, work: Work, step: str | None) -> TaskResult:
+        fresh = self._first_start_of_fresh_key(task_id)
+        # In a shared group another instance may have claimed the task first and made its
+        # key before it was killed: only a first claim proves no create_key was tried.
+        if not (fresh and work.first_claim and step in _BEFORE_KEY):
+            return self._steps(task_id, work, step)
+        work = replace(work, fresh_key=True)
+        if step != "check_existing" or work.target is None:
+            return self._steps(task_id, work, step)
+        # The key is made while check_existing waits on Google (syncd.kms.ahead), and dropped
+        # if the task ends without create_key taking it (a held user, a failure).
+        label, bits = work.target.kms_label, self.services.key_bits
+        self.services.kms.generate_ahead(label, bits)
+        try:
+            return self._steps(task_id, work, step)
+        finally:
+            self.services.kms.discard_ahead(label, bits)
+
+    def _steps(self, task_id: int, work: Work, step: str | None) -> TaskResult:
+        """Attempt and record each step from ``step`` on, until the task ends or stops."""
         now = self.services.clock
-        if self._first_start_of_fresh_key(task_id) and step in _BEFORE_KEY:
-            work = replace(work, fresh_key=True)
-            if step == "check_existing" and work.target is not None:
-                # The key is made while check_existing waits on Google (syncd.kms.ahead).
-                self.services.kms.generate_ahead(work.target.kms_label, self.services.key_bits)
         bind(user=work.email)
         while step is not None:
             if self._stopping():

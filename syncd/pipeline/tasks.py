@@ -11,7 +11,7 @@ transaction covers one change.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -77,6 +77,8 @@ class _Statements:
     """The per-step statements, with or without the run-lock fencing proof."""
 
     start: Update
+    first_start: Update
+    """``start`` for a task nobody has claimed yet (changes no row otherwise)."""
     advance: Update
     finish: Update
     renew: Update
@@ -91,15 +93,17 @@ def _statements(fenced: bool) -> _Statements:
         Task.claimed_by == bindparam("token"),
         *proof,
     )
+    claimed = {
+        "status": TaskStatus.RUNNING,
+        "run_id": bindparam("run"),
+        "claimed_by": bindparam("token"),
+        "lease_until": bindparam("lease_until"),
+    }
     return _Statements(
-        start=update(Task)
-        .where(Task.id == bindparam("task_id"), *proof)
-        .values(
-            status=TaskStatus.RUNNING,
-            run_id=bindparam("run"),
-            claimed_by=bindparam("token"),
-            lease_until=bindparam("lease_until"),
-        ),
+        start=update(Task).where(Task.id == bindparam("task_id"), *proof).values(**claimed),
+        first_start=update(Task)
+        .where(Task.id == bindparam("task_id"), Task.claimed_by.is_(None), *proof)
+        .values(**claimed),
         advance=update(Task)
         .where(*ours, Task.next_step == bindparam("step"))
         .values(
@@ -174,6 +178,7 @@ def start(
     connection: Connection, task_id: int, run_id: int | None, claim: Claim, now: datetime
 ) -> tuple[Work, str | None]:
     """Claim the task and mark it running; return what its steps work on and the next step.
+    The work's ``first_claim`` says whether any claim came before this one.
 
     Raises LockLostError if the run-lock token is no longer ``claim.token``.
     """
@@ -183,11 +188,14 @@ def start(
         "token": claim.token,
         "lease_until": claim.until(now),
     }
-    if connection.execute(_for(claim).start, values).rowcount != 1:
+    statements = _for(claim)
+    first_claim = connection.execute(statements.first_start, values).rowcount == 1
+    if not first_claim and connection.execute(statements.start, values).rowcount != 1:
         if claim.fenced:
             fencing.check(connection, claim.token)
         raise NoResultFound(f"no task {task_id}")
-    return load_work(connection, task_id)
+    work, step = load_work(connection, task_id)
+    return (replace(work, first_claim=True) if first_claim else work), step
 
 
 def claim_next(

@@ -67,6 +67,23 @@ def test_create_sign_locate_revoke_destroy(kms: LocalKeyManager) -> None:
     assert kms.locate("user:alice@example.com:g1") == []
 
 
+def test_a_key_revoked_while_a_signature_loads_it_is_not_kept_loaded(
+    kms: LocalKeyManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = kms.create_key_pair("issuer:rotated", 2048)
+    read_sealed = LocalKeyManager._unsealed_pkcs8
+
+    def revoked_meanwhile(self: LocalKeyManager, key_id: str, purpose: str) -> bytes:
+        der = read_sealed(self, key_id, purpose)  # read while still active
+        monkeypatch.setattr(LocalKeyManager, "_unsealed_pkcs8", read_sealed)
+        self.revoke(key_id, "superseded")  # commits before the signature keeps the key
+        return der
+
+    monkeypatch.setattr(LocalKeyManager, "_unsealed_pkcs8", revoked_meanwhile)
+    kms.sign(ref.private_key_id, b"begun before the revocation", "sha256")
+    with pytest.raises(KMSError, match="revoked"):
+        kms.sign(ref.private_key_id, b"after it", "sha256")
+
 def test_unsupported_size_and_unknown_key(kms: LocalKeyManager) -> None:
     with pytest.raises(KMSError, match="1024 not supported"):
         kms.create_key_pair("x", 1024)

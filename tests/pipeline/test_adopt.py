@@ -23,8 +23,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import pkcs7
 from sqlalchemy import select
 
-from syncd.app.passes import dry_run
+from syncd.app.passes import dry_run, sync_pass
 from syncd.domain import ReasonCode
+from syncd.kms.ahead import KeysAhead
 from syncd.pipeline.steps.adopt import certificate_profile
 from syncd.pki.issue import issue_leaf
 from syncd.pki.profile import LeafProfile
@@ -380,3 +381,31 @@ def test_an_adopted_certificate_is_described_as_syncd_describes_its_own(
     expected = desired.record()
     del expected["subject_template"]
     assert certificate_profile(leaf, email, "pipeline") == expected
+
+
+@SQLITE_ONLY
+def test_a_held_users_key_generated_ahead_is_dropped_as_its_task_ends(
+    deployment: Deployment, pipeline_ca: TestHierarchy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [held] = sandbox_users(1)  # alone, so no other user's key is waiting meanwhile
+    deployment.set_users([held])
+    hand_made(deployment, held, pipeline_ca)
+    waiting: dict[str, int] = {}
+    original_discard = KeysAhead.discard
+
+    def recording_discard(self: KeysAhead, label: str, bits: int) -> None:
+        original_discard(self, label, bits)
+        waiting[label] = self.waiting()
+
+    monkeypatch.setattr(KeysAhead, "discard", recording_discard)
+    app = deployment.app()
+    try:
+        result = sync_pass(app)
+    finally:
+        app.close()
+    assert [(r.email, r.ok) for r in result.results] == [(held, False)]
+    # Dropped as its task ended, not at the end of the pass: a long pass with many held
+    # users would otherwise queue their keys ahead of everyone else's.
+    assert [held in label for label in waiting] == [True]
+    assert list(waiting.values()) == [0]
+    assert not [label for label in _kms_labels(deployment) if held in label]

@@ -133,6 +133,9 @@ class Work:
     """The target generation was made by this pass's plan and no create_key of it has been
     tried yet, so no KMS can hold a key with its label: create_key need not look for one
     first (a Locate scans every object on some KMS servers, PyKMIP's among them)."""
+    first_claim: bool = False
+    """No claim of this task came before the one working on it now: no instance (this one or
+    another of a shared group) can have run any of its steps."""
 
     def after(self, outcome: Outcome) -> Work:
         """This work as it stands once ``outcome`` is recorded."""
