@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from syncd.domain import ActionKind, KeyPairStatus, TaskKind, TaskStatus
 from syncd.pipeline.steps import PIPELINES
 from syncd.pipeline.tasks import OPEN
-from syncd.plan import Action
+from syncd.plan import Action, TaskView
 from syncd.state import audit
 from syncd.state.models import KeyPair, Task, User
 
@@ -118,7 +118,14 @@ def _enqueue_chunk(
         if shared and task is not None and _live_claim(task, now):
             log.info("%s: left alone, another instance is running its task %d", user.email, task.id)
             continue
-        if action.kind in (ActionKind.RESUME, ActionKind.RETRY) and task is not None:
+        continues = action.kind in (ActionKind.RESUME, ActionKind.RETRY)
+        if shared and continues and _moved_since_plan(task, action.seen_task):
+            log.info(
+                "%s: left alone, another instance worked on its task since the plan was made",
+                user.email,
+            )
+            continue
+        if continues and task is not None:
             task.status = TaskStatus.PENDING
             task.next_attempt_at = None
             task.permanent = False
@@ -152,6 +159,19 @@ def _enqueue_chunk(
             task_kind=task.kind.value,
         )
     return queued
+
+
+def _moved_since_plan(task: Task | None, seen: TaskView | None) -> bool:
+    """The open task a resume or retry was planned for has finished, failed or advanced since
+    the plan saw it (None: an action made outside the plan, taken as planned)."""
+    if seen is None:
+        return False
+    return task is None or (task.kind, task.status, task.next_step, task.attempts) != (
+        seen.kind,
+        seen.status,
+        seen.next_step,
+        seen.attempts,
+    )
 
 
 def _live_claim(task: Task, now: datetime) -> bool:

@@ -8,6 +8,7 @@ their own modules (drift, identity, reissue, retire) and take their place in ``R
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from syncd.directory.base import DirectoryUser
@@ -155,13 +156,14 @@ def expiring(s: Subject) -> Decision:
 def _task_decision(s: Subject, task: TaskView) -> Decision:
     step = task.next_step or "start"
     if task.status is not TaskStatus.FAILED:
-        return act(
+        resume = act(
             s,
             ActionKind.RESUME,
             ReasonCode.TASK_INTERRUPTED,
             f"{task.kind} interrupted at {step}",
             task.kind,
         )
+        return replace(resume, seen_task=task)
     if task.next_attempt_at is not None and task.next_attempt_at > s.now:
         return Hold(
             s.email,
@@ -169,13 +171,14 @@ def _task_decision(s: Subject, task: TaskView) -> Decision:
             f"next try after {task.next_attempt_at:%Y-%m-%d %H:%M}Z: {task.last_error or ''}",
             code=ReasonCode.BACKOFF_PENDING,
         )
-    return act(
+    retry = act(
         s,
         ActionKind.RETRY,
         ReasonCode.BACKOFF_ELAPSED,
         f"{task.kind} failed at {step}; backoff elapsed",
         task.kind,
     )
+    return replace(retry, seen_task=task)
 
 
 def too_young_to_renew(active: CredentialView, now: datetime) -> bool:

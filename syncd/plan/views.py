@@ -145,6 +145,10 @@ class Action:
     directory_id: str | None = None
     code: ReasonCode | None = field(default=None, compare=False)
     """The reason's stable code (None only for actions made outside the plan, in tests)."""
+    seen_task: TaskView | None = field(default=None, compare=False)
+    """The open task a resume or retry continues, as the plan saw it: in a shared group other
+    instances keep working while a pass is planned, and enqueue leaves alone a task one of
+    them has moved on since."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", ActionKind(self.kind))
