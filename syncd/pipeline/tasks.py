@@ -227,7 +227,12 @@ def _moved(connection: Connection, task_id: int, claim: Claim, what: str) -> Exc
             f"task {task_id} was taken over by another instance (token {holder}) after this "
             "instance's claim ended: this instance records nothing more of it"
         )
-    return RuntimeError(what)
+    # Same token: another worker of this instance claimed the task once this one's lease
+    # ended (a step that ran past pipeline.claim_timeout), and has moved it on since.
+    return ClaimLostError(
+        f"{what}: claimed again by another worker of this instance after this worker's "
+        "claim ended (pipeline.claim_timeout); this worker records nothing more of it"
+    )
 
 
 def renew(connection: Connection, task_id: int, claim: Claim, now: datetime) -> None:

@@ -140,6 +140,32 @@ def test_a_claim_whose_lease_ended_is_taken_over_and_the_old_holder_records_noth
         database.close()
 
 
+def test_a_worker_whose_claim_ended_and_was_claimed_again_by_its_own_instance_stops(
+    pg_url: str,
+) -> None:
+    database = Database.open(pg_url)
+    try:
+        _seed_pending(database, 1)
+        now = datetime.now(UTC)
+        instance = _claim(2_000_000_020)  # every worker of an instance claims with its token
+        with database.engine.begin() as connection:
+            claimed = tasks.claim_next(connection, None, instance, now)
+            assert claimed is not None
+            slow, step = claimed
+        later = now + timedelta(seconds=31)  # the slow worker's step outlived the lease
+        with database.engine.begin() as connection:
+            again = tasks.claim_next(connection, None, instance, later)
+            assert again is not None and again[0].task_id == slow.task_id
+            tasks.record_step(connection, again[0], step, Outcome(), later, None, instance)
+        with (
+            database.engine.begin() as connection,
+            pytest.raises(ClaimLostError, match="another worker of this instance"),
+        ):
+            tasks.record_step(connection, slow, step, Outcome(), later, None, instance)
+    finally:
+        database.close()
+
+
 def test_a_dead_member_on_this_host_is_removed_and_its_claims_released(pg_url: str) -> None:
     database = Database.open(pg_url)
     try:
