@@ -7,7 +7,6 @@ takes the caller's Session and leaves committing to it.
 
 from __future__ import annotations
 
-import socket
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -25,7 +24,7 @@ from syncd.pipeline.claims import ForeignClaim, claim_holds, hold_reason
 from syncd.pipeline.tasks import HOLDING, OPEN
 from syncd.plan import CredentialView, RetiredKeyPair, TaskView, UserView
 from syncd.state import audit
-from syncd.state.lock import describe_holder, pid_alive
+from syncd.state.lock import describe_holder, pid_alive, pid_namespace
 from syncd.state.models import KeyPair, Run, Task, User
 
 _RETIRED = (KeyPairStatus.SUPERSEDED, KeyPairStatus.DISABLED)
@@ -445,12 +444,20 @@ def last_pass_start(session: Session, current_run: int | None = None) -> datetim
 def foreign_claims(session: Session, now: datetime) -> list[ForeignClaim]:
     """The claims other passes hold on running tasks whose lease has not ended."""
     rows = session.execute(
-        select(User.email, Task.claimed_by, Task.lease_until, Task.run_id, Run.host, Run.pid)
+        select(
+            User.email,
+            Task.claimed_by,
+            Task.lease_until,
+            Task.run_id,
+            Run.host,
+            Run.pid,
+            Run.pid_namespace,
+        )
         .join(User, User.id == Task.user_id)
         .outerjoin(Run, Run.id == Task.run_id)
         .where(Task.status == TaskStatus.RUNNING, Task.claimed_by.is_not(None))
     )
-    here = socket.gethostname()
+    here = pid_namespace()
     return [
         ForeignClaim(
             email=row.email,
@@ -460,7 +467,9 @@ def foreign_claims(session: Session, now: datetime) -> list[ForeignClaim]:
             holder=describe_holder(f"pid={row.pid} host={row.host}")
             if row.host is not None
             else "holder unknown",
-            holder_gone=row.host == here and not pid_alive(row.pid or 0),
+            holder_gone=here is not None
+            and row.pid_namespace == here
+            and not pid_alive(row.pid or 0),
         )
         for row in rows
         if row.lease_until is not None and row.lease_until > now

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 # Alembic (half a second to import) is loaded only to change the schema or to explain a store
 # that is not at the head revision: the everyday check reads alembic_version with plain SQL.
-HEAD_REVISION = "0010_task_retention"
+HEAD_REVISION = "0011_instance_pid_namespace"
 """The revision this syncd's migrations end at (tests/state/test_db.py keeps it equal to
 Alembic's head: a new migration must update it)."""
 VERSION_TABLE = "alembic_version"

@@ -5,10 +5,12 @@ keeps it alive with a heartbeat thread (every HEARTBEAT_SECONDS). A member is li
 heartbeat is recent (LIVE_FOR); the Google request rate limit is split between the live
 members (``group_size``), so the group as a whole keeps ``google.requests_per_second``.
 
-At each heartbeat a member also cleans up after the dead: a member on its own host whose pid
-is gone (killed, crashed) is removed and its claims released at once, so its tasks are taken
-over without waiting for their leases; rows silent for a day are removed. A member elsewhere
-that dies keeps its claims until their leases end (``pipeline.claim_timeout``).
+At each heartbeat a member also cleans up after the dead: a member whose pid is gone (killed,
+crashed) is removed and its claims released at once, so its tasks are taken over without
+waiting for their leases; rows silent for a day are removed. Only a member in the same kernel
+and PID namespace (``pid_namespace``: boot id and namespace inode, not the hostname, which
+containers and cloned machines share) can tell that a pid is gone; a member elsewhere that dies
+keeps its claims until their leases end (``pipeline.claim_timeout``).
 
 Liveness and leases are compared across hosts, so every heartbeat also compares this host's
 clock with the database server's and warns when they are seconds apart.
@@ -28,7 +30,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from syncd.domain import TaskStatus
 from syncd.state.db import Database, database_error
-from syncd.state.lock import pid_alive
+from syncd.state.lock import pid_alive, pid_namespace
 from syncd.state.models import Instance, Task
 from syncd.state.queries import INSTANCE_LIVE_FOR
 
@@ -82,17 +84,19 @@ def skew_problem(skew: timedelta) -> str | None:
     )
 
 
-def sweep(connection: Connection, now: datetime, host: str, me: int) -> list[str]:
-    """Remove the dead: members on ``host`` whose pid is gone (their claims released) and
-    members silent for FORGET_AFTER. Returns what was done, a line each."""
+def sweep(connection: Connection, now: datetime, namespace: str | None, me: int) -> list[str]:
+    """Remove the dead: members of this process's PID ``namespace`` whose pid is gone (their
+    claims released) and members silent for FORGET_AFTER. Returns what was done, a line each."""
     done = []
     rows = connection.execute(
-        select(Instance.id, Instance.host, Instance.pid, Instance.heartbeat_at)
+        select(
+            Instance.id, Instance.host, Instance.pid, Instance.pid_namespace, Instance.heartbeat_at
+        )
     )
-    for token, row_host, pid, heartbeat in rows.all():
+    for token, host, pid, row_namespace, heartbeat in rows.all():
         if token == me:
             continue
-        if row_host == host and not pid_alive(pid):
+        if namespace is not None and row_namespace == namespace and not pid_alive(pid):
             released = release_claims_of(connection, token)
             connection.execute(delete(Instance).where(Instance.id == token))
             done.append(
@@ -118,6 +122,7 @@ class Membership:
         self.clock = clock
         self.host = socket.gethostname()
         self.pid = os.getpid()
+        self.pid_namespace = pid_namespace()
         self.token = 0
         self._size = 1
         self._stop = threading.Event()
@@ -141,6 +146,7 @@ class Membership:
                     .values(
                         host=self.host,
                         pid=self.pid,
+                        pid_namespace=self.pid_namespace,
                         started_at=now,
                         heartbeat_at=now,
                         workers=self.workers,
@@ -158,7 +164,7 @@ class Membership:
         return self
 
     def _refresh(self, connection: Connection, now: datetime) -> None:
-        for line in sweep(connection, now, self.host, self.token):
+        for line in sweep(connection, now, self.pid_namespace, self.token):
             log.warning("%s", line)
         self._size = max(1, live_count(connection, now))
         problem = skew_problem(clock_skew(connection, now))
@@ -183,6 +189,7 @@ class Membership:
                         id=self.token,
                         host=self.host,
                         pid=self.pid,
+                        pid_namespace=self.pid_namespace,
                         started_at=now,
                         heartbeat_at=now,
                         workers=self.workers,

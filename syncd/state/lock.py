@@ -56,6 +56,18 @@ _KEEPALIVES = {
 _HOLDER_RE = re.compile(r"pid=(\d+) host=(\S*)")
 
 
+def pid_namespace() -> str | None:
+    """This process's kernel and PID namespace (``<boot id>:<namespace inode>``): processes
+    that share it see each other's pids, whatever their hostnames (containers and cloned
+    machines share those). None where Linux's /proc does not tell."""
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    return f"{boot_id}:{namespace}"
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this host (True when that cannot be told)."""
     if pid <= 0:

@@ -157,6 +157,8 @@ class Run(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     host: Mapped[str] = mapped_column(String(255), default="")
     pid: Mapped[int] = mapped_column(Integer, default=0)
+    pid_namespace: Mapped[str | None] = mapped_column(String(100))
+    """As ``Instance.pid_namespace``: whether ``pid`` can be looked up from here."""
 
 
 class Task(Base):
@@ -331,6 +333,9 @@ class Instance(Base):
     )
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
+    pid_namespace: Mapped[str | None] = mapped_column(String(100))
+    """The kernel (boot id) and PID namespace ``pid`` belongs to: only a member sharing both
+    can tell from ``pid`` that the process is gone (None: unknown, never told)."""
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())
     workers: Mapped[int] = mapped_column(Integer, default=0)

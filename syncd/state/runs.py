@@ -9,11 +9,19 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from syncd.state.lock import pid_namespace
 from syncd.state.models import Run
 
 
 def start_run(session: Session, kind: str, now: datetime) -> int:
-    run = Run(kind=kind, started_at=now, host=socket.gethostname(), pid=os.getpid(), summary={})
+    run = Run(
+        kind=kind,
+        started_at=now,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        pid_namespace=pid_namespace(),
+        summary={},
+    )
     session.add(run)
     session.flush()
     return run.id

@@ -22,6 +22,7 @@ from syncd.pipeline.steps import Outcome
 from syncd.plan import Action, ActionKind, Hold, Plan
 from syncd.state import fencing
 from syncd.state.db import Database
+from syncd.state.lock import pid_namespace
 from syncd.state.models import Run, Task, TaskStatus
 from syncd.state.runs import start_run
 
@@ -130,12 +131,21 @@ def test_a_live_claim_of_another_pass_holds_the_user(database: Database) -> None
     assert held(theirs.token) == {}  # a pass never holds against its own claim
     assert held(mine, NOW + LEASE + timedelta(seconds=1)) == {}  # the lease ended
 
-    with database.engine.begin() as connection:
-        connection.execute(update(Run).where(Run.id == run_id).values(host="elsewhere"))
-    assert "(pid" in held(mine)["alice@example.com"]  # another host: wait for the lease
+    # Whether a pid is gone can only be told in its own kernel and PID namespace, whatever
+    # the hostnames say (containers and cloned machines share those).
+    for elsewhere in ("another-boot-id:4026531836", None):  # None: recorded before it was kept
+        with database.engine.begin() as connection:
+            connection.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(host=socket.gethostname(), pid=_dead_pid(), pid_namespace=elsewhere)
+            )
+        assert "(pid" in held(mine)["alice@example.com"]  # wait for the lease
     with database.engine.begin() as connection:
         connection.execute(
-            update(Run).where(Run.id == run_id).values(host=socket.gethostname(), pid=_dead_pid())
+            update(Run)
+            .where(Run.id == run_id)
+            .values(host="another-host", pid=_dead_pid(), pid_namespace=pid_namespace())
         )
     assert held(mine) == {}  # the claiming process is gone: resumed at once
 

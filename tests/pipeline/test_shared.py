@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import make_url
 
 from syncd.config import load_config
@@ -27,6 +27,7 @@ from syncd.pipeline.claims import Claim
 from syncd.pipeline.steps import Outcome
 from syncd.state.db import Database
 from syncd.state.instances import Membership
+from syncd.state.lock import pid_namespace
 from syncd.state.models import AuditEvent, Instance, KeyPair, KmsKey, Run, Task, User
 from tests.conftest import admin_connection
 from tests.support.testca import TestHierarchy
@@ -166,6 +167,51 @@ def test_a_worker_whose_claim_ended_and_was_claimed_again_by_its_own_instance_st
         database.close()
 
 
+def _member_elsewhere(database: Database, pid_namespace: str | None) -> int:
+    """A member with this host's hostname, a pid no process here has, the given namespace and
+    a live claim on the one seeded task; its token."""
+    now = datetime.now(UTC)
+    with database.engine.begin() as connection:
+        token = connection.execute(
+            insert(Instance)
+            .values(
+                host=Membership(database, 1).host,
+                pid=2**22 + 12345,  # above the default pid_max: no such process here
+                pid_namespace=pid_namespace,
+                started_at=now,
+                heartbeat_at=now,
+                workers=2,
+            )
+            .returning(Instance.id)
+        ).scalar_one()
+        assert tasks.claim_next(connection, None, _claim(token), now) is not None
+    return int(token)
+
+
+def test_a_member_of_another_pid_namespace_is_not_taken_for_dead(pg_url: str) -> None:
+    """Containers and cloned machines share hostnames, not pids: a member there is alive."""
+    database = Database.open(pg_url)
+    try:
+        _seed_pending(database, 1)
+        for namespace in ("another-boot-id:4026531836", None):
+            token = _member_elsewhere(database, namespace)
+            me = Membership(database, 2).join()
+            try:
+                me.heartbeat()
+                with database.engine.connect() as connection:
+                    assert not tasks.claimable(connection, datetime.now(UTC))
+                    members = connection.execute(select(Instance.id)).scalars().all()
+                    assert sorted(members) == sorted([token, me.token])
+                    assert me.group_size() == 2
+            finally:
+                me.leave()
+            with database.engine.begin() as connection:
+                connection.execute(delete(Instance).where(Instance.id == token))
+                connection.execute(update(Task).values(status=TaskStatus.PENDING, lease_until=None))
+    finally:
+        database.close()
+
+
 def test_a_dead_member_on_this_host_is_removed_and_its_claims_released(pg_url: str) -> None:
     database = Database.open(pg_url)
     try:
@@ -175,8 +221,9 @@ def test_a_dead_member_on_this_host_is_removed_and_its_claims_released(pg_url: s
             token = connection.execute(
                 insert(Instance)
                 .values(
-                    host=Membership(database, 1).host,
+                    host="another-hostname",  # what counts is the kernel and PID namespace
                     pid=2**22 + 12345,  # above the default pid_max: no such process
+                    pid_namespace=pid_namespace(),
                     started_at=now,
                     heartbeat_at=now,
                     workers=2,

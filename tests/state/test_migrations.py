@@ -39,6 +39,7 @@ REVISIONS = [
     "0008_lifecycle",
     "0009_instances",
     "0010_task_retention",
+    "0011_instance_pid_namespace",
 ]
 
 
