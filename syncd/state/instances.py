@@ -182,6 +182,8 @@ class Membership:
                 update(Instance).where(Instance.id == self.token).values(heartbeat_at=now)
             ).rowcount
             if alive != 1:
+                if self._stop.is_set():  # a late beat of a member leaving: it was removed
+                    return
                 # Removed by another member (this host's clock or pid looked dead to it):
                 # register again under the same token, so this member's claims stay valid.
                 connection.execute(

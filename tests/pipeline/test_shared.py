@@ -251,6 +251,22 @@ def test_a_dead_member_on_this_host_is_removed_and_its_claims_released(pg_url: s
         database.close()
 
 
+def test_a_heartbeat_that_comes_late_after_leaving_does_not_register_again(
+    pg_url: str,
+) -> None:
+    """leave() waits for the heartbeat thread only so long: a beat held up by a slow database
+    may run after the row was removed, and must not bring back a ghost member."""
+    database = Database.open(pg_url)
+    try:
+        me = Membership(database, 1).join()
+        me.leave()
+        me.heartbeat()
+        with database.engine.connect() as connection:
+            assert connection.execute(select(Instance.id)).first() is None
+    finally:
+        database.close()
+
+
 def test_the_google_rate_is_divided_among_the_live_members() -> None:
     clock = [0.0]
     slept: list[float] = []
