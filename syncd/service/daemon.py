@@ -168,6 +168,8 @@ class Daemon:
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._status = "starting"
+        self._last_failure: str | None = None
+        """The last pass's failure, logged once while passes keep failing with it."""
         self.progress = PassProgress()
         self._stall_reported = False
         self._instance_lock: RunLock | None = None
@@ -362,7 +364,7 @@ class Daemon:
         old, self.config = self.config, new
         setup_logging(new.logging.level, new.logging.format)
         register_config_secrets(new)
-        if old.schedule != new.schedule:
+        if (old.schedule, old.pipeline.poll_interval) != (new.schedule, new.pipeline.poll_interval):
             self._schedule(new, first_pass_now=False)
         log.info("configuration reloaded from %s", self.config_path)
         notify("READY=1", f"STATUS={self._status} (configuration reloaded)")
@@ -414,7 +416,7 @@ class Daemon:
         app = App(config, self.membership)
         started = time.monotonic()
         outcome, described = "error", ""
-        idle = False
+        idle = repeated = False
         self.progress.started()
         try:
             # Retry waits outside the steps (directory reads) wake on stop too.
@@ -430,28 +432,29 @@ class Daemon:
                 f"{summary['failed']} failed, {summary['stopped']} stopped"
             )
             log.info("%s", described)
+            self._recovered()
         except StopRequested:
             outcome, described = "stopped", "pass stopped while waiting to retry a directory read"
             log.info("%s", described)
         except LockHeldError as error:
             outcome, described = "locked", f"pass skipped: {error}"
-            log.warning("%s", described)
+            repeated = self._failed(logging.WARNING, described)
         except LockLostError as error:
             outcome, described = "lock_lost", f"pass stopped: {error}"
-            log.error("%s", described)
+            repeated = self._failed(logging.ERROR, described)
         except SourceError as error:
             outcome, described = "source_failed", f"pass failed: cannot read the directory: {error}"
-            log.error("%s", described)
+            repeated = self._failed(logging.ERROR, described)
         except SyncdError as error:
             described = f"pass failed: {error}"
-            log.error("%s", described)
+            repeated = self._failed(logging.ERROR, described)
         except DBAPIError as error:  # the database went away or filled up mid-pass: one line
             described = f"pass failed: {database_error(error, config.state.url)}"
-            log.error("%s", described)
+            repeated = self._failed(logging.ERROR, described)
         except SQLAlchemyError as error:  # a connection the lost database left unusable
             message = " ".join(str(error).split())[:300]
             described = f"pass failed: state.url: {type(error).__name__}: {message}"
-            log.error("%s", described)
+            repeated = self._failed(logging.ERROR, described)
         except Exception:
             described = "pass failed unexpectedly (see the log)"
             log.exception("pass failed unexpectedly")
@@ -460,6 +463,9 @@ class Daemon:
             ended = datetime.now(UTC)
             if not idle:
                 self.metrics.observe_pass(outcome, time.monotonic() - started, ended)
+            # A failure repeating (a shared group polls the queue every 10 s) re-reads nothing
+            # for the metrics: the first one did.
+            if not idle and not repeated:
                 try:
                     self.metrics.refresh_state(app.database, config.report.expiring_days, ended)
                     if config.state.shared:
@@ -469,6 +475,22 @@ class Daemon:
             app.close()
         self._status = f"last pass at {_stamp(ended)}: {described}"
         notify(f"STATUS={self._status}")
+
+    def _failed(self, level: int, described: str) -> bool:
+        """Log a pass's failure once while it repeats (True: a repeat): a shared group's
+        instance polls the queue every pipeline.poll_interval, and a permanent failure (a KMS
+        refusing) would be logged thousands of times a day."""
+        if described == self._last_failure:
+            log.debug("%s (again)", described)
+            return True
+        self._last_failure = described
+        log.log(level, "%s", described)
+        return False
+
+    def _recovered(self) -> None:
+        if self._last_failure is not None:
+            log.info("passes work again (the last failure was: %s)", self._last_failure)
+            self._last_failure = None
 
     def _on_step(self, step: str, seconds: float, error: BaseException | None) -> None:
         self.progress.advanced()

@@ -41,6 +41,9 @@ LIVE_FOR = INSTANCE_LIVE_FOR
 """A member whose last heartbeat is older than this is not counted in the group (three
 heartbeats missed)."""
 FORGET_AFTER = timedelta(days=1)
+LEAVE_SECONDS = 10.0
+"""How long leaving waits for the state store to remove the member: a database that stopped
+answering must not hold a stopping daemon until systemd kills it."""
 CLOCK_SKEW_WARNING = timedelta(seconds=2)
 """Members compare heartbeats and claim leases written by other hosts' clocks: a clock this
 far from the database's is reported (once, until it is back)."""
@@ -229,16 +232,32 @@ class Membership:
         self._unreachable = message
 
     def leave(self) -> None:
-        """Stop the heartbeat and remove this member (its claims were released by the runner)."""
+        """Stop the heartbeat and remove this member (its claims were released by the runner),
+        waiting at most LEAVE_SECONDS for the database."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=HEARTBEAT_SECONDS)
             self._thread = None
-        if not self.token:
+        token, self.token = self.token, 0
+        if not token:
             return
+        remover = threading.Thread(
+            target=self._remove, args=(token,), name="syncd-instance-leave", daemon=True
+        )
+        remover.start()
+        remover.join(timeout=LEAVE_SECONDS)
+        if remover.is_alive():
+            log.warning(
+                "cannot remove instance %s from the group: the state store did not answer "
+                "within %.0f s; the others count it dead %.0f s after its last heartbeat",
+                self.name,
+                LEAVE_SECONDS,
+                LIVE_FOR.total_seconds(),
+            )
+
+    def _remove(self, token: int) -> None:
         try:
             with self.database.engine.begin() as connection:
-                connection.execute(delete(Instance).where(Instance.id == self.token))
+                connection.execute(delete(Instance).where(Instance.id == token))
         except SQLAlchemyError as error:
             log.warning("cannot remove instance %s from the group: %s", self.name, error)
-        self.token = 0

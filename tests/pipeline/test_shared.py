@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from syncd.config import load_config
 from syncd.domain import KeyPairStatus, TaskKind, TaskStatus
@@ -25,10 +28,20 @@ from syncd.google.ratelimit import RateLimiter
 from syncd.pipeline import tasks
 from syncd.pipeline.claims import Claim
 from syncd.pipeline.steps import Outcome
+from syncd.state import instances
 from syncd.state.db import Database
 from syncd.state.instances import Membership
 from syncd.state.lock import pid_namespace
-from syncd.state.models import AuditEvent, Instance, KeyPair, KmsKey, Run, Task, User
+from syncd.state.models import (
+    AuditEvent,
+    Instance,
+    Issuer,
+    KeyPair,
+    KmsKey,
+    Run,
+    Task,
+    User,
+)
 from tests.conftest import admin_connection
 from tests.support.testca import TestHierarchy
 
@@ -267,6 +280,33 @@ def test_a_heartbeat_that_comes_late_after_leaving_does_not_register_again(
         database.close()
 
 
+def test_leaving_waits_only_so_long_for_a_state_store_that_does_not_answer(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stopping daemon must not hang until systemd kills it (a network cut, a hung host)."""
+    database = Database.open(pg_url)
+    answer = threading.Event()
+    try:
+        me = Membership(database, 1).join()
+        monkeypatch.setattr(instances, "LEAVE_SECONDS", 0.5)
+
+        def begin() -> None:  # as a connection through a network cut: no answer, then an error
+            answer.wait(30)
+            raise OperationalError("DELETE FROM instances", None, ConnectionError("timed out"))
+
+        me.database = SimpleNamespace(engine=SimpleNamespace(begin=begin))  # type: ignore[assignment]
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="syncd.instances"):
+            me.leave()
+        assert time.monotonic() - started < 5
+        assert "the state store did not answer" in caplog.text
+    finally:
+        answer.set()
+        with database.engine.begin() as connection:
+            connection.execute(delete(Instance))
+        database.close()
+
+
 def test_the_google_rate_is_divided_among_the_live_members() -> None:
     clock = [0.0]
     slept: list[float] = []
@@ -323,6 +363,87 @@ def _all_done(database: Database, count: int) -> bool:
             )
         ).all()
     return len(set(active)) == count and not open_tasks
+
+
+@pytest.mark.timeout(120)
+def test_a_permanent_failure_is_logged_once_however_often_the_queue_is_polled(
+    shared: Deployment, tmp_path: Path
+) -> None:
+    shared.set_users(sandbox_users(2))
+    shared.update_config(pipeline={"workers": 2, "poll_interval": "1s"})
+    daemon = _start(shared, tmp_path, "a")
+    try:
+        daemon.wait_until(lambda: "pass 1: ok" in daemon.log(), "the first pass")
+        database = Database.open(shared.config.state.url)
+        try:  # the issuing CA's key is gone from the KMS (for good), and a task waits
+            with database.transaction() as session:
+                session.execute(update(Issuer).values(kms_private_key_id="no-such-key"))
+        finally:
+            database.close()
+        _add_pending_verification(shared)
+        mark = len(daemon.log())
+        daemon.wait_until(lambda: "pass failed" in daemon.log()[mark:], "the failure")
+        time.sleep(5)  # about five more polls
+        failures = [line for line in daemon.log()[mark:].splitlines() if "pass failed" in line]
+        assert len(failures) == 1, failures
+    finally:
+        assert daemon.stop() == 0
+
+
+def _add_pending_verification(deploy: Deployment) -> int:
+    """A verification of the first provisioned user's active key pair, queued as another
+    instance's plan enqueues it."""
+    database = Database.open(deploy.config.state.url)
+    try:
+        with database.transaction() as session:
+            active = session.scalars(
+                select(KeyPair)
+                .where(KeyPair.status == KeyPairStatus.ACTIVE)
+                .order_by(KeyPair.user_id)
+            ).first()
+            assert active is not None
+            task = Task(
+                user_id=active.user_id,
+                kind=TaskKind.VERIFY,
+                status=TaskStatus.PENDING,
+                next_step="verify_credential",
+                key_pair_id=active.id,
+                created_at=datetime.now(UTC),
+            )
+            session.add(task)
+            session.flush()
+            return task.id
+    finally:
+        database.close()
+
+
+def _task_status(deploy: Deployment, task_id: int) -> TaskStatus:
+    database = Database.open(deploy.config.state.url)
+    try:
+        with database.sessions() as session:
+            return session.get_one(Task, task_id).status
+    finally:
+        database.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_reload_takes_a_new_poll_interval(shared: Deployment, tmp_path: Path) -> None:
+    shared.set_users(sandbox_users(1))
+    shared.update_config(pipeline={"poll_interval": "1h"})
+    daemon = _start(shared, tmp_path, "a")
+    try:
+        daemon.wait_until(lambda: "pass 1: ok" in daemon.log(), "the first pass")
+        shared.update_config(pipeline={"poll_interval": "1s"})
+        daemon.send(signal.SIGHUP)
+        daemon.wait_until(lambda: "configuration reloaded" in daemon.log(), "the reload")
+        task_id = _add_pending_verification(shared)
+        daemon.wait_until(
+            lambda: _task_status(shared, task_id) is TaskStatus.DONE,
+            "the queued task worked at the new poll interval",
+            30,
+        )
+    finally:
+        assert daemon.stop() == 0
 
 
 @pytest.mark.timeout(240)
