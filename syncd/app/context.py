@@ -167,7 +167,7 @@ class App:
         gmail = GmailCSE(config.google)
         # Only a pass joins the group (pass_context): a check that opens the services does not.
         if (membership := self._membership or self._joined) is not None:
-            gmail.session.limiter.divide_among(membership.group_size)
+            membership.share(gmail.session.limiter)
         return Services(
             keys=self.keyring(need_wrapping_key=True),
             gmail=gmail,

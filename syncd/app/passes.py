@@ -12,6 +12,8 @@ from datetime import timedelta
 from syncd.app.context import App
 from syncd.app.crl import refresh_if_due
 from syncd.directory import open_source
+from syncd.directory.base import DirectorySource
+from syncd.directory.google import GoogleSource
 from syncd.errors import LockHeldError
 from syncd.pipeline import shared
 from syncd.pipeline import sync as pipeline
@@ -51,8 +53,8 @@ def sync_pass(
 ) -> PassResult:
     """One full pass under the run lock (see syncd.pipeline.sync.sync_pass); in a shared
     group, planned under the run lock and worked with the group (syncd.pipeline.shared)."""
-    source = open_source(app.config.directory, app.config.google)
     ctx = _with_crl(app, app.pass_context(allow_mass_deprovision=allow_mass_deprovision))
+    source = _group_source(app, ctx)
     if ctx.membership is not None:
         result = shared.planned_pass(
             ctx, source, on_plan=on_plan, on_done=on_done, stop=stop, on_step=on_step
@@ -62,6 +64,15 @@ def sync_pass(
     return pipeline.sync_pass(
         ctx, source, on_plan=on_plan, on_done=on_done, stop=stop, on_step=on_step
     )
+
+
+def _group_source(app: App, ctx: PassContext) -> DirectorySource:
+    """The directory source of a pass; in a shared group a Google Directory's reads take
+    this member's share of the group's Google rate, as its Gmail calls do."""
+    source = open_source(app.config.directory, app.config.google)
+    if ctx.membership is not None and isinstance(source, GoogleSource):
+        ctx.membership.share(source.directory.session.limiter)
+    return source
 
 
 def scheduled_pass(
@@ -79,7 +90,7 @@ def scheduled_pass(
     if app.config.state.shared:
         ctx = _with_crl(app, app.pass_context())
         try:
-            source = open_source(app.config.directory, app.config.google)
+            source = _group_source(app, ctx)
             result = shared.planned_pass(
                 ctx,
                 source,

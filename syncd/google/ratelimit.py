@@ -6,7 +6,8 @@ at once after an idle spell.
 
 In a shared group (``state.shared``) the rate is the group's: ``divide_among`` gives each
 instance its share, rate and burst divided by the number of live instances (re-read at every
-call, so a member joining or leaving changes the shares within one heartbeat).
+call, so a member joining or leaving changes the shares within one heartbeat; a member that
+joins waits that heartbeat before its first call).
 """
 
 from __future__ import annotations
@@ -34,21 +35,28 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._next = clock()
         self._group_size: Callable[[], int] = lambda: 1
+        self._starting: Callable[[], float] = lambda: 0.0
 
-    def divide_among(self, group_size: Callable[[], int]) -> None:
-        """Keep to a 1/``group_size()`` share of the rate (the instances of a shared group)."""
+    def divide_among(
+        self, group_size: Callable[[], int], starting: Callable[[], float] = lambda: 0.0
+    ) -> None:
+        """Keep to a 1/``group_size()`` share of the rate (the instances of a shared group),
+        and make no call before ``starting()`` (on this limiter's clock): a member joining a
+        group waits until the others have taken their smaller shares."""
         self._group_size = group_size
+        self._starting = starting
 
     def acquire(self) -> float:
         """Wait for this call's slot; returns the seconds waited."""
         members = max(1, self._group_size())
         interval = self._interval * members
         burst = max(1, self._burst // members)
+        starting = self._starting()
         with self._lock:
             now = self._clock()
-            due = max(self._next, now)
+            due = max(self._next, now, starting)
             self._next = due + interval
-        wait = due - now - (burst - 1) * interval
+        wait = max(due - now - (burst - 1) * interval, starting - now)
         if wait > 0:
             self._sleep(wait)
             return wait

@@ -12,8 +12,11 @@ and PID namespace (``pid_namespace``: boot id and namespace inode, not the hostn
 containers and cloned machines share) can tell that a pid is gone; a member elsewhere that dies
 keeps its claims until their leases end (``pipeline.claim_timeout``).
 
-Liveness and leases are compared across hosts, so every heartbeat also compares this host's
-clock with the database server's and warns when they are seconds apart.
+Heartbeats are written and compared in the database server's clock, so liveness does not
+depend on the hosts' clocks; claim leases do, so every heartbeat also compares this host's
+clock with the database server's and warns when they are seconds apart. A member joining a
+group whose others are live starts using its share of the Google rate one heartbeat later,
+once they have taken their smaller shares.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -29,6 +33,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from syncd.domain import TaskStatus
+from syncd.google.ratelimit import RateLimiter
 from syncd.state.db import Database, database_error
 from syncd.state.lock import pid_alive, pid_namespace
 from syncd.state.models import Instance, Task
@@ -68,10 +73,11 @@ def release_claims_of(connection: Connection, token: int) -> int:
     return int(result.rowcount)
 
 
-def clock_skew(connection: Connection, now: datetime) -> timedelta:
-    """How far ``now`` (this host's clock) is ahead of the database server's clock."""
-    database_now = connection.execute(select(func.now())).scalar_one()
-    return now - database_now
+def database_now(connection: Connection) -> datetime:
+    """The database server's clock: heartbeats are written and compared in it, so members
+    count each other live whatever their own clocks say."""
+    value: datetime = connection.execute(select(func.now())).scalar_one()
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def skew_problem(skew: timedelta) -> str | None:
@@ -132,6 +138,7 @@ class Membership:
         self._thread: threading.Thread | None = None
         self._skew_reported = False
         self._unreachable: str | None = None
+        self._share_from = 0.0
 
     @property
     def name(self) -> str:
@@ -140,9 +147,18 @@ class Membership:
     def group_size(self) -> int:
         return self._size
 
+    def share(self, limiter: RateLimiter) -> None:
+        """Make ``limiter`` keep to this member's share of the group's Google rate."""
+        limiter.divide_among(self.group_size, self.share_from)
+
+    def share_from(self) -> float:
+        """When (``time.monotonic()``) this member may start using its share of the group's
+        Google rate: one heartbeat after joining a group whose others were live."""
+        return self._share_from
+
     def join(self) -> Membership:
-        now = self.clock()
         with self.database.engine.begin() as connection:
+            now = database_now(connection)
             self.token = int(
                 connection.execute(
                     insert(Instance)
@@ -158,6 +174,10 @@ class Membership:
                 ).scalar_one()
             )
             self._refresh(connection, now)
+        if self._size > 1:
+            # The others take their smaller shares at their next heartbeat: until then this
+            # member's share would take the group over google.requests_per_second.
+            self._share_from = time.monotonic() + HEARTBEAT_SECONDS
         log.info("joined the shared group as instance %s (token %d)", self.name, self.token)
         self._stop.clear()
         self._thread = threading.Thread(
@@ -167,10 +187,11 @@ class Membership:
         return self
 
     def _refresh(self, connection: Connection, now: datetime) -> None:
+        """Sweep the dead and recount the group at ``now`` (the database's clock)."""
         for line in sweep(connection, now, self.pid_namespace, self.token):
             log.warning("%s", line)
         self._size = max(1, live_count(connection, now))
-        problem = skew_problem(clock_skew(connection, now))
+        problem = skew_problem(self.clock() - now)
         if problem is not None and not self._skew_reported:
             log.warning("%s", problem)
         elif problem is None and self._skew_reported:
@@ -179,8 +200,8 @@ class Membership:
 
     def heartbeat(self) -> None:
         """Prove this member alive, clean up after dead ones, and recount the group."""
-        now = self.clock()
         with self.database.engine.begin() as connection:
+            now = database_now(connection)
             alive = connection.execute(
                 update(Instance).where(Instance.id == self.token).values(heartbeat_at=now)
             ).rowcount

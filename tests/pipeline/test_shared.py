@@ -327,6 +327,43 @@ def test_the_google_rate_is_divided_among_the_live_members() -> None:
     assert slept[-1] == pytest.approx(0.1)
 
 
+def test_a_member_joining_a_live_group_waits_a_heartbeat_before_its_first_call() -> None:
+    clock = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    limiter = RateLimiter(10.0, burst=10, clock=lambda: clock[0], sleep=sleep)
+    # The others recount at their next heartbeat, 5 s from now: not one call before then,
+    # not even the burst an idle limiter allows.
+    limiter.divide_among(lambda: 2, lambda: 105.0)
+    for _ in range(3):
+        limiter.acquire()
+    assert slept[0] == pytest.approx(5.0)
+    assert clock[0] >= 105.0
+
+
+def test_members_count_each_other_live_by_the_databases_clock(pg_url: str) -> None:
+    """Hosts' clocks differ; a member 20 s behind is still live to the others (its rate share
+    stays divided), and it counts them live too."""
+    database = Database.open(pg_url)
+    late = Membership(database, 1, clock=lambda: datetime.now(UTC) - timedelta(seconds=20))
+    on_time = Membership(database, 1)
+    try:
+        late.join()
+        on_time.join()
+        late.heartbeat()
+        on_time.heartbeat()
+        assert (late.group_size(), on_time.group_size()) == (2, 2)
+        assert on_time.share_from() > time.monotonic()  # it joined a live group
+    finally:
+        late.leave()
+        on_time.leave()
+        database.close()
+
+
 def test_sqlite_cannot_be_shared(tmp_path: Path) -> None:
     config = tmp_path / "syncd.yaml"
     config.write_text(
