@@ -156,12 +156,7 @@ def planned_pass(
             run_id = start_run(session, "sync", now)
         bind(pass_id=run_id)
         with crash_recorded(ctx, run_id):
-            the_plan, lost = plan_and_record(ctx, source, fence, run_id, now)
-            if lost is None:
-                try:
-                    fresh_keys = _enqueue(ctx, the_plan.actions, run_id, fence)
-                except LockLostError as error:
-                    lost = error
+            the_plan, queued, lost = plan_and_record(ctx, source, fence, run_id, now)
             if lost is not None:
                 _record_lost(ctx, PassResult(the_plan, run_id=run_id), lost)
                 raise lost
@@ -170,7 +165,7 @@ def planned_pass(
     result = PassResult(the_plan, run_id=run_id)
     with crash_recorded(ctx, run_id):
         result.results = _drain(
-            ctx, run_id, on_done=on_done, stop=stop, on_step=on_step, fresh_keys=fresh_keys
+            ctx, run_id, on_done=on_done, stop=stop, on_step=on_step, fresh_keys=queued.fresh_keys
         )
         return _finish(ctx, result)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from syncd.budget import StopRequested
 from syncd.config import PipelineConfig
@@ -130,24 +131,51 @@ def dry_run(database: Database, snapshot: Snapshot, policy: Policy, now: datetim
     return PassResult(hold_claimed(the_plan, held))
 
 
+@dataclass(frozen=True)
+class Queued:
+    """The tasks a plan's actions were enqueued as, and those whose key is fresh."""
+
+    task_ids: list[int] = field(default_factory=list)
+    fresh_keys: set[int] = field(default_factory=set)
+
+
+def _enqueue_actions(
+    session: Session, actions: Sequence[Action], run_id: int, *, shared: bool
+) -> Queued:
+    fresh_keys: set[int] = set()
+    task_ids = enqueue(session, actions, run_id, utcnow(), fresh_keys, shared=shared)
+    return Queued(task_ids, fresh_keys)
+
+
 def _execute(
     ctx: PassContext,
     actions: Sequence[Action],
     run_id: int,
     fence: Fence,
     on_done: Callable[[TaskResult], None] | None,
-    stop: threading.Event | None = None,
-    on_step: StepObserver | None = None,
 ) -> tuple[list[TaskResult], LockLostError | None]:
-    """Enqueue and run the actions; the results, and the error if the lock was lost."""
+    """Enqueue and run the actions (a resync's); the results, and the error if the lock was
+    lost."""
     try:
         with ctx.database.transaction() as session:
             fencing.prove(session.connection(), fence.token)
-            fresh_keys: set[int] = set()
-            task_ids = enqueue(session, actions, run_id, utcnow(), fresh_keys)
+            queued = _enqueue_actions(session, actions, run_id, shared=False)
     except LockLostError as error:
         return [], error
-    if not task_ids:
+    return _run_queued(ctx, queued, run_id, fence, on_done)
+
+
+def _run_queued(
+    ctx: PassContext,
+    queued: Queued,
+    run_id: int,
+    fence: Fence,
+    on_done: Callable[[TaskResult], None] | None,
+    stop: threading.Event | None = None,
+    on_step: StepObserver | None = None,
+) -> tuple[list[TaskResult], LockLostError | None]:
+    """Run the queued tasks; the results, and the error if the lock was lost."""
+    if not queued.task_ids:
         return [], None
     services = ctx.services()
     runner = Runner(
@@ -159,10 +187,10 @@ def _execute(
         on_done=on_done,
         stop=stop,
         on_step=on_step,
-        fresh_keys=fresh_keys,
+        fresh_keys=queued.fresh_keys,
     )
     try:
-        return runner.run(task_ids), runner.lock_lost
+        return runner.run(queued.task_ids), runner.lock_lost
     finally:
         services.keys.close()  # a KMS's connections end with the pass
 
@@ -254,25 +282,27 @@ def sync_pass(
             run_id = start_run(session, "sync", now)
         bind(pass_id=run_id)
         with crash_recorded(ctx, run_id):
-            the_plan, lost = plan_and_record(ctx, source, fence, run_id, now)
+            the_plan, queued, lost = plan_and_record(ctx, source, fence, run_id, now)
             if lost is not None:
                 return _finish(ctx, PassResult(the_plan, run_id=run_id), fence, lost)
             if on_plan is not None:
                 on_plan(the_plan)
             result = PassResult(the_plan, run_id=run_id)
-            result.results, lost = _execute(
-                ctx, the_plan.actions, run_id, fence, on_done, stop, on_step
-            )
+            result.results, lost = _run_queued(ctx, queued, run_id, fence, on_done, stop, on_step)
             return _finish(ctx, result, fence, lost)
 
 
 def plan_and_record(
     ctx: PassContext, source: DirectorySource, fence: Fence, run_id: int, now: datetime
-) -> tuple[Plan, LockLostError | None]:
-    """Read the directory, plan against the store and record the snapshot (proving the
-    run-lock token); the plan, and the error if the lock was lost. Users with a task another
-    process holds a live claim on are held (in a shared group: any claim, this instance's
-    own workers included)."""
+) -> tuple[Plan, Queued, LockLostError | None]:
+    """Read the directory, plan against the store, record the snapshot and enqueue the
+    plan's actions (proving the run-lock token); the plan, what was queued, and the error if
+    the lock was lost. Users with a task another process holds a live claim on are held (in a
+    shared group: any claim, this instance's own workers included).
+
+    The snapshot and the tasks are one transaction: recording applies a rename's new address
+    and a reassigned address's new directory id, which the next plan no longer sees as
+    changes, so a pass stopped between the two would lose the rename or reassignment."""
     holds_for = None if ctx.membership is not None else fence.token
     try:
         snapshot = source.read(now)
@@ -313,10 +343,13 @@ def plan_and_record(
                     code=the_plan.blocked_code,
                     users=[a.email for a in the_plan.blocked_deprovisions],
                 )
+            queued = _enqueue_actions(
+                session, the_plan.actions, run_id, shared=ctx.membership is not None
+            )
     except LockLostError as error:
-        return the_plan, error
+        return the_plan, Queued(), error
     skipped.log_changes(changes)
-    return the_plan, None
+    return the_plan, queued, None
 
 
 def resync_plan(
