@@ -491,14 +491,12 @@ def test_three_instances_share_a_pass_and_take_over_a_killed_ones_tasks(
     shared.set_users(emails)
     database = Database.open(shared.config.state.url)
     # The second instance kills itself (SIGKILL) the third time a key pair upload reached
-    # Gmail, before recording it: mid-pass, with claims held and an effect unrecorded.
-    daemons = [
-        _start(shared, tmp_path, "a"),
-        _start(shared, tmp_path, "b", SYNCD_CRASH_AT="after:upload_keypair:3"),
-        _start(shared, tmp_path, "c"),
-    ]
+    # Gmail, before recording it: mid-pass, with claims held and an effect unrecorded. It
+    # starts first: an instance joining a live group makes no Google call for a heartbeat.
+    killed = _start(shared, tmp_path, "b", SYNCD_CRASH_AT="after:upload_keypair:3")
+    killed.wait_until(lambda: "joined the shared group" in killed.log(), "instance b to join")
+    daemons = [_start(shared, tmp_path, "a"), killed, _start(shared, tmp_path, "c")]
     try:
-        killed = daemons[1]
         wait_until(lambda: killed.process.poll() is not None, "instance b to be killed", 120)
         assert killed.process.returncode == -signal.SIGKILL
         wait_until(
