@@ -366,7 +366,7 @@ def resync_plan(
         views = plan_state.load_views(session)
         held = plan_state.held_by_others(session, holds_for, now)
     wanted = (
-        [e.strip().lower() for e in emails]
+        list(dict.fromkeys(e.strip().lower() for e in emails))  # a user named twice: once
         if emails is not None
         else [v.email for v in views if v.in_scope and v.active is not None]
     )

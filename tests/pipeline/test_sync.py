@@ -173,6 +173,8 @@ def test_resync_repairs_and_force_replaces(deployment: Deployment) -> None:
     repaired = deployment.syncd("resync", "--user", email)
     assert repaired.returncode == 0, repaired.stderr
     assert assert_provisioned(deployment, email) == first
+    twice = deployment.syncd("resync", "--user", email, "--user", email.upper())
+    assert twice.returncode == 0, twice.stderr  # one task, not two for one user
 
     forced = deployment.syncd("resync", "--user", email, "--force")
     assert forced.returncode == 0, forced.stderr
