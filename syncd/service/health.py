@@ -13,7 +13,6 @@ Healthy means both:
 
 from __future__ import annotations
 
-import socket
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -23,7 +22,7 @@ from sqlalchemy import select, text
 from syncd.config import Config
 from syncd.errors import SyncdError
 from syncd.state.db import Database
-from syncd.state.lock import pid_alive
+from syncd.state.lock import pid_alive, pid_namespace
 from syncd.state.tables import runs
 
 CRON_ONLY_MAX_AGE = 25 * 3600.0
@@ -78,6 +77,7 @@ class PassRow:
     summary: dict[str, Any]
     host: str
     pid: int
+    pid_namespace: str | None
 
 
 def max_age(config: Config) -> float:
@@ -137,25 +137,29 @@ def judge_finished(run: Pass, age: float, limit: float) -> Check:
     return Check("last pass", True, described)
 
 
-def process_alive(host: str, pid: int) -> bool | None:
-    """Whether process ``pid`` runs on ``host``; None when that cannot be told from here."""
-    if host != socket.gethostname() or pid <= 0:
+def process_alive(pid: int, namespace: str | None) -> bool | None:
+    """Whether process ``pid`` of PID ``namespace`` (``runs.pid_namespace``) still runs; None
+    when that cannot be told from here (another host, container or boot)."""
+    if namespace is None or namespace != pid_namespace() or pid <= 0:
         return None
     return pid_alive(pid)
 
 
-def abandoned(open_runs: list[Pass], now: datetime, limit: float) -> list[Pass]:
-    """Unfinished passes whose process is gone: passes never run two at once, so any but the
-    newest is gone; the newest is gone when its process is (same host) or, elsewhere, when it
-    has run longer than ``limit``."""
-    gone = list(open_runs[:-1])
-    if open_runs:
-        newest = open_runs[-1]
-        alive = process_alive(newest.host, newest.pid)
+def abandoned(
+    open_runs: list[PassRow], now: datetime, limit: float, *, shared: bool = False
+) -> list[PassRow]:
+    """Unfinished passes whose process is gone. Alone, passes never run two at once, so any
+    but the newest is gone; in a shared group (``shared``) instances' passes overlap, so each
+    is judged as the newest is: gone when its process is known to be, or, when that cannot be
+    told from here, when it has run longer than ``limit``."""
+    judged = open_runs if shared else open_runs[-1:]
+    gone = [] if shared else list(open_runs[:-1])
+    for run in judged:
+        alive = process_alive(run.pid, run.pid_namespace)
         if alive is None:
-            alive = (now - newest.started_at).total_seconds() <= limit
+            alive = (now - run.started_at).total_seconds() <= limit
         if not alive:
-            gone.append(newest)
+            gone.append(run)
     return gone
 
 
@@ -180,9 +184,9 @@ def _last_pass(database: Database, config: Config, now: datetime) -> Check:
         if run is not None:
             later = later.where(runs.c.id > run.id)
         found = connection.execute(later.order_by(runs.c.id)).mappings()
-        open_runs: list[Pass] = [PassRow(**row) for row in found]
+        open_runs = [PassRow(**row) for row in found]
     limit = max_age(config)
-    dead = abandoned(open_runs, now, limit)
+    dead = abandoned(open_runs, now, limit, shared=config.state.shared)
     if dead:
         first = dead[0]
         more = f" ({len(dead)} such passes)" if len(dead) > 1 else ""

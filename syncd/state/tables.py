@@ -70,6 +70,7 @@ runs = table(
     column("summary", JSON),
     column("host", String),
     column("pid", Integer),
+    column("pid_namespace", String),
 )
 
 audit_log = table(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from syncd.app.passes import sync_pass
-from syncd.service.health import Health, check_health
+from syncd.service.health import Health, PassRow, abandoned, check_health
+from syncd.state.lock import pid_namespace
 
 from .conftest import Deployment, sandbox_users
 
@@ -119,3 +121,23 @@ def test_a_pass_that_lost_the_run_lock_is_unhealthy() -> None:
     check = judge_finished(run, age=10.0, limit=3600.0)
     assert not check.ok
     assert "lost the run lock to another syncd process" in check.detail
+
+
+def _open_pass(number: int, started: datetime, pid: int, namespace: str | None) -> PassRow:
+    return PassRow(number, started, None, None, {}, "a-host", pid, namespace)
+
+
+def test_overlapping_passes_of_a_shared_group_are_not_taken_for_dead() -> None:
+    """Instances of a shared group run passes at once; health judges each by its process,
+    looked up only in its own PID namespace (a hostname shared by containers tells nothing)."""
+    now = datetime.now(UTC)
+    here, dead_pid = pid_namespace(), 2**22 + 4321  # above the default pid_max
+    draining = _open_pass(1, now - timedelta(minutes=5), os.getpid(), here)
+    planning = _open_pass(2, now - timedelta(minutes=1), os.getpid(), here)
+    assert abandoned([draining, planning], now, 3600, shared=True) == []
+    assert abandoned([draining, planning], now, 3600) == [draining]  # alone: one at a time
+    killed = _open_pass(3, now - timedelta(minutes=1), dead_pid, here)
+    elsewhere = _open_pass(4, now - timedelta(minutes=1), dead_pid, "another-boot-id:4026531836")
+    assert abandoned([draining, killed, elsewhere], now, 3600, shared=True) == [killed]
+    stale = _open_pass(5, now - timedelta(hours=2), dead_pid, None)  # cannot be told: too old
+    assert abandoned([stale, planning], now, 3600, shared=True) == [stale]
