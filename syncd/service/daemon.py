@@ -59,6 +59,7 @@ from syncd.pipeline.runner import TaskResult
 from syncd.pipeline.shared import min_gap, nothing_to_claim
 from syncd.pipeline.sync import PassResult
 from syncd.service.metrics import Metrics
+from syncd.service.progress import PassProgress
 from syncd.service.sdnotify import notify, watchdog_period
 from syncd.state.db import Database, database_error
 from syncd.state.instances import Membership
@@ -121,38 +122,6 @@ def register_config_secrets(config: Config) -> None:
             register_secret(str(info.get("private_key", "")))
             register_secret(str(info.get("private_key_id", "")))
     register_secret(make_url(config.state.url).password)
-
-
-class PassProgress:
-    """Whether the running pass (if any) makes progress: a step or a task finished lately.
-
-    Written by the pass's threads (:meth:`started`, :meth:`advanced`, :meth:`ended`), read by
-    the main loop before each watchdog ping (:meth:`stalled_for`).
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._running = False
-        self._last = clock()
-
-    def started(self) -> None:
-        with self._lock:
-            self._running, self._last = True, self._clock()
-
-    def advanced(self) -> None:
-        with self._lock:
-            self._last = self._clock()
-
-    def ended(self) -> None:
-        with self._lock:
-            self._running, self._last = False, self._clock()
-
-    def stalled_for(self, limit: float) -> float | None:
-        """Seconds since the running pass last made progress, if more than ``limit``."""
-        with self._lock:
-            quiet = self._clock() - self._last
-            return quiet if self._running and quiet > limit else None
 
 
 class Daemon:

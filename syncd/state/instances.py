@@ -28,12 +28,12 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from syncd.domain import TaskStatus
-from syncd.google.ratelimit import RateLimiter
 from syncd.state.db import Database, database_error
 from syncd.state.lock import pid_alive, pid_namespace
 from syncd.state.models import Instance, Task
@@ -117,6 +117,14 @@ def sweep(connection: Connection, now: datetime, namespace: str | None, me: int)
     return done
 
 
+class Divisible(Protocol):
+    """A rate limiter that keeps to a share of a group's rate (syncd.google.ratelimit)."""
+
+    def divide_among(
+        self, group_size: Callable[[], int], starting: Callable[[], float] = ...
+    ) -> None: ...
+
+
 class Membership:
     """This process's membership of the group: register, heartbeat, leave.
 
@@ -147,7 +155,7 @@ class Membership:
     def group_size(self) -> int:
         return self._size
 
-    def share(self, limiter: RateLimiter) -> None:
+    def share(self, limiter: Divisible) -> None:
         """Make ``limiter`` keep to this member's share of the group's Google rate."""
         limiter.divide_among(self.group_size, self.share_from)
 
