@@ -50,8 +50,8 @@ LEAVE_SECONDS = 10.0
 """How long leaving waits for the state store to remove the member: a database that stopped
 answering must not hold a stopping daemon until systemd kills it."""
 CLOCK_SKEW_WARNING = timedelta(seconds=2)
-"""Members compare heartbeats and claim leases written by other hosts' clocks: a clock this
-far from the database's is reported (once, until it is back)."""
+"""Members take over claims whose leases other hosts' clocks wrote: a clock this far from the
+database's is reported (once, until it is back)."""
 
 
 def _now() -> datetime:
@@ -87,9 +87,8 @@ def skew_problem(skew: timedelta) -> str | None:
     way = "ahead of" if skew > timedelta(0) else "behind"
     return (
         f"this host's clock is {abs(skew.total_seconds()):.1f} s {way} the database server's: "
-        f"members count each other live for {LIVE_FOR.total_seconds():.0f} s after a "
-        "heartbeat and take over claims whose lease (pipeline.claim_timeout) ended by their "
-        "own clocks; synchronise the hosts' clocks (NTP)"
+        "claim leases (pipeline.claim_timeout) are written and taken over by the members' own "
+        "clocks; synchronise the hosts' clocks (NTP)"
     )
 
 
@@ -216,8 +215,8 @@ class Membership:
             if alive != 1:
                 if self._stop.is_set():  # a late beat of a member leaving: it was removed
                     return
-                # Removed by another member (this host's clock or pid looked dead to it):
-                # register again under the same token, so this member's claims stay valid.
+                # Removed by another member (its heartbeat a day old, or its pid taken for
+                # gone): register again under the same token, so its claims stay valid.
                 connection.execute(
                     insert(Instance).values(
                         id=self.token,

@@ -61,7 +61,8 @@ def _held_by(task: Row | None, claimants: dict[int, str], now: datetime) -> str 
 
 def instance_status(session: Session | Connection, now: datetime) -> list[dict[str, Any]]:
     """One row per member of a shared group (``state.shared``): who, since when, whether its
-    heartbeat is recent, and how many tasks it holds a live claim on."""
+    heartbeat is recent (by the database server's clock, in which it is written), and how many
+    tasks it holds a live claim on (at ``now``)."""
     claimed: dict[int, int] = {
         int(token): int(count)
         for token, count in session.execute(
@@ -77,11 +78,16 @@ def instance_status(session: Session | Connection, now: datetime) -> list[dict[s
             "token": row.id,
             "started": row.started_at,
             "heartbeat": row.heartbeat_at,
-            "live": row.heartbeat_at > now - INSTANCE_LIVE_FOR,
+            "live": row.live,
             "workers": row.workers,
             "claimed_tasks": int(claimed.get(row.id, 0)),
         }
-        for row in session.execute(select(instances).order_by(instances.c.id))
+        for row in session.execute(
+            # Heartbeats are written in the database server's clock (syncd.state.instances).
+            select(
+                instances, (instances.c.heartbeat_at > func.now() - INSTANCE_LIVE_FOR).label("live")
+            ).order_by(instances.c.id)
+        )
     ]
 
 

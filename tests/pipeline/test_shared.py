@@ -307,15 +307,20 @@ def test_leaving_waits_only_so_long_for_a_state_store_that_does_not_answer(
         database.close()
 
 
-def test_the_google_rate_is_divided_among_the_live_members() -> None:
-    clock = [0.0]
+def _limiter_on_a_fake_clock(burst: int, start: float) -> tuple[RateLimiter, list[float]]:
+    """10 calls a second; its clock moves only by what it sleeps (the sleeps listed)."""
+    clock = [start]
     slept: list[float] = []
 
     def sleep(seconds: float) -> None:
         slept.append(seconds)
         clock[0] += seconds
 
-    limiter = RateLimiter(10.0, burst=1, clock=lambda: clock[0], sleep=sleep)
+    return RateLimiter(10.0, burst=burst, clock=lambda: clock[0], sleep=sleep), slept
+
+
+def test_the_google_rate_is_divided_among_the_live_members() -> None:
+    limiter, slept = _limiter_on_a_fake_clock(burst=1, start=0.0)
     members = [3]
     limiter.divide_among(lambda: members[0])
     for _ in range(4):
@@ -328,21 +333,14 @@ def test_the_google_rate_is_divided_among_the_live_members() -> None:
 
 
 def test_a_member_joining_a_live_group_waits_a_heartbeat_before_its_first_call() -> None:
-    clock = [100.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock[0] += seconds
-
-    limiter = RateLimiter(10.0, burst=10, clock=lambda: clock[0], sleep=sleep)
+    limiter, slept = _limiter_on_a_fake_clock(burst=10, start=100.0)
     # The others recount at their next heartbeat, 5 s from now: not one call before then,
     # not even the burst an idle limiter allows.
     limiter.divide_among(lambda: 2, lambda: 105.0)
     for _ in range(3):
         limiter.acquire()
     assert slept[0] == pytest.approx(5.0)
-    assert clock[0] >= 105.0
+    assert 100.0 + sum(slept) >= 105.0  # the clock, moved only by the sleeps
 
 
 def test_members_count_each_other_live_by_the_databases_clock(pg_url: str) -> None:
